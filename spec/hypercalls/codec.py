@@ -1,0 +1,84 @@
+"""Calling conventions: codecs between a register file and a typed call.
+
+* ``arm64``: HVC with the function id in w0 (the upper half of x0 is ignored, SMCCC 2.6),
+  arguments in x1..x7, the result in x0 (x1..x3 cleared).
+* ``x86_64``: VMCALL with the function id in eax, arguments in rdi, rsi, rdx, r10, r8, r9
+  (Xen's and Linux's hypercall order), the result in rax.
+
+SMC32/HVC32 functions read only the low 32 bits of each argument register (SMCCC 2.6).
+The decoder is total: every 64-bit value of every register yields either a :class:`Call`
+or a :class:`DecodeError` with the code the caller sees.  It runs unchanged on Z3 words.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from spec import logic
+from spec.hypercalls.abi import CONVENTIONS, HV_ERRORS, TABLE, Row
+
+__all__ = ["Call", "DecodeError", "decode", "encode_call", "encode_result", "registers"]
+
+
+@attrs.frozen
+class Call:
+    row: Row
+    args: tuple[Any, ...]
+
+
+@attrs.frozen
+class DecodeError:
+    code: int  # negative; NOT_SUPPORTED and INVALID_PARAMETERS are -1 / -2 in both spaces
+    reason: str
+    row: Row | None = None
+
+
+NOT_SUPPORTED = HV_ERRORS["NOT_SUPPORTED"]
+INVALID_PARAMETERS = HV_ERRORS["INVALID_PARAMETERS"]
+
+
+def registers(conv: str) -> tuple[str, ...]:
+    """Every register the convention reads."""
+    c = CONVENTIONS[conv]
+    return (c["id"], *c["args"])
+
+
+def decode(regs: Mapping[str, Any], conv: str) -> Call | DecodeError:
+    """The typed call a register file asks for, or why it asks for none."""
+    c = CONVENTIONS[conv]
+    fid = logic.bits(regs[c["id"]], 0, 32)
+    for row in TABLE:
+        if fid == row.function_id:
+            return _decode_args(row, regs, c["args"])
+    return DecodeError(NOT_SUPPORTED, "unknown function id")
+
+
+def _decode_args(row: Row, regs: Mapping[str, Any], names: tuple[str, ...]) -> Call | DecodeError:
+    limit = 64 if row.smc64 else 32
+    values = []
+    for arg, reg in zip(row.args, names, strict=False):
+        raw = regs[reg]
+        if arg.width < limit and logic.bits(raw, arg.width, limit - arg.width) != 0:
+            return DecodeError(INVALID_PARAMETERS, f"reserved bits set in {arg.name}", row)
+        values.append(logic.bits(raw, 0, arg.width))
+    return Call(row, tuple(values))
+
+
+def encode_call(row: Row, args: tuple[int, ...], conv: str) -> dict[str, int]:
+    """A register file that asks for ``row`` with ``args`` (other registers zero)."""
+    c = CONVENTIONS[conv]
+    regs = dict.fromkeys(registers(conv), 0)
+    regs[c["id"]] = row.function_id
+    for reg, value in zip(c["args"], args, strict=False):
+        regs[reg] = logic.word(value)
+    return regs
+
+
+def encode_result(ret: Any, conv: str) -> dict[str, Any]:
+    """The register file a caller sees after the call returns ``ret`` (a word)."""
+    out = dict.fromkeys(CONVENTIONS[conv]["result"], 0)
+    out[CONVENTIONS[conv]["result"][0]] = ret
+    return out

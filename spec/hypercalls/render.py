@@ -1,0 +1,77 @@
+"""Human-readable renderings of the ABI table (``pvspec abi`` and ``docs/ABI.md``)."""
+
+from __future__ import annotations
+
+from spec.hypercalls.abi import ABI_VERSION, CONVENTIONS, ERROR_SPACES, EVENTS, TABLE
+
+
+def _args(row_args: tuple) -> str:
+    return ", ".join(f"{a.name}:{a.width}" for a in row_args) or "-"
+
+
+def text_table() -> str:
+    """A terminal table: one line per hypercall."""
+    head = f"{'name':26} {'function id':>11} {'conv':5} {'caller':7} {'errors':6} arguments"
+    lines = [f"pvspec hypercall ABI {ABI_VERSION}", head, "-" * len(head)]
+    for row in TABLE:
+        lines.append(
+            f"{row.name:26} {row.function_id:#010x}  {'64' if row.smc64 else '32':5} "
+            f"{row.caller:7} {row.space:6} {_args(row.args)}"
+        )
+    return "\n".join(lines)
+
+
+def markdown() -> str:
+    """The whole ABI as Markdown; ``docs/ABI.md`` is exactly this text."""
+    out = [
+        f"# pvspec hypercall ABI {ABI_VERSION}",
+        "",
+        "Generated from `spec/hypercalls/abi.py` by `pvspec abi --markdown`; do not edit.",
+        "",
+        "## Calling conventions",
+        "",
+        "| convention | function id | arguments | result |",
+        "|---|---|---|---|",
+    ]
+    for name, c in CONVENTIONS.items():
+        out.append(f"| {name} | {c['id']} (low 32 bits) | {', '.join(c['args'])} | "
+                   f"{', '.join(c['result'])} (first: signed result; others zero) |")
+    out += [
+        "",
+        "Function ids follow SMCCC: bit 31 fast call, bit 30 64-bit convention, bits 29:24",
+        "owning entity, bits 23:16 reserved (non-zero: unknown function), bits 15:0 number.",
+        "An unknown id returns NOT_SUPPORTED (-1). A set bit above an argument's width returns",
+        "INVALID_PARAMETERS (-2) before any other check; 32-bit calls read only the low half",
+        "of each argument register. A result is non-negative on success, negative on error.",
+        "",
+        "## Error codes",
+        "",
+        "| space | " + " | ".join(sorted({n for s in ERROR_SPACES.values() for n in s})) + " |",
+        "|---|" + "---|" * len({n for s in ERROR_SPACES.values() for n in s}),
+    ]
+    names = sorted({n for s in ERROR_SPACES.values() for n in s})
+    for space, codes in ERROR_SPACES.items():
+        out.append(f"| {space} | " + " | ".join(str(codes.get(n, "")) for n in names) + " |")
+    out += ["", "## Hypercalls", "", "| name | function id | caller | errors (precedence) | "
+            "returns | clause |", "|---|---|---|---|---|---|"]
+    for row in TABLE:
+        out.append(f"| {row.name} | `{row.function_id:#010x}` | {row.caller} | "
+                   f"{', '.join(row.errors)} ({row.space}) | {row.returns} | {row.clause} |")
+    out += ["", "## Arguments", ""]
+    for row in TABLE:
+        out.append(f"### {row.name}")
+        out.append("")
+        if not row.args:
+            out += ["No arguments.", ""]
+            continue
+        out += ["| register (arm64 / x86_64) | field | width | kind | meaning |",
+                "|---|---|---|---|---|"]
+        for i, a in enumerate(row.args):
+            regs = f"{CONVENTIONS['arm64']['args'][i]} / {CONVENTIONS['x86_64']['args'][i]}"
+            out.append(f"| {regs} | {a.name} | {a.width} | {a.kind} | {a.meaning} |")
+        out.append("")
+    out += ["## Environment events", "", "Not hypercalls: things that happen to the machine. "
+            "The proofs cover them too.", "", "| event | arguments | meaning |", "|---|---|---|"]
+    for e in EVENTS:
+        out.append(f"| {e.name} | {_args(e.args)} | {e.clause} |")
+    return "\n".join(out) + "\n"

@@ -1,0 +1,214 @@
+"""One vocabulary for two interpretations: concrete Python values and Z3 terms.
+
+The spec is written once, in ordinary Python, and run twice:
+
+* on ``int`` / ``bool`` values, for Hypothesis, the conformance oracle and the CLI;
+* on Z3 bit-vector and Boolean terms, for the proofs (see :mod:`spec.symbolic`).
+
+Numbers in the spec are unsigned machine words.  Concretely they are Python ``int``;
+symbolically they are 64-bit Z3 bit-vectors (:data:`WORD`).  Python's ``<`` and ``>>``
+mean *signed* compare and *arithmetic* shift on Z3 bit-vectors, so spec code never uses
+them on words: it uses :func:`ult`, :func:`ule` and :func:`bits` instead, which mean the
+same thing under both interpretations.
+
+Branching is plain ``if``: under :func:`spec.symbolic.explore` a symbolic condition
+forks the execution.  Data-parallel updates (every frame, every port) use :func:`ite`,
+:func:`select` and :func:`store`, which never fork.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+import z3
+
+WORD = 64
+MASK64 = (1 << WORD) - 1
+
+T = TypeVar("T")
+
+
+def is_sym(x: object) -> bool:
+    """True when ``x`` is a Z3 term rather than a concrete value."""
+    return isinstance(x, z3.ExprRef)
+
+
+def word(x: int | z3.BitVecRef) -> int | z3.BitVecRef:
+    """Coerce a word to 64 bits (identity on Z3 words, mask on ints)."""
+    if is_sym(x):
+        return x
+    return int(x) & MASK64
+
+
+def ite(cond: Any, then: T, other: T) -> T:
+    """``then if cond else other`` without forking; lifts to ``z3.If`` on terms."""
+    if is_sym(cond):
+        if is_sym(then) or is_sym(other) or isinstance(then, bool | int):
+            return z3.If(cond, _lift(then, other), _lift(other, then))
+        raise TypeError(f"ite over non-scalar {type(then).__name__}")
+    return then if cond else other
+
+
+def _lift(x: Any, like: Any) -> Any:
+    if is_sym(x):
+        return x
+    if isinstance(x, bool):
+        return z3.BoolVal(x)
+    width = like.size() if isinstance(like, z3.BitVecRef) else WORD
+    return z3.BitVecVal(int(x) & ((1 << width) - 1), width)
+
+
+def and_(*xs: Any) -> Any:
+    """Conjunction that never forks (``and`` would, under exploration)."""
+    xs = _flat(xs)
+    if any(is_sym(x) for x in xs):
+        return z3.And(*[_lift(x, True) for x in xs])
+    return all(xs)
+
+
+def or_(*xs: Any) -> Any:
+    """Disjunction that never forks."""
+    xs = _flat(xs)
+    if any(is_sym(x) for x in xs):
+        return z3.Or(*[_lift(x, True) for x in xs])
+    return any(xs)
+
+
+def not_(x: Any) -> Any:
+    return z3.Not(x) if is_sym(x) else not x
+
+
+def implies(a: Any, b: Any) -> Any:
+    return or_(not_(a), b)
+
+
+def _flat(xs: Iterable[Any]) -> list[Any]:
+    out: list[Any] = []
+    for x in xs:
+        if isinstance(x, list | tuple) or (hasattr(x, "__next__")):
+            out.extend(_flat(x))
+        else:
+            out.append(x)
+    return out
+
+
+def all_(xs: Iterable[Any]) -> Any:
+    return and_(*list(xs))
+
+
+def any_(xs: Iterable[Any]) -> Any:
+    return or_(*list(xs))
+
+
+def ult(a: Any, b: Any) -> Any:
+    """Unsigned ``a < b``."""
+    if is_sym(a) or is_sym(b):
+        return z3.ULT(_lift(a, b), _lift(b, a))
+    return a < b
+
+
+def ule(a: Any, b: Any) -> Any:
+    """Unsigned ``a <= b``."""
+    if is_sym(a) or is_sym(b):
+        return z3.ULE(_lift(a, b), _lift(b, a))
+    return a <= b
+
+
+def bits(x: Any, lo: int, width: int) -> Any:
+    """The unsigned field ``x[lo + width - 1 : lo]`` as a word."""
+    mask = (1 << width) - 1
+    if is_sym(x):
+        return z3.LShR(x, lo) & mask if lo else x & mask
+    return (x >> lo) & mask
+
+
+def bit(x: Any, i: Any) -> Any:
+    """Bit ``i`` of ``x`` as a Boolean (``i`` may be symbolic)."""
+    if is_sym(x) or is_sym(i):
+        return (z3.LShR(_lift(x, i), _lift(i, x)) & 1) == 1
+    return (x >> i) & 1 == 1
+
+
+def set_bit(x: Any, i: Any, on: Any) -> Any:
+    """``x`` with bit ``i`` set to ``on``."""
+    if is_sym(x) or is_sym(i) or is_sym(on):
+        one = _lift(1, x if is_sym(x) else i)
+        m = one << _lift(i, one)
+        return ite(on, _lift(x, m) | m, _lift(x, m) & ~m)
+    return (x | (1 << i)) if on else (x & ~(1 << i))
+
+
+def add(a: Any, b: Any) -> Any:
+    """Wrapping 64-bit addition."""
+    if is_sym(a) or is_sym(b):
+        return _lift(a, b) + _lift(b, a)
+    return (a + b) & MASK64
+
+
+def sub(a: Any, b: Any) -> Any:
+    """Wrapping 64-bit subtraction."""
+    if is_sym(a) or is_sym(b):
+        return _lift(a, b) - _lift(b, a)
+    return (a - b) & MASK64
+
+
+def select(seq: Sequence[T], idx: Any, default: T | None = None) -> T:
+    """``seq[idx]``; a symbolic index becomes an ``If`` chain.
+
+    Out of range, ``default`` is returned (concretely and symbolically); without a
+    default, a symbolic out-of-range index reads the last slot, so callers check bounds.
+    """
+    if is_sym(idx):
+        if default is None:
+            out, slots = seq[-1], range(len(seq) - 1)
+        else:
+            out, slots = default, range(len(seq))
+        for i in reversed(slots):
+            out = ite(idx == i, seq[i], out)
+        return out
+    if 0 <= idx < len(seq):
+        return seq[idx]
+    if default is None:
+        raise IndexError(idx)
+    return default
+
+
+def store(seq: tuple[T, ...], idx: Any, value: T) -> tuple[T, ...]:
+    """``seq`` with ``seq[idx] = value``; out-of-range indices change nothing."""
+    if is_sym(idx):
+        return tuple(ite(idx == i, value, old) for i, old in enumerate(seq))
+    if 0 <= idx < len(seq):
+        return (*seq[:idx], value, *seq[idx + 1 :])
+    return seq
+
+
+def update_where(seq: tuple[T, ...], fn: Callable[[int, T], T]) -> tuple[T, ...]:
+    """Apply ``fn(i, old)`` to every slot: the data-parallel update."""
+    return tuple(fn(i, old) for i, old in enumerate(seq))
+
+
+def count(conds: Iterable[Any]) -> Any:
+    """How many of ``conds`` hold, as a word."""
+    conds = list(conds)
+    if any(is_sym(c) for c in conds):
+        return z3.Sum([z3.If(_lift(c, True), z3.BitVecVal(1, WORD), z3.BitVecVal(0, WORD))
+                       for c in conds])
+    return sum(1 for c in conds if c)
+
+
+def first(conds: Sequence[Any], none: int) -> Any:
+    """Index of the first true condition, or ``none``: the spec's deterministic choice."""
+    out: Any = none
+    for i in range(len(conds) - 1, -1, -1):
+        out = ite(conds[i], i, out)
+    return out
+
+
+def concrete(x: Any) -> Any:
+    """Python value of a closed Z3 term (used when printing counterexamples)."""
+    if isinstance(x, z3.BoolRef):
+        return z3.is_true(z3.simplify(x))
+    if isinstance(x, z3.BitVecRef):
+        return z3.simplify(x).as_long()
+    return x

@@ -1,0 +1,59 @@
+"""The hypervisor as one step function: a register file in, a register file out.
+
+``step`` is what a guest sees: decode (ABI codec), check the caller, run the transition,
+encode the result.  ``apply`` does the same for an already-typed call, and ``event``
+for what happens without a hypercall (a vCPU starting, a device interrupt).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from spec import logic
+from spec.hypercalls.abi import EVENT_BY_NAME, Row
+from spec.hypercalls.codec import Call, DecodeError, decode, encode_result
+from spec.logic import and_, select, ult
+from spec.state import CONTROL, ON, RUNNING, State
+from spec.transitions import EVENT_HANDLERS, HANDLERS, Caller
+
+__all__ = ["apply", "can_call", "event", "step"]
+
+
+def can_call(s: State, vm: Any, vcpu: Any) -> Any:
+    """A hypercall can only come from an ON vCPU of a RUNNING VM."""
+    cfg = s.cfg
+    return and_(
+        ult(vm, cfg.n_vms), ult(vcpu, cfg.n_vcpus),
+        select(s.vm_state, vm, 0) == RUNNING,
+        select(s.vcpu, s.vc(vm, vcpu), 0) == ON,
+    )
+
+
+def apply(s: State, caller: Caller, call: Call | DecodeError) -> tuple[State, Any]:
+    """The transition for a decoded call, with the caller and privilege checks first.
+
+    Precedence: decode errors, then an impossible caller, then privilege, then the
+    handler's own guards in ABI-table order.
+    """
+    if isinstance(call, DecodeError):
+        return s, logic.word(call.code)
+    row: Row = call.row
+    if not can_call(s, caller.vm, caller.vcpu):
+        return s, logic.word(row.error("DENIED"))
+    if row.caller == "control" and caller.vm != CONTROL:
+        return s, logic.word(row.error("DENIED"))
+    return HANDLERS[row.handler](s, caller, row, *call.args)
+
+
+def step(
+    s: State, vm: Any, vcpu: Any, regs: Mapping[str, Any], conv: str = "arm64"
+) -> tuple[State, dict[str, Any]]:
+    """One hypercall as the guest makes it: registers in, registers out."""
+    s2, ret = apply(s, Caller(vm, vcpu), decode(regs, conv))
+    return s2, encode_result(ret, conv)
+
+
+def event(s: State, name: str, *args: Any) -> State:
+    """An environment event from the ABI's event list (never fails, may do nothing)."""
+    return EVENT_HANDLERS[EVENT_BY_NAME[name].handler](s, *args)

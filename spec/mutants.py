@@ -1,0 +1,325 @@
+"""Planted bugs: one wrong transition each, of a class real hypervisors have shipped.
+
+Each mutant replaces one handler (or the machine's privilege check) and names the rule
+that must catch it.  Tests install a mutant, then show that the Z3 proof of that
+hypercall fails with a counterexample that replays on the concrete spec, and that the
+Hypothesis state machine finds a sequence breaking the rule.  They prove every
+invariant and step property *can* fail.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import attrs
+
+from spec import machine, transitions
+from spec.logic import bit, ite, select, store, ult
+from spec.state import (
+    CLOSED,
+    FREE,
+    HYP,
+    INTERDOMAIN,
+    NONE,
+    ON,
+    ORPHAN,
+    PERM_W,
+    UNBOUND,
+    State,
+)
+from spec.transitions import Caller
+
+Handler = Callable[..., tuple[State, Any]]
+
+
+@attrs.frozen
+class Mutant:
+    name: str
+    handler: str  # the transition replaced ("apply" = the machine's dispatcher)
+    target: str  # ABI row whose proof must fail
+    catches: str  # the invariant / property that must catch it
+    bug_class: str
+    make: Callable[[Handler], Handler]
+
+
+def _failed(ret: Any) -> Any:
+    return bit(ret, 63)
+
+
+def _no_quota(orig: Handler) -> Handler:
+    def bug(s: State, me: Caller, row: Any, *args: Any) -> tuple[State, Any]:
+        s2, ret = orig(s.evolve(quota=(s.cfg.n_hframes,) * s.cfg.n_vms), me, row, *args)
+        return (s if _failed(ret) else s2.evolve(quota=s.quota)), ret
+    return bug
+
+
+def _reclaim_while_retrieved(orig: Handler) -> Handler:
+    def bug(s: State, me: Caller, row: Any, k: Any) -> tuple[State, Any]:
+        s2, ret = orig(s.evolve(tx_retrieved=(0,) * s.cfg.n_tx), me, row, k)
+        return (s if _failed(ret) else s2), ret
+    return bug
+
+
+def _ro_mapped_rw(orig: Handler) -> Handler:
+    def bug(s: State, me: Caller, row: Any, *args: Any) -> tuple[State, Any]:
+        s2, ret = orig(s, me, row, *args)
+        if _failed(ret):
+            return s2, ret
+        fresh = tuple(a != b for a, b in zip(s.s2_valid, s2.s2_valid, strict=True))
+        return s2.evolve(s2_perm=tuple(ite(n, p | PERM_W, p) for n, p in
+                                       zip(fresh, s2.s2_perm, strict=True))), ret
+    return bug
+
+
+def _lend_keeps_owner_access(orig: Handler) -> Handler:
+    def bug(s: State, me: Caller, row: Any, *args: Any) -> tuple[State, Any]:
+        s2, ret = orig(s, me, row, *args)
+        return s2.evolve(s2_held=s.s2_held), ret
+    return bug
+
+
+def _destroy_frees_mapped(orig: Handler) -> Handler:
+    def bug(s: State, me: Caller, row: Any, vm: Any) -> tuple[State, Any]:
+        s2, ret = orig(s, me, row, vm)
+        return s2.evolve(owner=tuple(ite(o == ORPHAN, FREE, o) for o in s2.owner)), ret
+    return bug
+
+
+def _send_to_unbound(orig: Handler) -> Handler:
+    def bug(s: State, me: Caller, row: Any, port: Any) -> tuple[State, Any]:
+        i = s.vp(me.vm, port)
+        rvm = select(s.ch_rvm, i, NONE)
+        if ult(port, s.cfg.n_ports) and select(s.ch_state, i) == UNBOUND and rvm != NONE:
+            peer = s.vp(rvm, 0)
+            return s.evolve(ch_pending=store(s.ch_pending, peer, True)), 0
+        return orig(s, me, row, port)
+    return bug
+
+
+def _bind_without_consent(orig: Handler) -> Handler:
+    def bug(s: State, me: Caller, row: Any, remote: Any, rport: Any) -> tuple[State, Any]:
+        r = s.vp(remote, rport)
+        if ult(remote, s.cfg.n_vms) and ult(rport, s.cfg.n_ports) and select(
+                s.ch_state, r) == UNBOUND:
+            s = s.evolve(ch_rvm=store(s.ch_rvm, r, me.vm))
+        return orig(s, me, row, remote, rport)
+    return bug
+
+
+def _destroy_keeps_devices(orig: Handler) -> Handler:
+    def bug(s: State, me: Caller, row: Any, vm: Any) -> tuple[State, Any]:
+        s2, ret = orig(s, me, row, vm)
+        return s2.evolve(dev_owner=s.dev_owner), ret
+    return bug
+
+
+def _deassign_keeps_irq(orig: Handler) -> Handler:
+    def bug(s: State, me: Caller, row: Any, dev: Any) -> tuple[State, Any]:
+        s2, ret = orig(s, me, row, dev)
+        return s2.evolve(irq=s.irq), ret
+    return bug
+
+
+def _populate_hyp_frame(orig: Handler) -> Handler:
+    def bug(s: State, me: Caller, row: Any, gfn: Any, perm: Any) -> tuple[State, Any]:
+        hyp = [o == HYP for o in s.owner]
+        s2, ret = orig(s.evolve(owner=tuple(ite(h, FREE, o) for h, o in zip(
+            hyp, s.owner, strict=True))), me, row, gfn, perm)
+        if _failed(ret):
+            return s, ret
+        return s2.evolve(owner=tuple(ite(h, HYP, o) for h, o in zip(
+            hyp, s2.owner, strict=True))), ret
+    return bug
+
+
+def _cpu_on_skips_pending(orig: Handler) -> Handler:
+    def bug(s: State, me: Caller, row: Any, target: Any, *args: Any) -> tuple[State, Any]:
+        s2, ret = orig(s, me, row, target, *args)
+        if _failed(ret):
+            return s2, ret
+        return s2.evolve(vcpu=store(s2.vcpu, s2.vc(me.vm, target), ON)), ret
+    return bug
+
+
+def _no_privilege_check(orig: Handler) -> Handler:
+    def bug(s: State, caller: Caller, call: Any) -> tuple[State, Any]:
+        row = getattr(call, "row", None)
+        if hasattr(call, "args") and row.caller == "control" and machine.can_call(
+                s, caller.vm, caller.vcpu):
+            return transitions.HANDLERS[row.handler](s, caller, row, *call.args)
+        return orig(s, caller, call)
+    return bug
+
+
+def _close_error_clears_pending(orig: Handler) -> Handler:
+    def bug(s: State, me: Caller, row: Any, port: Any) -> tuple[State, Any]:
+        s2, ret = orig(s, me, row, port)
+        if _failed(ret):
+            return s2.evolve(ch_pending=store(s2.ch_pending, s2.vp(me.vm, 0), False)), ret
+        return s2, ret
+    return bug
+
+
+def _share_reuses_live_handle(orig: Handler) -> Handler:
+    def bug(s: State, me: Caller, row: Any, *args: Any) -> tuple[State, Any]:
+        freed = s.evolve(tx_kind=store(s.tx_kind, 0, 0), tx_owner=store(s.tx_owner, 0, NONE),
+                         tx_base=store(s.tx_base, 0, 0), tx_count=store(s.tx_count, 0, 0),
+                         tx_perm=store(s.tx_perm, 0, 0),
+                         tx_borrowers=store(s.tx_borrowers, 0, 0),
+                         tx_retrieved=store(s.tx_retrieved, 0, 0))
+        s2, ret = orig(freed, me, row, *args)
+        return (s if _failed(ret) else s2), ret
+    return bug
+
+
+def _mask_masks_everyone(orig: Handler) -> Handler:
+    def bug(s: State, me: Caller, row: Any, port: Any) -> tuple[State, Any]:
+        s2, ret = orig(s, me, row, port)
+        if _failed(ret):
+            return s2, ret
+        P = s.cfg.n_ports
+        masked = tuple(ite(s2.ch_state[i] != CLOSED, True, m) if i % P == 0 else m
+                       for i, m in enumerate(s2.ch_masked))
+        return s2.evolve(ch_masked=masked), ret
+    return bug
+
+
+def _destroy_keeps_ports(orig: Handler) -> Handler:
+    def bug(s: State, me: Caller, row: Any, vm: Any) -> tuple[State, Any]:
+        s2, ret = orig(s, me, row, vm)
+        P = s.cfg.n_ports
+        mine = [i // P == vm for i in range(len(s.ch_state))]
+        return s2.evolve(**{f: tuple(ite(m, a, b) for m, a, b in zip(
+            mine, getattr(s, f), getattr(s2, f), strict=True))
+            for f in ("ch_state", "ch_rvm", "ch_rport", "ch_pending", "ch_masked")}), ret
+    return bug
+
+
+def _destroy_keeps_frames(orig: Handler) -> Handler:
+    def bug(s: State, me: Caller, row: Any, vm: Any) -> tuple[State, Any]:
+        s2, ret = orig(s, me, row, vm)
+        if _failed(ret):
+            return s2, ret
+        return s2.evolve(owner=tuple(ite(a == vm, a, b) for a, b in zip(
+            s.owner, s2.owner, strict=True))), ret
+    return bug
+
+
+def _release_shared_frame(orig: Handler) -> Handler:
+    def bug(s: State, me: Caller, row: Any, gfn: Any) -> tuple[State, Any]:
+        s2, ret = orig(s.evolve(frame_tx=(NONE,) * s.cfg.n_hframes), me, row, gfn)
+        if _failed(ret):
+            return s, ret
+        return s2.evolve(frame_tx=s.frame_tx), ret
+    return bug
+
+
+def _close_forgets_peer(orig: Handler) -> Handler:
+    def bug(s: State, me: Caller, row: Any, port: Any) -> tuple[State, Any]:
+        s2, ret = orig(s, me, row, port)
+        if _failed(ret):
+            return s2, ret
+        i = s.vp(me.vm, port)
+        if select(s.ch_state, i) != INTERDOMAIN:
+            return s2, ret
+        r = s.vp(select(s.ch_rvm, i), select(s.ch_rport, i))
+        return s2.evolve(ch_state=store(s2.ch_state, r, INTERDOMAIN),
+                         ch_rvm=store(s2.ch_rvm, r, me.vm),
+                         ch_rport=store(s2.ch_rport, r, port)), ret
+    return bug
+
+
+def _populate_reserved_perm(orig: Handler) -> Handler:
+    def bug(s: State, me: Caller, row: Any, gfn: Any, perm: Any) -> tuple[State, Any]:
+        s2, ret = orig(s, me, row, gfn, perm)
+        if _failed(ret):
+            return s2, ret
+        i = s.vg(me.vm, gfn)
+        return s2.evolve(s2_perm=store(s2.s2_perm, i, select(s2.s2_perm, i) | 8)), ret
+    return bug
+
+
+def _populate_aliases_frame(orig: Handler) -> Handler:
+    def bug(s: State, me: Caller, row: Any, gfn: Any, perm: Any) -> tuple[State, Any]:
+        s2, ret = orig(s, me, row, gfn, perm)
+        if _failed(ret):
+            return s2, ret
+        # map the new guest frame onto the caller's guest frame 0 instead of a fresh one
+        i, j = s.vg(me.vm, gfn), s.vg(me.vm, 0)
+        if gfn == 0 or not select(s.s2_valid, j) or select(s.s2_tx, j) != NONE:
+            return s2, ret
+        new = select(s2.s2_frame, i)
+        return s2.evolve(s2_frame=store(s2.s2_frame, i, select(s.s2_frame, j)),
+                         owner=store(s2.owner, new, FREE)), ret
+    return bug
+
+
+MUTANTS: tuple[Mutant, ...] = (
+    Mutant("no_quota_check", "mem_populate", "MEM_POPULATE", "quota_respected",
+           "quota not enforced", _no_quota),
+    Mutant("reclaim_while_retrieved", "mem_reclaim", "MEM_RECLAIM", "mappings_authorized",
+           "reclaim while a borrower maps the memory (FF-A)", _reclaim_while_retrieved),
+    Mutant("ro_share_mapped_rw", "mem_retrieve", "MEM_RETRIEVE", "write_within_grant",
+           "read-only grant mapped writable (XSA-224-like)", _ro_mapped_rw),
+    Mutant("lend_keeps_owner_access", "mem_lend", "MEM_LEND",
+           "lent_frames_unreachable_by_owner", "lender keeps access", _lend_keeps_owner_access),
+    Mutant("destroy_frees_mapped_frames", "vm_destroy", "VM_DESTROY", "free_frames_unmapped",
+           "frame reused while still mapped (XSA-218/230)", _destroy_frees_mapped),
+    Mutant("send_to_unbound_port", "evtchn_send", "EVTCHN_SEND", "send_reaches_only_peer",
+           "event delivered through an unbound port", _send_to_unbound),
+    Mutant("bind_without_consent", "evtchn_bind_interdomain", "EVTCHN_BIND_INTERDOMAIN",
+           "bind_requires_consent", "binding a port offered to someone else",
+           _bind_without_consent),
+    Mutant("destroy_keeps_devices", "vm_destroy", "VM_DESTROY", "devices_owned_by_live_vms",
+           "device left assigned to a dead VM", _destroy_keeps_devices),
+    Mutant("deassign_keeps_irq", "dev_deassign", "DEV_DEASSIGN", "device_irqs_isolated",
+           "stale interrupt after deassign", _deassign_keeps_irq),
+    Mutant("populate_hands_out_hyp_frame", "mem_populate", "MEM_POPULATE",
+           "hypervisor_frames_unmapped", "hypervisor memory mapped into a guest",
+           _populate_hyp_frame),
+    Mutant("cpu_on_skips_pending", "cpu_on", "CPU_ON", "vcpus_follow_psci",
+           "PSCI state machine skipped", _cpu_on_skips_pending),
+    Mutant("no_privilege_check", "apply", "VM_PAUSE", "lifecycle_by_control_only",
+           "missing permission check", _no_privilege_check),
+    Mutant("failed_close_changes_state", "evtchn_close", "EVTCHN_CLOSE",
+           "failed_call_changes_nothing", "error path with side effects (XSA-188-like)",
+           _close_error_clears_pending),
+    Mutant("share_reuses_live_handle", "mem_share", "MEM_SHARE", "handles_stable",
+           "handle reused while live", _share_reuses_live_handle),
+    Mutant("mask_masks_everyone", "evtchn_mask", "EVTCHN_MASK", "noninterference_unchanged",
+           "one VM's call changes another's view", _mask_masks_everyone),
+    Mutant("destroy_keeps_ports", "vm_destroy", "VM_DESTROY", "absent_vms_hold_nothing",
+           "dead VM keeps event channels", _destroy_keeps_ports),
+    Mutant("destroy_keeps_frames", "vm_destroy", "VM_DESTROY", "frame_owners_live",
+           "dead VM keeps memory", _destroy_keeps_frames),
+    Mutant("release_shared_frame", "mem_release", "MEM_RELEASE", "free_frames_unmapped",
+           "shared frame freed under the borrower", _release_shared_frame),
+    Mutant("close_forgets_peer", "evtchn_close", "EVTCHN_CLOSE", "channels_paired",
+           "peer left bound to a closed port", _close_forgets_peer),
+    Mutant("populate_reserved_perm", "mem_populate", "MEM_POPULATE", "well_formed",
+           "reserved permission bits stored", _populate_reserved_perm),
+    Mutant("populate_aliases_frame", "mem_populate", "MEM_POPULATE", "mappings_injective",
+           "one frame mapped twice (XSA-224 class)", _populate_aliases_frame),
+)
+BY_NAME = {m.name: m for m in MUTANTS}
+
+
+@contextlib.contextmanager
+def installed(mutant: Mutant) -> Iterator[None]:
+    """Run the spec with ``mutant`` in place of the correct transition."""
+    if mutant.handler == "apply":
+        orig = machine.apply
+        machine.apply = mutant.make(orig)  # type: ignore[assignment]
+        try:
+            yield
+        finally:
+            machine.apply = orig  # type: ignore[assignment]
+        return
+    orig = transitions.HANDLERS[mutant.handler]
+    transitions.HANDLERS[mutant.handler] = mutant.make(orig)
+    try:
+        yield
+    finally:
+        transitions.HANDLERS[mutant.handler] = orig

@@ -1,0 +1,172 @@
+"""The hypervisor's state: VMs, vCPUs, frames, stage-2 tables, transactions, ports, devices.
+
+Everything is a frozen attrs record of flat tuples, indexed by small integers, so the same
+value can hold Python ints (concrete runs) or Z3 terms (proofs, see :mod:`spec.symbolic`).
+Two-dimensional tables are flattened row-major: ``vcpu[vm * n_vcpus + c]``,
+``s2_*[vm * n_gframes + g]``, ``ch_*[vm * n_ports + p]``.
+
+Sentinels are ordinary words, chosen above every valid index, so a register can carry
+them and a stored value never needs a separate "present" flag.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from spec import logic
+
+# --- sentinels ---------------------------------------------------------------------------
+NONE = 0xFFFF  # no VM / no transaction / no port
+FREE = 0xFFFF  # owner of an unallocated frame
+HYP = 0xFFFE  # owner of a frame the hypervisor keeps for itself
+ORPHAN = 0xFFFD  # owner of a frame whose owner died while a borrower still maps it
+CONTROL = 0  # the privileged control VM (Xen's dom0, QNX's host, pKVM's host)
+
+# --- enumerations ------------------------------------------------------------------------
+ABSENT, RUNNING, PAUSED = 0, 1, 2  # VM lifecycle
+OFF, ON_PENDING, ON = 0, 1, 2  # PSCI vCPU power states (DEN0022 5.1.4, 5.5)
+CLOSED, UNBOUND, INTERDOMAIN = 0, 1, 2  # event-channel states, numbered as Xen's EVTCHNSTAT
+TX_FREE, SHARE, LEND, DONATE = 0, 1, 2, 3  # memory transactions, modelled on FF-A
+PERM_R, PERM_W, PERM_X = 1, 2, 4
+PERM_ALL = PERM_R | PERM_W | PERM_X
+IRQ_EVTCHN = 0  # interrupt line 0: the event-channel upcall; line 1 + d: device d
+
+_CFG = {"symbolic": False}
+
+
+@attrs.frozen
+class Config:
+    """Sizes of a model instance; proofs use small ones, simulations larger ones."""
+
+    n_vms: int = 3
+    n_vcpus: int = 2
+    n_gframes: int = 3  # guest frames per VM
+    n_hframes: int = 5  # host frames
+    n_hyp_frames: int = 1  # host frames the hypervisor keeps (the lowest ones)
+    n_tx: int = 2  # memory-transaction slots (handles)
+    n_ports: int = 2  # event-channel ports per VM
+    n_devices: int = 2
+    control_quota: int = 2
+
+    def __attrs_post_init__(self) -> None:
+        if not 2 <= self.n_vms <= 16 or self.n_vcpus < 1 or self.n_devices > 30:
+            raise ValueError(f"unsupported configuration {self}")
+
+    @property
+    def n_lines(self) -> int:
+        """Interrupt lines per vCPU: the event-channel upcall plus one per device."""
+        return 1 + self.n_devices
+
+
+@attrs.frozen
+class State:
+    cfg: Config = attrs.field(metadata=_CFG)
+    vm_state: tuple[Any, ...]
+    quota: tuple[Any, ...]
+    vcpu: tuple[Any, ...]  # power state per (vm, vcpu)
+    irq: tuple[Any, ...]  # pending interrupt lines per (vm, vcpu), a bit mask
+    owner: tuple[Any, ...]  # per host frame: vm id, FREE, HYP or ORPHAN
+    frame_tx: tuple[Any, ...]  # per host frame: the live transaction naming it, or NONE
+    s2_valid: tuple[Any, ...]  # per (vm, guest frame)
+    s2_frame: tuple[Any, ...]
+    s2_perm: tuple[Any, ...]
+    s2_held: tuple[Any, ...]  # owner's entry suspended by a lend/donate (pKVM page state)
+    s2_tx: tuple[Any, ...]  # NONE for the owner's own mapping, else the transaction
+    tx_kind: tuple[Any, ...]
+    tx_owner: tuple[Any, ...]  # NONE once the owner died (orphaned)
+    tx_base: tuple[Any, ...]  # owner's first guest frame
+    tx_count: tuple[Any, ...]
+    tx_perm: tuple[Any, ...]
+    tx_borrowers: tuple[Any, ...]  # bit mask of VMs that may retrieve
+    tx_retrieved: tuple[Any, ...]  # bit mask of VMs that hold a retrieval
+    ch_state: tuple[Any, ...]
+    ch_rvm: tuple[Any, ...]
+    ch_rport: tuple[Any, ...]
+    ch_pending: tuple[Any, ...]
+    ch_masked: tuple[Any, ...]
+    dev_owner: tuple[Any, ...]
+
+    # --- index helpers (work on ints and on Z3 words) -----------------------------------
+    def vc(self, vm: Any, c: Any) -> Any:
+        return _flat_index(vm, c, self.cfg.n_vcpus, self.cfg.n_vms)
+
+    def vg(self, vm: Any, g: Any) -> Any:
+        return _flat_index(vm, g, self.cfg.n_gframes, self.cfg.n_vms)
+
+    def vp(self, vm: Any, p: Any) -> Any:
+        return _flat_index(vm, p, self.cfg.n_ports, self.cfg.n_vms)
+
+    def evolve(self, **changes: Any) -> State:
+        return attrs.evolve(self, **changes)
+
+
+def _flat_index(row: Any, col: Any, width: int, rows: int) -> Any:
+    """``row * width + col``; on Z3 words an ``If`` chain over the few rows instead of a
+    64-bit multiplier, which keeps every proof in cheap bit-vector arithmetic.  A row out
+    of range gives an index past the table (``select`` then yields its default)."""
+    if not logic.is_sym(row):
+        return row * width + col
+    out: Any = logic.add(col, rows * width)
+    for r in reversed(range(rows)):
+        out = logic.ite(row == r, logic.add(col, r * width), out)
+    return out
+
+
+def initial(cfg: Config | None = None) -> State:
+    """The boot state: only the control VM runs, on vCPU 0; hypervisor frames are reserved."""
+    cfg = cfg or Config()
+    v, c, g, h = cfg.n_vms, cfg.n_vcpus, cfg.n_gframes, cfg.n_hframes
+    vg, k, vp, d = v * g, cfg.n_tx, v * cfg.n_ports, cfg.n_devices
+    return State(
+        cfg=cfg,
+        vm_state=(RUNNING,) + (ABSENT,) * (v - 1),
+        quota=(cfg.control_quota,) + (0,) * (v - 1),
+        vcpu=(ON,) + (OFF,) * (v * c - 1),
+        irq=(0,) * (v * c),
+        owner=(HYP,) * cfg.n_hyp_frames + (FREE,) * (h - cfg.n_hyp_frames),
+        frame_tx=(NONE,) * h,
+        s2_valid=(False,) * vg,
+        s2_frame=(0,) * vg,
+        s2_perm=(0,) * vg,
+        s2_held=(False,) * vg,
+        s2_tx=(NONE,) * vg,
+        tx_kind=(TX_FREE,) * k,
+        tx_owner=(NONE,) * k,
+        tx_base=(0,) * k,
+        tx_count=(0,) * k,
+        tx_perm=(0,) * k,
+        tx_borrowers=(0,) * k,
+        tx_retrieved=(0,) * k,
+        ch_state=(CLOSED,) * vp,
+        ch_rvm=(NONE,) * vp,
+        ch_rport=(NONE,) * vp,
+        ch_pending=(False,) * vp,
+        ch_masked=(False,) * vp,
+        dev_owner=(NONE,) * d,
+    )
+
+
+# --- what the hardware enforces: derived views, defined once ------------------------------
+def access(s: State, vm: Any, g: Any) -> Any:
+    """Permission bits VM ``vm`` has on its guest frame ``g`` through its stage-2 table."""
+    i = s.vg(vm, g)
+    live = logic.and_(logic.select(s.s2_valid, i), logic.not_(logic.select(s.s2_held, i)))
+    return logic.ite(live, logic.select(s.s2_perm, i), 0)
+
+
+def dma_access(s: State, dev: Any, g: Any) -> Any:
+    """Permission bits device ``dev`` has on guest frame ``g`` of its VM (IOMMU view).
+
+    The IOMMU shares the owning VM's stage-2 table (as pKVM and Arm SMMUv3 stage-2 do), so
+    a device reaches exactly what its VM reaches, and nothing when unassigned.
+    """
+    owner = logic.select(s.dev_owner, dev)
+    assigned = logic.ult(owner, s.cfg.n_vms)
+    return logic.ite(assigned, access(s, owner, g), 0)
+
+
+def owned_count(s: State, vm: Any) -> Any:
+    """Host frames owned by ``vm``: what its quota bounds."""
+    return logic.count(o == vm for o in s.owner)

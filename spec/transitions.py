@@ -1,0 +1,651 @@
+"""Every hypercall as a pure, total transition ``(state, caller, args) -> (state', result)``.
+
+Rules of the house, so that one text serves as definition, oracle and proof subject:
+
+* A guard is a plain ``if`` that returns an error: **a failed call returns the state it was
+  given**, unchanged.  Guards run in the order the ABI table lists the errors, which is the
+  error precedence a conforming hypervisor must show.
+* Updates over many slots use :func:`spec.logic.ite` and friends, never ``if``, so the proofs
+  see one path per outcome, not one per frame.
+* Results are words: ``0`` or a non-negative value on success, a negative code (two's
+  complement) on failure.  The handler gets the decoded fields of its ABI row.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from spec import logic
+from spec.hypercalls.abi import ABI_VERSION, EVENTS, TABLE, Row
+from spec.logic import and_, bit, ite, not_, or_, select, set_bit, store, ule, ult
+from spec.state import (
+    ABSENT,
+    CLOSED,
+    CONTROL,
+    DONATE,
+    FREE,
+    INTERDOMAIN,
+    IRQ_EVTCHN,
+    LEND,
+    NONE,
+    OFF,
+    ON,
+    ON_PENDING,
+    ORPHAN,
+    PAUSED,
+    RUNNING,
+    SHARE,
+    TX_FREE,
+    UNBOUND,
+    State,
+    access,
+    owned_count,
+)
+
+Result = tuple[State, Any]
+
+
+@attrs.frozen
+class Caller:
+    vm: Any
+    vcpu: Any
+
+
+def fail(s: State, row: Row, name: str) -> Result:
+    return s, logic.word(row.error(name))
+
+
+def ok(s: State, value: Any = 0) -> Result:
+    return s, value
+
+
+def _live_vm(s: State, vm: Any) -> Any:
+    return and_(ult(vm, s.cfg.n_vms), select(s.vm_state, vm, ABSENT) != ABSENT)
+
+
+# --- PSCI ---------------------------------------------------------------------------------
+PSCI_VERSION_VALUE = (1 << 16) | 1  # PSCI 1.1
+
+
+def psci_version(s: State, me: Caller, row: Row) -> Result:
+    return ok(s, PSCI_VERSION_VALUE)
+
+
+def hv_version(s: State, me: Caller, row: Row) -> Result:
+    major, minor = (int(x) for x in ABI_VERSION.split("."))
+    return ok(s, (major << 16) | minor)
+
+
+def cpu_on(s: State, me: Caller, row: Row, target: Any, entry: Any, context: Any) -> Result:
+    """PSCI CPU_ON: OFF -> ON_PENDING; the vCPU becomes ON when it starts (VCPU_START)."""
+    if not ult(target, s.cfg.n_vcpus):
+        return fail(s, row, "INVALID_PARAMETERS")
+    gfn = logic.bits(entry, 12, 52)
+    if not ult(gfn, s.cfg.n_gframes) or not bit(access(s, me.vm, gfn), 2):
+        return fail(s, row, "INVALID_ADDRESS")
+    i = s.vc(me.vm, target)
+    power = select(s.vcpu, i)
+    if power == ON:
+        return fail(s, row, "ALREADY_ON")
+    if power == ON_PENDING:
+        return fail(s, row, "ON_PENDING")
+    return ok(s.evolve(vcpu=store(s.vcpu, i, ON_PENDING)))
+
+
+def cpu_off(s: State, me: Caller, row: Row) -> Result:
+    i = s.vc(me.vm, me.vcpu)
+    return ok(s.evolve(vcpu=store(s.vcpu, i, OFF), irq=store(s.irq, i, 0)))
+
+
+AFFINITY_ON, AFFINITY_OFF, AFFINITY_ON_PENDING = 0, 1, 2
+
+
+def affinity_info(s: State, me: Caller, row: Row, target: Any, level: Any) -> Result:
+    if level != 0 or not ult(target, s.cfg.n_vcpus):
+        return fail(s, row, "INVALID_PARAMETERS")
+    power = select(s.vcpu, s.vc(me.vm, target))
+    answer = ite(power == ON, AFFINITY_ON, ite(power == OFF, AFFINITY_OFF, AFFINITY_ON_PENDING))
+    return ok(s, answer)
+
+
+# --- VM lifecycle (control VM only; the machine checks the caller) -------------------------
+def _other_vm(s: State, vm: Any) -> Any:
+    return and_(ult(vm, s.cfg.n_vms), vm != CONTROL)
+
+
+def vm_create(s: State, me: Caller, row: Row, vm: Any, quota: Any) -> Result:
+    if not _other_vm(s, vm) or not ule(quota, s.cfg.n_hframes):
+        return fail(s, row, "INVALID_PARAMETERS")
+    if select(s.vm_state, vm) != ABSENT:
+        return fail(s, row, "DENIED")
+    return ok(s.evolve(
+        vm_state=store(s.vm_state, vm, RUNNING),
+        quota=store(s.quota, vm, quota),
+        vcpu=store(s.vcpu, s.vc(vm, 0), ON),
+    ))
+
+
+def vm_pause(s: State, me: Caller, row: Row, vm: Any) -> Result:
+    return _set_lifecycle(s, row, vm, RUNNING, PAUSED)
+
+
+def vm_resume(s: State, me: Caller, row: Row, vm: Any) -> Result:
+    return _set_lifecycle(s, row, vm, PAUSED, RUNNING)
+
+
+def _set_lifecycle(s: State, row: Row, vm: Any, before: int, after: int) -> Result:
+    if not _other_vm(s, vm):
+        return fail(s, row, "INVALID_PARAMETERS")
+    if select(s.vm_state, vm) != before:
+        return fail(s, row, "DENIED")
+    return ok(s.evolve(vm_state=store(s.vm_state, vm, after)))
+
+
+def vm_destroy(s: State, me: Caller, row: Row, vm: Any) -> Result:
+    """Tear a VM down without ever freeing a frame that someone else still maps.
+
+    * its vCPUs stop, its ports close, its devices are unassigned;
+    * its retrievals end (its stage-2 table empties) and it stops being a borrower;
+    * a transaction it owns that nobody has retrieved ends, and the frames are freed;
+    * a transaction it owns that another VM still maps is *orphaned*: its frames pass to
+      ORPHAN (held by the hypervisor, counted against nobody) until the last borrower
+      relinquishes, and only then are freed.  This is the rule whose violation is Xen's
+      XSA-218 / XSA-230 class: a frame reused while still mapped.
+    """
+    if not _other_vm(s, vm):
+        return fail(s, row, "INVALID_PARAMETERS")
+    if select(s.vm_state, vm) == ABSENT:
+        return fail(s, row, "DENIED")
+    return ok(_destroy(s, vm))
+
+
+def _destroy(s: State, vm: Any) -> State:
+    cfg = s.cfg
+    # Transactions: drop vm as a borrower everywhere; then decide each one's fate.
+    borrowers = tuple(set_bit(m, vm, False) for m in s.tx_borrowers)
+    retrieved = tuple(set_bit(m, vm, False) for m in s.tx_retrieved)
+    live = [k != TX_FREE for k in s.tx_kind]
+    ends = [  # the transaction is over: nobody else maps it, and its owner is dead or vm
+        and_(live[k], retrieved[k] == 0, or_(s.tx_owner[k] == vm, s.tx_owner[k] == NONE))
+        for k in range(cfg.n_tx)
+    ]
+    orphaned = [and_(live[k], not_(ends[k]), s.tx_owner[k] == vm) for k in range(cfg.n_tx)]
+
+    def frame_tx_ends(f: int) -> Any:
+        return logic.any_(and_(ends[k], s.frame_tx[f] == k) for k in range(cfg.n_tx))
+
+    def frame_orphaned(f: int) -> Any:
+        return logic.any_(and_(orphaned[k], s.frame_tx[f] == k) for k in range(cfg.n_tx))
+
+    owner = tuple(
+        ite(frame_orphaned(f), ORPHAN,
+            ite(or_(frame_tx_ends(f), and_(o == vm, s.frame_tx[f] == NONE)), FREE, o))
+        for f, o in enumerate(s.owner)
+    )
+    frame_tx = tuple(ite(frame_tx_ends(f), NONE, t) for f, t in enumerate(s.frame_tx))
+    s = s.evolve(
+        owner=owner,
+        frame_tx=frame_tx,
+        tx_kind=tuple(ite(ends[k], TX_FREE, x) for k, x in enumerate(s.tx_kind)),
+        tx_owner=tuple(ite(or_(ends[k], orphaned[k]), NONE, x) for k, x in enumerate(s.tx_owner)),
+        tx_base=tuple(ite(ends[k], 0, x) for k, x in enumerate(s.tx_base)),
+        tx_count=tuple(ite(ends[k], 0, x) for k, x in enumerate(s.tx_count)),
+        tx_perm=tuple(ite(ends[k], 0, x) for k, x in enumerate(s.tx_perm)),
+        # an orphaned transaction can no longer be retrieved by those who had not yet
+        tx_borrowers=tuple(ite(ends[k], 0, ite(orphaned[k], retrieved[k], borrowers[k]))
+                           for k in range(cfg.n_tx)),
+        tx_retrieved=retrieved,
+    )
+    # Its stage-2 table, vCPUs, interrupts.
+    s = _clear_rows(s, vm)
+    # Event channels: its ports close; peers fall back to unbound, accepting nobody.
+    mine = [p // cfg.n_ports == vm for p in range(cfg.n_vms * cfg.n_ports)]
+    peer = [and_(not_(mine[p]), s.ch_state[p] != CLOSED, s.ch_rvm[p] == vm)
+            for p in range(len(mine))]
+    s = s.evolve(
+        ch_state=tuple(ite(mine[p], CLOSED, ite(peer[p], UNBOUND, x))
+                       for p, x in enumerate(s.ch_state)),
+        ch_rvm=tuple(ite(or_(mine[p], peer[p]), NONE, x) for p, x in enumerate(s.ch_rvm)),
+        ch_rport=tuple(ite(or_(mine[p], peer[p]), NONE, x) for p, x in enumerate(s.ch_rport)),
+        ch_pending=tuple(ite(mine[p], False, x) for p, x in enumerate(s.ch_pending)),
+        ch_masked=tuple(ite(mine[p], False, x) for p, x in enumerate(s.ch_masked)),
+        dev_owner=tuple(ite(o == vm, NONE, o) for o in s.dev_owner),
+        vm_state=store(s.vm_state, vm, ABSENT),
+        quota=store(s.quota, vm, 0),
+    )
+    return s
+
+
+def _clear_rows(s: State, vm: Any) -> State:
+    """Empty vm's stage-2 table and stop its vCPUs."""
+    cfg = s.cfg
+    row = [i // cfg.n_gframes == vm for i in range(cfg.n_vms * cfg.n_gframes)]
+    cpu = [i // cfg.n_vcpus == vm for i in range(cfg.n_vms * cfg.n_vcpus)]
+    return _unmap_where(s, row).evolve(
+        vcpu=tuple(ite(cpu[i], OFF, x) for i, x in enumerate(s.vcpu)),
+        irq=tuple(ite(cpu[i], 0, x) for i, x in enumerate(s.irq)),
+    )
+
+
+def _unmap_where(s: State, sel: list[Any]) -> State:
+    """Invalidate the stage-2 entries selected by ``sel``, resetting them to canonical zeros."""
+    return s.evolve(
+        s2_valid=tuple(ite(c, False, x) for c, x in zip(sel, s.s2_valid, strict=True)),
+        s2_frame=tuple(ite(c, 0, x) for c, x in zip(sel, s.s2_frame, strict=True)),
+        s2_perm=tuple(ite(c, 0, x) for c, x in zip(sel, s.s2_perm, strict=True)),
+        s2_held=tuple(ite(c, False, x) for c, x in zip(sel, s.s2_held, strict=True)),
+        s2_tx=tuple(ite(c, NONE, x) for c, x in zip(sel, s.s2_tx, strict=True)),
+    )
+
+
+# --- memory ---------------------------------------------------------------------------------
+def _perm_ok(perm: Any) -> Any:
+    return bit(perm, 0)  # readable: write-only or execute-only mappings are not offered
+
+
+def mem_populate(s: State, me: Caller, row: Row, gfn: Any, perm: Any) -> Result:
+    """Map a fresh host frame at the caller's guest frame ``gfn``, within its quota.
+
+    The spec picks the lowest free frame; that choice is not observable by any VM.
+    """
+    cfg = s.cfg
+    if not ult(gfn, cfg.n_gframes) or not _perm_ok(perm):
+        return fail(s, row, "INVALID_PARAMETERS")
+    i = s.vg(me.vm, gfn)
+    if select(s.s2_valid, i):
+        return fail(s, row, "DENIED")
+    if not ult(owned_count(s, me.vm), select(s.quota, me.vm)):
+        return fail(s, row, "NO_MEMORY")
+    frees = [o == FREE for o in s.owner]
+    if not logic.any_(frees):
+        return fail(s, row, "NO_MEMORY")
+    h = logic.first(frees, NONE)
+    return ok(s.evolve(
+        owner=store(s.owner, h, me.vm),
+        s2_valid=store(s.s2_valid, i, True),
+        s2_frame=store(s.s2_frame, i, h),
+        s2_perm=store(s.s2_perm, i, perm),
+    ))
+
+
+def mem_release(s: State, me: Caller, row: Row, gfn: Any) -> Result:
+    """Give back an owned frame; a frame inside a live transaction cannot be released."""
+    if not ult(gfn, s.cfg.n_gframes):
+        return fail(s, row, "INVALID_PARAMETERS")
+    i = s.vg(me.vm, gfn)
+    if not select(s.s2_valid, i) or select(s.s2_tx, i) != NONE:
+        return fail(s, row, "INVALID_PARAMETERS")
+    frame = select(s.s2_frame, i)
+    if select(s.frame_tx, frame) != NONE:
+        return fail(s, row, "DENIED")
+    s = _unmap_where(s, [j == i for j in range(len(s.s2_valid))])
+    return ok(s.evolve(owner=store(s.owner, frame, FREE)))
+
+
+def mem_share(s: State, me: Caller, row: Row, base: Any, n: Any, who: Any, perm: Any) -> Result:
+    return _transact(s, me, row, SHARE, base, n, who, perm)
+
+
+def mem_lend(s: State, me: Caller, row: Row, base: Any, n: Any, who: Any, perm: Any) -> Result:
+    return _transact(s, me, row, LEND, base, n, who, perm)
+
+
+def mem_donate(s: State, me: Caller, row: Row, base: Any, n: Any, who: Any, perm: Any) -> Result:
+    return _transact(s, me, row, DONATE, base, n, who, perm)
+
+
+def _in_range(g: Any, base: Any, n: Any) -> Any:
+    return and_(ule(base, g), ult(g, logic.add(base, n)))
+
+
+def _transact(s: State, me: Caller, row: Row, kind: int, base: Any, n: Any, who: Any,
+              perm: Any) -> Result:
+    """Open a memory transaction (FF-A share / lend / donate) over ``n`` owned frames.
+
+    Share keeps the owner's access; lend and donate suspend it (the owner's entries are
+    *held*).  A frame takes part in at most one transaction at a time.
+    """
+    cfg = s.cfg
+    G = cfg.n_gframes
+    if not and_(ule(1, n), ule(n, G), ult(base, G), ule(logic.add(base, n), G)):
+        return fail(s, row, "INVALID_PARAMETERS")
+    if who == 0 or not ult(who, 1 << cfg.n_vms) or bit(who, me.vm):
+        return fail(s, row, "INVALID_PARAMETERS")
+    if not logic.all_(logic.implies(bit(who, v), s.vm_state[v] != ABSENT)
+                      for v in range(cfg.n_vms)):
+        return fail(s, row, "INVALID_PARAMETERS")
+    if kind == DONATE and logic.sub(who, 1) & who != 0:
+        return fail(s, row, "INVALID_PARAMETERS")  # a donation has exactly one receiver
+    if not _perm_ok(perm):
+        return fail(s, row, "INVALID_PARAMETERS")
+    rows = [s.vg(me.vm, g) for g in range(G)]
+    sel = [_in_range(g, base, n) for g in range(G)]
+    owned_ok = logic.all_(
+        logic.implies(sel[g], and_(
+            select(s.s2_valid, i),
+            select(s.s2_tx, i) == NONE,
+            perm & ~select(s.s2_perm, i) == 0,
+            select(s.frame_tx, select(s.s2_frame, i)) == NONE,
+        ))
+        for g, i in enumerate(rows)
+    )
+    if not owned_ok:
+        return fail(s, row, "DENIED")
+    slots = [k == TX_FREE for k in s.tx_kind]
+    if not logic.any_(slots):
+        return fail(s, row, "NO_MEMORY")
+    k = logic.first(slots, NONE)
+    chosen = [  # host frame f is one of the transaction's frames
+        logic.any_(and_(sel[g], select(s.s2_frame, rows[g]) == f) for g in range(G))
+        for f in range(cfg.n_hframes)
+    ]
+    held = kind != SHARE
+    mine = [and_(i // G == me.vm, _in_range(i % G, base, n)) for i in range(len(s.s2_held))]
+    return ok(s.evolve(
+        frame_tx=tuple(ite(chosen[f], k, t) for f, t in enumerate(s.frame_tx)),
+        s2_held=tuple(ite(mine[i], held, x) for i, x in enumerate(s.s2_held)) if held
+        else s.s2_held,
+        tx_kind=store(s.tx_kind, k, kind),
+        tx_owner=store(s.tx_owner, k, me.vm),
+        tx_base=store(s.tx_base, k, base),
+        tx_count=store(s.tx_count, k, n),
+        tx_perm=store(s.tx_perm, k, perm),
+        tx_borrowers=store(s.tx_borrowers, k, who),
+        tx_retrieved=store(s.tx_retrieved, k, 0),
+    ), k)
+
+
+def _tx_live(s: State, k: Any) -> Any:
+    return and_(ult(k, s.cfg.n_tx), select(s.tx_kind, k, TX_FREE) != TX_FREE)
+
+
+def mem_retrieve(s: State, me: Caller, row: Row, k: Any, base: Any) -> Result:
+    """A borrower maps a transaction's frames at its guest frames ``base``.. (FF-A retrieve).
+
+    For a donation, ownership moves to the borrower and the transaction ends.
+    """
+    cfg = s.cfg
+    G = cfg.n_gframes
+    if not _tx_live(s, k):
+        return fail(s, row, "INVALID_PARAMETERS")
+    owner = select(s.tx_owner, k)
+    if not bit(select(s.tx_borrowers, k), me.vm) or bit(select(s.tx_retrieved, k), me.vm):
+        return fail(s, row, "DENIED")
+    if owner == NONE:
+        return fail(s, row, "DENIED")
+    n = select(s.tx_count, k)
+    if not and_(ult(base, G), ule(logic.add(base, n), G)):
+        return fail(s, row, "INVALID_PARAMETERS")
+    sel = [_in_range(g, base, n) for g in range(G)]
+    if logic.any_(and_(sel[g], select(s.s2_valid, s.vg(me.vm, g))) for g in range(G)):
+        return fail(s, row, "DENIED")
+    kind = select(s.tx_kind, k)
+    if kind == DONATE and not ule(logic.add(owned_count(s, me.vm), n), select(s.quota, me.vm)):
+        return fail(s, row, "NO_MEMORY")
+    src_base = s.vg(owner, select(s.tx_base, k))
+    # borrower's entry g maps the owner's entry tx_base + (g - base)
+    target = [select(s.s2_frame, logic.add(src_base, logic.sub(g, base))) for g in range(G)]
+    mine = [and_(i // G == me.vm, sel[i % G]) for i in range(cfg.n_vms * G)]
+    perm = select(s.tx_perm, k)
+    if kind == DONATE:
+        from_owner = [and_(i // G == owner, _in_range(i % G, select(s.tx_base, k), n))
+                      for i in range(cfg.n_vms * G)]
+        s = _unmap_where(s, from_owner)
+        in_tx = [t == k for t in s.frame_tx]
+        s = s.evolve(
+            owner=tuple(ite(in_tx[f], me.vm, o) for f, o in enumerate(s.owner)),
+            frame_tx=tuple(ite(in_tx[f], NONE, t) for f, t in enumerate(s.frame_tx)),
+        )
+        s = _map(s, mine, target, perm, NONE)
+        return ok(_free_tx(s, k))
+    s = _map(s, mine, target, perm, k)
+    return ok(s.evolve(tx_retrieved=store(s.tx_retrieved, k,
+                                          set_bit(select(s.tx_retrieved, k), me.vm, True))))
+
+
+def _map(s: State, sel: list[Any], target: list[Any], perm: Any, tx: Any) -> State:
+    G = s.cfg.n_gframes
+    return s.evolve(
+        s2_valid=tuple(ite(c, True, x) for c, x in zip(sel, s.s2_valid, strict=True)),
+        s2_frame=tuple(ite(c, target[i % G], x) for i, (c, x) in enumerate(
+            zip(sel, s.s2_frame, strict=True))),
+        s2_perm=tuple(ite(c, perm, x) for c, x in zip(sel, s.s2_perm, strict=True)),
+        s2_held=tuple(ite(c, False, x) for c, x in zip(sel, s.s2_held, strict=True)),
+        s2_tx=tuple(ite(c, tx, x) for c, x in zip(sel, s.s2_tx, strict=True)),
+    )
+
+
+def _free_tx(s: State, k: Any) -> State:
+    return s.evolve(
+        tx_kind=store(s.tx_kind, k, TX_FREE),
+        tx_owner=store(s.tx_owner, k, NONE),
+        tx_base=store(s.tx_base, k, 0),
+        tx_count=store(s.tx_count, k, 0),
+        tx_perm=store(s.tx_perm, k, 0),
+        tx_borrowers=store(s.tx_borrowers, k, 0),
+        tx_retrieved=store(s.tx_retrieved, k, 0),
+    )
+
+
+def mem_relinquish(s: State, me: Caller, row: Row, k: Any) -> Result:
+    """A borrower unmaps a retrieved transaction; the last one out frees an orphan's frames."""
+    if not _tx_live(s, k):
+        return fail(s, row, "INVALID_PARAMETERS")
+    if not bit(select(s.tx_retrieved, k), me.vm):
+        return fail(s, row, "DENIED")
+    G = s.cfg.n_gframes
+    s = _unmap_where(s, [and_(i // G == me.vm, t == k) for i, t in enumerate(s.s2_tx)])
+    left = set_bit(select(s.tx_retrieved, k), me.vm, False)
+    orphaned = select(s.tx_owner, k) == NONE
+    # An orphan cannot be retrieved again, so the borrower also loses its right to.
+    who = select(s.tx_borrowers, k)
+    s = s.evolve(tx_retrieved=store(s.tx_retrieved, k, left),
+                 tx_borrowers=store(s.tx_borrowers, k,
+                                    ite(orphaned, set_bit(who, me.vm, False), who)))
+    if orphaned and left == 0:
+        in_tx = [t == k for t in s.frame_tx]
+        s = s.evolve(
+            owner=tuple(ite(in_tx[f], FREE, o) for f, o in enumerate(s.owner)),
+            frame_tx=tuple(ite(in_tx[f], NONE, t) for f, t in enumerate(s.frame_tx)),
+        )
+        s = _free_tx(s, k)
+    return ok(s)
+
+
+def mem_reclaim(s: State, me: Caller, row: Row, k: Any) -> Result:
+    """The owner ends a transaction; only once no borrower maps it (FF-A: else DENIED)."""
+    if not _tx_live(s, k):
+        return fail(s, row, "INVALID_PARAMETERS")
+    if select(s.tx_owner, k) != me.vm or select(s.tx_retrieved, k) != 0:
+        return fail(s, row, "DENIED")
+    in_tx = [t == k for t in s.frame_tx]
+    G = s.cfg.n_gframes
+    base, n = select(s.tx_base, k), select(s.tx_count, k)
+    mine = [and_(i // G == me.vm, _in_range(i % G, base, n)) for i in range(len(s.s2_held))]
+    s = s.evolve(
+        frame_tx=tuple(ite(in_tx[f], NONE, t) for f, t in enumerate(s.frame_tx)),
+        s2_held=tuple(ite(mine[i], False, x) for i, x in enumerate(s.s2_held)),
+    )
+    return ok(_free_tx(s, k))
+
+
+# --- event channels ---------------------------------------------------------------------------
+def _free_port(s: State, vm: Any) -> tuple[Any, Any]:
+    P = s.cfg.n_ports
+    frees = [select(s.ch_state, s.vp(vm, p)) == CLOSED for p in range(P)]
+    return logic.any_(frees), logic.first(frees, NONE)
+
+
+def evtchn_alloc_unbound(s: State, me: Caller, row: Row, remote: Any) -> Result:
+    if not _live_vm(s, remote) or remote == me.vm:
+        return fail(s, row, "INVALID_PARAMETERS")
+    have, p = _free_port(s, me.vm)
+    if not have:
+        return fail(s, row, "NO_MEMORY")
+    i = s.vp(me.vm, p)
+    return ok(s.evolve(
+        ch_state=store(s.ch_state, i, UNBOUND),
+        ch_rvm=store(s.ch_rvm, i, remote),
+        ch_rport=store(s.ch_rport, i, NONE),
+    ), p)
+
+
+def evtchn_bind_interdomain(s: State, me: Caller, row: Row, remote: Any, rport: Any) -> Result:
+    if not _live_vm(s, remote) or remote == me.vm or not ult(rport, s.cfg.n_ports):
+        return fail(s, row, "INVALID_PARAMETERS")
+    r = s.vp(remote, rport)
+    if select(s.ch_state, r) != UNBOUND or select(s.ch_rvm, r) != me.vm:
+        return fail(s, row, "DENIED")
+    have, p = _free_port(s, me.vm)
+    if not have:
+        return fail(s, row, "NO_MEMORY")
+    i = s.vp(me.vm, p)
+    return ok(s.evolve(
+        ch_state=store(store(s.ch_state, i, INTERDOMAIN), r, INTERDOMAIN),
+        ch_rvm=store(store(s.ch_rvm, i, remote), r, me.vm),
+        ch_rport=store(store(s.ch_rport, i, rport), r, p),
+    ), p)
+
+
+def _own_port(s: State, row: Row, me: Caller, port: Any) -> tuple[Any, Result | None]:
+    """Index of the caller's port, or the failure for a bad / closed port."""
+    if not ult(port, s.cfg.n_ports):
+        return None, fail(s, row, "INVALID_PARAMETERS")
+    i = s.vp(me.vm, port)
+    if select(s.ch_state, i) == CLOSED:
+        return None, fail(s, row, "INVALID_PARAMETERS")
+    return i, None
+
+
+def _raise(s: State, vm: Any, vcpu: Any, line: Any) -> State:
+    i = s.vc(vm, vcpu)
+    return s.evolve(irq=store(s.irq, i, set_bit(select(s.irq, i), line, True)))
+
+
+def evtchn_send(s: State, me: Caller, row: Row, port: Any) -> Result:
+    """Set the bound peer's pending bit; interrupt its vCPU 0 unless the peer port is masked."""
+    i, err = _own_port(s, row, me, port)
+    if err:
+        return err
+    if select(s.ch_state, i) != INTERDOMAIN:
+        return fail(s, row, "INVALID_PARAMETERS")
+    rvm, rport = select(s.ch_rvm, i), select(s.ch_rport, i)
+    r = s.vp(rvm, rport)
+    s = s.evolve(ch_pending=store(s.ch_pending, r, True))
+    if not select(s.ch_masked, r):
+        s = _raise(s, rvm, 0, IRQ_EVTCHN)
+    return ok(s)
+
+
+def evtchn_close(s: State, me: Caller, row: Row, port: Any) -> Result:
+    """Close a port; an interdomain peer returns to unbound, accepting the caller again."""
+    i, err = _own_port(s, row, me, port)
+    if err:
+        return err
+    if select(s.ch_state, i) == INTERDOMAIN:
+        r = s.vp(select(s.ch_rvm, i), select(s.ch_rport, i))
+        s = s.evolve(
+            ch_state=store(s.ch_state, r, UNBOUND),
+            ch_rvm=store(s.ch_rvm, r, me.vm),
+            ch_rport=store(s.ch_rport, r, NONE),
+        )
+    return ok(s.evolve(
+        ch_state=store(s.ch_state, i, CLOSED),
+        ch_rvm=store(s.ch_rvm, i, NONE),
+        ch_rport=store(s.ch_rport, i, NONE),
+        ch_pending=store(s.ch_pending, i, False),
+        ch_masked=store(s.ch_masked, i, False),
+    ))
+
+
+def evtchn_mask(s: State, me: Caller, row: Row, port: Any) -> Result:
+    i, err = _own_port(s, row, me, port)
+    if err:
+        return err
+    return ok(s.evolve(ch_masked=store(s.ch_masked, i, True)))
+
+
+def evtchn_unmask(s: State, me: Caller, row: Row, port: Any) -> Result:
+    """Unmask; an event that arrived while masked is delivered now (Xen EVTCHNOP_unmask)."""
+    i, err = _own_port(s, row, me, port)
+    if err:
+        return err
+    s = s.evolve(ch_masked=store(s.ch_masked, i, False))
+    if select(s.ch_pending, i):
+        s = _raise(s, me.vm, 0, IRQ_EVTCHN)
+    return ok(s)
+
+
+def evtchn_status(s: State, me: Caller, row: Row, port: Any) -> Result:
+    if not ult(port, s.cfg.n_ports):
+        return fail(s, row, "INVALID_PARAMETERS")
+    i = s.vp(me.vm, port)
+    value = (
+        select(s.ch_state, i)
+        | (ite(select(s.ch_pending, i), 1, 0) << 8)
+        | (ite(select(s.ch_masked, i), 1, 0) << 9)
+        | (select(s.ch_rvm, i) << 16)
+        | (select(s.ch_rport, i) << 32)
+    )
+    return ok(s, value)
+
+
+def evtchn_clear(s: State, me: Caller, row: Row, port: Any) -> Result:
+    i, err = _own_port(s, row, me, port)
+    if err:
+        return err
+    return ok(s.evolve(ch_pending=store(s.ch_pending, i, False)))
+
+
+# --- interrupts and devices ---------------------------------------------------------------------
+def irq_ack(s: State, me: Caller, row: Row, line: Any) -> Result:
+    if not ult(line, s.cfg.n_lines):
+        return fail(s, row, "INVALID_PARAMETERS")
+    i = s.vc(me.vm, me.vcpu)
+    return ok(s.evolve(irq=store(s.irq, i, set_bit(select(s.irq, i), line, False))))
+
+
+def dev_assign(s: State, me: Caller, row: Row, dev: Any, vm: Any) -> Result:
+    if not ult(dev, s.cfg.n_devices) or not _live_vm(s, vm):
+        return fail(s, row, "INVALID_PARAMETERS")
+    if select(s.dev_owner, dev) != NONE:
+        return fail(s, row, "DENIED")
+    return ok(s.evolve(dev_owner=store(s.dev_owner, dev, vm)))
+
+
+def dev_deassign(s: State, me: Caller, row: Row, dev: Any) -> Result:
+    """Detach a device; its interrupt line, still pending at the old owner, is withdrawn."""
+    if not ult(dev, s.cfg.n_devices) or select(s.dev_owner, dev) == NONE:
+        return fail(s, row, "INVALID_PARAMETERS")
+    owner = select(s.dev_owner, dev)
+    C = s.cfg.n_vcpus
+    line = logic.add(dev, 1)
+    irq = tuple(ite(i // C == owner, set_bit(x, line, False), x) for i, x in enumerate(s.irq))
+    return ok(s.evolve(dev_owner=store(s.dev_owner, dev, NONE), irq=irq))
+
+
+# --- environment events ---------------------------------------------------------------------------
+def vcpu_start(s: State, vm: Any, vcpu: Any) -> State:
+    """The scheduler starts an ON_PENDING vCPU (PSCI: it begins at its entry point)."""
+    if not and_(_live_vm(s, vm), ult(vcpu, s.cfg.n_vcpus)):
+        return s
+    i = s.vc(vm, vcpu)
+    if select(s.vcpu, i) != ON_PENDING:
+        return s
+    return s.evolve(vcpu=store(s.vcpu, i, ON))
+
+
+def device_irq(s: State, dev: Any) -> State:
+    """An assigned device raises its line on vCPU 0 of its VM; an unassigned one is ignored."""
+    if not ult(dev, s.cfg.n_devices):
+        return s
+    owner = select(s.dev_owner, dev)
+    if owner == NONE:
+        return s
+    return _raise(s, owner, 0, logic.add(dev, 1))
+
+
+HANDLERS = {row.handler: globals()[row.handler] for row in TABLE}
+EVENT_HANDLERS = {event.handler: globals()[event.handler] for event in EVENTS}

@@ -1,0 +1,17 @@
+"""VIRTIO 1.3 rules: importing this package registers every requirement module."""
+
+from __future__ import annotations
+
+from spec.virtio import (  # noqa: F401  (imported for their register() side effects)
+    config,
+    features,
+    packed,
+    requirements_core,
+    requirements_devices,
+    requirements_rings,
+    split,
+    status,
+    transport_mmio,
+    transport_pci,
+)
+from spec.virtio.devices import block, console, entropy, gpu, input, net  # noqa: F401

@@ -1,0 +1,35 @@
+"""Hypothesis profiles for the whole test suite.
+
+* ``ci`` (default): derandomized, so a failure in CI reproduces exactly on any machine;
+  modest example counts to keep the run well inside the CI budget.
+* ``thorough``: random seeds and many more examples, for long campaigns
+  (``HYPOTHESIS_PROFILE=thorough pytest -n auto``).
+* ``dev``: random seeds at Hypothesis' defaults.
+"""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import HealthCheck, Phase, settings
+
+settings.register_profile(
+    "ci",
+    derandomize=True,
+    max_examples=100,
+    stateful_step_count=60,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
+)
+settings.register_profile(
+    "thorough",
+    max_examples=2000,
+    stateful_step_count=100,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.register_profile("dev", deadline=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
