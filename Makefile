@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: verify test setup clean
+.PHONY: verify test setup system-deps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,10 +15,16 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-verify: $(STAMP)
+# Debian packages for the vhost-user targets (QEMU's qemu-storage-daemon, virtiofsd).
+# Installed when running as root (CI); otherwise those tests skip with the reason.
+system-deps:
+	@if [ "$$(id -u)" = 0 ]; then scripts/install-system-deps; \
+	else echo "system-deps: not root, QEMU backends not installed (vhost-user tests skip)"; fi
+
+verify: $(STAMP) system-deps
 	$(VENV)/bin/pvspec verify --report report
 
-test: $(STAMP)
+test: $(STAMP) system-deps
 	$(VENV)/bin/python -m pytest -n 2 -q
 
 clean:

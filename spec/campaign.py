@@ -18,16 +18,22 @@ from spec.hypercalls import abi, codec
 from spec.state import Config, State, initial
 from spec.transitions import Caller
 
-SIM_CONFIG = Config(n_vms=4, n_vcpus=2, n_gframes=4, n_hframes=10, n_tx=3, n_ports=3,
+SIM_CONFIG = Config(n_vms=4, n_vcpus=2, n_gframes=4, n_hframes=16, n_tx=3, n_ports=3,
                     n_devices=2, control_quota=3)
 
 WORD64 = st.integers(0, 2**64 - 1)
 
 
-# Calls that end a VM's ability to call (CPU_OFF, VM_DESTROY, VM_PAUSE) are drawn less
-# often than the ones that build up interesting state.
-_RARE = {"CPU_OFF", "VM_DESTROY", "VM_PAUSE", "PSCI_VERSION", "HV_VERSION"}
-_WEIGHTED = tuple(r for r in abi.TABLE for _ in range(1 if r.name in _RARE else 3))
+# Rows by area; the state machine has one rule per area.
+_AREAS: dict[str, tuple[abi.Row, ...]] = {
+    "memory": tuple(r for r in abi.TABLE if r.name in ("MEM_POPULATE", "MEM_RELEASE")),
+    "sharing": tuple(r for r in abi.TABLE if r.name.startswith("MEM_")
+                     and r.name not in ("MEM_POPULATE", "MEM_RELEASE")),
+    "evtchn": tuple(r for r in abi.TABLE if r.name.startswith("EVTCHN_") or r.name == "IRQ_ACK"),
+    "psci": tuple(r for r in abi.TABLE if r.space == "psci" or r.name == "HV_VERSION"),
+    "control": tuple(r for r in abi.TABLE if r.caller == "control"),
+}
+assert {r.name for rows in _AREAS.values() for r in rows} == {r.name for r in abi.TABLE}
 
 
 class StepFailure(AssertionError):
@@ -59,6 +65,7 @@ def make_machine(cfg: Config = SIM_CONFIG) -> type[RuleBasedStateMachine]:
             super().__init__()
             self.s: State = initial(cfg)
             self.trace: list[str] = []
+            self._last_ret = 0
 
         @initialize(quotas=st.lists(st.integers(1, 4), min_size=cfg.n_vms - 1,
                                     max_size=cfg.n_vms - 1))
@@ -88,6 +95,7 @@ def make_machine(cfg: Config = SIM_CONFIG) -> type[RuleBasedStateMachine]:
             decoded = codec.decode(regs, conv)
             s2, out = machine.step(self.s, vm, vcpu, regs, conv)
             ret = out[abi.CONVENTIONS[conv]["result"][0]]
+            self._last_ret = ret
             row = decoded.row if isinstance(decoded, codec.Call) else None
             shown = ([hex(regs[r]) for r in abi.CONVENTIONS[conv]["args"][: len(row.args)]]
                      if row else [hex(v) for v in regs.values()])
@@ -142,16 +150,33 @@ def make_machine(cfg: Config = SIM_CONFIG) -> type[RuleBasedStateMachine]:
                 return [(c, e, 0) for c in range(cfg.n_vcpus) for e in entries]
             if row.name in ("VM_PAUSE", "VM_RESUME", "VM_DESTROY") and vm == 0:
                 return [(v,) for v in range(1, cfg.n_vms) if s.vm_state[v]]
+            ports = [p for p in range(cfg.n_ports) if s.ch_state[s.vp(vm, p)]]
+            if row.name == "EVTCHN_SEND":
+                return [(p,) for p in ports if s.ch_state[s.vp(vm, p)] == 2]
+            if row.name in ("EVTCHN_CLOSE", "EVTCHN_MASK", "EVTCHN_UNMASK", "EVTCHN_CLEAR"):
+                return [(p,) for p in ports]
+            if row.name in ("MEM_SHARE", "MEM_LEND", "MEM_DONATE") and s.vm_state[vm]:
+                own = [g for g in range(G) if s.s2_valid[mine + g]
+                       and s.s2_tx[mine + g] == 0xFFFF
+                       and s.frame_tx[s.s2_frame[mine + g]] == 0xFFFF]
+                others = [1 << v for v in range(cfg.n_vms) if v != vm and s.vm_state[v]]
+                return [(g, 1, who, perm) for g in own for who in others for perm in (1, 3)]
+            if row.name == "VM_CREATE" and vm == 0:
+                return [(v, q) for v in range(1, cfg.n_vms) if not s.vm_state[v]
+                        for q in (1, 3)]
+            if row.name == "DEV_ASSIGN" and vm == 0:
+                return [(d, v) for d in range(cfg.n_devices) if s.dev_owner[d] == 0xFFFF
+                        for v in range(cfg.n_vms) if s.vm_state[v]]
             if row.name == "DEV_DEASSIGN" and vm == 0:
                 return [(d,) for d in range(cfg.n_devices) if s.dev_owner[d] != 0xFFFF]
             return []
 
-        @rule(data=st.data(), row=st.sampled_from(_WEIGHTED),
-              vm=st.integers(0, cfg.n_vms - 1),
-              vcpu=st.sampled_from([0, 0, 0, *range(1, cfg.n_vcpus)]),
-              conv=st.sampled_from(["arm64", "x86_64"]), aimed=st.integers(0, 3))
-        def hypercall(self, data: st.DataObject, row: abi.Row, vm: int, vcpu: int,
-                      conv: str, aimed: int) -> None:
+        def _hypercall(self, data: st.DataObject, rows: tuple[abi.Row, ...]) -> None:
+            row = data.draw(st.sampled_from(rows), label="row")
+            vm = data.draw(st.integers(0, cfg.n_vms - 1), label="vm")
+            vcpu = data.draw(st.sampled_from([0, 0, 0, *range(1, cfg.n_vcpus)]), label="vcpu")
+            conv = data.draw(st.sampled_from(["arm64", "x86_64"]), label="conv")
+            aimed = data.draw(st.integers(0, 3), label="aimed")
             candidates = ([(v, a) for v in range(cfg.n_vms) for a in self._candidates(row, v)]
                           if aimed else [])
             if candidates:
@@ -161,6 +186,62 @@ def make_machine(cfg: Config = SIM_CONFIG) -> type[RuleBasedStateMachine]:
             else:
                 args = tuple(data.draw(_arg_strategy(a, cfg), label=a.name) for a in row.args)
             self._call(vm, vcpu, row, args, conv)
+
+        @rule(data=st.data())
+        def transaction(self, data: st.DataObject) -> None:
+            """A whole FF-A exchange in one rule: open, retrieve, then poke at it.
+
+            Reaching "owner reclaims while the borrower maps it" by chance takes four
+            well-aimed calls in a row; this rule makes such sequences common.
+            """
+            s, G = self.s, cfg.n_gframes
+            owners = [(v, g) for v in range(cfg.n_vms) if s.vm_state[v] == 1
+                      for g in range(G) if s.s2_valid[s.vg(v, g)]
+                      and s.s2_tx[s.vg(v, g)] == 0xFFFF]
+            if not owners:
+                return
+            owner, g = data.draw(st.sampled_from(owners), label="owner frame")
+            borrower = data.draw(st.sampled_from(
+                [v for v in range(cfg.n_vms) if v != owner]), label="borrower")
+            kind = data.draw(st.sampled_from(["MEM_SHARE", "MEM_LEND", "MEM_DONATE"]))
+            perm = data.draw(st.sampled_from([1, 3, 5]), label="perm")
+            self._call(owner, 0, abi.BY_NAME[kind], (g, 1, 1 << borrower, perm), "arm64")
+            handle = self._last_ret
+            if handle >> 63:
+                return
+            base = data.draw(st.integers(0, G - 1), label="borrower base")
+            self._call(borrower, 0, abi.BY_NAME["MEM_RETRIEVE"], (handle, base), "arm64")
+            then = data.draw(st.sampled_from(
+                ["MEM_RECLAIM", "MEM_RELEASE", "VM_DESTROY", "MEM_RELINQUISH"]), label="then")
+            if then == "MEM_RECLAIM":
+                self._call(owner, 0, abi.BY_NAME[then], (handle,), "arm64")
+            elif then == "MEM_RELEASE":
+                self._call(owner, 0, abi.BY_NAME[then], (g,), "arm64")
+            elif then == "VM_DESTROY" and owner != 0:
+                self._call(0, 0, abi.BY_NAME[then], (owner,), "arm64")
+            else:
+                self._call(borrower, 0, abi.BY_NAME["MEM_RELINQUISH"], (handle,), "arm64")
+
+        # One rule per area, so every area gets its share of steps whatever the table order.
+        @rule(data=st.data())
+        def memory(self, data: st.DataObject) -> None:
+            self._hypercall(data, _AREAS["memory"])
+
+        @rule(data=st.data())
+        def sharing(self, data: st.DataObject) -> None:
+            self._hypercall(data, _AREAS["sharing"])
+
+        @rule(data=st.data())
+        def event_channels(self, data: st.DataObject) -> None:
+            self._hypercall(data, _AREAS["evtchn"])
+
+        @rule(data=st.data())
+        def vcpus(self, data: st.DataObject) -> None:
+            self._hypercall(data, _AREAS["psci"])
+
+        @rule(data=st.data())
+        def control(self, data: st.DataObject) -> None:
+            self._hypercall(data, _AREAS["control"])
 
         @rule(vm=st.integers(0, cfg.n_vms - 1), conv=st.sampled_from(["arm64", "x86_64"]),
               regs=st.lists(WORD64, min_size=7, max_size=7),

@@ -378,7 +378,7 @@ def send_reaches_only_peer(s: State, caller: Any, row: Any, s2: State, ret: Any)
     for i in range(cfg.n_vms * cfg.n_ports):
         changed = s.ch_pending[i] != s2.ch_pending[i]
         peer_of_caller = logic.any_(and_(
-            s.vp(caller.vm, p) == j, s.ch_state[j] == INTERDOMAIN,
+            logic.index_is(s.vp(caller.vm, p), j), s.ch_state[j] == INTERDOMAIN,
             s.ch_rvm[j] == i // cfg.n_ports, s.ch_rport[j] == i % cfg.n_ports)
             for j in range(cfg.n_vms * cfg.n_ports) for p in range(cfg.n_ports))
         out.append(implies(changed, peer_of_caller))

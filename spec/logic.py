@@ -153,19 +153,42 @@ def sub(a: Any, b: Any) -> Any:
     return (a - b) & MASK64
 
 
+class Index2:
+    """A 2-D index ``row * width + col`` kept as its parts while either is symbolic.
+
+    Selecting or storing with it compares ``row`` and ``col`` separately against each
+    slot's coordinates, so the proofs never contain index multiplications or additions.
+    """
+
+    __slots__ = ("col", "row", "width")
+
+    def __init__(self, row: Any, col: Any, width: int) -> None:
+        self.row, self.col, self.width = row, col, width
+
+    def at(self, i: int) -> Any:
+        r, c = divmod(i, self.width)
+        return and_(self.row == r, self.col == c)
+
+
+def index_is(idx: Any, i: int) -> Any:
+    """``idx == i`` for a flat or 2-D index."""
+    return idx.at(i) if isinstance(idx, Index2) else idx == i
+
+
 def select(seq: Sequence[T], idx: Any, default: T | None = None) -> T:
     """``seq[idx]``; a symbolic index becomes an ``If`` chain.
 
     Out of range, ``default`` is returned (concretely and symbolically); without a
     default, a symbolic out-of-range index reads the last slot, so callers check bounds.
     """
-    if is_sym(idx):
+    if isinstance(idx, Index2) or is_sym(idx):
+        hit = idx.at if isinstance(idx, Index2) else (lambda i: idx == i)
         if default is None:
             out, slots = seq[-1], range(len(seq) - 1)
         else:
             out, slots = default, range(len(seq))
         for i in reversed(slots):
-            out = ite(idx == i, seq[i], out)
+            out = ite(hit(i), seq[i], out)
         return out
     if 0 <= idx < len(seq):
         return seq[idx]
@@ -176,6 +199,8 @@ def select(seq: Sequence[T], idx: Any, default: T | None = None) -> T:
 
 def store(seq: tuple[T, ...], idx: Any, value: T) -> tuple[T, ...]:
     """``seq`` with ``seq[idx] = value``; out-of-range indices change nothing."""
+    if isinstance(idx, Index2):
+        return tuple(ite(idx.at(i), value, old) for i, old in enumerate(seq))
     if is_sym(idx):
         return tuple(ite(idx == i, value, old) for i, old in enumerate(seq))
     if 0 <= idx < len(seq):

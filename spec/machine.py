@@ -23,6 +23,7 @@ __all__ = ["apply", "can_call", "event", "step"]
 def can_call(s: State, vm: Any, vcpu: Any) -> Any:
     """A hypercall can only come from an ON vCPU of a RUNNING VM."""
     cfg = s.cfg
+    vm, vcpu = logic.word(vm), logic.word(vcpu)  # a negative id is no id
     return and_(
         ult(vm, cfg.n_vms), ult(vcpu, cfg.n_vcpus),
         select(s.vm_state, vm, 0) == RUNNING,

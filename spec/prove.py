@@ -32,6 +32,7 @@ from spec.state import CONTROL, Config, State, initial
 from spec.transitions import Caller
 
 UNKNOWN = "UNKNOWN_FUNCTION_ID"
+SPLIT_LIMIT = 12  # conjunctions up to this size are refuted one conjunct at a time
 PROOF_CONFIG = Config()
 
 __all__ = ["ProofResult", "initial_state_results", "prove_all", "prove_target", "targets"]
@@ -93,18 +94,33 @@ def prove_target(target: str, cfg: Config = PROOF_CONFIG, conv: str = "arm64",
     explore_s = time.perf_counter() - start
     results: list[ProofResult] = []
 
-    def check(kind: str, name: str, clause: str, bad: Iterable[Any],
+    def check(kind: str, name: str, clause: str, goals: Iterable[tuple[Any, Any]],
               extra: Iterable[Any] = ()) -> None:
+        """Prove ``condition -> holds`` for each (condition, holds) pair.
+
+        Each top-level conjunct of ``holds`` is refuted in its own small query: several
+        times faster than one query over the whole conjunction, and just as sound.
+        """
         if only is not None and name not in only:
             return
         t0 = time.perf_counter()
-        bad = list(bad)
         model, answer = None, z3.unsat
-        if bad:  # no path left to refute: every path keeps the (assumed sound) pre-state
-            solver = z3.SolverFor("QF_BV")
-            solver.add(*setup.assumptions, *extra, z3.Or(*[_b(x) for x in bad]))
-            answer = solver.check()
-            model = solver.model() if answer == z3.sat else None
+        for cond, holds in goals:
+            post = z3.simplify(_b(holds))
+            parts = post.children() if z3.is_and(post) else [post]
+            if len(parts) > SPLIT_LIMIT:  # many small conjuncts: one query is cheaper
+                parts = [post]
+            for part in parts:
+                if z3.is_true(part):
+                    continue
+                solver = z3.SolverFor("QF_BV")
+                solver.add(*setup.assumptions, *extra, _b(cond), z3.Not(part))
+                answer = solver.check()
+                if answer != z3.unsat:
+                    model = solver.model() if answer == z3.sat else None
+                    break
+            if answer != z3.unsat:
+                break
         status = "proved" if answer == z3.unsat else "failed" if model is not None else "unknown"
         cex = None
         if model is not None:
@@ -127,12 +143,11 @@ def _all_checks(setup: _Setup, paths: list[symbolic.Path], moved: list[symbolic.
                 cfg: Config, conv: str, check: Callable[..., None]) -> None:
     for inv in inv_mod.INVARIANTS:
         check("invariant", inv.name, inv.clause,
-              [z3.And(p.condition, z3.Not(_b(inv.holds(p.value[0])))) for p in moved])
+              [(p.condition, inv.holds(p.value[0])) for p in moved])
     for prop in inv_mod.STEP_PROPERTIES:
         check("step", prop.name, prop.clause,
-              [z3.And(p.condition, z3.Not(_b(prop.holds(setup.s, setup.caller, setup.row,
-                                                        p.value[0], p.value[1]))))
-               for p in paths])
+              [(p.condition, prop.holds(setup.s, setup.caller, setup.row, p.value[0],
+                                        p.value[1])) for p in paths])
     if setup.row is not None:
         _noninterference(setup, paths, cfg, conv, check)
 
@@ -150,8 +165,8 @@ def _noninterference(setup: _Setup, paths: list[symbolic.Path], cfg: Config, con
            z3.Not(_b(noninterference.shared(s, a, b)))]
     before = noninterference.view(s, b)
     check("noninterference", "noninterference_unchanged", "two VMs sharing nothing",
-          [z3.And(p.condition, z3.Not(_b(symbolic.same(noninterference.view(p.value[0], b),
-                                                       before)))) for p in paths], hyp)
+          [(p.condition, symbolic.same(noninterference.view(p.value[0], b), before))
+           for p in paths], hyp)
     # Self-composition: a second pre-state that differs from s only in b's private slots.
     other = symbolic.fresh(s, "t")
     private = noninterference.private_slots(s, b)
@@ -163,11 +178,11 @@ def _noninterference(setup: _Setup, paths: list[symbolic.Path], cfg: Config, con
     inv2 = [_b(i.holds(s2)) for i in inv_mod.INVARIANTS]
     paths2 = symbolic.explore(_run(setup, conv, s2), [*setup.assumptions, *inv2])
     m1, m2 = symbolic.merge(paths), symbolic.merge(paths2)
-    differs = z3.Not(_b(z3.And(_b(symbolic.same(m1[1], m2[1])),
-                               _b(symbolic.same(noninterference.view(m1[0], a),
-                                                noninterference.view(m2[0], a))))))
+    agree = z3.And(_b(symbolic.same(m1[1], m2[1])),
+                   _b(symbolic.same(noninterference.view(m1[0], a),
+                                    noninterference.view(m2[0], a))))
     check("noninterference", "noninterference_confidential", "two VMs sharing nothing",
-          [differs], [*hyp, *inv2, z3.Not(_b(noninterference.shared(s2, a, b)))])
+          [(True, agree)], [*hyp, *inv2, z3.Not(_b(noninterference.shared(s2, a, b)))])
 
 
 # --- counterexamples ---------------------------------------------------------------------------

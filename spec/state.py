@@ -103,15 +103,12 @@ class State:
 
 
 def _flat_index(row: Any, col: Any, width: int, rows: int) -> Any:
-    """``row * width + col``; on Z3 words an ``If`` chain over the few rows instead of a
-    64-bit multiplier, which keeps every proof in cheap bit-vector arithmetic.  A row out
-    of range gives an index past the table (``select`` then yields its default)."""
-    if not logic.is_sym(row):
-        return row * width + col
-    out: Any = logic.add(col, rows * width)
-    for r in reversed(range(rows)):
-        out = logic.ite(row == r, logic.add(col, r * width), out)
-    return out
+    """``row * width + col``; with a symbolic part, an :class:`~spec.logic.Index2` that
+    keeps row and column apart, so proofs compare coordinates instead of doing index
+    arithmetic on 64-bit words."""
+    if logic.is_sym(row) or logic.is_sym(col):
+        return logic.Index2(row, col, width)
+    return row * width + col
 
 
 def initial(cfg: Config | None = None) -> State:
@@ -151,9 +148,12 @@ def initial(cfg: Config | None = None) -> State:
 # --- what the hardware enforces: derived views, defined once ------------------------------
 def access(s: State, vm: Any, g: Any) -> Any:
     """Permission bits VM ``vm`` has on its guest frame ``g`` through its stage-2 table."""
+    cfg = s.cfg
+    inside = logic.and_(logic.ult(vm, cfg.n_vms), logic.ult(g, cfg.n_gframes))
     i = s.vg(vm, g)
-    live = logic.and_(logic.select(s.s2_valid, i), logic.not_(logic.select(s.s2_held, i)))
-    return logic.ite(live, logic.select(s.s2_perm, i), 0)
+    live = logic.and_(inside, logic.select(s.s2_valid, i, False),
+                      logic.not_(logic.select(s.s2_held, i, False)))
+    return logic.ite(live, logic.select(s.s2_perm, i, 0), 0)
 
 
 def dma_access(s: State, dev: Any, g: Any) -> Any:

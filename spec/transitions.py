@@ -280,7 +280,7 @@ def mem_release(s: State, me: Caller, row: Row, gfn: Any) -> Result:
     frame = select(s.s2_frame, i)
     if select(s.frame_tx, frame) != NONE:
         return fail(s, row, "DENIED")
-    s = _unmap_where(s, [j == i for j in range(len(s.s2_valid))])
+    s = _unmap_where(s, [logic.index_is(i, j) for j in range(len(s.s2_valid))])
     return ok(s.evolve(owner=store(s.owner, frame, FREE)))
 
 
@@ -384,9 +384,17 @@ def mem_retrieve(s: State, me: Caller, row: Row, k: Any, base: Any) -> Result:
     kind = select(s.tx_kind, k)
     if kind == DONATE and not ule(logic.add(owned_count(s, me.vm), n), select(s.quota, me.vm)):
         return fail(s, row, "NO_MEMORY")
-    src_base = s.vg(owner, select(s.tx_base, k))
-    # borrower's entry g maps the owner's entry tx_base + (g - base)
-    target = [select(s.s2_frame, logic.add(src_base, logic.sub(g, base))) for g in range(G)]
+    tx_base = select(s.tx_base, k)
+    # The borrower's entry g maps the owner's entry j where g - base == j - tx_base
+    # (compared as g + tx_base == j + base: all four are small, so no wrap-around).
+    target = []
+    for g in range(G):
+        frame: Any = 0
+        for v in range(cfg.n_vms):
+            for j in range(G):
+                hit = and_(owner == v, logic.add(tx_base, g) == logic.add(base, j))
+                frame = ite(hit, s.s2_frame[v * G + j], frame)
+        target.append(frame)
     mine = [and_(i // G == me.vm, sel[i % G]) for i in range(cfg.n_vms * G)]
     perm = select(s.tx_perm, k)
     if kind == DONATE:

@@ -1,0 +1,498 @@
+"""The differential oracle: the same calls to the target and to the spec, every observable
+compared after every step.
+
+:class:`Differ` runs one operation (a hypercall or an event) on both sides and compares the
+result registers and every probe (access bits per (vm, gfn), DMA access per (device, gfn),
+pending interrupts per (vm, vcpu)); on the spec side it also checks every invariant and
+step property with :mod:`spec.checking`.  A difference raises :class:`ConformanceFailure`,
+naming the requirement and clause broken, expected vs observed, and the trace so far.
+
+:func:`make_oracle` wraps the Differ in the Hypothesis state machine of
+:mod:`spec.campaign` (same aimed and garbage strategies), so a mismatch shrinks to a
+minimal sequence; :func:`run_oracle` runs it and returns an :class:`OracleOutcome`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+from hypothesis import HealthCheck, Phase, reject, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, rule, run_state_machine_as_test
+
+from conformance.target import (
+    Observation,
+    Target,
+    TargetCrashed,
+    TargetError,
+    observe,
+    spec_observation,
+)
+from spec import campaign, checking, machine
+from spec.hypercalls import abi, codec
+from spec.state import Config, State, initial
+from spec.transitions import Caller
+
+__all__ = ["ConformanceFailure", "Differ", "OracleOutcome", "SpecDefect", "TargetAbort",
+           "make_oracle", "run_oracle"]
+
+SIM_CONFIG = campaign.SIM_CONFIG
+MASK64 = (1 << 64) - 1
+DECODE_CLAUSE = "SMCCC DEN0028 2.5 function ids; pvspec ABI reserved bits (spec/hypercalls/abi.py)"
+CRASH_CLAUSE = "pvspec ABI: the decoder is total; every register file yields a result"
+
+
+class ConformanceFailure(AssertionError):
+    """The target disagreed with the spec (or crashed) on the last operation of ``trace``."""
+
+    def __init__(self, kind: str, requirement: str, clause: str, expected: str,
+                 observed: str, trace: list[dict[str, Any]], related: tuple[str, ...] = ()
+                 ) -> None:
+        self.kind, self.requirement, self.clause = kind, requirement, clause
+        self.expected, self.observed = expected, observed
+        self.trace = list(trace)
+        self.related = related
+        super().__init__(f"{requirement} [{clause}]: expected {expected}, observed {observed} "
+                         f"after {len(trace)} steps")
+
+
+class TargetAbort(BaseException):  # a BaseException: Hypothesis must not shrink it
+    """The target broke the protocol or hung: stop at once, with the trace so far."""
+
+    def __init__(self, error: TargetError, trace: list[dict[str, Any]]) -> None:
+        super().__init__(error.reason)
+        self.error = error
+        self.trace = list(trace)
+
+
+class SpecDefect(Exception):
+    """The spec itself raised on an input (a defect of the spec, not of the target)."""
+
+
+def _signed(x: int) -> int:
+    return x - (1 << 64) if x >> 63 else x
+
+
+def describe_result(row: abi.Row | None, x: int) -> str:
+    v = _signed(x)
+    if v >= 0:
+        return str(v)
+    space = abi.ERROR_SPACES[row.space] if row else abi.HV_ERRORS
+    names = [n for n, c in space.items() if c == v]
+    return f"{v} ({names[0]})" if names else str(v)
+
+
+def _perm(p: int) -> str:
+    return "".join(c for c, b in (("R", 1), ("W", 2), ("X", 4)) if p & b) or "none"
+
+
+def describe_call(row: abi.Row | None, regs: dict[str, int], conv: str) -> str:
+    c = abi.CONVENTIONS[conv]
+    if row is None:
+        return f"undecodable({', '.join(f'{k}={v:#x}' for k, v in regs.items())})"
+    args = [f"{a.name}={regs.get(r, 0):#x}" for a, r in zip(row.args, c["args"], strict=False)]
+    return f"{row.name}({', '.join(args)})"
+
+
+@attrs.define
+class Differ:
+    """Runs operations on a target and on the spec side by side, comparing everything."""
+
+    target: Target
+    cfg: Config = SIM_CONFIG
+    invariants: str = "step"  # "step": after every state change; "end": on demand; "off"
+    s: State = attrs.field(init=False)
+    ops: list[dict[str, Any]] = attrs.field(init=False, factory=list)
+    steps: int = attrs.field(init=False, default=0)
+    observed_kinds: frozenset[str] = attrs.field(init=False, default=frozenset())
+
+    def __attrs_post_init__(self) -> None:
+        self.s = initial(self.cfg)
+        caps = self.target.capabilities
+        self.observed_kinds = frozenset(
+            k for k, cap in (("access", "probe_access"), ("dma", "probe_dma"),
+                             ("irq", "probe_irq")) if cap in caps or "observe" in caps)
+
+    def reset(self) -> None:
+        self.s = initial(self.cfg)
+        self.ops = []
+        self._guard(lambda: self.target.reset(self.cfg))
+
+    def _guard(self, fn: Callable[[], Any]) -> Any:
+        try:
+            return fn()
+        except TargetCrashed as exc:
+            last = self.ops[-1] if self.ops else {}
+            req = f"abi:{last['row']}" if last.get("row") else "abi:decode"
+            raise ConformanceFailure("crash", req, CRASH_CLAUSE, "a result",
+                                     f"crash: {exc.reason}", self.ops) from None
+        except TargetError as exc:
+            raise TargetAbort(exc, self.ops) from None
+        except Exception as exc:  # a defect of the suite or target glue: stop, do not shrink
+            raise TargetAbort(TargetError(f"{type(exc).__name__}: {exc}"), self.ops) from None
+
+    def hypercall(self, vm: int, vcpu: int, regs: dict[str, int], conv: str = "arm64") -> int:
+        regs = {k: v & MASK64 for k, v in regs.items()}  # registers are 64 bits wide
+        decoded = codec.decode(regs, conv)
+        row = decoded.row  # None only for an unknown function id
+        try:
+            s2, out = machine.step(self.s, vm, vcpu, regs, conv)
+        except Exception as exc:
+            raise SpecDefect(f"spec raised {type(exc).__name__}: {exc} on "
+                             f"vm{vm}.{vcpu} {describe_call(row, regs, conv)}") from exc
+        result_regs = abi.CONVENTIONS[conv]["result"]
+        ret = out[result_regs[0]]
+        self.ops.append({"op": "hypercall", "vm": vm, "vcpu": vcpu, "conv": conv,
+                         "regs": {k: hex(v) for k, v in regs.items()},
+                         "row": row.name if row else None,
+                         "call": describe_call(row, regs, conv),
+                         "expect": describe_result(row, ret)})
+        self.steps += 1
+        got = self._guard(lambda: self.target.hypercall(vm, vcpu, regs, conv))
+        for r in result_regs:
+            if got.get(r, None) != out[r]:
+                req = f"abi:{row.name}" if row else "abi:decode"
+                clause = row.clause if row else DECODE_CLAUSE
+                if isinstance(decoded, codec.DecodeError):
+                    clause = f"{clause} ({decoded.reason})"
+                seen = got.get(r)
+                raise ConformanceFailure(
+                    "result", req, clause, f"{r} = {describe_result(row, out[r])}",
+                    f"{r} = {describe_result(row, seen) if isinstance(seen, int) else seen}",
+                    self.ops)
+        self._advance(Caller(vm, vcpu), row if isinstance(decoded, codec.Call) else None, s2,
+                      ret)
+        return ret
+
+    def event(self, name: str, *args: int) -> None:
+        s2 = machine.event(self.s, name, *args)
+        self.ops.append({"op": "event", "name": name, "args": list(args)})
+        self.steps += 1
+        self._guard(lambda: self.target.event(name, *args))
+        self._advance(Caller(0, 0), None, s2, None)
+
+    def _advance(self, caller: Caller, row: abi.Row | None, s2: State, ret: Any) -> None:
+        if self.invariants == "step" and s2 is not self.s:  # same state: nothing to check
+            self._invariant_failure(checking.check_step(self.s, caller, row, s2, ret))
+        self.s = s2
+        if self.observed_kinds:
+            self.compare(self._guard(lambda: observe(self.target, self.cfg)))
+
+    def check_state(self) -> None:
+        """Every invariant on the spec's current state (the ``end`` mode)."""
+        if self.invariants != "off":
+            self._invariant_failure(checking.check_state(self.s))
+
+    def _invariant_failure(self, bad: list[checking.Violation]) -> None:
+        if bad:
+            v = bad[0]
+            raise ConformanceFailure("spec-invariant", f"{v.kind}:{v.name}", v.clause,
+                                     "the spec keeps its invariants",
+                                     f"the spec broke {', '.join(b.name for b in bad)}",
+                                     self.ops)
+
+    def compare(self, got: Observation) -> None:
+        want = spec_observation(self.s)
+        cfg = self.cfg
+        G, C = cfg.n_gframes, cfg.n_vcpus
+        row = self.ops[-1].get("row") if self.ops else None
+        step = [f"abi:{row}"] if row else []
+        if "access" in self.observed_kinds and got.access != want.access:
+            i = _first_diff(got.access, want.access)
+            e, o = want.access[i], got.access[i] if i < len(got.access) else None
+            if o is None:
+                inv = "well_formed"
+            elif o & ~e and e:
+                inv = "write_within_grant"
+            elif o & ~e:
+                inv = "mappings_authorized"
+            else:
+                inv = "lent_frames_unreachable_by_owner" if o else step[0] if step else \
+                    "mappings_authorized"
+            self._observed_fail(inv, f"access(vm={i // G}, gfn={i % G})", _perm(e),
+                                _perm(o) if o is not None else "missing", step)
+        if "dma" in self.observed_kinds and got.dma != want.dma:
+            i = _first_diff(got.dma, want.dma)
+            e, o = want.dma[i], got.dma[i] if i < len(got.dma) else None
+            self._observed_fail("devices_owned_by_live_vms",
+                                f"dma_access(dev={i // G}, gfn={i % G})", _perm(e),
+                                _perm(o) if o is not None else "missing", step)
+        if "irq" in self.observed_kinds and got.irq != want.irq:
+            i = _first_diff(got.irq, want.irq)
+            e, o = want.irq[i], got.irq[i] if i < len(got.irq) else None
+            extra = (o or 0) & ~e
+            inv = ("send_reaches_only_peer" if extra & 1 else
+                   "device_irqs_isolated" if extra else step[0] if step else "well_formed")
+            self._observed_fail(inv, f"pending_irqs(vm={i // C}, vcpu={i % C})", f"{e:#x}",
+                                f"{o:#x}" if o is not None else "missing", step)
+
+    def _observed_fail(self, inv: str, what: str, e: str, o: str, step: list[str]) -> None:
+        from spec import invariants
+
+        if inv.startswith("abi:"):
+            name = inv[4:]
+            req, clause = inv, abi.BY_NAME[name].clause if name in abi.BY_NAME else ""
+        else:
+            known = invariants.BY_NAME.get(inv) or invariants.STEP_BY_NAME.get(inv)
+            kind = "invariant" if inv in invariants.BY_NAME else "step"
+            req, clause = f"{kind}:{inv}", known.clause if known else ""
+        raise ConformanceFailure("observation", req, clause, f"{what} = {e}",
+                                 f"{what} = {o}", self.ops, tuple(step))
+
+
+def _first_diff(a: tuple[int, ...], b: tuple[int, ...]) -> int:
+    for i, (x, y) in enumerate(zip(a, b, strict=False)):
+        if x != y:
+            return i
+    return min(len(a), len(b))
+
+
+# --- the Hypothesis state machine -------------------------------------------------------------
+@attrs.define
+class OracleLog:
+    examples: int = 0
+    steps: int = 0
+    spec_defects: list[str] = attrs.field(factory=list)
+
+
+_WITH_ARGS = tuple(r for r in abi.TABLE if r.args)
+
+
+def make_oracle(target: Target, cfg: Config = SIM_CONFIG, log: OracleLog | None = None,
+                invariants: str = "end") -> type[RuleBasedStateMachine]:
+    """The campaign's state machine, every step sent to ``target`` as well and compared."""
+    log = log if log is not None else OracleLog()
+    base = campaign.make_machine(cfg)
+    events = "events" in target.capabilities
+
+    class Oracle(base):  # type: ignore[misc, valid-type]
+        def __init__(self) -> None:
+            super().__init__()
+            self.differ = Differ(target, cfg, invariants=invariants)
+            self.differ.reset()
+            log.examples += 1
+
+        def _regs(self, vm: int, vcpu: int, regs: dict[str, int], conv: str) -> None:
+            try:
+                self.differ.hypercall(vm, vcpu, regs, conv)
+            except SpecDefect as exc:
+                if len(log.spec_defects) < 20:
+                    log.spec_defects.append(str(exc))
+                reject()
+            log.steps += 1
+            self.s = self.differ.s
+
+        def _event(self, name: str, *args: int) -> None:
+            self.differ.event(name, *args)
+            log.steps += 1
+            self.s = self.differ.s
+
+        @rule(vm=st.integers(0, cfg.n_vms - 1), vcpu=st.integers(0, cfg.n_vcpus - 1))
+        def vcpu_start(self, vm: int, vcpu: int) -> None:
+            if events:
+                self._event("VCPU_START", vm, vcpu)
+
+        @rule(dev=st.integers(0, cfg.n_devices))
+        def device_irq(self, dev: int) -> None:
+            if events:
+                self._event("DEVICE_IRQ", dev)
+
+        @rule(data=st.data(), kind=st.sampled_from(["MEM_SHARE", "MEM_LEND", "MEM_DONATE"]),
+              perm=st.sampled_from([1, 3, 5, 7]), retrieve=st.booleans())
+        def transaction(self, data: st.DataObject, kind: str, perm: int, retrieve: bool) -> None:
+            """A macro step: an owner offers one of its frames, the borrower maps it."""
+            s, G = self.s, cfg.n_gframes
+            live = [v for v in range(cfg.n_vms) if s.vm_state[v] == 1]
+            offers = [(v, g) for v in live for g in range(G)
+                      if s.s2_valid[s.vg(v, g)] and s.s2_tx[s.vg(v, g)] == 0xFFFF
+                      and s.frame_tx[s.s2_frame[s.vg(v, g)]] == 0xFFFF]
+            if not offers or len(live) < 2:
+                return
+            owner, g = data.draw(st.sampled_from(offers), label="offer")
+            borrower = data.draw(st.sampled_from([v for v in live if v != owner]),
+                                 label="borrower")
+            row = abi.BY_NAME[kind]
+            k = self.differ.hypercall(owner, 0, codec.encode_call(
+                row, (g, 1, 1 << borrower, perm & self.s.s2_perm[self.s.vg(owner, g)] | 1),
+                "arm64"))
+            log.steps += 1
+            self.s = self.differ.s
+            free = [b for b in range(G) if not self.s.s2_valid[self.s.vg(borrower, b)]]
+            if k >> 63 or not retrieve or not free:
+                return
+            base = data.draw(st.sampled_from(free), label="base")
+            self._call(borrower, 0, abi.BY_NAME["MEM_RETRIEVE"], (k, base), "arm64")
+
+        @rule(data=st.data(), a=st.integers(0, cfg.n_vms - 1), b=st.integers(0, cfg.n_vms - 1))
+        def channel(self, data: st.DataObject, a: int, b: int) -> None:
+            """A macro step: VM a offers a port to VM b, which binds it."""
+            port = self.differ.hypercall(a, 0, codec.encode_call(
+                abi.BY_NAME["EVTCHN_ALLOC_UNBOUND"], (b,), "arm64"))
+            log.steps += 1
+            self.s = self.differ.s
+            then = data.draw(st.sampled_from(["bind", "bind", "send", "none"]), label="then")
+            if port >> 63 or then == "none":
+                return
+            if then == "send":  # sending through a port nobody has bound yet
+                self._call(a, 0, abi.BY_NAME["EVTCHN_SEND"], (port,), "arm64")
+            else:
+                self._call(b, 0, abi.BY_NAME["EVTCHN_BIND_INTERDOMAIN"], (a, port), "arm64")
+
+        @rule(data=st.data(), relinquish=st.booleans())
+        def destroy_lender(self, data: st.DataObject, relinquish: bool) -> None:
+            """A macro step: the owner of memory a borrower maps dies (XSA-218/230 class)."""
+            s = self.s
+            busy = [k for k in range(cfg.n_tx) if s.tx_kind[k] and s.tx_retrieved[k]
+                    and s.tx_owner[k] not in (0, 0xFFFF)]
+            if not busy:
+                return
+            k = data.draw(st.sampled_from(busy), label="handle")
+            self._call(0, 0, abi.BY_NAME["VM_DESTROY"], (s.tx_owner[k],), "arm64")
+            holders = [v for v in range(cfg.n_vms) if self.s.tx_retrieved[k] >> v & 1]
+            if relinquish and holders:
+                who = data.draw(st.sampled_from(holders), label="holder")
+                self._call(who, 0, abi.BY_NAME["MEM_RELINQUISH"], (k,), "arm64")
+
+        @rule(vm=st.integers(0, cfg.n_vms - 1), row=st.sampled_from(_WITH_ARGS),
+              which=st.integers(0, 3), bit=st.integers(0, 63), low=st.integers(0, 0xFFFF),
+              conv=st.sampled_from(["arm64", "x86_64"]), top=st.booleans())
+        def malformed(self, vm: int, row: abi.Row, which: int, bit: int, low: int,
+                      conv: str, top: bool) -> None:
+            """A real function id with one argument register carrying reserved bits (often
+            the sign bit, as a negative number passed where an index is expected)."""
+            arg = row.args[which % len(row.args)]
+            limit = 64 if row.smc64 else 32
+            hi = arg.width + bit % max(1, limit - arg.width) if arg.width < limit else bit
+            if top:
+                hi = limit - 1
+            args = [0] * len(row.args)
+            args[which % len(row.args)] = (1 << hi) | low
+            self._regs(vm, 0, codec.encode_call(row, tuple(args), conv), conv)
+
+        def sound(self) -> None:  # replaces the campaign's invariant: the Differ checks it
+            pass
+
+        def teardown(self) -> None:
+            if invariants == "end":
+                self.differ.check_state()
+
+    Oracle.__name__ = "ConformanceOracle"
+    return Oracle
+
+
+def replay(target: Target, ops: list[dict[str, Any]], cfg: Config = SIM_CONFIG,
+           invariants: str = "step") -> ConformanceFailure | None:
+    """Run a recorded trace on ``target`` and the spec; the first mismatch, or None."""
+    from conformance.protocol import word
+
+    d = Differ(target, cfg, invariants=invariants)
+    try:
+        d.reset()
+        for op in ops:
+            if op["op"] == "hypercall":
+                d.hypercall(int(op["vm"]), int(op["vcpu"]),
+                            {k: word(v) for k, v in op["regs"].items()}, op["conv"])
+            else:
+                d.event(op["name"], *(word(a) for a in op["args"]))
+        if invariants == "end":
+            d.check_state()
+    except ConformanceFailure as exc:
+        return exc
+    return None
+
+
+def shrink(target: Target, failure: ConformanceFailure, cfg: Config = SIM_CONFIG,
+           invariants: str = "step", budget: int = 400) -> ConformanceFailure:
+    """Delta-debug the failure's trace (ddmin) to a 1-minimal one failing the same way."""
+    key = (failure.kind, failure.requirement)
+    runs = 0
+
+    def fails(ops: list[dict[str, Any]]) -> ConformanceFailure | None:
+        nonlocal runs
+        runs += 1
+        try:
+            got = replay(target, ops, cfg, invariants)
+        except SpecDefect:
+            return None
+        return got if got is not None and (got.kind, got.requirement) == key else None
+
+    best, ops, n = failure, list(failure.trace), 2
+    while len(ops) >= 2 and runs < budget:
+        size = -(-len(ops) // n)
+        for i in range(0, len(ops), size):
+            candidate = ops[:i] + ops[i + size:]
+            got = fails(candidate) if candidate else None
+            if got is not None:
+                best, ops, n = got, list(got.trace), max(n - 1, 2)
+                break
+            if runs >= budget:
+                break
+        else:
+            if n >= len(ops):
+                break
+            n = min(2 * n, len(ops))
+    return best
+
+
+@attrs.frozen
+class OracleOutcome:
+    status: str  # passed | failed | error
+    examples: int
+    steps: int
+    seconds: float
+    failure: ConformanceFailure | None = None
+    error: str = ""
+    trace: tuple[dict[str, Any], ...] = ()
+    spec_defects: tuple[str, ...] = ()
+    shrunk_from: int = 0  # length of the trace as first found
+
+
+PROFILES: dict[str, dict[str, Any]] = {
+    # invariants: "end" checks the spec's invariants once per example, "step" after every
+    # state change (the invariant checks cost ~10 ms a step on the concrete spec).
+    "ci": {"max_examples": 100, "stateful_step_count": 50, "invariants": "end"},
+    "thorough": {"max_examples": 1000, "stateful_step_count": 100, "invariants": "step"},
+}
+
+
+def oracle_settings(profile: str = "ci", **overrides: Any) -> settings:
+    """Hypothesis settings for a profile; Hypothesis' own shrinker is off (slow on long
+    stateful runs): a failing trace is shrunk by :func:`shrink` instead."""
+    base: dict[str, Any] = {"phases": [Phase.explicit, Phase.reuse, Phase.generate],
+                            **PROFILES.get(profile, PROFILES["ci"])}
+    base.update(overrides)
+    base.pop("invariants", None)
+    return settings(deadline=None, derandomize=profile == "ci", report_multiple_bugs=False,
+                    print_blob=False, database=None,
+                    suppress_health_check=list(HealthCheck), **base)
+
+
+def run_oracle(target: Target, cfg: Config = SIM_CONFIG, profile: str = "ci",
+               **overrides: Any) -> OracleOutcome:
+    """Run the differential state machine against ``target``; never raises for the target's
+    sake: a mismatch is ``failed`` (shrunk), a broken protocol or hang is ``error``."""
+    log = OracleLog()
+    start = time.perf_counter()
+    status, failure, error, trace, found = "passed", None, "", (), 0
+    inv = overrides.pop("invariants", PROFILES.get(profile, PROFILES["ci"])["invariants"])
+    try:
+        run_state_machine_as_test(make_oracle(target, cfg, log, invariants=inv),
+                                  settings=oracle_settings(profile, **overrides))
+    except ConformanceFailure as exc:
+        found = len(exc.trace)
+        try:
+            failure = shrink(target, exc, cfg, "step" if inv == "step" else "end")
+        except TargetAbort:
+            failure = exc
+        trace = tuple(failure.trace)
+        status = "error" if exc.kind in ("crash", "spec-invariant") else "failed"
+        error = exc.observed if status == "error" else ""
+    except TargetAbort as exc:
+        status, error, trace = "error", exc.error.reason, tuple(exc.trace)
+    except Exception as exc:  # the suite itself must never crash the run
+        status, error = "error", f"{type(exc).__name__}: {exc}"
+    return OracleOutcome(status, log.examples, log.steps, time.perf_counter() - start,
+                         failure, error, trace, tuple(log.spec_defects), found)

@@ -1,0 +1,469 @@
+"""What the suite tests: a hypervisor behind the :class:`Target` protocol.
+
+Three built-in kinds, chosen by a target string:
+
+* ``spec``: the executable specification itself, in process (a target that conforms by
+  definition; useful to check the suite and as a fallback);
+* ``reference``: ``reference_impl.Hypervisor``, the optimized implementation, in process;
+* ``exec:COMMAND``: any program speaking the stdio protocol (docs/PROTOCOL.md).
+
+A target reports what it can do in ``capabilities``; a check that needs a capability the
+target lacks is *skipped*, never passed.  Anything that goes wrong at the target's end is a
+typed :class:`TargetError`, so the suite can turn it into an ``error`` verdict with a reason.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import json
+import os
+import select
+import shlex
+import subprocess
+import tempfile
+import time
+from collections.abc import Mapping
+from typing import Any, Protocol, runtime_checkable
+
+import attrs
+
+from conformance import protocol
+from spec import machine
+from spec.hypercalls import abi
+from spec.state import Config, State, access, initial
+
+__all__ = [
+    "ALL_CAPABILITIES", "ExecTarget", "Observation", "ProtocolViolation", "ReferenceTarget",
+    "SpecTarget", "Target", "TargetCrashed", "TargetError", "TargetTimeout", "make_target",
+    "observe", "reference_available",
+]
+
+ALL_CAPABILITIES = frozenset({"hypercall", "probe_access", "probe_dma", "probe_irq", "events",
+                              "observe"})
+
+
+# --- errors -------------------------------------------------------------------------------------
+class TargetError(Exception):
+    """The target failed to answer a request properly.
+
+    ``definite`` says whether the request certainly had no effect (Maelstrom's definite
+    errors); after an indefinite error the target's state is unknown.
+    """
+
+    def __init__(self, reason: str, definite: bool = False, code: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.definite = definite
+        self.code = code
+
+
+class TargetCrashed(TargetError):
+    """The target process exited, or the in-process target raised."""
+
+
+class TargetTimeout(TargetError):
+    """The target did not answer within the per-call timeout."""
+
+
+class ProtocolViolation(TargetError):
+    """Garbage, schema-invalid output, or a reply to the wrong request."""
+
+
+# --- the protocol --------------------------------------------------------------------------------
+@attrs.frozen
+class Observation:
+    """Everything a guest or device can see: access bits per (vm, gfn), DMA access bits per
+    (device, gfn), pending interrupt lines per (vm, vcpu); flattened row-major."""
+
+    access: tuple[int, ...]
+    dma: tuple[int, ...]
+    irq: tuple[int, ...]
+
+
+@runtime_checkable
+class Target(Protocol):
+    name: str
+    capabilities: frozenset[str]
+
+    def reset(self, config: Config) -> None: ...
+    def hypercall(self, vm: int, vcpu: int, regs: Mapping[str, int], conv: str) -> dict[str, int]:
+        ...
+    def event(self, name: str, *args: int) -> None: ...
+    def probe_access(self, vm: int, gfn: int) -> int: ...
+    def probe_dma(self, dev: int, gfn: int) -> int: ...
+    def probe_irq(self, vm: int, vcpu: int) -> int: ...
+    def close(self) -> None: ...
+
+
+def observe(target: Target, cfg: Config) -> Observation:
+    """Every probe, in one message when the target can (capability ``observe``)."""
+    fast = getattr(target, "observe", None)
+    if fast is not None and "observe" in target.capabilities:
+        return fast()
+    caps = target.capabilities
+    G = cfg.n_gframes
+    acc = tuple(target.probe_access(v, g) for v in range(cfg.n_vms) for g in range(G)) \
+        if "probe_access" in caps else ()
+    dma = tuple(target.probe_dma(d, g) for d in range(cfg.n_devices) for g in range(G)) \
+        if "probe_dma" in caps else ()
+    irq = tuple(target.probe_irq(v, c) for v in range(cfg.n_vms) for c in range(cfg.n_vcpus)) \
+        if "probe_irq" in caps else ()
+    return Observation(acc, dma, irq)
+
+
+def spec_observation(s: State) -> Observation:
+    cfg = s.cfg
+    G = cfg.n_gframes
+    return Observation(
+        tuple(access(s, v, g) for v in range(cfg.n_vms) for g in range(G)),
+        tuple(_dma(s, d, g) for d in range(cfg.n_devices) for g in range(G)),
+        tuple(s.irq),
+    )
+
+
+def _dma(s: State, dev: int, g: int) -> int:
+    """:func:`spec.state.dma_access`, evaluated lazily (the spec's version reads the
+    owner's row even for an unassigned device, which is out of range concretely)."""
+    owner = s.dev_owner[dev]
+    return access(s, owner, g) if owner < s.cfg.n_vms else 0
+
+
+# --- in process: the spec -------------------------------------------------------------
+class SpecTarget:
+    """The executable specification as a target."""
+
+    name = "spec"
+    capabilities = ALL_CAPABILITIES
+
+    def __init__(self) -> None:
+        self.state: State = initial(Config())
+
+    def reset(self, config: Config) -> None:
+        self.state = initial(config)
+
+    def hypercall(self, vm: int, vcpu: int, regs: Mapping[str, int], conv: str = "arm64"
+                  ) -> dict[str, int]:
+        try:
+            self.state, out = machine.step(self.state, vm, vcpu, dict(regs), conv)
+        except Exception as exc:  # a defect of the spec itself, reported as such
+            raise TargetCrashed(f"the spec raised {type(exc).__name__}: {exc}") from exc
+        return out
+
+    def event(self, name: str, *args: int) -> None:
+        if name not in abi.EVENT_BY_NAME:
+            raise TargetError(f"unknown event {name}", definite=True)
+        self.state = machine.event(self.state, name, *args)
+
+    def probe_access(self, vm: int, gfn: int) -> int:
+        return access(self.state, vm, gfn) if vm < self.state.cfg.n_vms and \
+            gfn < self.state.cfg.n_gframes else 0
+
+    def probe_dma(self, dev: int, gfn: int) -> int:
+        return _dma(self.state, dev, gfn) if dev < self.state.cfg.n_devices and \
+            gfn < self.state.cfg.n_gframes else 0
+
+    def probe_irq(self, vm: int, vcpu: int) -> int:
+        cfg = self.state.cfg
+        return self.state.irq[self.state.vc(vm, vcpu)] if vm < cfg.n_vms and \
+            vcpu < cfg.n_vcpus else 0
+
+    def observe(self) -> Observation:
+        return spec_observation(self.state)
+
+    def close(self) -> None:
+        pass
+
+
+# --- in process: the reference implementation ---------------------------------------------------
+def reference_available() -> bool:
+    try:
+        import reference_impl
+    except ImportError:
+        return False
+    return hasattr(reference_impl, "Hypervisor")
+
+
+class ReferenceTarget:
+    """``reference_impl.Hypervisor`` (the optimized implementation) as a target."""
+
+    name = "reference"
+    capabilities = frozenset({"hypercall", "probe_access", "probe_dma", "probe_irq", "events"})
+
+    def __init__(self) -> None:
+        if not reference_available():
+            raise TargetError("reference_impl.Hypervisor is not available", definite=True)
+        import reference_impl
+
+        self._cls = reference_impl.Hypervisor
+        self._hv: Any = None
+        self._cfg = Config()
+
+    def reset(self, config: Config) -> None:
+        self._cfg = config
+        self._hv = self._guard(lambda: self._cls(**attrs.asdict(config)))
+
+    @staticmethod
+    def _guard(fn: Any) -> Any:
+        try:
+            return fn()
+        except TargetError:
+            raise
+        except Exception as exc:
+            raise TargetCrashed(f"reference_impl raised {type(exc).__name__}: {exc}") from exc
+
+    def hypercall(self, vm: int, vcpu: int, regs: Mapping[str, int], conv: str = "arm64"
+                  ) -> dict[str, int]:
+        return self._guard(lambda: dict(self._hv.hypercall(vm, vcpu, dict(regs), conv)))
+
+    def event(self, name: str, *args: int) -> None:
+        self._guard(lambda: self._hv.event(name, *args))
+
+    def probe_access(self, vm: int, gfn: int) -> int:
+        return int(self._guard(lambda: self._hv.access(vm, gfn)))
+
+    def probe_dma(self, dev: int, gfn: int) -> int:
+        return int(self._guard(lambda: self._hv.dma_access(dev, gfn)))
+
+    def probe_irq(self, vm: int, vcpu: int) -> int:
+        return int(self._guard(lambda: self._hv.pending_irqs(vm, vcpu)))
+
+    def observe(self) -> Observation:
+        return observe(_NoFast(self), self._cfg)
+
+    def close(self) -> None:
+        self._hv = None
+
+
+@attrs.frozen
+class _NoFast:
+    """A view of a target without its ``observe`` shortcut (probe by probe)."""
+
+    inner: Any
+
+    @property
+    def capabilities(self) -> frozenset[str]:
+        return self.inner.capabilities - {"observe"}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+# --- out of process: any program over the stdio protocol ----------------------------------------
+class ExecTarget:
+    """A program speaking the stdio protocol on its stdin / stdout (logs on stderr).
+
+    Every message in both directions is validated against the protocol schema; a hang
+    (``timeout`` seconds per call), an exit, garbage, a schema-invalid message or a reply
+    to the wrong request raises the matching :class:`TargetError`, and the process is
+    restarted on the next :meth:`reset`.
+    """
+
+    def __init__(self, command: str, timeout: float = 5.0, validate_requests: bool = True,
+                 log_dir: str | None = None) -> None:
+        self.command = command
+        self.argv = shlex.split(command)
+        self.name = f"exec:{command}"
+        self.timeout = timeout
+        self.validate_requests = validate_requests
+        self.capabilities: frozenset[str] = frozenset()
+        self.target_name = ""
+        self.abi_version = ""
+        self.messages = 0
+        self._log_dir = log_dir
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._stderr: Any = None
+        self._buf = b""
+        self._next_id = 0
+        self._recent: collections.deque[str] = collections.deque(maxlen=8)
+        self._cfg = Config()
+        self._start()
+
+    # process management
+    def _start(self) -> None:
+        self._kill()
+        if self._log_dir:
+            os.makedirs(self._log_dir, exist_ok=True)
+            self._stderr = open(os.path.join(self._log_dir, "target-stderr.log"), "ab")  # noqa: SIM115
+        else:
+            self._stderr = tempfile.TemporaryFile()  # noqa: SIM115
+        try:
+            self._proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE,
+                                          stdout=subprocess.PIPE, stderr=self._stderr,
+                                          bufsize=0)
+        except OSError as exc:
+            raise TargetCrashed(f"cannot start {self.command!r}: {exc}", definite=True) from exc
+        self._buf = b""
+        self._recent.clear()
+        reply = self._request({"type": "init", "protocol_version": protocol.PROTOCOL_VERSION,
+                               "abi_version": abi.ABI_VERSION}, "init_ok")
+        major = reply["protocol_version"].split(".")[0]
+        if major != protocol.PROTOCOL_VERSION.split(".")[0]:
+            raise ProtocolViolation(f"target speaks protocol {reply['protocol_version']}, "
+                                    f"the suite {protocol.PROTOCOL_VERSION}", definite=True)
+        self.abi_version = reply["abi_version"]
+        if self.abi_version != abi.ABI_VERSION:
+            raise ProtocolViolation(f"target implements ABI {self.abi_version}, the spec is "
+                                    f"ABI {abi.ABI_VERSION}", definite=True)
+        self.capabilities = frozenset(reply["capabilities"]) & ALL_CAPABILITIES
+        self.target_name = reply.get("name", "")
+
+    def _kill(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            with contextlib.suppress(OSError):
+                proc.kill()
+            with contextlib.suppress(Exception):
+                proc.wait(timeout=2)
+            for f in (proc.stdin, proc.stdout):
+                with contextlib.suppress(Exception):
+                    f.close()  # type: ignore[union-attr]
+        if self._stderr is not None:
+            with contextlib.suppress(Exception):
+                self._stderr.close()
+            self._stderr = None
+
+    def stderr_tail(self, n: int = 600) -> str:
+        f = self._stderr
+        if f is None:
+            return ""
+        try:
+            f.flush()
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(0, size - n))
+            return f.read().decode("utf-8", "replace").strip()
+        except (OSError, ValueError):
+            return ""
+
+    def _died(self, what: str) -> TargetCrashed:
+        proc = self._proc
+        code = proc.poll() if proc else None
+        if proc is not None and code is None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                code = proc.wait(timeout=0.5)
+        how = f"exit status {code}" if code is not None and code >= 0 else (
+            f"killed by signal {-code}" if code is not None else "closed its stdout")
+        tail = self.stderr_tail()
+        err = TargetCrashed(f"target {how} {what}" + (f"; stderr: {tail}" if tail else ""))
+        self._kill()
+        return err
+
+    # messages
+    def _request(self, body: dict[str, Any], expect: str) -> dict[str, Any]:
+        if self._proc is None:
+            self._start()
+        self._next_id += 1
+        msg = {**body, "msg_id": self._next_id}
+        if self.validate_requests:
+            try:
+                protocol.validate(msg)
+            except protocol.SchemaError as exc:
+                raise TargetError(f"the suite built an invalid request: {exc}",
+                                  definite=True) from None
+        line = json.dumps(msg, separators=(",", ":"))
+        self._recent.append("> " + line)
+        self.messages += 1
+        assert self._proc is not None and self._proc.stdin is not None
+        try:
+            self._proc.stdin.write(line.encode() + b"\n")
+        except (BrokenPipeError, OSError):
+            raise self._died(f"before {body['type']} #{self._next_id}") from None
+        raw = self._readline(body["type"])
+        self._recent.append("< " + raw[:300])
+        try:
+            reply = json.loads(raw)
+        except ValueError:
+            self._kill()
+            raise ProtocolViolation(f"garbage on stdout in reply to {body['type']}: "
+                                    f"{raw[:200]!r}") from None
+        try:
+            protocol.validate(reply)
+        except protocol.SchemaError as exc:
+            self._kill()
+            raise ProtocolViolation(f"schema-invalid reply to {body['type']}: {exc}") from None
+        if reply.get("in_reply_to") != self._next_id:
+            self._kill()
+            raise ProtocolViolation(f"reply {reply['type']} has in_reply_to="
+                                    f"{reply.get('in_reply_to')}, expected {self._next_id}")
+        if reply["type"] == "error":
+            raise TargetError(f"target error {reply['code']} in reply to {body['type']}: "
+                              f"{reply['text']}", definite=reply["definite"], code=reply["code"])
+        if reply["type"] != expect:
+            self._kill()
+            raise ProtocolViolation(f"expected {expect}, got {reply['type']}")
+        return reply
+
+    def _readline(self, what: str) -> str:
+        assert self._proc is not None and self._proc.stdout is not None
+        fd = self._proc.stdout.fileno()
+        deadline = time.monotonic() + self.timeout
+        while b"\n" not in self._buf:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                self._kill()
+                raise TargetTimeout(f"no reply to {what} #{self._next_id} within "
+                                    f"{self.timeout:g} s")
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                raise self._died(f"while handling {what} #{self._next_id}")
+            self._buf += chunk
+        line, self._buf = self._buf.split(b"\n", 1)
+        return line.decode("utf-8", "replace")
+
+    # the Target protocol
+    def reset(self, config: Config) -> None:
+        self._cfg = config
+        if self._proc is None or self._proc.poll() is not None:
+            self._start()
+        self._request({"type": "reset", "config": attrs.asdict(config)}, "reset_ok")
+
+    def hypercall(self, vm: int, vcpu: int, regs: Mapping[str, int], conv: str = "arm64"
+                  ) -> dict[str, int]:
+        reply = self._request({"type": "hypercall", "vm": vm, "vcpu": vcpu, "conv": conv,
+                               "regs": {k: hex(v) for k, v in regs.items()}}, "hypercall_ok")
+        return {k: protocol.word(v) for k, v in reply["regs"].items()}
+
+    def event(self, name: str, *args: int) -> None:
+        self._request({"type": "event", "name": name, "args": list(args)}, "event_ok")
+
+    def probe_access(self, vm: int, gfn: int) -> int:
+        return protocol.word(self._request({"type": "probe_access", "vm": vm, "gfn": gfn},
+                                           "probe_access_ok")["value"])
+
+    def probe_dma(self, dev: int, gfn: int) -> int:
+        return protocol.word(self._request({"type": "probe_dma", "dev": dev, "gfn": gfn},
+                                           "probe_dma_ok")["value"])
+
+    def probe_irq(self, vm: int, vcpu: int) -> int:
+        return protocol.word(self._request({"type": "probe_irq", "vm": vm, "vcpu": vcpu},
+                                           "probe_irq_ok")["value"])
+
+    def observe(self) -> Observation:
+        if "observe" not in self.capabilities:
+            return observe(_NoFast(self), self._cfg)
+        r = self._request({"type": "observe"}, "observe_ok")
+        return Observation(tuple(r["access"]), tuple(r["dma"]),
+                           tuple(protocol.word(x) for x in r["irq"]))
+
+    def recent(self) -> list[str]:
+        """The last few lines exchanged (for error reports)."""
+        return list(self._recent)
+
+    def close(self) -> None:
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(TargetError, OSError):
+                self.timeout = min(self.timeout, 2.0)
+                self._request({"type": "shutdown"}, "shutdown_ok")
+        self._kill()
+
+
+def make_target(spec: str, timeout: float = 5.0, log_dir: str | None = None) -> Target:
+    """A target from its command-line name: ``spec``, ``reference`` or ``exec:COMMAND``."""
+    if spec == "spec":
+        return SpecTarget()
+    if spec == "reference":
+        return ReferenceTarget()
+    if spec.startswith("exec:"):
+        return ExecTarget(spec[5:], timeout=timeout, log_dir=log_dir)
+    raise ValueError(f"unknown target {spec!r}: use spec, reference or exec:COMMAND")

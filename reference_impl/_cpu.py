@@ -1,0 +1,112 @@
+"""PSCI, version, interrupt and passthrough-device hypercalls, and the two events."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from reference_impl._abi_constants import ABI_VERSION
+from reference_impl._common import (
+    H_DEN,
+    H_INV,
+    HELD,
+    NONE,
+    OFF,
+    ON,
+    ON_PENDING,
+    P_ALREADY_ON,
+    P_INV,
+    P_INV_ADDR,
+    P_ON_PENDING,
+    VALID,
+)
+
+if TYPE_CHECKING:
+    from reference_impl._state import StateTables
+
+    _Base = StateTables
+else:
+    _Base = object
+
+PSCI_VERSION_VALUE = (1 << 16) | 1  # PSCI 1.1
+_MAJOR, _MINOR = (int(x) for x in ABI_VERSION.split("."))
+HV_VERSION_VALUE = (_MAJOR << 16) | _MINOR
+_GFN_MASK = (1 << 52) - 1
+AFFINITY = {ON: 0, OFF: 1, ON_PENDING: 2}
+
+
+class CpuCalls(_Base):
+    def h_psci_version(self, vm: int, vcpu: int) -> int:
+        return PSCI_VERSION_VALUE
+
+    def h_hv_version(self, vm: int, vcpu: int) -> int:
+        return HV_VERSION_VALUE
+
+    def h_cpu_on(self, vm: int, vcpu: int, target: int, entry: int, context: int) -> int:
+        """OFF -> ON_PENDING; the entry frame must be mapped executable for the caller."""
+        if target >= self.C:
+            return P_INV
+        gfn = entry >> 12 & _GFN_MASK
+        if gfn >= self.G or self.s2_flags[vm][gfn] & (VALID | HELD | 4) != VALID | 4:
+            return P_INV_ADDR
+        i = vm * self.C + target
+        power = self.vcpu[i]
+        if power == ON:
+            return P_ALREADY_ON
+        if power == ON_PENDING:
+            return P_ON_PENDING
+        self.vcpu[i] = ON_PENDING
+        return 0
+
+    def h_cpu_off(self, vm: int, vcpu: int) -> int:
+        i = vm * self.C + vcpu
+        self.vcpu[i] = OFF
+        self.irq[i] = 0
+        self.can[i] = 0
+        return 0
+
+    def h_affinity_info(self, vm: int, vcpu: int, target: int, level: int) -> int:
+        if level != 0 or target >= self.C:
+            return P_INV
+        return AFFINITY[self.vcpu[vm * self.C + target]]
+
+    def h_irq_ack(self, vm: int, vcpu: int, line: int) -> int:
+        if line >= self.n_lines:
+            return H_INV
+        self.irq[vm * self.C + vcpu] &= ~(1 << line)
+        return 0
+
+    def h_dev_assign(self, vm: int, vcpu: int, dev: int, target: int) -> int:
+        if dev >= self.D or not self._live(target):
+            return H_INV
+        if self.dev_owner[dev] != NONE:
+            return H_DEN
+        self.dev_owner[dev] = target
+        return 0
+
+    def h_dev_deassign(self, vm: int, vcpu: int, dev: int) -> int:
+        """Detach; the device's line, still pending at the old owner, is withdrawn."""
+        if dev >= self.D or self.dev_owner[dev] == NONE:
+            return H_INV
+        owner, C = self.dev_owner[dev], self.C
+        keep = ~(1 << (dev + 1))
+        for i in range(owner * C, owner * C + C):
+            self.irq[i] &= keep
+        self.dev_owner[dev] = NONE
+        return 0
+
+    # --- events -----------------------------------------------------------------------------
+    def e_vcpu_start(self, vm: int, vcpu: int) -> None:
+        if not (self._live(vm) and 0 <= vcpu < self.C):
+            return
+        i = vm * self.C + vcpu
+        if self.vcpu[i] == ON_PENDING:
+            self.vcpu[i] = ON
+            self._refresh_can(vm)
+
+    def e_device_irq(self, dev: int) -> None:
+        if not 0 <= dev < self.D:
+            return
+        owner = self.dev_owner[dev]
+        if owner != NONE:
+            self.irq[owner * self.C] |= 1 << (dev + 1)
+

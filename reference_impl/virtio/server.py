@@ -1,0 +1,287 @@
+"""A vhost-user back-end for :class:`reference_impl.virtio.blk.BlkDevice`.
+
+Implements the back-end half of QEMU's docs/interop/vhost-user.rst: it accepts one
+front-end at a time on a Unix socket, maps the SET_MEM_TABLE memfds, translates ring
+addresses (front-end userspace) and buffer addresses (guest physical) through the
+region table, serves kicks from a select loop and signals the call eventfd.  A broken
+ring stops that queue; a malformed message ends the connection.  No ``spec`` import.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import mmap
+import os
+import select
+import socket
+import struct
+import threading
+
+from reference_impl.virtio.blk import BlkDevice, RingBroken, SplitQueue, blk_features
+
+HDR = struct.Struct("<III")
+U64 = struct.Struct("<Q")
+STATE = struct.Struct("<II")
+ADDR = struct.Struct("<IIQQQQ")
+REGION = struct.Struct("<QQQQ")
+F_REPLY, F_NEED_REPLY = 1 << 2, 1 << 3
+PROTOCOL_FEATURES_BIT = 30
+PF_REPLY_ACK, PF_CONFIG = 3, 9
+(GET_FEATURES, SET_FEATURES, SET_OWNER, RESET_OWNER, SET_MEM_TABLE) = (1, 2, 3, 4, 5)
+(SET_VRING_NUM, SET_VRING_ADDR, SET_VRING_BASE, GET_VRING_BASE) = (8, 9, 10, 11)
+(SET_VRING_KICK, SET_VRING_CALL, SET_VRING_ERR) = (12, 13, 14)
+(GET_PROTOCOL_FEATURES, SET_PROTOCOL_FEATURES, GET_QUEUE_NUM, SET_VRING_ENABLE) = (15, 16, 17, 18)
+GET_CONFIG, RESET_DEVICE = 24, 34
+WITH_REPLY = {GET_FEATURES, GET_PROTOCOL_FEATURES, GET_QUEUE_NUM, GET_VRING_BASE, GET_CONFIG}
+MAX_PAYLOAD = 4096
+
+
+class _Region:
+    def __init__(self, gpa: int, size: int, uaddr: int, offset: int, fd: int) -> None:
+        self.gpa, self.size, self.uaddr = gpa, size, uaddr
+        self.mm = mmap.mmap(fd, size + offset, mmap.MAP_SHARED,
+                            mmap.PROT_READ | mmap.PROT_WRITE)
+        self.view = memoryview(self.mm)[offset: offset + size]
+
+    def close(self) -> None:
+        self.view.release()
+        with contextlib.suppress(BufferError):
+            self.mm.close()
+
+
+class _Vring:
+    def __init__(self) -> None:
+        self.num = 0
+        self.base = 0
+        self.addr: tuple[int, int, int] | None = None
+        self.kick = -1
+        self.call = -1
+        self.enabled = False
+        self.queue: SplitQueue | None = None
+
+
+class _Conn:
+    """State of one front-end connection."""
+
+    def __init__(self, sock: socket.socket, dev: BlkDevice) -> None:
+        self.sock = sock
+        self.dev = dev
+        self.features = 0
+        self.protocol = 0
+        self.regions: list[_Region] = []
+        self.vring = _Vring()
+
+    def _view(self, addr: int, n: int, user: bool) -> memoryview | None:
+        for r in self.regions:
+            lo = r.uaddr if user else r.gpa
+            if lo <= addr and addr + n <= lo + r.size and n >= 0:
+                return r.view[addr - lo: addr - lo + n]
+        return None
+
+    def gpa_view(self, addr: int, n: int) -> memoryview | None:
+        return self._view(addr, n, False)
+
+    def close(self) -> None:
+        v = self.vring
+        for fd in (v.kick, v.call):
+            if fd >= 0:
+                os.close(fd)
+        v.kick = v.call = -1
+        v.queue = None
+        for r in self.regions:
+            r.close()
+        self.regions = []
+        self.sock.close()
+
+    # --- messages ----------------------------------------------------------------------
+
+    def _recv_exact(self, n: int) -> bytes:
+        buf = b""
+        while len(buf) < n:
+            chunk = self.sock.recv(n - len(buf))
+            if not chunk:
+                raise ConnectionError("EOF")
+            buf += chunk
+        return buf
+
+    def read_message(self) -> tuple[int, int, bytes, list[int]]:
+        raw, fds, _flags, _addr = socket.recv_fds(self.sock, HDR.size, 8)
+        if not raw:
+            raise ConnectionError("EOF")
+        raw += self._recv_exact(HDR.size - len(raw))
+        req, flags, size = HDR.unpack(raw)
+        if size > MAX_PAYLOAD or flags & 3 != 1:
+            for fd in fds:
+                os.close(fd)
+            raise ConnectionError(f"bad header {req} {flags:#x} {size}")
+        return req, flags, self._recv_exact(size) if size else b"", list(fds)
+
+    def reply(self, req: int, payload: bytes) -> None:
+        self.sock.sendall(HDR.pack(req, 1 | F_REPLY, len(payload)) + payload)
+
+    def handle(self, req: int, flags: int, p: bytes, fds: list[int]) -> None:
+        v = self.vring
+        ok = 0
+        out: bytes | None = None
+        if req == GET_FEATURES:
+            out = U64.pack(blk_features() | 1 << PROTOCOL_FEATURES_BIT)
+        elif req == SET_FEATURES:
+            self.features = U64.unpack_from(p)[0]
+        elif req == GET_PROTOCOL_FEATURES:
+            out = U64.pack(1 << PF_REPLY_ACK | 1 << PF_CONFIG)
+        elif req == SET_PROTOCOL_FEATURES:
+            self.protocol = U64.unpack_from(p)[0]
+        elif req == GET_QUEUE_NUM:
+            out = U64.pack(1)
+        elif req in (SET_OWNER, RESET_OWNER, RESET_DEVICE):
+            pass
+        elif req == SET_MEM_TABLE:
+            n = struct.unpack_from("<I", p)[0]
+            if n > 8 or len(fds) != n or len(p) < 8 + n * REGION.size:
+                ok = 1
+            else:
+                for r in self.regions:
+                    r.close()
+                self.regions = [_Region(*REGION.unpack_from(p, 8 + 32 * k), fds[k])
+                                for k in range(n)]
+                if v.queue is not None:
+                    self._start()
+        elif req == SET_VRING_NUM:
+            idx, num = STATE.unpack_from(p)
+            ok = 0 if idx == 0 and 0 < num <= 32768 and num & (num - 1) == 0 else 1
+            if not ok:
+                v.num = num
+        elif req == SET_VRING_BASE:
+            idx, v.base = STATE.unpack_from(p)
+        elif req == SET_VRING_ADDR:
+            idx, _f, desc, used, avail, _log = ADDR.unpack_from(p)
+            v.addr = (desc, avail, used)
+        elif req in (SET_VRING_KICK, SET_VRING_CALL, SET_VRING_ERR):
+            word = U64.unpack_from(p)[0]
+            fd = fds[0] if fds and not word & 0x100 else -1
+            if req == SET_VRING_KICK:
+                if v.kick >= 0:
+                    os.close(v.kick)
+                v.kick = fd
+                self._start()
+            elif req == SET_VRING_CALL:
+                if v.call >= 0:
+                    os.close(v.call)
+                v.call = fd
+            elif fd >= 0:
+                os.close(fd)
+        elif req == SET_VRING_ENABLE:
+            _idx, on = STATE.unpack_from(p)
+            v.enabled = bool(on)
+        elif req == GET_VRING_BASE:
+            q = v.queue
+            out = STATE.pack(0, q.last_avail if q else v.base)
+            v.queue = None
+            if v.kick >= 0:
+                os.close(v.kick)
+                v.kick = -1
+        elif req == GET_CONFIG:
+            off, size, _fl = struct.unpack_from("<III", p)
+            cfg = self.dev.config()
+            data = cfg[off: off + size].ljust(size, b"\0") if off + size <= 256 else None
+            out = p[:12] + data if data is not None else p[:12]
+        else:
+            ok = 1  # not implemented
+            for fd in fds:
+                os.close(fd)
+        if out is not None:
+            self.reply(req, out)
+        elif flags & F_NEED_REPLY and self.protocol >> PF_REPLY_ACK & 1:
+            self.reply(req, U64.pack(ok))
+
+    def _start(self) -> None:
+        v = self.vring
+        if v.addr is None or not v.num or v.kick < 0 or not self.regions:
+            return
+        desc, avail, used = v.addr
+        n = v.num
+        views = (self._view(desc, 16 * n, True), self._view(avail, 6 + 2 * n, True),
+                 self._view(used, 6 + 8 * n, True))
+        if any(x is None for x in views):
+            v.queue = None
+            return
+        v.queue = SplitQueue(n, *views, self.gpa_view, self.features, v.base)  # type: ignore[arg-type]
+
+    def on_kick(self) -> None:
+        v = self.vring
+        try:
+            os.eventfd_read(v.kick)
+        except BlockingIOError:
+            return
+        active = v.enabled or not self.features >> PROTOCOL_FEATURES_BIT & 1
+        if v.queue is None or not active:
+            return
+        try:
+            signal = v.queue.process(self.dev)
+        except RingBroken:
+            signal = v.queue.used_idx != v.queue.signalled and v.queue._must_signal()
+        if signal and v.call >= 0:
+            os.eventfd_write(v.call, 1)
+
+
+def serve_vhost_user_blk(socket_path: str, disk_bytes: bytearray,
+                         stop: threading.Event | None = None, once: bool = False) -> None:
+    """Serve ``disk_bytes`` as vhost-user-blk on ``socket_path`` until ``stop`` is set."""
+    stop = stop or threading.Event()
+    dev = BlkDevice(disk_bytes)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(socket_path)
+    lsock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    lsock.bind(socket_path)
+    lsock.listen(1)
+    try:
+        while not stop.is_set():
+            r, _, _ = select.select([lsock], [], [], 0.1)
+            if not r:
+                continue
+            sock, _ = lsock.accept()
+            conn = _Conn(sock, dev)
+            try:
+                _serve(conn, stop)
+            finally:
+                conn.close()
+            if once:
+                break
+    finally:
+        lsock.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(socket_path)
+
+
+def _serve(conn: _Conn, stop: threading.Event) -> None:
+    while not stop.is_set():
+        fds: list[object] = [conn.sock]
+        if conn.vring.kick >= 0:
+            fds.append(conn.vring.kick)
+        r, _, _ = select.select(fds, [], [], 0.1)
+        for x in r:
+            if x is conn.sock:
+                try:
+                    req, flags, payload, mfds = conn.read_message()
+                    conn.handle(req, flags, payload, mfds)
+                except (ConnectionError, OSError, struct.error):
+                    return
+            else:
+                conn.on_kick()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m reference_impl.virtio.server --socket PATH [--size BYTES]``."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("--socket", required=True)
+    ap.add_argument("--size", type=int, default=1 << 20)
+    a = ap.parse_args(argv)
+    with contextlib.suppress(KeyboardInterrupt):
+        serve_vhost_user_blk(a.socket, bytearray(a.size))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

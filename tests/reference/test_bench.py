@@ -1,0 +1,16 @@
+"""Smoke test of the benchmark (numbers are measured and reported, never asserted)."""
+
+from __future__ import annotations
+
+import json
+
+from reference_impl import bench
+
+
+def test_bench_quick_runs(tmp_path, monkeypatch):
+    monkeypatch.setattr(bench, "rss_16gib", lambda populate: {"rss_mib": 0.0})
+    path = tmp_path / "bench.json"
+    out = bench.run(json_path=str(path), quick=True)
+    assert json.loads(path.read_text())["fast_path"]["same_results"] is True
+    assert out["mix"]["same_results"] is True
+    assert set(out["fast_path"]) >= {"spec_ops_per_s", "impl_ops_per_s", "ratio"}
