@@ -133,9 +133,9 @@ def make_machine(cfg: Config = SIM_CONFIG) -> type[RuleBasedStateMachine]:
             live_tx = [k for k in range(cfg.n_tx) if s.tx_kind[k]]
             free = [g for g in range(G) if not s.s2_valid[s.vg(vm, g)]]
             mine = vm * G
-            if row.name == "EVTCHN_BIND_INTERDOMAIN":
+            if row.name == "EVTCHN_BIND_INTERDOMAIN":  # offers to vm, and (hostile) to others
                 return [(i // cfg.n_ports, i % cfg.n_ports) for i in range(len(s.ch_state))
-                        if s.ch_state[i] == 1 and s.ch_rvm[i] == vm]
+                        if s.ch_state[i] == 1 and i // cfg.n_ports != vm]
             if row.name == "MEM_RETRIEVE":
                 return [(k, base) for k in live_tx for base in free
                         if s.tx_borrowers[k] >> vm & 1 and not s.tx_retrieved[k] >> vm & 1
@@ -148,26 +148,27 @@ def make_machine(cfg: Config = SIM_CONFIG) -> type[RuleBasedStateMachine]:
             if row.name.startswith("CPU_ON"):
                 entries = [g << 12 for g in range(G) if s.s2_valid[mine + g]]
                 return [(c, e, 0) for c in range(cfg.n_vcpus) for e in entries]
-            if row.name in ("VM_PAUSE", "VM_RESUME", "VM_DESTROY") and vm == 0:
+            if row.name in ("VM_PAUSE", "VM_RESUME", "VM_DESTROY"):  # any caller: privilege
                 return [(v,) for v in range(1, cfg.n_vms) if s.vm_state[v]]
             ports = [p for p in range(cfg.n_ports) if s.ch_state[s.vp(vm, p)]]
             if row.name == "EVTCHN_SEND":
                 return [(p,) for p in ports if s.ch_state[s.vp(vm, p)] == 2]
             if row.name in ("EVTCHN_CLOSE", "EVTCHN_MASK", "EVTCHN_UNMASK", "EVTCHN_CLEAR"):
-                return [(p,) for p in ports]
+                # open ports, then every other port and one past the end (error paths)
+                return [(p,) for p in ports] * 2 + [(p,) for p in range(cfg.n_ports + 1)]
             if row.name in ("MEM_SHARE", "MEM_LEND", "MEM_DONATE") and s.vm_state[vm]:
                 own = [g for g in range(G) if s.s2_valid[mine + g]
                        and s.s2_tx[mine + g] == 0xFFFF
                        and s.frame_tx[s.s2_frame[mine + g]] == 0xFFFF]
                 others = [1 << v for v in range(cfg.n_vms) if v != vm and s.vm_state[v]]
                 return [(g, 1, who, perm) for g in own for who in others for perm in (1, 3)]
-            if row.name == "VM_CREATE" and vm == 0:
+            if row.name == "VM_CREATE":
                 return [(v, q) for v in range(1, cfg.n_vms) if not s.vm_state[v]
                         for q in (1, 3)]
-            if row.name == "DEV_ASSIGN" and vm == 0:
+            if row.name == "DEV_ASSIGN":
                 return [(d, v) for d in range(cfg.n_devices) if s.dev_owner[d] == 0xFFFF
                         for v in range(cfg.n_vms) if s.vm_state[v]]
-            if row.name == "DEV_DEASSIGN" and vm == 0:
+            if row.name == "DEV_DEASSIGN":
                 return [(d,) for d in range(cfg.n_devices) if s.dev_owner[d] != 0xFFFF]
             return []
 
@@ -221,6 +222,35 @@ def make_machine(cfg: Config = SIM_CONFIG) -> type[RuleBasedStateMachine]:
                 self._call(0, 0, abi.BY_NAME[then], (owner,), "arm64")
             else:
                 self._call(borrower, 0, abi.BY_NAME["MEM_RELINQUISH"], (handle,), "arm64")
+
+        @rule(data=st.data())
+        def channel(self, data: st.DataObject) -> None:
+            """A whole event-channel life in one rule: offer, bind, send, then end it."""
+            live = [v for v in range(cfg.n_vms) if self.s.vm_state[v] == 1]
+            if len(live) < 2:
+                return
+            a = data.draw(st.sampled_from(live), label="offerer")
+            b = data.draw(st.sampled_from([v for v in live if v != a]), label="binder")
+            self._call(a, 0, abi.BY_NAME["EVTCHN_ALLOC_UNBOUND"], (b,), "arm64")
+            port_a = self._last_ret
+            if port_a >> 63:
+                return
+            self._call(b, 0, abi.BY_NAME["EVTCHN_BIND_INTERDOMAIN"], (a, port_a), "arm64")
+            port_b = self._last_ret
+            if port_b >> 63:
+                return
+            self._call(a, 0, abi.BY_NAME["EVTCHN_SEND"], (port_a,), "arm64")
+            then = data.draw(st.sampled_from(["close a", "close b", "destroy a", "destroy b",
+                                              "unmask b"]), label="then")
+            who, port = (a, port_a) if then.endswith("a") else (b, port_b)
+            if then.startswith("close"):
+                self._call(who, 0, abi.BY_NAME["EVTCHN_CLOSE"], (port,), "arm64")
+            elif then.startswith("destroy") and who != 0:
+                self._call(0, 0, abi.BY_NAME["VM_DESTROY"], (who,), "arm64")
+            else:
+                self._call(b, 0, abi.BY_NAME["EVTCHN_MASK"], (port_b,), "arm64")
+                self._call(a, 0, abi.BY_NAME["EVTCHN_SEND"], (port_a,), "arm64")
+                self._call(b, 0, abi.BY_NAME["EVTCHN_UNMASK"], (port_b,), "arm64")
 
         # One rule per area, so every area gets its share of steps whatever the table order.
         @rule(data=st.data())

@@ -153,11 +153,11 @@ def _no_privilege_check(orig: Handler) -> Handler:
     return bug
 
 
-def _close_error_clears_pending(orig: Handler) -> Handler:
+def _close_error_masks(orig: Handler) -> Handler:
     def bug(s: State, me: Caller, row: Any, port: Any) -> tuple[State, Any]:
         s2, ret = orig(s, me, row, port)
-        if _failed(ret):
-            return s2.evolve(ch_pending=store(s2.ch_pending, s2.vp(me.vm, 0), False)), ret
+        if _failed(ret):  # the error path still masks the caller's port 0
+            return s2.evolve(ch_masked=store(s2.ch_masked, s2.vp(me.vm, 0), True)), ret
         return s2, ret
     return bug
 
@@ -285,7 +285,7 @@ MUTANTS: tuple[Mutant, ...] = (
            "missing permission check", _no_privilege_check),
     Mutant("failed_close_changes_state", "evtchn_close", "EVTCHN_CLOSE",
            "failed_call_changes_nothing", "error path with side effects (XSA-188-like)",
-           _close_error_clears_pending),
+           _close_error_masks),
     Mutant("share_reuses_live_handle", "mem_share", "MEM_SHARE", "handles_stable",
            "handle reused while live", _share_reuses_live_handle),
     Mutant("mask_masks_everyone", "evtchn_mask", "EVTCHN_MASK", "noninterference_unchanged",

@@ -7,6 +7,7 @@
 """
 
 import pytest
+from hypothesis import Phase, settings
 from hypothesis.stateful import run_state_machine_as_test
 
 from spec import campaign, invariants, mutants, prove, replay
@@ -41,6 +42,9 @@ SINGLE_VM_RULES = [m for m in mutants.MUTANTS if not m.catches.startswith("nonin
 
 @pytest.mark.parametrize("mutant", SINGLE_VM_RULES, ids=lambda m: m.name)
 def test_state_machine_catches(mutant):
+    # No shrink phase here: finding the bug is the point, and the failure message already
+    # carries the whole trace (shrinking is exercised by the conformance suite).
+    quick = settings(phases=[Phase.explicit, Phase.reuse, Phase.generate])
     with mutants.installed(mutant), pytest.raises(campaign.StepFailure) as info:
-        run_state_machine_as_test(campaign.make_machine())
+        run_state_machine_as_test(campaign.make_machine(), settings=quick)
     assert mutant.catches in str(info.value)
