@@ -227,12 +227,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
         target = "spec"
         notes.append("reference_impl.Hypervisor is missing: conformance ran against the "
                      "spec itself (which checks the suite, not an implementation)")
+    options = {"max_examples": args.examples} if args.examples else {}
     report = run_conformance(target, profile=args.profile, report_dir=str(out),
                              json_file=args.json, timeout=args.timeout, extra_checks=checks,
-                             notes=notes, progress=_conform_progress(), max_examples=
-                             args.examples) if args.examples else run_conformance(
-        target, profile=args.profile, report_dir=str(out), json_file=args.json,
-        timeout=args.timeout, extra_checks=checks, notes=notes, progress=_conform_progress())
+                             notes=notes, progress=_conform_progress(), **options)
     _print_report(report)
     print(f"report written to {out}/ (report.html, report.md, report.json, junit.xml)")
     return report.exit_code

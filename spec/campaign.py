@@ -147,12 +147,13 @@ def make_machine(cfg: Config = SIM_CONFIG) -> type[RuleBasedStateMachine]:
                 return [(k,) for k in live_tx if s.tx_retrieved[k] >> vm & 1]
             if row.name.startswith("CPU_ON"):
                 entries = [g << 12 for g in range(G) if s.s2_valid[mine + g]]
-                return [(c, e, 0) for c in range(cfg.n_vcpus) for e in entries]
+                off = [c for c in range(cfg.n_vcpus) if s.vcpu[s.vc(vm, c)] == 0]
+                return [(c, e, 0) for c in [*off, *off, *range(cfg.n_vcpus)] for e in entries]
             if row.name in ("VM_PAUSE", "VM_RESUME", "VM_DESTROY"):  # any caller: privilege
                 return [(v,) for v in range(1, cfg.n_vms) if s.vm_state[v]]
             ports = [p for p in range(cfg.n_ports) if s.ch_state[s.vp(vm, p)]]
-            if row.name == "EVTCHN_SEND":
-                return [(p,) for p in ports if s.ch_state[s.vp(vm, p)] == 2]
+            if row.name == "EVTCHN_SEND":  # bound ports, and (hostile) unbound ones
+                return [(p,) for p in ports]
             if row.name in ("EVTCHN_CLOSE", "EVTCHN_MASK", "EVTCHN_UNMASK", "EVTCHN_CLEAR"):
                 # open ports, then every other port and one past the end (error paths)
                 return [(p,) for p in ports] * 2 + [(p,) for p in range(cfg.n_ports + 1)]
@@ -235,6 +236,13 @@ def make_machine(cfg: Config = SIM_CONFIG) -> type[RuleBasedStateMachine]:
             port_a = self._last_ret
             if port_a >> 63:
                 return
+            if data.draw(st.booleans(), label="send before bind"):  # must fail, deliver nothing
+                self._call(a, 0, abi.BY_NAME["EVTCHN_SEND"], (port_a,), "arm64")
+            thieves = [v for v in live if v not in (a, b)]
+            if thieves and data.draw(st.booleans(), label="third party binds first"):
+                thief = data.draw(st.sampled_from(thieves), label="thief")  # must be DENIED
+                self._call(thief, 0, abi.BY_NAME["EVTCHN_BIND_INTERDOMAIN"], (a, port_a),
+                           "arm64")
             self._call(b, 0, abi.BY_NAME["EVTCHN_BIND_INTERDOMAIN"], (a, port_a), "arm64")
             port_b = self._last_ret
             if port_b >> 63:
@@ -251,6 +259,24 @@ def make_machine(cfg: Config = SIM_CONFIG) -> type[RuleBasedStateMachine]:
                 self._call(b, 0, abi.BY_NAME["EVTCHN_MASK"], (port_b,), "arm64")
                 self._call(a, 0, abi.BY_NAME["EVTCHN_SEND"], (port_a,), "arm64")
                 self._call(b, 0, abi.BY_NAME["EVTCHN_UNMASK"], (port_b,), "arm64")
+
+        @rule(data=st.data())
+        def passthrough(self, data: st.DataObject) -> None:
+            """A device's life in one rule: assign, interrupt, then detach or destroy."""
+            s = self.s
+            free = [d for d in range(cfg.n_devices) if s.dev_owner[d] == 0xFFFF]
+            live = [v for v in range(1, cfg.n_vms) if s.vm_state[v]]
+            if not free or not live:
+                return
+            dev = data.draw(st.sampled_from(free), label="device")
+            vm = data.draw(st.sampled_from(live), label="to vm")
+            self._call(0, 0, abi.BY_NAME["DEV_ASSIGN"], (dev, vm), "arm64")
+            s2 = machine.event(self.s, "DEVICE_IRQ", dev)
+            self._apply(Caller(0, 0), None, s2, None, f"event DEVICE_IRQ({dev})")
+            if data.draw(st.booleans(), label="destroy"):
+                self._call(0, 0, abi.BY_NAME["VM_DESTROY"], (vm,), "arm64")
+            else:
+                self._call(0, 0, abi.BY_NAME["DEV_DEASSIGN"], (dev,), "arm64")
 
         # One rule per area, so every area gets its share of steps whatever the table order.
         @rule(data=st.data())

@@ -42,6 +42,13 @@ class Mutant:
     catches: str  # the invariant / property that must catch it
     bug_class: str
     make: Callable[[Handler], Handler]
+    # Rules a random run may trip at the same bad step before the targeted one shows
+    # (e.g. freeing a donated frame breaks transaction bookkeeping before any mapping).
+    siblings: tuple[str, ...] = ()
+
+    @property
+    def accepted(self) -> tuple[str, ...]:
+        return (self.catches, *self.siblings)
 
 
 def _failed(ret: Any) -> Any:
@@ -103,7 +110,8 @@ def _bind_without_consent(orig: Handler) -> Handler:
         r = s.vp(remote, rport)
         if ult(remote, s.cfg.n_vms) and ult(rport, s.cfg.n_ports) and select(
                 s.ch_state, r) == UNBOUND:
-            s = s.evolve(ch_rvm=store(s.ch_rvm, r, me.vm))
+            s2, ret = orig(s.evolve(ch_rvm=store(s.ch_rvm, r, me.vm)), me, row, remote, rport)
+            return (s if _failed(ret) else s2), ret
         return orig(s, me, row, remote, rport)
     return bug
 
@@ -256,6 +264,24 @@ def _populate_aliases_frame(orig: Handler) -> Handler:
     return bug
 
 
+def _relinquish_keeps_retrieved(orig: Handler) -> Handler:
+    def bug(s: State, me: Caller, row: Any, k: Any) -> tuple[State, Any]:
+        s2, ret = orig(s, me, row, k)
+        if _failed(ret):
+            return s2, ret
+        return s2.evolve(tx_retrieved=s.tx_retrieved), ret
+    return bug
+
+
+def _share_names_one_more_frame(orig: Handler) -> Handler:
+    def bug(s: State, me: Caller, row: Any, base: Any, n: Any, *args: Any) -> tuple[State, Any]:
+        s2, ret = orig(s, me, row, base, n, *args)
+        if _failed(ret):
+            return s2, ret
+        return s2.evolve(tx_count=store(s2.tx_count, ret, select(s2.tx_count, ret) + 1)), ret
+    return bug
+
+
 MUTANTS: tuple[Mutant, ...] = (
     Mutant("no_quota_check", "mem_populate", "MEM_POPULATE", "quota_respected",
            "quota not enforced", _no_quota),
@@ -295,7 +321,14 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant("destroy_keeps_frames", "vm_destroy", "VM_DESTROY", "frame_owners_live",
            "dead VM keeps memory", _destroy_keeps_frames),
     Mutant("release_shared_frame", "mem_release", "MEM_RELEASE", "free_frames_unmapped",
-           "shared frame freed under the borrower", _release_shared_frame),
+           "shared frame freed under the borrower", _release_shared_frame,
+           siblings=("transactions_consistent",)),
+    Mutant("relinquish_keeps_retrieved", "mem_relinquish", "MEM_RELINQUISH",
+           "retrievals_recorded", "unmap not recorded: the owner can never reclaim",
+           _relinquish_keeps_retrieved),
+    Mutant("share_names_one_more_frame", "mem_share", "MEM_SHARE", "transactions_consistent",
+           "transaction descriptor disagrees with the pages it covers",
+           _share_names_one_more_frame),
     Mutant("close_forgets_peer", "evtchn_close", "EVTCHN_CLOSE", "channels_paired",
            "peer left bound to a closed port", _close_forgets_peer),
     Mutant("populate_reserved_perm", "mem_populate", "MEM_POPULATE", "well_formed",

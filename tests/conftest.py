@@ -33,3 +33,11 @@ settings.register_profile(
 )
 settings.register_profile("dev", deadline=None, print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+_SLOW_FIRST = ("tests/hypervisor/test_proofs.py", "tests/hypervisor/test_planted_bugs.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Start the long proofs first so pytest-xdist keeps both cores busy to the end."""
+    items.sort(key=lambda item: not item.nodeid.startswith(_SLOW_FIRST))

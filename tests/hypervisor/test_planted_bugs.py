@@ -44,7 +44,7 @@ SINGLE_VM_RULES = [m for m in mutants.MUTANTS if not m.catches.startswith("nonin
 def test_state_machine_catches(mutant):
     # No shrink phase here: finding the bug is the point, and the failure message already
     # carries the whole trace (shrinking is exercised by the conformance suite).
-    quick = settings(phases=[Phase.explicit, Phase.reuse, Phase.generate])
+    quick = settings(max_examples=300, phases=[Phase.explicit, Phase.reuse, Phase.generate])
     with mutants.installed(mutant), pytest.raises(campaign.StepFailure) as info:
         run_state_machine_as_test(campaign.make_machine(), settings=quick)
-    assert mutant.catches in str(info.value)
+    assert any(name in str(info.value) for name in mutant.accepted), str(info.value)[:500]
