@@ -325,6 +325,15 @@ def make_oracle(target: Target, cfg: Config = SIM_CONFIG, log: OracleLog | None 
                 return
             base = data.draw(st.sampled_from(free), label="base")
             self._call(borrower, 0, abi.BY_NAME["MEM_RETRIEVE"], (k, base), "arm64")
+            # then poke at the live retrieval: the owner reclaims (must be DENIED) or dies
+            then = data.draw(st.sampled_from(["none", "reclaim", "destroy"]), label="then")
+            if then == "reclaim":
+                self._call(owner, 0, abi.BY_NAME["MEM_RECLAIM"], (k,), "arm64")
+            elif then == "destroy" and owner != 0:
+                self._call(0, 0, abi.BY_NAME["VM_DESTROY"], (owner,), "arm64")
+                frames = [g for g in range(G) if not self.s.s2_valid[self.s.vg(0, g)]]
+                if frames:  # the control VM asks for memory: a wrongly freed frame shows
+                    self._call(0, 0, abi.BY_NAME["MEM_POPULATE"], (frames[0], 7), "arm64")
 
         @rule(data=st.data(), a=st.integers(0, cfg.n_vms - 1), b=st.integers(0, cfg.n_vms - 1))
         def channel(self, data: st.DataObject, a: int, b: int) -> None:
