@@ -119,13 +119,23 @@ def start_qemu_blk(disk_bytes: int = DISK_BYTES, within: float = 10.0) -> Target
            "--blockdev", f"driver=file,node-name=n0,filename={disk},discard=unmap",
            "--export", f"type=vhost-user-blk,id=e0,node-name=n0,addr.type=unix,"
                        f"addr.path={sock},writable=on,num-queues=1"]
-    with open(log, "wb") as lf:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=lf, stderr=lf,
-                                start_new_session=True, preexec_fn=_die_with_parent)
+    proc = _spawn(cmd, log)
     t = Target("qemu-vhost-user-blk", "blk", sock, initial, lambda: _read(disk), proc, tmp,
                log_path=log)
+    return _ready(t, proc, log, within)
+
+
+def _spawn(cmd: list[str], log: str) -> subprocess.Popen[bytes]:
+    """Start a backend in its own session, output to ``log``, dying with this process."""
+    with open(log, "wb") as lf:
+        return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=lf, stderr=lf,
+                                start_new_session=True, preexec_fn=_die_with_parent)
+
+
+def _ready(t: Target, proc: subprocess.Popen[bytes] | None, log: str, within: float) -> Target:
+    """``t`` once its socket accepts connections; stopped (never leaked) if it never does."""
     try:
-        _wait_socket(sock, proc, log, within)
+        _wait_socket(t.socket_path, proc, log, within)
     except TargetUnavailable:
         t.stop()
         raise
@@ -156,12 +166,7 @@ def start_reference_blk(disk_bytes: int = DISK_BYTES) -> Target:
 
     t = Target("reference-vhost-user-blk", "blk", sock, initial, lambda: bytes(disk), None, tmp,
                stop_hook=halt)
-    try:
-        _wait_socket(sock, None, "", 5.0)
-    except TargetUnavailable:
-        t.stop()
-        raise
-    return t
+    return _ready(t, None, "", 5.0)
 
 
 def start_virtiofsd(within: float = 10.0) -> Target:
@@ -177,16 +182,9 @@ def start_virtiofsd(within: float = 10.0) -> Target:
     sock, log = os.path.join(tmp, "fs.sock"), os.path.join(tmp, "virtiofsd.log")
     cmd = [exe, f"--socket-path={sock}", "-o", f"source={shared}", "-o", "cache=none",
            "-o", "sandbox=chroot", "-f"]
-    with open(log, "wb") as lf:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=lf, stderr=lf,
-                                start_new_session=True, preexec_fn=_die_with_parent)
+    proc = _spawn(cmd, log)
     t = Target("virtiofsd", "fs", sock, None, None, proc, tmp, log_path=log)
-    try:
-        _wait_socket(sock, proc, log, within)
-    except TargetUnavailable:
-        t.stop()
-        raise
-    return t
+    return _ready(t, proc, log, within)
 
 
 def open_target(spec: str) -> Target:
