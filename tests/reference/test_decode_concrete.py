@@ -45,9 +45,14 @@ def test_decode_kernel_matches_spec_on_ints(conv: str, fid: int, args: list[int]
 HAVE_CROSSHAIR = importlib.util.find_spec("hypothesis_crosshair_provider") is not None
 
 
-@pytest.mark.skipif(not HAVE_CROSSHAIR, reason="hypothesis-crosshair not installed")
-@settings(backend="crosshair", max_examples=20, deadline=None, derandomize=False)
-@given(fid=WORD, a=WORD, b=WORD, c=WORD, d=WORD)
-def test_decode_kernel_matches_spec_crosshair(fid: int, a: int, b: int, c: int,
-                                              d: int) -> None:
-    _check("arm64", fid, [a, b, c, d, 0, 0, 0])
+if HAVE_CROSSHAIR:
+    # Built only when the backend exists: settings(backend=...) validates at import time.
+    @settings(backend="crosshair", max_examples=20, deadline=None, derandomize=False)
+    @given(fid=WORD, a=WORD, b=WORD, c=WORD, d=WORD)
+    def test_decode_kernel_matches_spec_crosshair(fid: int, a: int, b: int, c: int,
+                                                  d: int) -> None:
+        _check("arm64", fid, [a, b, c, d, 0, 0, 0])
+else:
+    @pytest.mark.skip(reason="hypothesis-crosshair not installed (pip install -e '.[crosshair]')")
+    def test_decode_kernel_matches_spec_crosshair() -> None:
+        """Placeholder so the skip (and its reason) shows in the report."""
