@@ -155,12 +155,11 @@ def cmd_conform(args: argparse.Namespace) -> int:
     if _is_vhost_user(args.target):
         from conformance.vhost_user import run_conformance as run_vhost_user
 
-        summary = run_vhost_user(args.target, args.report or "report")
-        print(json.dumps({k: summary[k] for k in ("target", "ok", "counts") if k in summary}))
-        if summary.get("unavailable"):
-            print(f"target unavailable: {summary['unavailable']}")
-            return EXIT_ERROR
-        return EXIT_PASS if summary["ok"] else EXIT_FAIL
+        report = run_vhost_user(args.target, args.report, json_file=args.json)
+        _print_report(report)
+        if args.report:
+            print(f"report written to {args.report}/")
+        return report.exit_code
     from conformance.runner import run_conformance
 
     report = run_conformance(args.target, profile=args.profile, report_dir=args.report,

@@ -40,7 +40,7 @@ class Failure:
 class Check:
     id: str
     title: str
-    kind: str  # proof | oracle | scenario
+    kind: str  # proof | oracle | scenario | vhost-user
     status: str
     covers: tuple[str, ...]
     clause: str = ""
@@ -53,7 +53,7 @@ class Check:
 
 
 def requirements() -> dict[str, str]:
-    """Every requirement the matrix must account for, with its clause."""
+    """Every hypervisor requirement the matrix must account for, with its clause."""
     out = {f"abi:{r.name}": r.clause for r in abi.TABLE}
     out["abi:decode"] = "SMCCC DEN0028 2.5; pvspec ABI reserved bits"
     out |= {f"event:{e.name}": e.clause for e in abi.EVENTS}
@@ -86,6 +86,9 @@ class Report:
     seconds: float = 0.0
     checks: list[Check] = attrs.field(factory=list)
     notes: list[str] = attrs.field(factory=list)
+    # requirement id -> clause: what the traceability matrix accounts for (None: the
+    # hypervisor's ABI rows, events, invariants and step properties)
+    universe: dict[str, str] | None = None
 
     # --- summary ------------------------------------------------------------------------------
     def count(self, status: str) -> int:
@@ -104,7 +107,7 @@ class Report:
         return {"passed": 0, "failed": 1, "error": 2}.get(self.verdict, 2)
 
     def matrix(self) -> dict[str, dict[str, Any]]:
-        reqs = requirements()
+        reqs = requirements() if self.universe is None else self.universe
         rows: dict[str, dict[str, Any]] = {r: {"clause": c, "checks": []} for r, c in reqs.items()}
         for c in self.checks:
             for r in c.covers:
@@ -183,7 +186,8 @@ class Report:
                  f"**Verdict: {self.verdict.upper()}** — " + ", ".join(
                      f"{self.count(s)} {s}" for s in STATUSES) +
                  f"; {sum(c.steps for c in self.checks)} oracle steps in {self.seconds:.1f} s "
-                 f"(profile `{self.profile}`, ABI {self.abi_version}).", ""]
+                 f"(profile `{self.profile}`" +
+                 (f", ABI {self.abi_version}" if self.abi_version else "") + ").", ""]
         if self.capabilities:
             lines += [f"Capabilities: {', '.join(self.capabilities)}", ""]
         lines += [f"> {n}" for n in self.notes] + ([""] if self.notes else [])
@@ -280,6 +284,8 @@ def _failure_text(c: Check) -> str:
 
 
 def _op_text(op: dict[str, Any]) -> str:
+    if op.get("op") == "vhost-user":
+        return str(op["text"])
     if op.get("op") == "event":
         return f"event {op['name']}({', '.join(str(a) for a in op['args'])})"
     return f"vm{op['vm']}.{op['vcpu']} {op['conv']} {op.get('call', '')} -> {op.get('expect', '')}"

@@ -92,15 +92,27 @@ class Ctx:
                     status, detail = "expected-deviation", f"{detail} [{why}]"
         self.results.append(Result(self.check, rule, _section(rule), status, detail, trace))
 
+    def skip(self, rule: str, why: str) -> None:
+        """A rule this target gives no occasion to check (never counted as passed)."""
+        self.results.append(Result(self.check, rule, _section(rule), "skip", why))
+
     def step(self, st: ss.Step, what: str, s: ss.BlkSession | None = None) -> None:
-        """Fold a judged step: ring verdict, per-request disk verdicts, outcome."""
+        """Fold a judged step: ring verdict, per-request disk verdicts, outcome.
+
+        Every rule the oracle judged without a violation counts as one pass, so the
+        report's matrix shows which rules this run really exercised.
+        """
         tr = tuple(s.fe.trace[-6:]) if s else ()
         for v in st.verdict.violations:
             self.add(v.rule, False, f"{what}: {v.detail}", tr, v.level)
+        for rule in sorted(st.verdict.judged - st.verdict.rules()):
+            self.add(rule, True, what)
         for c in st.completions:
             if c.violation is not None:
                 self.add(c.violation.requirement, False,
                          f"{what}: head {c.head} {c.violation.detail}", tr)
+            elif c.rule:
+                self.add(c.rule, True, f"{what}: head {c.head}")
         if not st.verdict.violations and not any(c.violation for c in st.completions):
             self.add("PVSPEC-RING-PROGRESS", st.outcome == "completed",
                      f"{what}: outcome {st.outcome}, {len(st.completions)} completed", tr)
@@ -190,7 +202,7 @@ def check_chains(t: Target) -> list[Result]:
                          indirect=True, split=3), "indirect", s)
             c.step(s.run([R(blk.T_IN, 24, in_len=1024)], indirect=True), "indirect read-back", s)
         else:
-            c.add("VIRTIO-2.7.5.3-DEV-MIXED-CHAIN", True, "INDIRECT_DESC not offered: skipped")
+            c.skip("VIRTIO-2.7.5.3-DEV-MIXED-CHAIN", "INDIRECT_DESC not offered")
     return c.results
 
 
@@ -216,15 +228,16 @@ def check_used_len(t: Target) -> list[Result]:
         (a, la), (b, _lb) = seen
         n = min(la or 0, len(a))
         unwritten = [i for i in range(n) if a[i] != b[i]]
+        trace = tuple(s.fe.trace[-6:])
         c.add("VIRTIO-2.7.8-DEV-WRITE-LEN-BYTES", not unwritten,
               f"len {la}; bytes {unwritten[:1]}..{unwritten[-1:]} ({len(unwritten)}) kept the "
-              f"driver's poison" if unwritten else f"len {la}: all written")
+              f"driver's poison" if unwritten else f"len {la}: all written", trace)
         if req.type == blk.T_GET_ID and a:
             ident = a[: blk.ID_BYTES]
             nul = ident.find(b"\0")
             padded = nul < 0 or not any(ident[nul:])
             c.add("VIRTIO-5.2.6-GET-ID-NUL-PADDED", padded and a[:20] == b[:20],
-                  f"id {ident!r}")
+                  f"id {ident!r}", trace)
         results.extend(c.results)
     return results
 
@@ -277,7 +290,7 @@ def check_in_order(t: Target) -> list[Result]:
     c = Ctx(t, "in-order")
     with _session(t) as s:
         if not s.feats.in_order:
-            c.add("VIRTIO-6.2-DEV-IN-ORDER", True, "IN_ORDER not offered: skipped")
+            c.skip("VIRTIO-6.2-DEV-IN-ORDER", "IN_ORDER not offered")
             return c.results
         batch = [R(blk.T_IN, j, in_len=512 * (1 + j % 3)) for j in range(8)]
         c.step(s.run(batch), "8 mixed reads", s)

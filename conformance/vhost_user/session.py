@@ -45,6 +45,7 @@ class Completion:
     status: int | None
     data_in: bytes
     violation: object | None = None  # spec.virtio.verdict.Violation
+    rule: str = ""  # the requirement this completion was judged against
 
 
 @attrs.define
@@ -231,6 +232,7 @@ class BlkSession:
                                  data_in[:blk.ID_BYTES].rstrip(b"\0"))
         obs = blk.Outcome(status, data_in if req.type == blk.T_IN else b"", observed_disk)
         comp.violation = blk.check_completion(self.disk, req, self.virtio_features, obs)
+        comp.rule = blk.rule_for(self.disk, req, self.virtio_features, obs)
         if comp.violation is None and observed_disk is not None:
             self.disk = observed_disk
         elif comp.violation is None and req.type == blk.T_DISCARD and status == blk.S_OK \

@@ -64,6 +64,9 @@ IMPLIED_RULES: dict[str, tuple[str, str]] = {
                                      "mark a list used, at its next used position"),
     "VIRTIO-6.2-DEV-IN-ORDER": ("6.2", "with IN_ORDER, buffers are used in the order they "
                                 "were made available"),
+    # descriptive text of 5.2.6 rather than a Device Requirements statement
+    "VIRTIO-5.2.6-GET-ID-NUL-PADDED": ("5.2.6", "GET_ID answers the device ID string in 20 "
+                                       "bytes, NUL-padded when shorter"),
 }
 
 PayloadOracle = Callable[[Chain, bytes, bytes, int | None], Sequence["Violation"]]
@@ -83,6 +86,9 @@ class Verdict:
     violations: tuple[Violation, ...]
     completed: tuple[int, ...] = ()  # heads / buffer ids returned in this step
     outcome: str = "ok"  # "ok" | "needs-reset" | "reset-quiet"
+    # every rule this step gave occasion to check, violated or not: what a report may
+    # count as exercised (a rule never judged stays "skipped", never "passed")
+    judged: frozenset[str] = frozenset()
 
     @property
     def ok(self) -> bool:
@@ -249,12 +255,13 @@ def judge_split(
         if writes or notified:
             out.append(_viol("VIRTIO-2.6.1-DEV-RESET-QUIET",
                              f"{len(writes)} writes, notified={notified} after queue reset"))
-        return Verdict(tuple(out), outcome="reset-quiet"), view
+        return Verdict(tuple(out), outcome="reset-quiet",
+                       judged=frozenset({"VIRTIO-2.6.1-DEV-RESET-QUIET"})), view
     exp = expect_split(before, view)
     if exp.layout_faults:
         if writes or notified:
             out.append(_viol("PVSPEC-RING-LAYOUT", f"queue operated despite {exp.layout_faults}"))
-        return Verdict(tuple(out)), view
+        return Verdict(tuple(out), judged=frozenset({"PVSPEC-RING-LAYOUT"})), view
     cands = list(exp.candidates(view))
     used_after = sp.read_used_idx(after, lay)
     n_new = rm.idx_sub(used_after, view.used_idx)
@@ -341,8 +348,46 @@ def judge_split(
         used_idx=used_after if not rm.ult(len(cands), n_new) else view.used_idx,
         inflight=tuple(remaining),
     )
+    judged = _judged(SPLIT_RULES, accesses, cands, bad, bool(n_new), expect_progress)
+    judged |= _split_notify_rules(view, n_new, after)
+    judged |= {"PVSPEC-RING-USED-IDX", "VIRTIO-2.7.10-DEV-FLAGS-ZERO-EVENT-IDX" if feats.event_idx
+               else "VIRTIO-2.7.10-DEV-FLAGS-VALUES"}
+    if completed and any(c.processable(tolerate) and n is not None for c, n, _ in completed):
+        judged.add("VIRTIO-2.7.8-DEV-WRITE-LEN-BYTES")
+        if accesses is not None:
+            judged.add("VIRTIO-2.7.8-DEV-USED-LEN")
+    if feats.in_order and n_new:
+        judged.add("VIRTIO-6.2-DEV-IN-ORDER")
     return (Verdict(tuple(out), tuple(c.head for c, _, _ in completed),
-                    "needs-reset" if needs_reset else "ok"), nxt)
+                    "needs-reset" if needs_reset else "ok", frozenset(judged)), nxt)
+
+
+def _judged(rules: dict[str, str], accesses: Sequence[Access] | None, cands: Sequence[Chain],
+            bad: Sequence[Chain], used: bool, expect_progress: bool) -> set[str]:
+    """The rules common to both ring layouts that a step checks whatever happened."""
+    out = {rules["no-write-readable"], rules["no-write-desc"], rules["driver-area"],
+           "PVSPEC-RING-OUT-OF-BOUNDS"}
+    if accesses is not None:
+        out.add(rules["no-read-writable"])
+    if bad:
+        out.add("PVSPEC-RING-MALFORMED")
+    if used and cands:
+        out.add("PVSPEC-RING-USED-ID")
+    if expect_progress:
+        out.add("PVSPEC-RING-PROGRESS")
+    return out
+
+
+def _split_notify_rules(view: SplitView, n_new: int, mem: GuestMemory) -> set[str]:
+    """The 2.7.7.2 rules :func:`_split_notify` applies to this step."""
+    if view.features.event_idx:
+        return {"VIRTIO-2.7.7-DEV-NOTIFY-USED-EVENT"} | (
+            {"VIRTIO-2.7.7-DEV-NO-NOTIFY-OTHERWISE"} if n_new else set())
+    if not n_new:
+        return set()
+    flags = read_le16(mem, rm.avail_flags_addr(view.layout.avail))
+    return {0: {"VIRTIO-2.7.7-DEV-NOTIFY-FLAGS0"},
+            sp.VIRTQ_AVAIL_F_NO_INTERRUPT: {"VIRTIO-2.7.7-DEV-NO-NOTIFY-FLAGS1"}}.get(flags, set())
 
 
 def _split_notify(out: list[Violation], mem: GuestMemory, view: SplitView, used_after: int,
@@ -429,12 +474,13 @@ def judge_packed(
         if writes or notified:
             out.append(_viol("VIRTIO-2.6.1-DEV-RESET-QUIET",
                              f"{len(writes)} writes, notified={notified} after queue reset"))
-        return Verdict(tuple(out), outcome="reset-quiet"), view
+        return Verdict(tuple(out), outcome="reset-quiet",
+                       judged=frozenset({"VIRTIO-2.6.1-DEV-RESET-QUIET"})), view
     if lay.faults():
         if writes or notified:
             out.append(_viol("PVSPEC-RING-LAYOUT", f"queue operated despite {lay.faults()}",
                              "2.8.11"))
-        return Verdict(tuple(out)), view
+        return Verdict(tuple(out), judged=frozenset({"PVSPEC-RING-LAYOUT"})), view
     exposed, (na, naw) = pk.scan_available(before, lay, view.next_avail, view.avail_wrap, feats)
     cands = [*view.inflight, *exposed]
     remaining = list(cands)
@@ -517,5 +563,12 @@ def judge_packed(
                 break
     nxt = attrs.evolve(view, next_avail=na, avail_wrap=naw, next_used=pos, used_wrap=wrap,
                        inflight=tuple(remaining))
+    judged = _judged(PACKED_RULES, accesses, cands, bad, bool(used_seen), expect_progress)
+    if used_seen:
+        judged |= {"PVSPEC-RING-PACKED-NOTIFY", "PVSPEC-RING-PACKED-USED-LEN"}
+        if accesses is not None:
+            judged.add("VIRTIO-2.8.15-DEV-NO-CHANGE-AFTER-USED")
+        if feats.in_order:
+            judged.add("VIRTIO-6.2-DEV-IN-ORDER")
     return (Verdict(tuple(out), tuple(c.head for c, _, _ in completed),
-                    "needs-reset" if needs_reset else "ok"), nxt)
+                    "needs-reset" if needs_reset else "ok", frozenset(judged)), nxt)

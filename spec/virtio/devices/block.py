@@ -201,7 +201,7 @@ def check_completion(
         if data_ok and disk_ok:
             return None
     return Violation(
-        _rule_for(disk, req, features, observed),
+        rule_for(disk, req, features, observed),
         "device",
         f"type {req.type} sector {req.sector}: status {observed.status}",
     )
@@ -214,7 +214,8 @@ def _stable_ok(after: Disk, want: Disk) -> bool:
     )
 
 
-def _rule_for(disk: Disk, req: Request, features: int, observed: Outcome) -> str:
+def rule_for(disk: Disk, req: Request, features: int, observed: Outcome) -> str:
+    """The requirement a completion of ``req`` is judged against (5.2.6, 5.2.6.2)."""
     if req.type in T_ZONE:
         return "VIRTIO-5.2.6.2-DEV-ZONE-UNSUPP"
     if req.type in (T_IN, T_OUT):
