@@ -2,9 +2,12 @@
 
     pytest --pvspec-target exec:./my-adapter [--pvspec-profile ci|thorough]
            [--pvspec-report DIR] [-m memory]
+    pytest --pvspec-target vhost-user:/run/my-device.sock   # a VIRTIO device back-end
 
-Adds one test item per scenario (markers per area: hypercall, psci, lifecycle, memory,
-evtchn, irq, device) and one for the differential oracle (marker ``oracle``), all marked
+For a hypervisor: one test item per scenario (markers per area: hypercall, psci, lifecycle,
+memory, evtchn, irq, device) and one for the differential oracle (marker ``oracle``).  For
+a vhost-user target (``vhost-user:SOCKET`` or a managed one such as
+``qemu-vhost-user-blk``): one item per VIRTIO check (marker ``virtio``).  All are marked
 ``pvspec``.  The full report (JSON, JUnit, Markdown, HTML) is written to
 ``--pvspec-report`` (default ``pvspec-report``) at the end of the session.  Without
 ``--pvspec-target`` the plugin does nothing.
@@ -25,7 +28,8 @@ AREAS = ("hypercall", "psci", "lifecycle", "memory", "evtchn", "irq", "device")
 def pytest_addoption(parser: pytest.Parser) -> None:
     g = parser.getgroup("pvspec", "pvspec hypervisor conformance")
     g.addoption("--pvspec-target", default=None,
-                help="run the conformance suite against reference | spec | exec:COMMAND")
+                help="run the conformance suite against reference | spec | exec:COMMAND | "
+                     "vhost-user:SOCKET | qemu-vhost-user-blk | virtiofsd")
     g.addoption("--pvspec-profile", default="ci", choices=["ci", "thorough"])
     g.addoption("--pvspec-report", default="pvspec-report", help="report directory")
     g.addoption("--pvspec-timeout", type=float, default=5.0, help="seconds per target call")
@@ -34,6 +38,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "pvspec: a pvspec conformance check")
     config.addinivalue_line("markers", "oracle: the pvspec differential oracle")
+    config.addinivalue_line("markers", "virtio: pvspec VIRTIO device checks (vhost-user)")
     for a in AREAS:
         config.addinivalue_line("markers", f"{a}: pvspec checks of the {a} hypercalls")
 
@@ -53,9 +58,17 @@ class _Run:
         self.start_error = ""
         self.start = time.perf_counter()
 
+    @property
+    def vhost_user(self) -> bool:
+        from conformance.cli import _is_vhost_user
+
+        return _is_vhost_user(self.spec)
+
     def get_target(self) -> Any:
         from conformance.target import TargetError, make_target
 
+        if self.vhost_user:
+            return self._get_vhost_user()
         if self.target is None and not self.start_error:
             try:
                 self.target = make_target(self.spec, timeout=self.timeout,
@@ -63,6 +76,22 @@ class _Run:
                 self.report.capabilities = tuple(sorted(self.target.capabilities))
             except TargetError as exc:
                 self.start_error = exc.reason
+        return self.target
+
+    def _get_vhost_user(self) -> Any:
+        from conformance.vhost_user.report import universe
+        from conformance.vhost_user.targets import TargetUnavailable, open_target
+
+        if self.target is None and not self.start_error:
+            try:
+                self.target = open_target(self.spec)
+            except TargetUnavailable as exc:
+                self.start_error = str(exc)
+            else:
+                self.report.universe = universe(self.target.kind)
+                self.report.abi_version = ""
+                self.report.protocol_version = "vhost-user"
+                self.report.capabilities = ("virtio", "vhost-user", self.target.kind)
         return self.target
 
     def record(self, check: Any) -> Any:
@@ -79,7 +108,10 @@ class _Run:
 
     def close(self) -> None:
         if self.target is not None:
-            self.target.close()
+            if self.vhost_user:
+                self.target.stop()
+            else:
+                self.target.close()
         self.report.seconds = time.perf_counter() - self.start
         self.report.write(self.out)
 
@@ -92,11 +124,13 @@ class PvspecFailure(Exception):
 
 
 class PvspecItem(pytest.Item):
-    def __init__(self, *, scenario: Any = None, **kw: Any) -> None:
+    def __init__(self, *, scenario: Any = None, virtio_check: str = "", **kw: Any) -> None:
         super().__init__(**kw)
         self.scenario = scenario
+        self.virtio_check = virtio_check
 
     def runtest(self) -> None:
+        from conformance.report import _failure_text
         from conformance.runner import _oracle_check
         from conformance.scenarios import run_scenario
 
@@ -104,15 +138,18 @@ class PvspecItem(pytest.Item):
         target = run.get_target()
         if target is None:
             raise PvspecFailure(f"cannot start target {run.spec}: {run.start_error}")
-        check = (run_scenario(target, self.scenario) if self.scenario is not None
-                 else _oracle_check(target, run.profile))
-        check = run.record(check)
-        if check.status == "skipped":
-            pytest.skip(check.detail)
-        if check.status in ("failed", "error"):
-            from conformance.report import _failure_text
-
-            raise PvspecFailure(f"{check.status.upper()}: {check.id}\n{_failure_text(check)}")
+        if self.virtio_check:
+            checks = _virtio_checks(target, self.virtio_check)
+        else:
+            checks = [run_scenario(target, self.scenario) if self.scenario is not None
+                      else _oracle_check(target, run.profile)]
+        checks = [run.record(c) for c in checks]
+        bad = [c for c in checks if c.status in ("failed", "error")]
+        if bad:
+            raise PvspecFailure("\n\n".join(f"{c.status.upper()}: {c.id}\n{_failure_text(c)}"
+                                             for c in bad))
+        if all(c.status == "skipped" for c in checks):
+            pytest.skip("; ".join(c.detail for c in checks))
 
     def repr_failure(self, excinfo: Any, style: Any = None) -> str:  # type: ignore[override]
         if isinstance(excinfo.value, PvspecFailure):
@@ -129,8 +166,20 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         return
     from conformance.scenarios import SCENARIOS, area
 
-    config.stash[_RUN] = _Run(config)
+    run = config.stash[_RUN] = _Run(config)
     new: list[pytest.Item] = []
+    if run.vhost_user:
+        from conformance.vhost_user.checks import BLK_CHECKS, FS_CHECKS
+
+        kind = "fs" if "virtiofsd" in run.spec else "blk"  # vhost-user:SOCKET speaks blk
+        for name in (FS_CHECKS if kind == "fs" else BLK_CHECKS):
+            item = PvspecItem.from_parent(session, name=f"pvspec::virtio::{name}",
+                                          virtio_check=name)
+            item.add_marker("pvspec")
+            item.add_marker("virtio")
+            new.append(item)
+        items.extend(i for i in new if _selected(config, i))
+        return
     for sc in SCENARIOS:
         item = PvspecItem.from_parent(session, name=f"pvspec::{sc.id}", scenario=sc)
         for m in ("pvspec", "hypercall", area(sc.row)):
@@ -143,6 +192,16 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     # honour -m / -k for the items we add
     selected = [i for i in new if _selected(config, i)]
     items.extend(selected)
+
+
+def _virtio_checks(target: Any, name: str) -> list[Any]:
+    """One VIRTIO check on a vhost-user target, as report checks (one per rule)."""
+    from conformance.vhost_user.checks import run_checks
+    from conformance.vhost_user.report import to_checks
+
+    t0 = time.perf_counter()
+    results = run_checks(target, (name,))
+    return to_checks(results, time.perf_counter() - t0)
 
 
 def _selected(config: pytest.Config, item: pytest.Item) -> bool:

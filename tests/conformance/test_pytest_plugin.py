@@ -36,3 +36,25 @@ def test_plugin_is_inert_without_target(tmp_path):
     (tmp_path / "test_x.py").write_text("def test_x():\n    pass\n")
     run = _pytest(tmp_path)
     assert run.returncode == 0 and "1 passed" in run.stdout
+
+
+def test_plugin_runs_virtio_checks_on_a_vhost_user_backend(tmp_path):
+    """Our own vhost-user-blk back-end, started by the plugin: one item per VIRTIO check."""
+    run = _pytest(tmp_path, "--pvspec-target", "reference-vhost-user-blk", "-m", "virtio",
+                  "-k", "features or chains")
+    assert run.returncode == 0, run.stdout[-2000:]
+    assert "2 passed" in run.stdout, run.stdout[-2000:]
+    data = json.loads((tmp_path / "rep" / "report.json").read_text())
+    assert data["verdict"] == "passed" and data["capabilities"][0] == "virtio"
+    assert all(c["kind"] == "vhost-user" for c in data["checks"])
+    matrix = data["traceability"]
+    assert not any(r.startswith("abi:") for r in matrix)
+    assert {v["status"] for r, v in matrix.items() if r.startswith("VIRTIO-2.")} >= {
+        "passed", "skipped"}
+
+
+def test_plugin_reports_an_unreachable_backend(tmp_path):
+    run = _pytest(tmp_path, "--pvspec-target", "vhost-user:/nonexistent/pvspec.sock",
+                  "-k", "features")
+    assert run.returncode == 1
+    assert "cannot start target" in run.stdout
