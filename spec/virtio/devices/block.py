@@ -208,10 +208,27 @@ def check_completion(
 
 
 def _stable_ok(after: Disk, want: Disk) -> bool:
-    """Every byte the model says is stable must be stable in the implementation too."""
-    return all(
-        a == w for a, w, d in zip(after.stable, want.stable, want.data, strict=True) if w == d
-    )
+    """Every byte the model says is stable must be stable in the implementation too.
+
+    That is: no index where ``want.stable == want.data`` but ``after.stable`` differs.
+    Computed on whole disks at C speed (XOR, then a byte table marking zero / non-zero).
+    """
+    if after.stable == want.stable:
+        return True
+    n = len(want.data)
+    if len(after.stable) != n or len(want.stable) != n:
+        raise ValueError("disks of different sizes")
+    settled = _xor(want.stable, want.data).translate(_IS_ZERO)  # 1 where the model is stable
+    moved = _xor(after.stable, want.stable).translate(_IS_NONZERO)  # 1 where after differs
+    return not int.from_bytes(settled, "little") & int.from_bytes(moved, "little")
+
+
+_IS_ZERO = bytes([1] + [0] * 255)
+_IS_NONZERO = bytes([0] + [1] * 255)
+
+
+def _xor(a: bytes, b: bytes) -> bytes:
+    return (int.from_bytes(a, "little") ^ int.from_bytes(b, "little")).to_bytes(len(a), "little")
 
 
 def rule_for(disk: Disk, req: Request, features: int, observed: Outcome) -> str:
