@@ -27,7 +27,8 @@ class Device(Protocol):
         Request queues (blk requestq, net txq, entropy requestq) are always ready; queues
         the device fills on its own initiative (net rxq, console receiveq, input eventq)
         are ready only while it has something to deliver.  A queue leaves buffers that
-        are not ready in the ring, untouched.
+        are not ready in the ring, untouched.  Queues ask just before taking each
+        available buffer, so the answer may change after every ``serve``.
         """
         ...
 
@@ -36,6 +37,7 @@ class Device(Protocol):
         ``in_len`` the size of its device-writable part.
 
         Returns the bytes to write from the first writable byte on; their length is the
-        used length (2.7.8.2 / 2.8.21), so it must be at most ``in_len``.
+        used length (2.7.8.2 / 2.8.21), so it must be at most ``in_len`` (queues cut a
+        longer reply).  A device-readable-only buffer (``in_len == 0``) returns ``b""``.
         """
         ...

@@ -393,10 +393,11 @@ def device_complete(mem: GuestMemory, dev: PackedDevice, replies: Sequence[tuple
         segs = chain.segments if "write-readable" in bugs else chain.writable
         written = 0
         for s in segs:
+            if written >= len(data):
+                break  # an empty writable descriptor is passed over, as on split rings
             part = data[written : written + s.len]
-            if not part:
-                break
-            mem.write(s.addr, part)
+            if part:
+                mem.write(s.addr, part)
             written += len(part)
         done.append((chain, chain.writable_len + 1 if "len-too-big" in bugs else written))
     groups = [done] if batch and done else [[x] for x in done]

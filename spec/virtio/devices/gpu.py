@@ -134,13 +134,16 @@ def allowed(
         CMD_RESOURCE_FLUSH,
         CMD_TRANSFER_TO_HOST_2D,
     ):
-        rid = fields[4] if t in (CMD_RESOURCE_FLUSH, CMD_TRANSFER_TO_HOST_2D) else fields[0]
+        # after the rect: FLUSH has resource_id; TRANSFER_TO_HOST_2D has offset, resource_id
+        rid = fields[5 if t == CMD_TRANSFER_TO_HOST_2D else
+                     4 if t == CMD_RESOURCE_FLUSH else 0]
         if rid not in res:
             return {RESP_ERR_INVALID_RESOURCE_ID: gpu, **fails}
         r = res[rid]
         if t == CMD_RESOURCE_UNREF:
             del res[rid]
-            outs = tuple(s for s in gpu.scanouts if s[0] != rid)
+            # a scanout showing it is disabled in place; the others keep their index
+            outs = tuple((0, (0, 0, 0, 0)) if s[0] == rid else s for s in gpu.scanouts)
             return {RESP_OK_NODATA: attrs.evolve(gpu, resources=res, scanouts=outs), **fails}
         if t == CMD_RESOURCE_ATTACH_BACKING:
             res[rid] = attrs.evolve(r, backing=entries)
