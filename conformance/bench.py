@@ -2,26 +2,41 @@
 
 Two measures per target:
 
-* ``oracle``: the Hypothesis state machine (generation + target + spec + comparison of every
-  observable after every step); Hypothesis' own overhead dominates in process;
+* ``oracle``: the conformance state machine as ``pvspec conform`` runs it (ci profile:
+  generation + target + spec + comparison of every observable after every call; spec
+  invariants off, as they judge the spec, not the target);
 * ``replay``: recorded traces re-run through the :class:`~conformance.oracle.Differ`
   (target + spec + full comparison, no generation): the checking machinery alone.
+
+An *oracle-checked step* is one hypercall or event, run on the target and on the spec,
+its result registers and every probe (access, DMA, pending interrupts) compared right
+after it.  The targets: ``spec`` and ``reference`` in process, and over the stdio protocol
+the C adapter of examples/c-adapter (compiled with ``cc`` when both are at hand) plus any
+``exec:COMMAND`` given.
 
 Run ``python -m conformance.bench [exec:COMMAND ...]``.
 """
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 from conformance import oracle
 from conformance.target import make_target, reference_available
 
+EXAMPLES = oracle.PROFILES["ci"]["max_examples"]  # the oracle: a whole ci run
+TRACES = 20  # replay: the traces of a 20-example ci run
+C_ADAPTER = Path(__file__).resolve().parents[1] / "examples" / "c-adapter"
 
-def _traces(n: int = 30) -> list[list[dict[str, Any]]]:
-    """Recorded op traces from the spec-only oracle."""
+
+def _traces(n: int = TRACES) -> list[list[dict[str, Any]]]:
+    """Recorded op traces from the spec-only oracle (one per example)."""
     from hypothesis.stateful import run_state_machine_as_test
 
     from conformance.target import SpecTarget
@@ -33,16 +48,18 @@ def _traces(n: int = 30) -> list[list[dict[str, Any]]]:
         def teardown(self) -> None:
             traces.append(list(self.differ.ops))
 
-    run_state_machine_as_test(Recorder, settings=oracle.oracle_settings(
-        "ci", max_examples=n, stateful_step_count=50))
+    run_state_machine_as_test(Recorder, settings=oracle.oracle_settings("ci", max_examples=n))
     return traces
 
 
-def measure(target_spec: str, traces: list[list[dict[str, Any]]], examples: int = 30
+def measure(target_spec: str, traces: list[list[dict[str, Any]]], examples: int = EXAMPLES
             ) -> dict[str, float]:
     target = make_target(target_spec)
     try:
         out = oracle.run_oracle(target, max_examples=examples, invariants="off")
+        if out.status != "passed":
+            raise RuntimeError(f"{target_spec} did not pass the oracle: {out.status} "
+                               f"{out.failure or out.error}")
         start, steps = time.perf_counter(), 0
         for ops in traces:
             oracle.replay(target, ops, invariants="off")
@@ -54,12 +71,31 @@ def measure(target_spec: str, traces: list[list[dict[str, Any]]], examples: int 
             "replay_steps_per_s": replay_rate, "replay_steps": steps}
 
 
+def c_adapter(directory: str) -> str | None:
+    """``exec:`` target string of the example C adapter built in ``directory``, or None
+    (no compiler, or not a source checkout)."""
+    cc = shutil.which("cc")
+    if cc is None or not (C_ADAPTER / "pvhv.c").is_file():
+        return None
+    out = Path(directory) / "pvhv"
+    subprocess.run([cc, "-O2", "-Wall", "-o", str(out), str(C_ADAPTER / "pvhv.c"),
+                    str(C_ADAPTER / "json.c")], check=True)
+    return f"exec:{out}"
+
+
 def run(exec_targets: list[str] | None = None) -> dict[str, dict[str, float]]:
-    """Steps per second for the in-process targets and each ``exec:`` target."""
+    """Steps per second for the in-process targets, the example C adapter over stdio (if
+    it can be built) and each ``exec:`` target given; all in one process, one after the
+    other, on the same traces."""
     traces = _traces()
-    names = ["spec"] + (["reference"] if reference_available() else []) + list(
-        exec_targets or [])
-    return {name: measure(name, traces) for name in names}
+    with tempfile.TemporaryDirectory(prefix="pvspec-bench-") as tmp:
+        built = c_adapter(tmp)
+        names = ["spec"] + (["reference"] if reference_available() else []) + (
+            [built] if built else []) + list(exec_targets or [])
+        results = {name: measure(name, traces) for name in names}
+    if built:  # name it for what it is rather than by its temporary path
+        results["stdio:c-adapter"] = results.pop(built)
+    return results
 
 
 def main(argv: list[str]) -> None:

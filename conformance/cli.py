@@ -246,8 +246,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     """Spec vs reference implementation (and the oracle) on the same workloads."""
     from reference_impl import bench as impl_bench
+    from reference_impl.virtio import bench as virtio_bench
 
-    results: dict[str, object] = {"hypervisor": impl_bench.run(quick=args.quick)}
+    results: dict[str, object] = {"hypervisor": impl_bench.run(quick=args.quick),
+                                  "virtqueue": virtio_bench.run(quick=args.quick)}
     if args.conformance:
         from conformance import bench as conf_bench
 
@@ -256,6 +258,23 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1, default=str))
     return EXIT_PASS
+
+
+def cmd_campaign(args: argparse.Namespace) -> int:
+    """Many-seed oracle campaign, spread over the cores by pytest-xdist (via the plugin)."""
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="pvspec-campaign-") as empty:
+        # collect nothing but the plugin's items: an empty rootdir, no config file
+        cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-c",
+               os.devnull, "--rootdir", empty, "-m", "oracle", "-n", str(args.jobs),
+               "--pvspec-target", args.target, "--pvspec-seeds", str(args.seeds),
+               "--pvspec-profile", args.profile, "--pvspec-timeout", str(args.timeout),
+               "--pvspec-report", os.path.abspath(args.report), empty]
+        rc = subprocess.call(cmd)
+    print(f"report written to {args.report}/")
+    return {0: EXIT_PASS, 1: EXIT_FAIL}.get(rc, EXIT_ERROR)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -288,6 +307,15 @@ def build_parser() -> argparse.ArgumentParser:
     co.add_argument("--json", help="write the summary as JSON to this file")
     co.add_argument("--timeout", type=float, default=5.0, help="seconds per target call")
     co.set_defaults(fn=cmd_conform)
+
+    ca = sub.add_parser("campaign", help="oracle with many seeds on all cores (pytest-xdist)")
+    ca.add_argument("--target", default="reference", help="reference | spec | exec:COMMAND")
+    ca.add_argument("--seeds", type=int, default=8, help="oracle runs, one per seed")
+    ca.add_argument("--jobs", default="auto", help="pytest-xdist workers (-n)")
+    ca.add_argument("--profile", default="thorough", choices=["ci", "thorough"])
+    ca.add_argument("--report", default="campaign-report", help="report directory")
+    ca.add_argument("--timeout", type=float, default=5.0, help="seconds per target call")
+    ca.set_defaults(fn=cmd_campaign)
 
     rp = sub.add_parser("replay", help="re-run a conformance trace file on a target")
     rp.add_argument("file")

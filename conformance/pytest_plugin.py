@@ -9,7 +9,11 @@ memory, evtchn, irq, device) and one for the differential oracle (marker ``oracl
 a vhost-user target (``vhost-user:SOCKET`` or a managed one such as
 ``qemu-vhost-user-blk``): one item per VIRTIO check (marker ``virtio``).  All are marked
 ``pvspec``.  The full report (JSON, JUnit, Markdown, HTML) is written to
-``--pvspec-report`` (default ``pvspec-report``) at the end of the session.  Without
+``--pvspec-report`` (default ``pvspec-report``) as checks finish.
+
+Long campaigns: ``--pvspec-seeds N`` makes N oracle items, one per seed, and pytest-xdist
+spreads them over the cores (``-n auto``); workers send their checks to the controller in
+the test reports, and only the controller writes the report.  Without
 ``--pvspec-target`` the plugin does nothing.
 """
 
@@ -33,6 +37,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--pvspec-profile", default="ci", choices=["ci", "thorough"])
     g.addoption("--pvspec-report", default="pvspec-report", help="report directory")
     g.addoption("--pvspec-timeout", type=float, default=5.0, help="seconds per target call")
+    g.addoption("--pvspec-seeds", type=int, default=0,
+                help="N oracle items with seeds 0..N-1 (random generation; spread them with "
+                     "-n auto) instead of one item with the profile's own settings")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -41,6 +48,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "virtio: pvspec VIRTIO device checks (vhost-user)")
     for a in AREAS:
         config.addinivalue_line("markers", f"{a}: pvspec checks of the {a} hypercalls")
+    if config.getoption("pvspec_target"):
+        config.stash[_RUN] = _CONTROLLER["run"] = _Run(config)
 
 
 class _Run:
@@ -57,6 +66,15 @@ class _Run:
         self.target: Any = None
         self.start_error = ""
         self.start = time.perf_counter()
+        self.worker = hasattr(config, "workerinput")  # a pytest-xdist worker
+        if self.vhost_user:
+            from conformance.vhost_user.report import universe
+
+            self.kind = "fs" if "virtiofsd" in self.spec else "blk"  # vhost-user:SOCKET: blk
+            self.report.universe = universe(self.kind)
+            self.report.abi_version = ""
+            self.report.protocol_version = "vhost-user"
+            self.report.capabilities = ("virtio", "vhost-user", self.kind)
 
     @property
     def vhost_user(self) -> bool:
@@ -79,7 +97,6 @@ class _Run:
         return self.target
 
     def _get_vhost_user(self) -> Any:
-        from conformance.vhost_user.report import universe
         from conformance.vhost_user.targets import TargetUnavailable, open_target
 
         if self.target is None and not self.start_error:
@@ -87,11 +104,6 @@ class _Run:
                 self.target = open_target(self.spec)
             except TargetUnavailable as exc:
                 self.start_error = str(exc)
-            else:
-                self.report.universe = universe(self.target.kind)
-                self.report.abi_version = ""
-                self.report.protocol_version = "vhost-user"
-                self.report.capabilities = ("virtio", "vhost-user", self.target.kind)
         return self.target
 
     def record(self, check: Any) -> Any:
@@ -101,10 +113,14 @@ class _Run:
         if f is not None and f.trace:
             path = write_trace(self.out / "traces", check.id, f, self.spec)
             check = attrs.evolve(check, failure=attrs.evolve(f, trace_file=path))
+        if not self.worker:
+            self.add(check)
+        return check
+
+    def add(self, check: Any) -> None:
         self.report.checks.append(check)
         self.report.seconds = time.perf_counter() - self.start
         self.report.write(self.out)
-        return check
 
     def close(self) -> None:
         if self.target is not None:
@@ -112,8 +128,9 @@ class _Run:
                 self.target.stop()
             else:
                 self.target.close()
-        self.report.seconds = time.perf_counter() - self.start
-        self.report.write(self.out)
+        if not self.worker:
+            self.report.seconds = time.perf_counter() - self.start
+            self.report.write(self.out)
 
 
 _RUN = pytest.StashKey[_Run]()
@@ -124,10 +141,12 @@ class PvspecFailure(Exception):
 
 
 class PvspecItem(pytest.Item):
-    def __init__(self, *, scenario: Any = None, virtio_check: str = "", **kw: Any) -> None:
+    def __init__(self, *, scenario: Any = None, virtio_check: str = "", seed: int | None = None,
+                 **kw: Any) -> None:
         super().__init__(**kw)
         self.scenario = scenario
         self.virtio_check = virtio_check
+        self.seed = seed
 
     def runtest(self) -> None:
         from conformance.report import _failure_text
@@ -140,10 +159,19 @@ class PvspecItem(pytest.Item):
             raise PvspecFailure(f"cannot start target {run.spec}: {run.start_error}")
         if self.virtio_check:
             checks = _virtio_checks(target, self.virtio_check)
+        elif self.scenario is not None:
+            checks = [run_scenario(target, self.scenario)]
+        elif self.seed is None:
+            checks = [_oracle_check(target, run.profile)]
         else:
-            checks = [run_scenario(target, self.scenario) if self.scenario is not None
-                      else _oracle_check(target, run.profile)]
+            c = _oracle_check(target, run.profile, seed=self.seed)
+            checks = [attrs.evolve(c, id=f"{c.id}[seed={self.seed}]")]
         checks = [run.record(c) for c in checks]
+        if run.worker:
+            from conformance.report import check_dict
+
+            self.user_properties += [("pvspec_check", check_dict(c)) for c in checks]
+            self.user_properties.append(("pvspec_capabilities", run.report.capabilities))
         bad = [c for c in checks if c.status in ("failed", "error")]
         if bad:
             raise PvspecFailure("\n\n".join(f"{c.status.upper()}: {c.id}\n{_failure_text(c)}"
@@ -166,7 +194,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         return
     from conformance.scenarios import SCENARIOS, area
 
-    run = config.stash[_RUN] = _Run(config)
+    run = config.stash[_RUN]
     new: list[pytest.Item] = []
     if run.vhost_user:
         from conformance.vhost_user.checks import BLK_CHECKS, FS_CHECKS
@@ -185,10 +213,13 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         for m in ("pvspec", "hypercall", area(sc.row)):
             item.add_marker(m)
         new.append(item)
-    item = PvspecItem.from_parent(session, name="pvspec::oracle")
-    for m in ("pvspec", "oracle", "hypercall", *AREAS):
-        item.add_marker(m)
-    new.append(item)
+    seeds = config.getoption("pvspec_seeds")
+    for seed in range(seeds) if seeds else [None]:
+        name = "pvspec::oracle" if seed is None else f"pvspec::oracle[seed={seed}]"
+        item = PvspecItem.from_parent(session, name=name, seed=seed)
+        for m in ("pvspec", "oracle", "hypercall", *AREAS):
+            item.add_marker(m)
+        new.append(item)
     # honour -m / -k for the items we add
     selected = [i for i in new if _selected(config, i)]
     items.extend(selected)
@@ -213,6 +244,25 @@ def _selected(config: pytest.Config, item: pytest.Item) -> bool:
         return False
     k = config.getoption("keyword")
     return not (k and not Expression.compile(k).evaluate(KeywordMatcher.from_item(item)))
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """On the xdist controller: fold in the checks a worker ran (see the module doc)."""
+    props = [v for k, v in report.user_properties if k == "pvspec_check"]
+    if not props or report.when != "call":
+        return
+    run = _CONTROLLER.get("run")
+    if run is not None and not run.worker:
+        from conformance.report import check_from_dict
+
+        caps = [v for k, v in report.user_properties if k == "pvspec_capabilities"]
+        if caps and not run.report.capabilities:
+            run.report.capabilities = tuple(caps[0])
+        for d in props:
+            run.add(check_from_dict(d))
+
+
+_CONTROLLER: dict[str, _Run] = {}  # the session's run, for the logreport hook
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

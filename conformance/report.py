@@ -129,7 +129,7 @@ class Report:
             "summary": {s: self.count(s) for s in STATUSES} | {
                 "checks": len(self.checks), "steps": sum(c.steps for c in self.checks)},
             "notes": list(self.notes),
-            "checks": [_check_dict(c) for c in self.checks],
+            "checks": [check_dict(c) for c in self.checks],
             "traceability": self.matrix(),
         }
 
@@ -250,13 +250,20 @@ capabilities {e(', '.join(self.capabilities) or '—')}.</p>
 """
 
 
-def _check_dict(c: Check) -> dict[str, Any]:
+def check_dict(c: Check) -> dict[str, Any]:
     d = attrs.asdict(c, recurse=True)
     d["covers"] = list(c.covers)
     d["seconds"] = round(c.seconds, 4)
     if c.failure:
         d["failure"]["trace"] = list(c.failure.trace)
     return d
+
+
+def check_from_dict(d: dict[str, Any]) -> Check:
+    """The inverse of the report's check encoding (merging reports of several workers)."""
+    f = d.get("failure")
+    failure = None if f is None else Failure(**{**f, "trace": tuple(f.get("trace", ()))})
+    return Check(**{**d, "covers": tuple(d["covers"]), "failure": failure})
 
 
 def _one_line(c: Check) -> str:

@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import json
 import os
+import pickle
 import select
 import shlex
 import subprocess
 import tempfile
 import time
+from array import array
 from collections.abc import Mapping
 from typing import Any, Protocol, runtime_checkable
 
@@ -35,8 +38,8 @@ from spec.state import Config, State, access, initial
 
 __all__ = [
     "ALL_CAPABILITIES", "ExecTarget", "Observation", "ProtocolViolation", "ReferenceTarget",
-    "SpecTarget", "Target", "TargetCrashed", "TargetError", "TargetTimeout", "make_target",
-    "observe", "reference_available",
+    "SpecObserver", "SpecTarget", "Target", "TargetCrashed", "TargetError", "TargetTimeout",
+    "make_target", "observe", "reference_available", "spec_observation",
 ]
 
 ALL_CAPABILITIES = frozenset({"hypercall", "probe_access", "probe_dma", "probe_irq", "events",
@@ -113,6 +116,7 @@ def observe(target: Target, cfg: Config) -> Observation:
 
 
 def spec_observation(s: State) -> Observation:
+    """What the spec says every probe must read in state ``s``."""
     cfg = s.cfg
     G = cfg.n_gframes
     return Observation(
@@ -120,6 +124,45 @@ def spec_observation(s: State) -> Observation:
         tuple(_dma(s, d, g) for d in range(cfg.n_devices) for g in range(G)),
         tuple(s.irq),
     )
+
+
+class SpecObserver:
+    """:func:`spec_observation` along a run, recomputing a table only when a field it is
+    a function of changed.
+
+    By the definitions in :mod:`spec.state`, ``access(s, vm, g)`` reads only ``cfg``,
+    ``s2_valid``, ``s2_held`` and ``s2_perm``; ``dma_access(s, dev, g)`` is
+    ``access(s, dev_owner[dev], g)`` for an assigned device and 0 otherwise; the irq
+    table is ``s.irq``.  So when those fields are equal to the previous state's, so are
+    the tables (most hypercalls change none of them: the frame conditions of
+    spec/transitions.py).  The answer always equals ``spec_observation(s)``.
+    """
+
+    def __init__(self) -> None:
+        self._key: tuple[Any, ...] = ()
+        self._access: tuple[int, ...] = ()
+        self._dkey: tuple[Any, ...] = ()
+        self._dma: tuple[int, ...] = ()
+        self._last: Observation | None = None
+
+    def __call__(self, s: State) -> Observation:
+        cfg = s.cfg
+        key = (cfg, s.s2_valid, s.s2_held, s.s2_perm)
+        if key != self._key:
+            G = cfg.n_gframes
+            self._access = tuple([access(s, v, g) for v in range(cfg.n_vms) for g in range(G)])
+            self._key = key
+        dkey = (self._access, s.dev_owner)
+        if dkey != self._dkey:
+            G, V, acc = cfg.n_gframes, cfg.n_vms, self._access
+            self._dma = tuple([acc[o * G + g] if o < V else 0
+                               for o in s.dev_owner[:cfg.n_devices] for g in range(G)])
+            self._dkey = dkey
+        last = self._last
+        if last is None or last.irq != s.irq or last.access is not self._access or \
+                last.dma is not self._dma:
+            last = self._last = Observation(self._access, self._dma, tuple(s.irq))
+        return last
 
 
 def _dma(s: State, dev: int, g: int) -> int:
@@ -138,6 +181,7 @@ class SpecTarget:
 
     def __init__(self) -> None:
         self.state: State = initial(Config())
+        self._observer = SpecObserver()
 
     def reset(self, config: Config) -> None:
         self.state = initial(config)
@@ -169,7 +213,7 @@ class SpecTarget:
             vcpu < cfg.n_vcpus else 0
 
     def observe(self) -> Observation:
-        return spec_observation(self.state)
+        return self._observer(self.state)
 
     def close(self) -> None:
         pass
@@ -185,10 +229,20 @@ def reference_available() -> bool:
 
 
 class ReferenceTarget:
-    """``reference_impl.Hypervisor`` (the optimized implementation) as a target."""
+    """``reference_impl.Hypervisor`` (the optimized implementation) as a target.
+
+    Building a Hypervisor generates and compiles its entry functions (~10 ms), which
+    would dominate a conformance run that resets once per example.  So :meth:`reset`
+    builds one per configuration, keeps a deep copy of its tables as built, and later
+    puts that copy back *in place* (the generated functions close over the table
+    objects, so the objects are refilled, never replaced).  A restore is checked: the
+    instance must then abstract to the same spec state as when it was built, else it is
+    rebuilt from scratch.
+    """
 
     name = "reference"
-    capabilities = frozenset({"hypercall", "probe_access", "probe_dma", "probe_irq", "events"})
+    capabilities = frozenset({"hypercall", "probe_access", "probe_dma", "probe_irq", "events",
+                              "observe"})
 
     def __init__(self) -> None:
         if not reference_available():
@@ -198,10 +252,33 @@ class ReferenceTarget:
         self._cls = reference_impl.Hypervisor
         self._hv: Any = None
         self._cfg = Config()
+        self._pristine: bytes | None = None  # the tables as built, pickled
+        self._pristine_abstract: Any = None
+        self._built_attrs: frozenset[str] = frozenset()
+        self._grid = _probe_grid(self._cfg)
 
     def reset(self, config: Config) -> None:
+        if self._hv is not None and self._pristine is not None and config == self._cfg \
+                and self._guard(self._restore):
+            return
         self._cfg = config
+        self._grid = _probe_grid(config)
         self._hv = self._guard(lambda: self._cls(**attrs.asdict(config)))
+        self._pristine = pickle.dumps({k: v for k, v in vars(self._hv).items()
+                                       if _is_data(v)})
+        self._built_attrs = frozenset(vars(self._hv))
+        self._pristine_abstract = self._guard(self._hv.abstract)
+
+    def _restore(self) -> bool:
+        """Put the tables back as built; False if the result does not check out (or the
+        instance grew attributes a fresh one lacks)."""
+        hv, saved = self._hv, self._pristine
+        assert saved is not None
+        if vars(hv).keys() != self._built_attrs:
+            return False
+        for name, value in pickle.loads(saved).items():  # a fresh copy of every table
+            setattr(hv, name, _refill(getattr(hv, name, None), value))
+        return bool(hv.abstract() == self._pristine_abstract)
 
     @staticmethod
     def _guard(fn: Any) -> Any:
@@ -229,10 +306,74 @@ class ReferenceTarget:
         return int(self._guard(lambda: self._hv.pending_irqs(vm, vcpu)))
 
     def observe(self) -> Observation:
-        return observe(_NoFast(self), self._cfg)
+        """Every probe, through the same three Hypervisor methods as the single probes."""
+        return self._guard(self._observe)
+
+    def _observe(self) -> Observation:
+        hv, (vg, dg, vc) = self._hv, self._grid
+        return Observation(tuple(map(hv.access, *vg)), tuple(map(hv.dma_access, *dg)),
+                           tuple(map(hv.pending_irqs, *vc)))
 
     def close(self) -> None:
         self._hv = None
+        self._pristine = None
+
+
+@functools.cache
+def _probe_grid(cfg: Config) -> tuple[tuple[tuple[int, ...], tuple[int, ...]], ...]:
+    """The (first, second) probe arguments of every access, dma and irq probe, row-major
+    as in :class:`Observation`: for ``map`` over the probe methods."""
+    def grid(rows: int, cols: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        return (tuple(r for r in range(rows) for _ in range(cols)),
+                tuple(c for _ in range(rows) for c in range(cols)))
+    return (grid(cfg.n_vms, cfg.n_gframes), grid(cfg.n_devices, cfg.n_gframes),
+            grid(cfg.n_vms, cfg.n_vcpus))
+
+
+_ATOMS = (int, float, str, bytes, bool, type(None))
+
+
+def _is_data(value: Any, depth: int = 0) -> bool:
+    """Plain data (numbers, containers, small objects of data): what a snapshot holds.
+    Functions and bound methods (the generated entry points) are not data."""
+    if isinstance(value, (*_ATOMS, bytearray, array)):
+        return True
+    if depth > 4 or callable(value):
+        return False
+    if isinstance(value, list | tuple | set | frozenset):
+        return all(_is_data(v, depth + 1) for v in value)
+    if isinstance(value, dict):
+        return all(_is_data(k, depth + 1) and _is_data(v, depth + 1)
+                   for k, v in value.items())
+    return all(_is_data(v, depth + 1) for v in _fields(value).values())
+
+
+def _fields(obj: Any) -> dict[str, Any]:
+    """An object's attributes, from its ``__dict__`` and every ``__slots__``."""
+    out = dict(getattr(obj, "__dict__", {}))
+    for cls in type(obj).__mro__:
+        slots = getattr(cls, "__slots__", ())
+        for name in (slots,) if isinstance(slots, str) else slots:
+            if name not in ("__dict__", "__weakref__") and hasattr(obj, name):
+                out[name] = getattr(obj, name)
+    return out
+
+
+def _refill(current: Any, fresh: Any) -> Any:
+    """``fresh``'s content (a private copy) in ``current`` itself when both are the same
+    mutable kind, so whoever holds ``current`` sees it; else ``fresh`` itself."""
+    kind = type(fresh)
+    if kind in _ATOMS or kind is tuple or kind is frozenset or type(current) is not kind:
+        return fresh
+    if kind is bytearray or kind is array or kind is list:
+        current[:] = fresh
+    elif kind is dict or kind is set:
+        current.clear()
+        current.update(fresh)
+    else:
+        for name, value in _fields(fresh).items():
+            object.__setattr__(current, name, value)
+    return current
 
 
 @attrs.frozen
@@ -350,50 +491,80 @@ class ExecTarget:
 
     # messages
     def _request(self, body: dict[str, Any], expect: str) -> dict[str, Any]:
+        return self._exchange([(body, expect)])[0]
+
+    def _exchange(self, requests: list[tuple[dict[str, Any], str]]) -> list[dict[str, Any]]:
+        """Send the requests in one write, then read one reply per request, in order.
+
+        The transport allows it (stdin is a stream; "exactly one reply per request, in
+        order"), and a step's hypercall and observe sent together cost one round trip
+        instead of two.  Every message is still validated and matched to its request.
+        If a reply fails while later ones are still due, the process is killed, so no
+        stale reply is ever read as the answer to a later request (the next reset
+        restarts it).
+        """
         if self._proc is None:
             self._start()
-        self._next_id += 1
-        msg = {**body, "msg_id": self._next_id}
-        if self.validate_requests:
-            try:
-                protocol.validate(msg)
-            except protocol.SchemaError as exc:
-                raise TargetError(f"the suite built an invalid request: {exc}",
-                                  definite=True) from None
-        line = json.dumps(msg, separators=(",", ":"))
-        self._recent.append("> " + line)
-        self.messages += 1
+        sent: list[tuple[str, str, int]] = []
+        lines: list[str] = []
+        for body, expect in requests:
+            self._next_id += 1
+            msg = {**body, "msg_id": self._next_id}
+            text = _ENCODE(body)  # the body's JSON: the line, and the validation memo key
+            if self.validate_requests:
+                try:
+                    protocol.validate(msg, body_key=text)
+                except protocol.SchemaError as exc:
+                    raise TargetError(f"the suite built an invalid request: {exc}",
+                                      definite=True) from None
+            line = f'{text[:-1]},"msg_id":{self._next_id}}}'  # == _ENCODE(msg)
+            self._recent.append("> " + line)
+            self.messages += 1
+            lines.append(line)
+            sent.append((body["type"], expect, self._next_id))
         assert self._proc is not None and self._proc.stdin is not None
         try:
-            self._proc.stdin.write(line.encode() + b"\n")
+            self._proc.stdin.write(("\n".join(lines) + "\n").encode())
         except (BrokenPipeError, OSError):
-            raise self._died(f"before {body['type']} #{self._next_id}") from None
-        raw = self._readline(body["type"])
+            raise self._died(f"before {sent[0][0]} #{sent[0][2]}") from None
+        replies: list[dict[str, Any]] = []
+        try:
+            for what, expect, msg_id in sent:
+                replies.append(self._reply(what, expect, msg_id))
+        except TargetError:
+            if len(replies) + 1 < len(sent):
+                self._kill()
+            raise
+        return replies
+
+    def _reply(self, what: str, expect: str, msg_id: int) -> dict[str, Any]:
+        """The next reply, which must answer request ``msg_id`` (of type ``what``)."""
+        raw = self._readline(what, msg_id)
         self._recent.append("< " + raw[:300])
         try:
             reply = json.loads(raw)
         except ValueError:
             self._kill()
-            raise ProtocolViolation(f"garbage on stdout in reply to {body['type']}: "
+            raise ProtocolViolation(f"garbage on stdout in reply to {what}: "
                                     f"{raw[:200]!r}") from None
         try:
             protocol.validate(reply)
         except protocol.SchemaError as exc:
             self._kill()
-            raise ProtocolViolation(f"schema-invalid reply to {body['type']}: {exc}") from None
-        if reply.get("in_reply_to") != self._next_id:
+            raise ProtocolViolation(f"schema-invalid reply to {what}: {exc}") from None
+        if reply.get("in_reply_to") != msg_id:
             self._kill()
             raise ProtocolViolation(f"reply {reply['type']} has in_reply_to="
-                                    f"{reply.get('in_reply_to')}, expected {self._next_id}")
+                                    f"{reply.get('in_reply_to')}, expected {msg_id}")
         if reply["type"] == "error":
-            raise TargetError(f"target error {reply['code']} in reply to {body['type']}: "
+            raise TargetError(f"target error {reply['code']} in reply to {what}: "
                               f"{reply['text']}", definite=reply["definite"], code=reply["code"])
         if reply["type"] != expect:
             self._kill()
             raise ProtocolViolation(f"expected {expect}, got {reply['type']}")
         return reply
 
-    def _readline(self, what: str) -> str:
+    def _readline(self, what: str, msg_id: int) -> str:
         assert self._proc is not None and self._proc.stdout is not None
         fd = self._proc.stdout.fileno()
         deadline = time.monotonic() + self.timeout
@@ -401,11 +572,11 @@ class ExecTarget:
             left = deadline - time.monotonic()
             if left <= 0 or not select.select([fd], [], [], left)[0]:
                 self._kill()
-                raise TargetTimeout(f"no reply to {what} #{self._next_id} within "
+                raise TargetTimeout(f"no reply to {what} #{msg_id} within "
                                     f"{self.timeout:g} s")
             chunk = os.read(fd, 65536)
             if not chunk:
-                raise self._died(f"while handling {what} #{self._next_id}")
+                raise self._died(f"while handling {what} #{msg_id}")
             self._buf += chunk
         line, self._buf = self._buf.split(b"\n", 1)
         return line.decode("utf-8", "replace")
@@ -417,14 +588,32 @@ class ExecTarget:
             self._start()
         self._request({"type": "reset", "config": attrs.asdict(config)}, "reset_ok")
 
+    @staticmethod
+    def _hypercall_body(vm: int, vcpu: int, regs: Mapping[str, int], conv: str
+                        ) -> dict[str, Any]:
+        return {"type": "hypercall", "vm": vm, "vcpu": vcpu, "conv": conv,
+                "regs": {k: hex(v) for k, v in regs.items()}}
+
     def hypercall(self, vm: int, vcpu: int, regs: Mapping[str, int], conv: str = "arm64"
                   ) -> dict[str, int]:
-        reply = self._request({"type": "hypercall", "vm": vm, "vcpu": vcpu, "conv": conv,
-                               "regs": {k: hex(v) for k, v in regs.items()}}, "hypercall_ok")
+        reply = self._request(self._hypercall_body(vm, vcpu, regs, conv), "hypercall_ok")
         return {k: protocol.word(v) for k, v in reply["regs"].items()}
+
+    def hypercall_observe(self, vm: int, vcpu: int, regs: Mapping[str, int],
+                          conv: str = "arm64") -> tuple[dict[str, int], Observation]:
+        """:meth:`hypercall` then :meth:`observe`, pipelined (needs ``observe``)."""
+        reply, seen = self._exchange([(self._hypercall_body(vm, vcpu, regs, conv),
+                                       "hypercall_ok"), ({"type": "observe"}, "observe_ok")])
+        return {k: protocol.word(v) for k, v in reply["regs"].items()}, _observation(seen)
 
     def event(self, name: str, *args: int) -> None:
         self._request({"type": "event", "name": name, "args": list(args)}, "event_ok")
+
+    def event_observe(self, name: str, *args: int) -> Observation:
+        """:meth:`event` then :meth:`observe`, pipelined (needs ``observe``)."""
+        return _observation(self._exchange([
+            ({"type": "event", "name": name, "args": list(args)}, "event_ok"),
+            ({"type": "observe"}, "observe_ok")])[1])
 
     def probe_access(self, vm: int, gfn: int) -> int:
         return protocol.word(self._request({"type": "probe_access", "vm": vm, "gfn": gfn},
@@ -441,9 +630,7 @@ class ExecTarget:
     def observe(self) -> Observation:
         if "observe" not in self.capabilities:
             return observe(_NoFast(self), self._cfg)
-        r = self._request({"type": "observe"}, "observe_ok")
-        return Observation(tuple(r["access"]), tuple(r["dma"]),
-                           tuple(protocol.word(x) for x in r["irq"]))
+        return _observation(self._request({"type": "observe"}, "observe_ok"))
 
     def recent(self) -> list[str]:
         """The last few lines exchanged (for error reports)."""
@@ -456,6 +643,14 @@ class ExecTarget:
                 self.timeout = min(self.timeout, 2.0)
                 self._request({"type": "shutdown"}, "shutdown_ok")
         self._kill()
+
+
+_ENCODE = json.JSONEncoder(separators=(",", ":")).encode  # json.dumps builds one per call
+
+
+def _observation(reply: dict[str, Any]) -> Observation:
+    return Observation(tuple(reply["access"]), tuple(reply["dma"]),
+                       tuple([protocol.word(x) for x in reply["irq"]]))
 
 
 def make_target(spec: str, timeout: float = 5.0, log_dir: str | None = None) -> Target:

@@ -4,11 +4,19 @@ Calls are generated the way a hostile or buggy guest makes them: mostly well-aim
 frames, handles and ports that exist), sometimes at the edges, sometimes garbage registers
 in either calling convention.  After every step every invariant and step property is
 checked, so a failure shrinks to the shortest sequence that breaks a named rule.
+
+Every choice a rule makes goes through a :class:`Chooser`: :class:`DataChooser` draws it
+from Hypothesis (the state machine here, shrinkable), :class:`RandomChooser` from a seeded
+``random.Random`` (the conformance oracle's batch programs, where a Hypothesis draw would
+cost more than the step it chooses).  Both make the same kinds of choices from the same
+pools, so the two front ends aim the same way.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import random
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, TypeVar
 
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
@@ -22,6 +30,8 @@ SIM_CONFIG = Config(n_vms=4, n_vcpus=2, n_gframes=4, n_hframes=16, n_tx=3, n_por
                     n_devices=2, control_quota=3)
 
 WORD64 = st.integers(0, 2**64 - 1)
+
+T = TypeVar("T")
 
 
 # Rows by area; the state machine has one rule per area.
@@ -40,7 +50,8 @@ class StepFailure(AssertionError):
     """A step broke a proved rule: names it, with the trace that led there."""
 
 
-def _arg_strategy(arg: abi.Arg, cfg: Config) -> st.SearchStrategy[int]:
+def _arg_domain(arg: abi.Arg, cfg: Config) -> tuple[int, int, list[int]]:
+    """An argument's aimed values ``range(hi + 1) << shift`` and its edge values."""
     small = {
         "vm": cfg.n_vms + 1, "vcpu": cfg.n_vcpus + 1, "frame": cfg.n_gframes + 1,
         "handle": cfg.n_tx + 1, "port": cfg.n_ports + 1, "device": cfg.n_devices + 1,
@@ -48,19 +59,182 @@ def _arg_strategy(arg: abi.Arg, cfg: Config) -> st.SearchStrategy[int]:
         "value": cfg.n_gframes + 2, "vm_mask": 1 << cfg.n_vms,
     }.get(arg.kind)
     if arg.kind == "address":
-        aimed = st.integers(0, cfg.n_gframes).map(lambda g: g << 12)
+        hi, shift = cfg.n_gframes, 12
     elif arg.kind == "value" and arg.name == "quota":
-        aimed = st.integers(0, cfg.n_hframes + 1)
+        hi, shift = cfg.n_hframes + 1, 0
     else:
-        aimed = st.integers(0, small - 1)
-    edge = st.sampled_from([0, 1, (1 << arg.width) - 1, 0xFFFF, 1 << (arg.width - 1)])
+        hi, shift = small - 1, 0  # type: ignore[operator]
+    return hi, shift, [0, 1, (1 << arg.width) - 1, 0xFFFF, 1 << (arg.width - 1)]
+
+
+def _arg_strategy(arg: abi.Arg, cfg: Config) -> st.SearchStrategy[int]:
+    """Three times in four an aimed value, else an edge value."""
+    hi, shift, edges = _arg_domain(arg, cfg)
+    aimed = st.integers(0, hi).map(lambda g: g << shift) if shift else st.integers(0, hi)
+    edge = st.sampled_from(edges)
     return st.one_of(aimed, aimed, aimed, edge)
 
 
-def make_machine(cfg: Config = SIM_CONFIG) -> type[RuleBasedStateMachine]:
-    """A fresh state-machine class over ``cfg`` (one per configuration)."""
+class Chooser(Protocol):
+    """Where a rule's choices come from (labels name them in Hypothesis' output)."""
 
-    class HypervisorMachine(RuleBasedStateMachine):
+    def pick(self, seq: Sequence[T], label: str | None = None) -> T: ...
+    def integer(self, lo: int, hi: int, label: str | None = None) -> int: ...
+    def boolean(self, label: str | None = None) -> bool: ...
+    def word(self, label: str | None = None) -> int: ...
+    def arg(self, arg: abi.Arg, cfg: Config, label: str | None = None) -> int: ...
+
+
+class DataChooser:
+    """Choices drawn from Hypothesis' ``st.data()``: recorded, replayable, shrinkable."""
+
+    def __init__(self, data: st.DataObject) -> None:
+        self.data = data
+
+    def pick(self, seq: Sequence[T], label: str | None = None) -> T:
+        return self.data.draw(st.sampled_from(seq), label=label)
+
+    def integer(self, lo: int, hi: int, label: str | None = None) -> int:
+        return self.data.draw(st.integers(lo, hi), label=label)
+
+    def boolean(self, label: str | None = None) -> bool:
+        return self.data.draw(st.booleans(), label=label)
+
+    def word(self, label: str | None = None) -> int:
+        return self.data.draw(WORD64, label=label)
+
+    def arg(self, arg: abi.Arg, cfg: Config, label: str | None = None) -> int:
+        return self.data.draw(_arg_strategy(arg, cfg), label=label)
+
+
+# Words Hypothesis favours for a 64-bit integer: the boundaries of every common width.
+_EDGE_WORDS = tuple(sorted({v & (2**64 - 1) for b in (1, 7, 8, 15, 16, 31, 32, 63, 64)
+                            for v in ((1 << b) - 1, 1 << b, (1 << b) + 1)} | {0}))
+
+
+class RandomChooser:
+    """Choices from a seeded ``random.Random``, distributed like :class:`DataChooser`'s
+    (uniform picks, aimed-or-edge arguments, words biased to small and boundary values).
+    About a microsecond a choice, so a batch of calls costs about what its steps cost."""
+
+    def __init__(self, seed: int) -> None:
+        self.rng = random.Random(seed)
+
+    def pick(self, seq: Sequence[T], label: str | None = None) -> T:
+        return seq[int(self.rng.random() * len(seq))]
+
+    def integer(self, lo: int, hi: int, label: str | None = None) -> int:
+        return lo + int(self.rng.random() * (hi - lo + 1))
+
+    def boolean(self, label: str | None = None) -> bool:
+        return self.rng.random() < 0.5
+
+    def word(self, label: str | None = None) -> int:
+        r = self.rng.random()
+        if r < 0.25:
+            return self.pick(_EDGE_WORDS)
+        if r < 0.5:
+            return self.rng.getrandbits(self.pick((4, 8, 16, 32)))
+        return self.rng.getrandbits(64)
+
+    def arg(self, arg: abi.Arg, cfg: Config, label: str | None = None) -> int:
+        hi, shift, edges = _arg_domain(arg, cfg)
+        if self.rng.random() < 0.75:
+            return self.integer(0, hi) << shift
+        return self.pick(edges)
+
+
+Candidates = Callable[[State, int], list[tuple[int, ...]]]
+
+
+def _candidate_table(cfg: Config) -> dict[str, Candidates]:
+    """Per ABI row (by name), its aimed argument tuples for a caller ``vm`` in state ``s``
+    (rows without an entry have none): a lookup instead of a chain of name tests, as the
+    table is consulted for every VM on three aimed calls in four."""
+    G, P = cfg.n_gframes, cfg.n_ports
+
+    def bind(s: State, vm: int) -> list[tuple[int, ...]]:
+        # offers to vm, and (hostile) to others
+        return [(i // P, i % P) for i in range(len(s.ch_state))
+                if s.ch_state[i] == 1 and i // P != vm]
+
+    def retrieve(s: State, vm: int) -> list[tuple[int, ...]]:
+        mine = vm * G
+        live_tx = [k for k in range(cfg.n_tx) if s.tx_kind[k]]
+        free = [g for g in range(G) if not s.s2_valid[mine + g]]
+        return [(k, base) for k in live_tx for base in free
+                if s.tx_borrowers[k] >> vm & 1 and not s.tx_retrieved[k] >> vm & 1
+                and all(not s.s2_valid[mine + g]
+                        for g in range(base, min(G, base + s.tx_count[k])))]
+
+    def reclaim(s: State, vm: int) -> list[tuple[int, ...]]:
+        return [(k,) for k in range(cfg.n_tx) if s.tx_kind[k] and s.tx_owner[k] == vm]
+
+    def relinquish(s: State, vm: int) -> list[tuple[int, ...]]:
+        return [(k,) for k in range(cfg.n_tx) if s.tx_kind[k] and s.tx_retrieved[k] >> vm & 1]
+
+    def cpu_on(s: State, vm: int) -> list[tuple[int, ...]]:
+        mine = vm * G
+        entries = [g << 12 for g in range(G) if s.s2_valid[mine + g]]
+        off = [c for c in range(cfg.n_vcpus) if s.vcpu[s.vc(vm, c)] == 0]
+        return [(c, e, 0) for c in [*off, *off, *range(cfg.n_vcpus)] for e in entries]
+
+    def lifecycle(s: State, vm: int) -> list[tuple[int, ...]]:  # any caller: privilege
+        return [(v,) for v in range(1, cfg.n_vms) if s.vm_state[v]]
+
+    def ports(s: State, vm: int) -> list[int]:
+        return [p for p in range(P) if s.ch_state[s.vp(vm, p)]]
+
+    def send(s: State, vm: int) -> list[tuple[int, ...]]:  # bound, and (hostile) unbound
+        return [(p,) for p in ports(s, vm)]
+
+    def port_op(s: State, vm: int) -> list[tuple[int, ...]]:
+        # open ports, then every other port and one past the end (error paths)
+        return [(p,) for p in ports(s, vm)] * 2 + [(p,) for p in range(P + 1)]
+
+    def transact(s: State, vm: int) -> list[tuple[int, ...]]:
+        if not s.vm_state[vm]:
+            return []
+        mine = vm * G
+        own = [g for g in range(G) if s.s2_valid[mine + g]
+               and s.s2_tx[mine + g] == 0xFFFF
+               and s.frame_tx[s.s2_frame[mine + g]] == 0xFFFF]
+        others = [1 << v for v in range(cfg.n_vms) if v != vm and s.vm_state[v]]
+        return [(g, 1, who, perm) for g in own for who in others for perm in (1, 3)]
+
+    def create(s: State, vm: int) -> list[tuple[int, ...]]:
+        return [(v, q) for v in range(1, cfg.n_vms) if not s.vm_state[v] for q in (1, 3)]
+
+    def assign(s: State, vm: int) -> list[tuple[int, ...]]:
+        return [(d, v) for d in range(cfg.n_devices) if s.dev_owner[d] == 0xFFFF
+                for v in range(cfg.n_vms) if s.vm_state[v]]
+
+    def deassign(s: State, vm: int) -> list[tuple[int, ...]]:
+        return [(d,) for d in range(cfg.n_devices) if s.dev_owner[d] != 0xFFFF]
+
+    table: dict[str, Candidates] = {
+        "EVTCHN_BIND_INTERDOMAIN": bind, "MEM_RETRIEVE": retrieve, "MEM_RECLAIM": reclaim,
+        "MEM_RELINQUISH": relinquish, "VM_PAUSE": lifecycle, "VM_RESUME": lifecycle,
+        "VM_DESTROY": lifecycle, "EVTCHN_SEND": send, "EVTCHN_CLOSE": port_op,
+        "EVTCHN_MASK": port_op, "EVTCHN_UNMASK": port_op, "EVTCHN_CLEAR": port_op,
+        "MEM_SHARE": transact, "MEM_LEND": transact, "MEM_DONATE": transact,
+        "VM_CREATE": create, "DEV_ASSIGN": assign, "DEV_DEASSIGN": deassign,
+    }
+    table.update((r.name, cpu_on) for r in abi.TABLE if r.name.startswith("CPU_ON"))
+    return table
+
+
+def make_base(cfg: Config = SIM_CONFIG) -> type[RuleBasedStateMachine]:
+    """The state machine's boot and moves, without rules: :func:`make_machine` adds one
+    Hypothesis rule per move; the conformance oracle runs the moves in batch programs.
+
+    A move is a method ``move_<name>(self, ch: Chooser)``; every call it makes goes
+    through :meth:`_regs` and every event through :meth:`_event`, which subclasses
+    override (the oracle sends them to a target as well)."""
+
+    candidates = _candidate_table(cfg)
+
+    class HypervisorBase(RuleBasedStateMachine):
         def __init__(self) -> None:
             super().__init__()
             self.s: State = initial(cfg)
@@ -104,93 +278,59 @@ def make_machine(cfg: Config = SIM_CONFIG) -> type[RuleBasedStateMachine]:
                     f"({', '.join(shown)}) -> {signed}")
             self._apply(Caller(vm, vcpu), row, s2, ret, what)
 
-        def _aimed(self, data: st.DataObject, arg: abi.Arg, vm: int) -> int:
+        def _event(self, name: str, *args: int) -> None:
+            s2 = machine.event(self.s, name, *args)
+            self._apply(Caller(0, 0), None, s2, None,
+                        f"event {name}({', '.join(str(a) for a in args)})")
+
+        def _aimed(self, ch: Chooser, arg: abi.Arg, vm: int) -> int:
             """An argument drawn from what exists now: live VMs, handles, ports, frames."""
-            s = self.s
-            live = [v for v in range(cfg.n_vms) if s.vm_state[v]]
-            pools = {
-                "vm": [v for v in live if v != vm] or live,
-                "handle": [k for k in range(cfg.n_tx) if s.tx_kind[k]],
-                "port": [p for p in range(cfg.n_ports) if s.ch_state[s.vp(vm, p)]],
-                "vm_mask": [1 << v for v in live if v != vm],
-                "frame": list(range(cfg.n_gframes)),
-                "perm": [1, 3, 5, 7],
-            }
-            own = [g for g in range(cfg.n_gframes) if s.s2_valid[s.vg(vm, g)]]
-            if arg.kind == "frame" and own and data.draw(st.booleans(), label="own frame"):
-                pools["frame"] = own
-            if arg.kind == "value" and arg.name == "count":
-                pools["value"] = [1, 1, 2, 3]
-            pool = pools.get(arg.kind)
+            s, kind = self.s, arg.kind
+            pool: list[int] | None = None  # only the pool this argument draws from
+            if kind in ("vm", "vm_mask"):
+                live = [v for v in range(cfg.n_vms) if s.vm_state[v]]
+                pool = ([v for v in live if v != vm] or live) if kind == "vm" else \
+                    [1 << v for v in live if v != vm]
+            elif kind == "handle":
+                pool = [k for k in range(cfg.n_tx) if s.tx_kind[k]]
+            elif kind == "port":
+                pool = [p for p in range(cfg.n_ports) if s.ch_state[s.vp(vm, p)]]
+            elif kind == "frame":
+                own = [g for g in range(cfg.n_gframes) if s.s2_valid[s.vg(vm, g)]]
+                pool = own if own and ch.boolean(label="own frame") else \
+                    list(range(cfg.n_gframes))
+            elif kind == "perm":
+                pool = [1, 3, 5, 7]
+            elif kind == "value" and arg.name == "count":
+                pool = [1, 1, 2, 3]
             if pool:
-                return data.draw(st.sampled_from(pool), label=arg.name)
-            return data.draw(_arg_strategy(arg, cfg), label=arg.name)
+                return ch.pick(pool, label=arg.name)
+            return ch.arg(arg, cfg, label=arg.name)
 
         def _candidates(self, row: abi.Row, vm: int) -> list[tuple[int, ...]]:
             """Whole argument tuples that are likely to succeed now, for calls whose
             arguments depend on each other (a handle *and* a free place to map it)."""
-            s, G = self.s, cfg.n_gframes
-            live_tx = [k for k in range(cfg.n_tx) if s.tx_kind[k]]
-            free = [g for g in range(G) if not s.s2_valid[s.vg(vm, g)]]
-            mine = vm * G
-            if row.name == "EVTCHN_BIND_INTERDOMAIN":  # offers to vm, and (hostile) to others
-                return [(i // cfg.n_ports, i % cfg.n_ports) for i in range(len(s.ch_state))
-                        if s.ch_state[i] == 1 and i // cfg.n_ports != vm]
-            if row.name == "MEM_RETRIEVE":
-                return [(k, base) for k in live_tx for base in free
-                        if s.tx_borrowers[k] >> vm & 1 and not s.tx_retrieved[k] >> vm & 1
-                        and all(not s.s2_valid[mine + g]
-                                for g in range(base, min(G, base + s.tx_count[k])))]
-            if row.name == "MEM_RECLAIM":
-                return [(k,) for k in live_tx if s.tx_owner[k] == vm]
-            if row.name == "MEM_RELINQUISH":
-                return [(k,) for k in live_tx if s.tx_retrieved[k] >> vm & 1]
-            if row.name.startswith("CPU_ON"):
-                entries = [g << 12 for g in range(G) if s.s2_valid[mine + g]]
-                off = [c for c in range(cfg.n_vcpus) if s.vcpu[s.vc(vm, c)] == 0]
-                return [(c, e, 0) for c in [*off, *off, *range(cfg.n_vcpus)] for e in entries]
-            if row.name in ("VM_PAUSE", "VM_RESUME", "VM_DESTROY"):  # any caller: privilege
-                return [(v,) for v in range(1, cfg.n_vms) if s.vm_state[v]]
-            ports = [p for p in range(cfg.n_ports) if s.ch_state[s.vp(vm, p)]]
-            if row.name == "EVTCHN_SEND":  # bound ports, and (hostile) unbound ones
-                return [(p,) for p in ports]
-            if row.name in ("EVTCHN_CLOSE", "EVTCHN_MASK", "EVTCHN_UNMASK", "EVTCHN_CLEAR"):
-                # open ports, then every other port and one past the end (error paths)
-                return [(p,) for p in ports] * 2 + [(p,) for p in range(cfg.n_ports + 1)]
-            if row.name in ("MEM_SHARE", "MEM_LEND", "MEM_DONATE") and s.vm_state[vm]:
-                own = [g for g in range(G) if s.s2_valid[mine + g]
-                       and s.s2_tx[mine + g] == 0xFFFF
-                       and s.frame_tx[s.s2_frame[mine + g]] == 0xFFFF]
-                others = [1 << v for v in range(cfg.n_vms) if v != vm and s.vm_state[v]]
-                return [(g, 1, who, perm) for g in own for who in others for perm in (1, 3)]
-            if row.name == "VM_CREATE":
-                return [(v, q) for v in range(1, cfg.n_vms) if not s.vm_state[v]
-                        for q in (1, 3)]
-            if row.name == "DEV_ASSIGN":
-                return [(d, v) for d in range(cfg.n_devices) if s.dev_owner[d] == 0xFFFF
-                        for v in range(cfg.n_vms) if s.vm_state[v]]
-            if row.name == "DEV_DEASSIGN":
-                return [(d,) for d in range(cfg.n_devices) if s.dev_owner[d] != 0xFFFF]
-            return []
+            fn = candidates.get(row.name)
+            return fn(self.s, vm) if fn is not None else []
 
-        def _hypercall(self, data: st.DataObject, rows: tuple[abi.Row, ...]) -> None:
-            row = data.draw(st.sampled_from(rows), label="row")
-            vm = data.draw(st.integers(0, cfg.n_vms - 1), label="vm")
-            vcpu = data.draw(st.sampled_from([0, 0, 0, *range(1, cfg.n_vcpus)]), label="vcpu")
-            conv = data.draw(st.sampled_from(["arm64", "x86_64"]), label="conv")
-            aimed = data.draw(st.integers(0, 3), label="aimed")
-            candidates = ([(v, a) for v in range(cfg.n_vms) for a in self._candidates(row, v)]
-                          if aimed else [])
-            if candidates:
-                vm, args = data.draw(st.sampled_from(candidates), label="aimed")
+        def _hypercall(self, ch: Chooser, rows: tuple[abi.Row, ...]) -> None:
+            row = ch.pick(rows, label="row")
+            vm = ch.integer(0, cfg.n_vms - 1, label="vm")
+            vcpu = ch.pick([0, 0, 0, *range(1, cfg.n_vcpus)], label="vcpu")
+            conv = ch.pick(["arm64", "x86_64"], label="conv")
+            aimed = ch.integer(0, 3, label="aimed")
+            fn = candidates.get(row.name)
+            found = ([(v, a) for v in range(cfg.n_vms) for a in fn(self.s, v)]
+                     if aimed and fn is not None else [])
+            if found:
+                vm, args = ch.pick(found, label="aimed")
             elif aimed:  # three times in four: arguments that name things that exist
-                args = tuple(self._aimed(data, a, vm) for a in row.args)
+                args = tuple(self._aimed(ch, a, vm) for a in row.args)
             else:
-                args = tuple(data.draw(_arg_strategy(a, cfg), label=a.name) for a in row.args)
+                args = tuple(ch.arg(a, cfg, label=a.name) for a in row.args)
             self._call(vm, vcpu, row, args, conv)
 
-        @rule(data=st.data())
-        def transaction(self, data: st.DataObject) -> None:
+        def move_transaction(self, ch: Chooser) -> None:
             """A whole FF-A exchange in one rule: open, retrieve, then poke at it.
 
             Reaching "owner reclaims while the borrower maps it" by chance takes four
@@ -202,19 +342,18 @@ def make_machine(cfg: Config = SIM_CONFIG) -> type[RuleBasedStateMachine]:
                       and s.s2_tx[s.vg(v, g)] == 0xFFFF]
             if not owners:
                 return
-            owner, g = data.draw(st.sampled_from(owners), label="owner frame")
-            borrower = data.draw(st.sampled_from(
-                [v for v in range(cfg.n_vms) if v != owner]), label="borrower")
-            kind = data.draw(st.sampled_from(["MEM_SHARE", "MEM_LEND", "MEM_DONATE"]))
-            perm = data.draw(st.sampled_from([1, 3, 5]), label="perm")
+            owner, g = ch.pick(owners, label="owner frame")
+            borrower = ch.pick([v for v in range(cfg.n_vms) if v != owner], label="borrower")
+            kind = ch.pick(["MEM_SHARE", "MEM_LEND", "MEM_DONATE"])
+            perm = ch.pick([1, 3, 5], label="perm")
             self._call(owner, 0, abi.BY_NAME[kind], (g, 1, 1 << borrower, perm), "arm64")
             handle = self._last_ret
             if handle >> 63:
                 return
-            base = data.draw(st.integers(0, G - 1), label="borrower base")
+            base = ch.integer(0, G - 1, label="borrower base")
             self._call(borrower, 0, abi.BY_NAME["MEM_RETRIEVE"], (handle, base), "arm64")
-            then = data.draw(st.sampled_from(
-                ["MEM_RECLAIM", "MEM_RELEASE", "VM_DESTROY", "MEM_RELINQUISH"]), label="then")
+            then = ch.pick(["MEM_RECLAIM", "MEM_RELEASE", "VM_DESTROY", "MEM_RELINQUISH"],
+                           label="then")
             if then == "MEM_RECLAIM":
                 self._call(owner, 0, abi.BY_NAME[then], (handle,), "arm64")
             elif then == "MEM_RELEASE":
@@ -224,23 +363,22 @@ def make_machine(cfg: Config = SIM_CONFIG) -> type[RuleBasedStateMachine]:
             else:
                 self._call(borrower, 0, abi.BY_NAME["MEM_RELINQUISH"], (handle,), "arm64")
 
-        @rule(data=st.data())
-        def channel(self, data: st.DataObject) -> None:
+        def move_channel(self, ch: Chooser) -> None:
             """A whole event-channel life in one rule: offer, bind, send, then end it."""
             live = [v for v in range(cfg.n_vms) if self.s.vm_state[v] == 1]
             if len(live) < 2:
                 return
-            a = data.draw(st.sampled_from(live), label="offerer")
-            b = data.draw(st.sampled_from([v for v in live if v != a]), label="binder")
+            a = ch.pick(live, label="offerer")
+            b = ch.pick([v for v in live if v != a], label="binder")
             self._call(a, 0, abi.BY_NAME["EVTCHN_ALLOC_UNBOUND"], (b,), "arm64")
             port_a = self._last_ret
             if port_a >> 63:
                 return
-            if data.draw(st.booleans(), label="send before bind"):  # must fail, deliver nothing
+            if ch.boolean(label="send before bind"):  # must fail, deliver nothing
                 self._call(a, 0, abi.BY_NAME["EVTCHN_SEND"], (port_a,), "arm64")
             thieves = [v for v in live if v not in (a, b)]
-            if thieves and data.draw(st.booleans(), label="third party binds first"):
-                thief = data.draw(st.sampled_from(thieves), label="thief")  # must be DENIED
+            if thieves and ch.boolean(label="third party binds first"):
+                thief = ch.pick(thieves, label="thief")  # must be DENIED
                 self._call(thief, 0, abi.BY_NAME["EVTCHN_BIND_INTERDOMAIN"], (a, port_a),
                            "arm64")
             self._call(b, 0, abi.BY_NAME["EVTCHN_BIND_INTERDOMAIN"], (a, port_a), "arm64")
@@ -248,8 +386,8 @@ def make_machine(cfg: Config = SIM_CONFIG) -> type[RuleBasedStateMachine]:
             if port_b >> 63:
                 return
             self._call(a, 0, abi.BY_NAME["EVTCHN_SEND"], (port_a,), "arm64")
-            then = data.draw(st.sampled_from(["close a", "close b", "destroy a", "destroy b",
-                                              "unmask b"]), label="then")
+            then = ch.pick(["close a", "close b", "destroy a", "destroy b", "unmask b"],
+                           label="then")
             who, port = (a, port_a) if then.endswith("a") else (b, port_b)
             if then.startswith("close"):
                 self._call(who, 0, abi.BY_NAME["EVTCHN_CLOSE"], (port,), "arm64")
@@ -260,54 +398,96 @@ def make_machine(cfg: Config = SIM_CONFIG) -> type[RuleBasedStateMachine]:
                 self._call(a, 0, abi.BY_NAME["EVTCHN_SEND"], (port_a,), "arm64")
                 self._call(b, 0, abi.BY_NAME["EVTCHN_UNMASK"], (port_b,), "arm64")
 
-        @rule(data=st.data())
-        def passthrough(self, data: st.DataObject) -> None:
+        def move_passthrough(self, ch: Chooser) -> None:
             """A device's life in one rule: assign, interrupt, then detach or destroy."""
             s = self.s
             free = [d for d in range(cfg.n_devices) if s.dev_owner[d] == 0xFFFF]
             live = [v for v in range(1, cfg.n_vms) if s.vm_state[v]]
             if not free or not live:
                 return
-            dev = data.draw(st.sampled_from(free), label="device")
-            vm = data.draw(st.sampled_from(live), label="to vm")
+            dev = ch.pick(free, label="device")
+            vm = ch.pick(live, label="to vm")
             self._call(0, 0, abi.BY_NAME["DEV_ASSIGN"], (dev, vm), "arm64")
-            s2 = machine.event(self.s, "DEVICE_IRQ", dev)
-            self._apply(Caller(0, 0), None, s2, None, f"event DEVICE_IRQ({dev})")
-            if data.draw(st.booleans(), label="destroy"):
+            self._event("DEVICE_IRQ", dev)
+            if ch.boolean(label="destroy"):
                 self._call(0, 0, abi.BY_NAME["VM_DESTROY"], (vm,), "arm64")
             else:
                 self._call(0, 0, abi.BY_NAME["DEV_DEASSIGN"], (dev,), "arm64")
 
-        # One rule per area, so every area gets its share of steps whatever the table order.
-        @rule(data=st.data())
-        def memory(self, data: st.DataObject) -> None:
-            self._hypercall(data, _AREAS["memory"])
+        # One move per area, so every area gets its share of steps whatever the table order.
+        def move_memory(self, ch: Chooser) -> None:
+            self._hypercall(ch, _AREAS["memory"])
 
-        @rule(data=st.data())
-        def sharing(self, data: st.DataObject) -> None:
-            self._hypercall(data, _AREAS["sharing"])
+        def move_sharing(self, ch: Chooser) -> None:
+            self._hypercall(ch, _AREAS["sharing"])
 
-        @rule(data=st.data())
-        def event_channels(self, data: st.DataObject) -> None:
-            self._hypercall(data, _AREAS["evtchn"])
+        def move_event_channels(self, ch: Chooser) -> None:
+            self._hypercall(ch, _AREAS["evtchn"])
 
-        @rule(data=st.data())
-        def vcpus(self, data: st.DataObject) -> None:
-            self._hypercall(data, _AREAS["psci"])
+        def move_vcpus(self, ch: Chooser) -> None:
+            self._hypercall(ch, _AREAS["psci"])
 
-        @rule(data=st.data())
-        def control(self, data: st.DataObject) -> None:
-            self._hypercall(data, _AREAS["control"])
+        def move_control(self, ch: Chooser) -> None:
+            self._hypercall(ch, _AREAS["control"])
 
-        @rule(vm=st.integers(0, cfg.n_vms - 1), conv=st.sampled_from(["arm64", "x86_64"]),
-              regs=st.lists(WORD64, min_size=7, max_size=7),
-              known=st.sampled_from(abi.TABLE))
-        def garbage(self, vm: int, conv: str, regs: list[int], known: abi.Row) -> None:
+        def move_garbage(self, ch: Chooser) -> None:
+            vm = ch.integer(0, cfg.n_vms - 1, label="vm")
+            conv = ch.pick(["arm64", "x86_64"], label="conv")
+            self._garbage(vm, conv, [ch.word() for _ in range(7)], ch.pick(abi.TABLE))
+
+        def _garbage(self, vm: int, conv: str, regs: list[int], known: abi.Row) -> None:
             names = codec.registers(conv)
             file = dict(zip(names, regs, strict=False))
             if regs[0] & 1:  # half the time a real function id with garbage arguments
                 file[names[0]] = (regs[1] << 32) | known.function_id
             self._regs(vm, 0, file, conv)
+
+    return HypervisorBase
+
+
+def make_machine(cfg: Config = SIM_CONFIG) -> type[RuleBasedStateMachine]:
+    """A fresh state-machine class over ``cfg`` (one per configuration): one rule per
+    move, every choice drawn from Hypothesis."""
+
+    class HypervisorMachine(make_base(cfg)):  # type: ignore[misc, valid-type]
+        @rule(data=st.data())
+        def transaction(self, data: st.DataObject) -> None:
+            """A whole FF-A exchange: open, retrieve, then poke at it."""
+            self.move_transaction(DataChooser(data))
+
+        @rule(data=st.data())
+        def channel(self, data: st.DataObject) -> None:
+            self.move_channel(DataChooser(data))
+
+        @rule(data=st.data())
+        def passthrough(self, data: st.DataObject) -> None:
+            self.move_passthrough(DataChooser(data))
+
+        @rule(data=st.data())
+        def memory(self, data: st.DataObject) -> None:
+            self.move_memory(DataChooser(data))
+
+        @rule(data=st.data())
+        def sharing(self, data: st.DataObject) -> None:
+            self.move_sharing(DataChooser(data))
+
+        @rule(data=st.data())
+        def event_channels(self, data: st.DataObject) -> None:
+            self.move_event_channels(DataChooser(data))
+
+        @rule(data=st.data())
+        def vcpus(self, data: st.DataObject) -> None:
+            self.move_vcpus(DataChooser(data))
+
+        @rule(data=st.data())
+        def control(self, data: st.DataObject) -> None:
+            self.move_control(DataChooser(data))
+
+        @rule(vm=st.integers(0, cfg.n_vms - 1), conv=st.sampled_from(["arm64", "x86_64"]),
+              regs=st.lists(WORD64, min_size=7, max_size=7),
+              known=st.sampled_from(abi.TABLE))
+        def garbage(self, vm: int, conv: str, regs: list[int], known: abi.Row) -> None:
+            self._garbage(vm, conv, regs, known)
 
         @rule(vm=st.integers(0, cfg.n_vms - 1), vcpu=st.integers(0, cfg.n_vcpus - 1))
         def vcpu_start(self, vm: int, vcpu: int) -> None:

@@ -14,6 +14,12 @@ same thing under both interpretations.
 Branching is plain ``if``: under :func:`spec.symbolic.explore` a symbolic condition
 forks the execution.  Data-parallel updates (every frame, every port) use :func:`ite`,
 :func:`select` and :func:`store`, which never fork.
+
+Speed: the operations first test for plain ``int`` / ``bool`` operands by exact type
+(``type(x) is int``, a pointer compare) and answer with the Python operator; only other
+operands take the general path, which is the one the proofs run.  The fast path returns
+exactly what the general path returns on the same concrete operands, so the concrete
+oracle runs at Python speed and the symbolic behaviour is untouched.
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ def is_sym(x: object) -> bool:
 
 def word(x: int | z3.BitVecRef) -> int | z3.BitVecRef:
     """Coerce a word to 64 bits (identity on Z3 words, mask on ints)."""
+    if type(x) is int:
+        return x & MASK64
     if is_sym(x):
         return x
     return int(x) & MASK64
@@ -43,6 +51,8 @@ def word(x: int | z3.BitVecRef) -> int | z3.BitVecRef:
 
 def ite(cond: Any, then: T, other: T) -> T:
     """``then if cond else other`` without forking; lifts to ``z3.If`` on terms."""
+    if type(cond) is bool:
+        return then if cond else other
     if is_sym(cond):
         if is_sym(then) or is_sym(other) or isinstance(then, bool | int):
             return z3.If(cond, _lift(then, other), _lift(other, then))
@@ -59,8 +69,23 @@ def _lift(x: Any, like: Any) -> Any:
     return z3.BitVecVal(int(x) & ((1 << width) - 1), width)
 
 
+def _scalars(xs: Sequence[Any]) -> bool:
+    """Every item a plain bool or int (the concrete fast path of and_ / or_)."""
+    for x in xs:
+        t = type(x)
+        if t is not bool and t is not int:
+            return False
+    return True
+
+
 def and_(*xs: Any) -> Any:
     """Conjunction that never forks (``and`` would, under exploration)."""
+    for x in xs:  # _scalars(xs), inlined: this is the spec's most frequent call
+        t = type(x)
+        if t is not bool and t is not int:
+            break
+    else:
+        return all(xs)
     xs = _flat(xs)
     if any(is_sym(x) for x in xs):
         return z3.And(*[_lift(x, True) for x in xs])
@@ -69,6 +94,12 @@ def and_(*xs: Any) -> Any:
 
 def or_(*xs: Any) -> Any:
     """Disjunction that never forks."""
+    for x in xs:  # _scalars(xs), inlined
+        t = type(x)
+        if t is not bool and t is not int:
+            break
+    else:
+        return any(xs)
     xs = _flat(xs)
     if any(is_sym(x) for x in xs):
         return z3.Or(*[_lift(x, True) for x in xs])
@@ -76,6 +107,8 @@ def or_(*xs: Any) -> Any:
 
 
 def not_(x: Any) -> Any:
+    if type(x) is bool:
+        return not x
     return z3.Not(x) if is_sym(x) else not x
 
 
@@ -86,7 +119,10 @@ def implies(a: Any, b: Any) -> Any:
 def _flat(xs: Iterable[Any]) -> list[Any]:
     out: list[Any] = []
     for x in xs:
-        if isinstance(x, list | tuple) or (hasattr(x, "__next__")):
+        t = type(x)
+        if t is bool or t is int:
+            out.append(x)
+        elif isinstance(x, list | tuple) or (hasattr(x, "__next__")):
             out.extend(_flat(x))
         else:
             out.append(x)
@@ -94,15 +130,17 @@ def _flat(xs: Iterable[Any]) -> list[Any]:
 
 
 def all_(xs: Iterable[Any]) -> Any:
-    return and_(*list(xs))
+    return and_(*xs)
 
 
 def any_(xs: Iterable[Any]) -> Any:
-    return or_(*list(xs))
+    return or_(*xs)
 
 
 def ult(a: Any, b: Any) -> Any:
     """Unsigned ``a < b``."""
+    if type(a) is int and type(b) is int:
+        return a < b
     if is_sym(a) or is_sym(b):
         return z3.ULT(_lift(a, b), _lift(b, a))
     return a < b
@@ -110,6 +148,8 @@ def ult(a: Any, b: Any) -> Any:
 
 def ule(a: Any, b: Any) -> Any:
     """Unsigned ``a <= b``."""
+    if type(a) is int and type(b) is int:
+        return a <= b
     if is_sym(a) or is_sym(b):
         return z3.ULE(_lift(a, b), _lift(b, a))
     return a <= b
@@ -118,6 +158,8 @@ def ule(a: Any, b: Any) -> Any:
 def bits(x: Any, lo: int, width: int) -> Any:
     """The unsigned field ``x[lo + width - 1 : lo]`` as a word."""
     mask = (1 << width) - 1
+    if type(x) is int:
+        return (x >> lo) & mask
     if is_sym(x):
         return z3.LShR(x, lo) & mask if lo else x & mask
     return (x >> lo) & mask
@@ -125,6 +167,8 @@ def bits(x: Any, lo: int, width: int) -> Any:
 
 def bit(x: Any, i: Any) -> Any:
     """Bit ``i`` of ``x`` as a Boolean (``i`` may be symbolic)."""
+    if type(x) is int and type(i) is int:
+        return (x >> i) & 1 == 1
     if is_sym(x) or is_sym(i):
         return (z3.LShR(_lift(x, i), _lift(i, x)) & 1) == 1
     return (x >> i) & 1 == 1
@@ -132,6 +176,8 @@ def bit(x: Any, i: Any) -> Any:
 
 def set_bit(x: Any, i: Any, on: Any) -> Any:
     """``x`` with bit ``i`` set to ``on``."""
+    if type(x) is int and type(i) is int and type(on) is bool:
+        return (x | (1 << i)) if on else (x & ~(1 << i))
     if is_sym(x) or is_sym(i) or is_sym(on):
         one = _lift(1, x if is_sym(x) else i)
         m = one << _lift(i, one)
@@ -141,6 +187,8 @@ def set_bit(x: Any, i: Any, on: Any) -> Any:
 
 def add(a: Any, b: Any) -> Any:
     """Wrapping 64-bit addition."""
+    if type(a) is int and type(b) is int:
+        return (a + b) & MASK64
     if is_sym(a) or is_sym(b):
         return _lift(a, b) + _lift(b, a)
     return (a + b) & MASK64
@@ -148,6 +196,8 @@ def add(a: Any, b: Any) -> Any:
 
 def sub(a: Any, b: Any) -> Any:
     """Wrapping 64-bit subtraction."""
+    if type(a) is int and type(b) is int:
+        return (a - b) & MASK64
     if is_sym(a) or is_sym(b):
         return _lift(a, b) - _lift(b, a)
     return (a - b) & MASK64
@@ -181,6 +231,12 @@ def select(seq: Sequence[T], idx: Any, default: T | None = None) -> T:
     Out of range, ``default`` is returned (concretely and symbolically); without a
     default, a symbolic out-of-range index reads the last slot, so callers check bounds.
     """
+    if type(idx) is int:
+        if 0 <= idx < len(seq):
+            return seq[idx]
+        if default is None:
+            raise IndexError(idx)
+        return default
     if isinstance(idx, Index2) or is_sym(idx):
         hit = idx.at if isinstance(idx, Index2) else (lambda i: idx == i)
         if default is None:
@@ -199,6 +255,10 @@ def select(seq: Sequence[T], idx: Any, default: T | None = None) -> T:
 
 def store(seq: tuple[T, ...], idx: Any, value: T) -> tuple[T, ...]:
     """``seq`` with ``seq[idx] = value``; out-of-range indices change nothing."""
+    if type(idx) is int:
+        if 0 <= idx < len(seq):
+            return (*seq[:idx], value, *seq[idx + 1 :])
+        return seq
     if isinstance(idx, Index2):
         return tuple(ite(idx.at(i), value, old) for i, old in enumerate(seq))
     if is_sym(idx):
@@ -216,6 +276,8 @@ def update_where(seq: tuple[T, ...], fn: Callable[[int, T], T]) -> tuple[T, ...]
 def count(conds: Iterable[Any]) -> Any:
     """How many of ``conds`` hold, as a word."""
     conds = list(conds)
+    if _scalars(conds):
+        return sum(1 for c in conds if c)
     if any(is_sym(c) for c in conds):
         return z3.Sum([z3.If(_lift(c, True), z3.BitVecVal(1, WORD), z3.BitVecVal(0, WORD))
                        for c in conds])

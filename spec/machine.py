@@ -17,7 +17,9 @@ from spec.logic import and_, select, ult
 from spec.state import CONTROL, ON, RUNNING, State
 from spec.transitions import EVENT_HANDLERS, HANDLERS, Caller
 
-__all__ = ["apply", "can_call", "event", "step"]
+__all__ = ["apply", "can_call", "decode_regs", "event", "step"]
+
+_DECODED: dict[tuple[str, tuple[tuple[str, int], ...]], Call | DecodeError] = {}
 
 
 def can_call(s: State, vm: Any, vcpu: Any) -> Any:
@@ -47,11 +49,30 @@ def apply(s: State, caller: Caller, call: Call | DecodeError) -> tuple[State, An
     return HANDLERS[row.handler](s, caller, row, *call.args)
 
 
+def decode_regs(regs: Mapping[str, Any], conv: str) -> Call | DecodeError:
+    """:func:`~spec.hypercalls.codec.decode`, remembered for concrete register files.
+
+    Decoding is a pure function of the registers and its results are frozen, and a
+    campaign repeats the same register files constantly (aimed calls), so a concrete
+    file is decoded once.  A file holding anything but ints (Z3 terms) is decoded afresh.
+    """
+    for v in regs.values():
+        if type(v) is not int:
+            return decode(regs, conv)
+    key = (conv, tuple(regs.items()))
+    hit = _DECODED.get(key)
+    if hit is None:
+        if len(_DECODED) >= 1 << 14:
+            _DECODED.clear()
+        hit = _DECODED[key] = decode(regs, conv)
+    return hit
+
+
 def step(
     s: State, vm: Any, vcpu: Any, regs: Mapping[str, Any], conv: str = "arm64"
 ) -> tuple[State, dict[str, Any]]:
     """One hypercall as the guest makes it: registers in, registers out."""
-    s2, ret = apply(s, Caller(vm, vcpu), decode(regs, conv))
+    s2, ret = apply(s, Caller(vm, vcpu), decode_regs(regs, conv))
     return s2, encode_result(ret, conv)
 
 

@@ -173,18 +173,18 @@ def _destroy(s: State, vm: Any) -> State:
     ]
     orphaned = [and_(live[k], not_(ends[k]), s.tx_owner[k] == vm) for k in range(cfg.n_tx)]
 
-    def frame_tx_ends(f: int) -> Any:
-        return logic.any_(and_(ends[k], s.frame_tx[f] == k) for k in range(cfg.n_tx))
-
-    def frame_orphaned(f: int) -> Any:
-        return logic.any_(and_(orphaned[k], s.frame_tx[f] == k) for k in range(cfg.n_tx))
+    # per host frame: its transaction ends / is orphaned (each built once, used twice)
+    frame_tx_ends = [logic.any_(and_(ends[k], t == k) for k in range(cfg.n_tx))
+                     for t in s.frame_tx]
+    frame_orphaned = [logic.any_(and_(orphaned[k], t == k) for k in range(cfg.n_tx))
+                      for t in s.frame_tx]
 
     owner = tuple(
-        ite(frame_orphaned(f), ORPHAN,
-            ite(or_(frame_tx_ends(f), and_(o == vm, s.frame_tx[f] == NONE)), FREE, o))
+        ite(frame_orphaned[f], ORPHAN,
+            ite(or_(frame_tx_ends[f], and_(o == vm, s.frame_tx[f] == NONE)), FREE, o))
         for f, o in enumerate(s.owner)
     )
-    frame_tx = tuple(ite(frame_tx_ends(f), NONE, t) for f, t in enumerate(s.frame_tx))
+    frame_tx = tuple(ite(frame_tx_ends[f], NONE, t) for f, t in enumerate(s.frame_tx))
     s = s.evolve(
         owner=owner,
         frame_tx=frame_tx,
@@ -337,8 +337,9 @@ def _transact(s: State, me: Caller, row: Row, kind: int, base: Any, n: Any, who:
     if not logic.any_(slots):
         return fail(s, row, "NO_MEMORY")
     k = logic.first(slots, NONE)
+    frames = [select(s.s2_frame, i) for i in rows]  # the caller's frames, read once
     chosen = [  # host frame f is one of the transaction's frames
-        logic.any_(and_(sel[g], select(s.s2_frame, rows[g]) == f) for g in range(G))
+        logic.any_(and_(sel[g], frames[g] == f) for g in range(G))
         for f in range(cfg.n_hframes)
     ]
     held = kind != SHARE

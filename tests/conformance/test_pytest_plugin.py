@@ -58,3 +58,16 @@ def test_plugin_reports_an_unreachable_backend(tmp_path):
                   "-k", "features")
     assert run.returncode == 1
     assert "cannot start target" in run.stdout
+
+
+def test_plugin_spreads_seeded_oracle_runs_over_xdist_workers(tmp_path):
+    """--pvspec-seeds N: N oracle items; the xdist controller merges the workers' checks."""
+    run = _pytest(tmp_path, "--pvspec-target", "reference", "--pvspec-seeds", "2", "-n", "2",
+                  "-m", "oracle")
+    assert run.returncode == 0, run.stdout[-2000:]
+    assert "2 passed" in run.stdout, run.stdout[-2000:]
+    data = json.loads((tmp_path / "rep" / "report.json").read_text())
+    assert sorted(c["id"] for c in data["checks"]) == [
+        "oracle:differential[seed=0]", "oracle:differential[seed=1]"]
+    assert data["verdict"] == "passed" and data["summary"]["steps"] > 0
+    assert data["capabilities"]  # sent by the workers
