@@ -72,6 +72,25 @@ def words(mv: memoryview, code: str, native: bool = LITTLE_ENDIAN) -> Words:
     return mv.cast(code) if native else LEView(mv, code)
 
 
+def desc_table(mv: memoryview, native: bool = LITTLE_ENDIAN) -> tuple[Words, Words, Words]:
+    """A descriptor table (2.7.5, 2.8.13) as 64-, 32- and 16-bit word views: descriptor
+    ``i`` has addr ``[2i]`` (Q), len ``[4i+2]`` (I), and its last two 16-bit words at
+    ``[8i+6]`` and ``[8i+7]`` (H)."""
+    return words(mv, "Q", native), words(mv, "I", native), words(mv, "H", native)
+
+
+def indirect_table(translate: Translate, addr: int, ln: int, native: bool = LITTLE_ENDIAN
+                   ) -> tuple[Words, Words, Words] | str:
+    """The table an INDIRECT descriptor names (2.7.5.3, 2.8.19), or why it is unusable:
+    whole descriptors only, at least one, all inside guest memory."""
+    if ln == 0 or ln % DESC_SIZE:
+        return f"indirect table length {ln}"
+    t = translate(addr, ln)
+    if t is None:
+        return f"indirect table {addr:#x}+{ln} outside guest memory"
+    return desc_table(t, native)
+
+
 def flat(memory: memoryview | bytearray, base: int = 0) -> Translate:
     """A :data:`Translate` over one contiguous region of guest-physical memory at ``base``."""
     mem = memoryview(memory).cast("B")

@@ -26,8 +26,10 @@ from reference_impl.virtio._wire import (
     PACKED_AVAIL,
     PACKED_USED,
     Translate,
+    desc_table,
     feature,
     flat,
+    indirect_table,
     packed_need_event,
     region_of,
     words,
@@ -53,8 +55,7 @@ class PackedQueue:
         self._flat = region_of(translate) or (0, None, 0)
         self.event_idx = feature(features, F_EVENT_IDX)
         r = ring[: DESC_SIZE * size]
-        self._d64, self._d32, self._d16 = words(r, "Q", native), words(r, "I", native), words(
-            r, "H", native)
+        self._d64, self._d32, self._d16 = desc_table(r, native)
         self._drv16 = words(driver[:EVENT_SIZE], "H", native)
         self._dev16 = words(device[:EVENT_SIZE], "H", native)
         self.native = native
@@ -186,15 +187,11 @@ class PackedQueue:
                 if slots > 1 or flags & F_NEXT:
                     self._stop("2.8.19: indirect descriptor inside a list")
                     return slots
-                if ln == 0 or ln % DESC_SIZE:
-                    self._stop(f"2.8.19: indirect table length {ln}")
+                table = indirect_table(translate, addr, ln, self.native)
+                if isinstance(table, str):
+                    self._stop(f"2.8.19: {table}")
                     return slots
-                t = translate(addr, ln)
-                if t is None:
-                    self._stop(f"2.8.19: indirect table {addr:#x}+{ln} outside guest memory")
-                    return slots
-                t64, t32, t16 = words(t, "Q", self.native), words(t, "I", self.native), words(
-                    t, "H", self.native)
+                t64, t32, t16 = table
                 for k in range(ln // DESC_SIZE):
                     # 2.8.7: inside a table only WRITE counts; NEXT and INDIRECT are ignored
                     e_ln = t32[4 * k + 2]

@@ -24,8 +24,10 @@ from reference_impl.virtio._wire import (
     MAX_QUEUE,
     USED_F_NO_NOTIFY,
     Translate,
+    desc_table,
     feature,
     flat,
+    indirect_table,
     need_event,
     region_of,
     words,
@@ -49,8 +51,7 @@ class SplitQueue:
         self._flat = region_of(translate) or (0, None, 0)
         self.event_idx = feature(features, F_EVENT_IDX)
         d, a, u = desc[: DESC_SIZE * size], avail[: 6 + 2 * size], used[: 6 + 8 * size]
-        self._d64, self._d32, self._d16 = words(d, "Q", native), words(d, "I", native), words(
-            d, "H", native)
+        self._d64, self._d32, self._d16 = desc_table(d, native)
         self._a16 = words(a, "H", native)  # [0] flags, [1] idx, [2+i] ring, [2+size] used_event
         self._u16 = words(u, "H", native)  # [0] flags, [1] idx, [2+4*size] avail_event
         self._u32 = words(u[4: 4 + 8 * size], "I", native)  # [2*i] id, [2*i+1] len
@@ -177,15 +178,11 @@ class SplitQueue:
                 if nested:
                     self._stop("2.7.5.3.1: indirect descriptor inside an indirect table")
                     return None
-                if ln == 0 or ln % DESC_SIZE:
-                    self._stop(f"2.7.5.3: indirect table length {ln}")
+                table = indirect_table(translate, addr, ln, self.native)
+                if isinstance(table, str):
+                    self._stop(f"2.7.5.3: {table}")
                     return None
-                t = translate(addr, ln)
-                if t is None:
-                    self._stop(f"2.7.5.3: indirect table {addr:#x}+{ln} outside guest memory")
-                    return None
-                d64, d32, d16 = words(t, "Q", self.native), words(t, "I", self.native), words(
-                    t, "H", self.native)
+                d64, d32, d16 = table
                 i, entries, nested = 0, ln // DESC_SIZE, True
                 continue
             v = translate(addr, ln)
