@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
-from reference_impl import bench
-from reference_impl.virtio import bench as virtio_bench
+from conformance.benchmarks import hypervisor as bench
+from conformance.benchmarks import virtqueue as virtio_bench
 
 
 def test_bench_quick_runs(tmp_path, monkeypatch):
@@ -26,3 +28,12 @@ def test_virtqueue_bench_compares_identical_work(workload):
                                  spec_rounds=1)
     assert out["same"] is True
     assert set(out) >= {"spec_ops_per_s", "impl_ops_per_s", "ratio"}
+
+
+def test_memory_workload_child_holds_only_the_implementation():
+    """The RSS child measures the implementation alone: neither spec nor conformance."""
+    probe = bench._child("print(sorted({m.partition('.')[0] for m in sys.modules}"
+                         " & {'spec', 'conformance'}))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "[]"

@@ -3,12 +3,15 @@
 Every request goes through the full path (model driver -> shared memory -> back-end ->
 call eventfd -> judge_split + disk model), against qemu-storage-daemon and against our
 own back-end.  ``judge_share`` is the fraction of wall time spent judging.
+``python -m conformance.benchmarks.vhost_user`` prints the numbers.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
+from typing import Any
 
 from conformance.vhost_user.session import BlkSession
 from conformance.vhost_user.targets import (
@@ -21,9 +24,9 @@ from spec.virtio.devices import block as blk
 BENCH_DISK = 64 << 10  # the spec's disk model is O(disk) per request: keep it small
 
 
-def _bench_one(start: object, n: int, batch: int) -> dict[str, object]:
+def _bench_one(start: Callable[..., Any], n: int, batch: int) -> dict[str, object]:
     try:
-        t = start(disk_bytes=BENCH_DISK)  # type: ignore[operator]
+        t = start(disk_bytes=BENCH_DISK)
     except TargetUnavailable as e:
         return {"unavailable": str(e)}
     try:
@@ -57,7 +60,7 @@ def _bench_one(start: object, n: int, batch: int) -> dict[str, object]:
 
 def run(n: int = 2000, batch: int = 8) -> dict[str, object]:
     """Return (and print) the numbers for both back-ends."""
-    out = {"qemu-storage-daemon": _bench_one(start_qemu_blk, n, batch),
+    out: dict[str, object] = {"qemu-storage-daemon": _bench_one(start_qemu_blk, n, batch),
            "reference": _bench_one(start_reference_blk, n, batch)}
     print(json.dumps(out, indent=2))
     return out

@@ -16,8 +16,9 @@ The spec's driver model lays out one round of buffers; the reference device then
 that round many times (the ring state is restored between rounds, outside the timing),
 the spec's device model serves it a few times.  Only the device side is timed.  After the
 first round the two memories must be byte-identical (``same``), so the figures compare
-two devices doing the same work.  The spec is imported here, lazily: the implementation
-never needs it.
+two devices doing the same work.
+
+``python -m conformance.benchmarks.virtqueue [--quick]`` prints the numbers.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ after it.  The targets: ``spec`` and ``reference`` in process, and over the stdi
 the C adapter of examples/c-adapter (compiled with ``cc`` when both are at hand) plus any
 ``exec:COMMAND`` given.
 
-Run ``python -m conformance.bench [exec:COMMAND ...]``.
+Run ``python -m conformance.benchmarks.oracle [exec:COMMAND ...]``.
 """
 
 from __future__ import annotations
