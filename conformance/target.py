@@ -22,8 +22,9 @@ import os
 import pickle
 import select
 import shlex
+import signal
 import subprocess
-import tempfile
+import threading
 import time
 from array import array
 from collections.abc import Mapping
@@ -32,6 +33,7 @@ from typing import Any, Protocol, runtime_checkable
 import attrs
 
 from conformance import protocol
+from conformance.results import clip_text
 from spec import machine
 from spec.hypercalls import abi
 from spec.state import Config, State, access, initial
@@ -391,6 +393,156 @@ class _NoFast:
 
 
 # --- out of process: any program over the stdio protocol ----------------------------------------
+_TEXT_LIMIT = 2000  # characters of target-supplied text quoted in an error reason
+_STDERR_HEAD = 256 << 10  # bytes of the target's stderr kept from its start...
+_STDERR_TAIL = 256 << 10  # ...and from its end
+_TERM_GRACE = 0.5  # seconds a process group gets between SIGTERM and SIGKILL
+
+
+def _clip(text: object) -> str:
+    """Target-supplied text, fit for a reason: at most :data:`_TEXT_LIMIT` characters
+    (a target may send megabytes) and encodable as UTF-8 (JSON can carry lone
+    surrogates, which would break every report writer)."""
+    return clip_text(str(text), _TEXT_LIMIT)
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def _exited(proc: subprocess.Popen[bytes]) -> bool:
+    """Whether the child has exited, without reaping it where the OS allows (while it is
+    an unreaped zombie, its pid and so its process group id cannot be reused)."""
+    if proc.returncode is not None:
+        return True
+    if not hasattr(os, "waitid"):  # macOS
+        return proc.poll() is not None
+    try:
+        return os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return True
+
+
+def _end_group(proc: subprocess.Popen[bytes]) -> None:
+    """End the target's whole process group (it leads one), so that a shell wrapper's
+    background job or a helper the adapter forked dies with it and keeps no pipe open:
+    SIGTERM to the group, up to :data:`_TERM_GRACE` s for the leader to exit, SIGKILL to
+    the group, then reap the leader.  Reaping comes last so the group id stays reserved
+    until the SIGKILL is sent."""
+    pgid = proc.pid
+    _signal_group(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + _TERM_GRACE
+    while not _exited(proc) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    _signal_group(pgid, signal.SIGKILL)
+    with contextlib.suppress(OSError):
+        proc.kill()  # in case the leader left its group
+    with contextlib.suppress(Exception):
+        proc.wait(timeout=2)
+
+
+class _StderrLog:
+    """A target's stderr, drained by a daemon thread and bounded whatever the target
+    writes.
+
+    Draining continuously means a chatty target never blocks on a full pipe (which
+    would look like a hang).  The first ``head`` bytes go to the log file (if any) as
+    they arrive; the last ``tail`` bytes are kept in memory, for :meth:`tail` (the crash
+    messages) and for the file, where :meth:`close` appends them after a
+    ``[... N bytes dropped ...]`` marker when something in between was left out.
+    """
+
+    def __init__(self, fd: int, file: Any, head: int = _STDERR_HEAD,
+                 tail: int = _STDERR_TAIL) -> None:
+        self._fd = fd
+        self._file = file
+        self._head_max = head
+        self._tail_max = tail
+        self._head = 0  # bytes written to the file from the start
+        self._total = 0
+        self._tail = bytearray()
+        self._lock = threading.Lock()
+        self._wake_r, self._wake_w = os.pipe()
+        self._stopping = False
+        self._closed = False
+        self._thread = threading.Thread(target=self._drain, name="pvspec-target-stderr",
+                                        daemon=True)
+        self._thread.start()
+
+    def _drain(self) -> None:
+        """Read until end of file, or until asked to stop and nothing is ready (a process
+        that escaped the group may hold the pipe open; then this still ends within
+        :data:`_TERM_GRACE` s).  The thread owns the read ends and closes them."""
+        poller = select.poll()
+        poller.register(self._fd, select.POLLIN)
+        poller.register(self._wake_r, select.POLLIN)
+        stop_by = float("inf")
+        try:
+            while time.monotonic() < stop_by:
+                ready = dict(poller.poll())
+                if ready.get(self._wake_r) and stop_by == float("inf"):
+                    stop_by = time.monotonic() + _TERM_GRACE
+                if not ready.get(self._fd):
+                    if self._wake_r in ready:
+                        break
+                    continue
+                chunk = os.read(self._fd, 1 << 16)
+                if not chunk:
+                    break
+                self._take(chunk)
+        except OSError:
+            pass
+        finally:
+            os.close(self._fd)
+            os.close(self._wake_r)
+
+    def _take(self, chunk: bytes) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._total += len(chunk)
+            if self._head < self._head_max:
+                part = chunk[:self._head_max - self._head]
+                self._head += len(part)
+                if self._file is not None:
+                    with contextlib.suppress(OSError, ValueError):
+                        self._file.write(part)
+            self._tail += chunk
+            if len(self._tail) > self._tail_max:
+                del self._tail[:len(self._tail) - self._tail_max]
+
+    def tail(self, n: int) -> str:
+        with self._lock:
+            data = bytes(self._tail[-n:]) if n > 0 else b""
+        return data.decode("utf-8", "replace").strip()
+
+    def close(self) -> None:
+        """Stop the reader (after the group is gone the pipe is at end of file, so it
+        has read everything), then complete and close the file."""
+        if self._stopping:
+            return
+        self._stopping = True
+        with contextlib.suppress(OSError):
+            os.write(self._wake_w, b"x")
+        self._thread.join(timeout=2 * _TERM_GRACE + 1)
+        os.close(self._wake_w)
+        with self._lock:
+            self._closed = True
+            f, self._file = self._file, None
+            if f is None:
+                return
+            rest = self._total - self._head
+            keep = min(rest, len(self._tail))
+            with contextlib.suppress(OSError, ValueError):
+                if rest > keep:
+                    f.write(f"\n[... {rest - keep} bytes dropped ...]\n".encode())
+                if keep:
+                    f.write(bytes(self._tail[len(self._tail) - keep:]))
+            with contextlib.suppress(OSError, ValueError):
+                f.close()
+
+
 class ExecTarget:
     """A program speaking the stdio protocol on its stdin / stdout (logs on stderr).
 
@@ -398,22 +550,30 @@ class ExecTarget:
     (``timeout`` seconds per call), an exit, garbage, a schema-invalid message or a reply
     to the wrong request raises the matching :class:`TargetError`, and the process is
     restarted on the next :meth:`reset`.
+
+    The program is a system under test, so nothing it does may exhaust the suite: it
+    runs in its own process group (``pgid``), ended as a whole whenever the process is
+    (children it left behind included); a reply line is at most ``max_line`` bytes;
+    its stderr log keeps the first and last 256 KiB; target text quoted in an error is
+    clipped to 2000 characters.
     """
 
     def __init__(self, command: str, timeout: float = 5.0, validate_requests: bool = True,
-                 log_dir: str | None = None) -> None:
+                 log_dir: str | None = None, max_line: int = 1 << 20) -> None:
         self.command = command
         self.argv = shlex.split(command)
         self.name = f"exec:{command}"
         self.timeout = timeout
         self.validate_requests = validate_requests
+        self.max_line = max_line
         self.capabilities: frozenset[str] = frozenset()
         self.target_name = ""
         self.abi_version = ""
         self.messages = 0
+        self.pgid: int | None = None
         self._log_dir = log_dir
         self._proc: subprocess.Popen[bytes] | None = None
-        self._stderr: Any = None
+        self._stderr: _StderrLog | None = None
         self._buf = b""
         self._next_id = 0
         self._recent: collections.deque[str] = collections.deque(maxlen=8)
@@ -423,58 +583,61 @@ class ExecTarget:
     # process management
     def _start(self) -> None:
         self._kill()
+        log_file = None
         if self._log_dir:
             os.makedirs(self._log_dir, exist_ok=True)
-            self._stderr = open(os.path.join(self._log_dir, "target-stderr.log"), "ab")  # noqa: SIM115
-        else:
-            self._stderr = tempfile.TemporaryFile()  # noqa: SIM115
+            log_file = open(os.path.join(self._log_dir, "target-stderr.log"), "ab",  # noqa: SIM115
+                            buffering=0)
+        err_r, err_w = os.pipe()
         try:
             self._proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE,
-                                          stdout=subprocess.PIPE, stderr=self._stderr,
-                                          bufsize=0)
+                                          stdout=subprocess.PIPE, stderr=err_w,
+                                          bufsize=0, start_new_session=True)
         except OSError as exc:
+            os.close(err_r)
+            if log_file is not None:
+                log_file.close()
             raise TargetCrashed(f"cannot start {self.command!r}: {exc}", definite=True) from exc
+        finally:
+            os.close(err_w)
+        self.pgid = self._proc.pid  # start_new_session: it leads its own group
+        self._stderr = _StderrLog(err_r, log_file)
         self._buf = b""
         self._recent.clear()
-        reply = self._request({"type": "init", "protocol_version": protocol.PROTOCOL_VERSION,
-                               "abi_version": abi.ABI_VERSION}, "init_ok")
-        major = reply["protocol_version"].split(".")[0]
-        if major != protocol.PROTOCOL_VERSION.split(".")[0]:
-            raise ProtocolViolation(f"target speaks protocol {reply['protocol_version']}, "
-                                    f"the suite {protocol.PROTOCOL_VERSION}", definite=True)
-        self.abi_version = reply["abi_version"]
-        if self.abi_version != abi.ABI_VERSION:
-            raise ProtocolViolation(f"target implements ABI {self.abi_version}, the spec is "
-                                    f"ABI {abi.ABI_VERSION}", definite=True)
+        try:
+            reply = self._request({"type": "init", "protocol_version": protocol.PROTOCOL_VERSION,
+                                   "abi_version": abi.ABI_VERSION}, "init_ok")
+            major = reply["protocol_version"].split(".")[0]
+            if major != protocol.PROTOCOL_VERSION.split(".")[0]:
+                raise ProtocolViolation(f"target speaks protocol "
+                                        f"{_clip(reply['protocol_version'])}, "
+                                        f"the suite {protocol.PROTOCOL_VERSION}", definite=True)
+            self.abi_version = reply["abi_version"]
+            if self.abi_version != abi.ABI_VERSION:
+                raise ProtocolViolation(f"target implements ABI {_clip(self.abi_version)}, "
+                                        f"the spec is ABI {abi.ABI_VERSION}", definite=True)
+        except BaseException:
+            self._kill()  # whatever went wrong, leave nothing running
+            raise
         self.capabilities = frozenset(reply["capabilities"]) & ALL_CAPABILITIES
-        self.target_name = reply.get("name", "")
+        self.target_name = clip_text(reply.get("name", ""), 200)
 
     def _kill(self) -> None:
+        """End the process group, close the pipes, complete the stderr log (whose tail
+        stays readable for :meth:`stderr_tail`).  Idempotent."""
         proc, self._proc = self._proc, None
+        self.pgid = None
         if proc is not None:
-            with contextlib.suppress(OSError):
-                proc.kill()
-            with contextlib.suppress(Exception):
-                proc.wait(timeout=2)
+            _end_group(proc)
             for f in (proc.stdin, proc.stdout):
                 with contextlib.suppress(Exception):
                     f.close()  # type: ignore[union-attr]
         if self._stderr is not None:
-            with contextlib.suppress(Exception):
-                self._stderr.close()
-            self._stderr = None
+            self._stderr.close()
 
     def stderr_tail(self, n: int = 600) -> str:
-        f = self._stderr
-        if f is None:
-            return ""
-        try:
-            f.flush()
-            size = f.seek(0, os.SEEK_END)
-            f.seek(max(0, size - n))
-            return f.read().decode("utf-8", "replace").strip()
-        except (OSError, ValueError):
-            return ""
+        """The last ``n`` bytes the target wrote on stderr (decoded, stripped)."""
+        return self._stderr.tail(n) if self._stderr is not None else ""
 
     def _died(self, what: str) -> TargetCrashed:
         proc = self._proc
@@ -484,10 +647,9 @@ class ExecTarget:
                 code = proc.wait(timeout=0.5)
         how = f"exit status {code}" if code is not None and code >= 0 else (
             f"killed by signal {-code}" if code is not None else "closed its stdout")
-        tail = self.stderr_tail()
-        err = TargetCrashed(f"target {how} {what}" + (f"; stderr: {tail}" if tail else ""))
-        self._kill()
-        return err
+        self._kill()  # first, so the stderr reader has drained everything
+        tail = _clip(self.stderr_tail())
+        return TargetCrashed(f"target {how} {what}" + (f"; stderr: {tail}" if tail else ""))
 
     # messages
     def _request(self, body: dict[str, Any], expect: str) -> dict[str, Any]:
@@ -523,17 +685,20 @@ class ExecTarget:
             lines.append(line)
             sent.append((body["type"], expect, self._next_id))
         assert self._proc is not None and self._proc.stdin is not None
-        try:
-            self._proc.stdin.write(("\n".join(lines) + "\n").encode())
-        except (BrokenPipeError, OSError):
-            raise self._died(f"before {sent[0][0]} #{sent[0][2]}") from None
         replies: list[dict[str, Any]] = []
         try:
+            try:
+                self._proc.stdin.write(("\n".join(lines) + "\n").encode())
+            except (BrokenPipeError, OSError):
+                raise self._died(f"before {sent[0][0]} #{sent[0][2]}") from None
             for what, expect, msg_id in sent:
                 replies.append(self._reply(what, expect, msg_id))
         except TargetError:
             if len(replies) + 1 < len(sent):
                 self._kill()
+            raise
+        except BaseException:  # interrupted, or a bug: out of step with the target now
+            self._kill()
             raise
         return replies
 
@@ -543,32 +708,40 @@ class ExecTarget:
         self._recent.append("< " + raw[:300])
         try:
             reply = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nesting too deep
             self._kill()
             raise ProtocolViolation(f"garbage on stdout in reply to {what}: "
-                                    f"{raw[:200]!r}") from None
+                                    f"{_clip(repr(raw[:200]))}") from None
         try:
             protocol.validate(reply)
         except protocol.SchemaError as exc:
             self._kill()
-            raise ProtocolViolation(f"schema-invalid reply to {what}: {exc}") from None
+            raise ProtocolViolation(f"schema-invalid reply to {what}: {_clip(exc)}") from None
         if reply.get("in_reply_to") != msg_id:
             self._kill()
             raise ProtocolViolation(f"reply {reply['type']} has in_reply_to="
                                     f"{reply.get('in_reply_to')}, expected {msg_id}")
         if reply["type"] == "error":
             raise TargetError(f"target error {reply['code']} in reply to {what}: "
-                              f"{reply['text']}", definite=reply["definite"], code=reply["code"])
+                              f"{_clip(reply['text'])}", definite=reply["definite"],
+                              code=reply["code"])
         if reply["type"] != expect:
             self._kill()
             raise ProtocolViolation(f"expected {expect}, got {reply['type']}")
         return reply
 
     def _readline(self, what: str, msg_id: int) -> str:
+        """The next line on stdout, at most ``max_line`` bytes: a target that sends an
+        endless line is stopped once the buffer passes that, so memory stays bounded
+        (by ``max_line`` plus one read)."""
         assert self._proc is not None and self._proc.stdout is not None
         fd = self._proc.stdout.fileno()
         deadline = time.monotonic() + self.timeout
-        while b"\n" not in self._buf:
+        scanned = 0  # bytes of the buffer known to hold no newline
+        while (end := self._buf.find(b"\n", scanned)) < 0:
+            if len(self._buf) > self.max_line:
+                break
+            scanned = len(self._buf)
             left = deadline - time.monotonic()
             if left <= 0 or not select.select([fd], [], [], left)[0]:
                 self._kill()
@@ -578,7 +751,12 @@ class ExecTarget:
             if not chunk:
                 raise self._died(f"while handling {what} #{msg_id}")
             self._buf += chunk
-        line, self._buf = self._buf.split(b"\n", 1)
+        if end < 0 or end > self.max_line:
+            self._buf = b""
+            self._kill()
+            raise ProtocolViolation(f"reply line longer than {self.max_line} bytes in reply "
+                                    f"to {what} #{msg_id}; the target was stopped")
+        line, self._buf = self._buf[:end], self._buf[end + 1:]
         return line.decode("utf-8", "replace")
 
     # the Target protocol
@@ -653,12 +831,14 @@ def _observation(reply: dict[str, Any]) -> Observation:
                        tuple([protocol.word(x) for x in reply["irq"]]))
 
 
-def make_target(spec: str, timeout: float = 5.0, log_dir: str | None = None) -> Target:
-    """A target from its command-line name: ``spec``, ``reference`` or ``exec:COMMAND``."""
+def make_target(spec: str, timeout: float = 5.0, log_dir: str | None = None,
+                max_line: int = 1 << 20) -> Target:
+    """A target from its command-line name: ``spec``, ``reference`` or ``exec:COMMAND``
+    (``max_line``: the longest reply line an exec target may send, in bytes)."""
     if spec == "spec":
         return SpecTarget()
     if spec == "reference":
         return ReferenceTarget()
     if spec.startswith("exec:"):
-        return ExecTarget(spec[5:], timeout=timeout, log_dir=log_dir)
+        return ExecTarget(spec[5:], timeout=timeout, log_dir=log_dir, max_line=max_line)
     raise ValueError(f"unknown target {spec!r}: use spec, reference or exec:COMMAND")
