@@ -22,7 +22,7 @@ system-deps:
 	else echo "system-deps: not root, QEMU backends not installed (vhost-user tests skip)"; fi
 
 verify: $(STAMP) system-deps
-	$(VENV)/bin/pvspec verify --report report
+	$(VENV)/bin/pvspec verify --report report --force
 
 test: $(STAMP) system-deps
 	$(VENV)/bin/python -m pytest -n 2 -q

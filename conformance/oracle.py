@@ -25,6 +25,7 @@ from hypothesis import HealthCheck, Phase, reject, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, rule, run_state_machine_as_test
 
+from conformance import requirements
 from conformance.target import (
     Observation,
     SpecObserver,
@@ -119,6 +120,9 @@ class Differ:
     _observer: SpecObserver = attrs.field(init=False, factory=SpecObserver)
     _pipelined: bool = attrs.field(init=False, default=False)
     _observe: Callable[[], Observation] = attrs.field(init=False)
+    # the requirements this Differ evaluated on the target (what a report may credit)
+    judged: set[str] = attrs.field(factory=set, kw_only=True)
+    _state_reqs: tuple[str, ...] = attrs.field(init=False, default=())
 
     def __attrs_post_init__(self) -> None:
         self.s = initial(self.cfg)
@@ -126,6 +130,12 @@ class Differ:
         self.observed_kinds = frozenset(
             k for k, cap in (("access", "probe_access"), ("dma", "probe_dma"),
                              ("irq", "probe_irq")) if cap in caps or "observe" in caps)
+        # an invariant or step property is judged on the target when a state change was
+        # compared through every view in which a violation of it would show
+        views = self.observed_kinds | {"result"}
+        self._state_reqs = tuple(r.id for r in requirements.hypervisor()
+                                 if r.kind in ("invariant", "step")
+                                 and requirements.views_of(r.id) <= views)
         # a target that can, gets each operation and the observation after it in one
         # exchange (ExecTarget: one pipe round trip instead of two)
         self._pipelined = bool(self.observed_kinds) and "observe" in caps and all(
@@ -192,6 +202,11 @@ class Differ:
                     "result", req, clause, f"{r} = {describe_result(row, out[r])}",
                     f"{r} = {describe_result(row, seen_r) if isinstance(seen_r, int) else seen_r}",
                     self.ops)
+        judged = self.judged  # the result agreed: this row (or the decoder) was judged
+        if row is not None:
+            judged.add(f"abi:{row.name}")
+        if row is None or isinstance(decoded, codec.DecodeError):
+            judged.add("abi:decode")
         self._advance(caller, row if isinstance(decoded, codec.Call) else None, s2, ret, seen)
         return ret
 
@@ -204,15 +219,20 @@ class Differ:
             seen = self._guard(lambda: self.target.event_observe(name, *args))  # type: ignore[attr-defined]
         else:
             self._guard(lambda: self.target.event(name, *args))
+        self.judged.add(f"event:{name}")
         self._advance(Caller(0, 0), None, s2, None, seen)
 
     def _advance(self, caller: Caller, row: abi.Row | None, s2: State, ret: Any,
                  seen: Observation | None = None) -> None:
-        if self.invariants == "step" and s2 is not self.s:  # same state: nothing to check
+        changed = s2 is not self.s
+        if changed and self.invariants == "step":  # same state: nothing to check
             self._invariant_failure(checking.check_step(self.s, caller, row, s2, ret))
         self.s = s2
         if self.observed_kinds:
             self.compare(seen if seen is not None else self._guard(self._observe))
+        if changed and self._state_reqs:  # a state change, compared through every view
+            self.judged.update(self._state_reqs)
+            self._state_reqs = ()
 
     def check_state(self) -> None:
         """Every invariant on the spec's current state (the ``end`` mode)."""
@@ -306,6 +326,8 @@ def _first_diff(a: tuple[int, ...], b: tuple[int, ...]) -> int:
 class OracleLog:
     examples: int = 0
     steps: int = 0
+    judged: set[str] = attrs.field(factory=set)  # requirements evaluated, over all examples
+    first_failure: ConformanceFailure | None = None  # as first seen, before any re-run
     spec_defects: list[str] = attrs.field(factory=list)
 
 
@@ -329,50 +351,54 @@ def make_oracle(target: Target, cfg: Config = SIM_CONFIG, log: OracleLog | None 
     used by the oracle (a failure is shrunk by :func:`shrink`), so drawing the choices
     outside Hypothesis loses nothing; ``derandomize`` still makes a run reproducible.
     """
-    log = log if log is not None else OracleLog()
+    log_: OracleLog = log if log is not None else OracleLog()
     base = campaign.make_base(cfg)
     events = "events" in target.capabilities
-    Chooser = campaign.Chooser
 
     class Oracle(base):  # type: ignore[misc, valid-type]
         def __init__(self) -> None:
             super().__init__()
-            self.differ = Differ(target, cfg, invariants=invariants)
+            self.differ = Differ(target, cfg, invariants=invariants, judged=log_.judged)
             self.differ.reset()
-            log.examples += 1
+            log_.examples += 1
 
         def _regs(self, vm: int, vcpu: int, regs: dict[str, int], conv: str) -> None:
             try:
                 self._last_ret = self.differ.hypercall(vm, vcpu, regs, conv)
             except SpecDefect as exc:
-                if len(log.spec_defects) < 20:
-                    log.spec_defects.append(str(exc))
+                if len(log_.spec_defects) < 20:
+                    log_.spec_defects.append(str(exc))
                 reject()
-            log.steps += 1
+            log_.steps += 1
             self.s = self.differ.s
 
         def _event(self, name: str, *args: int) -> None:
             if events:
                 self.differ.event(name, *args)
-                log.steps += 1
+                log_.steps += 1
                 self.s = self.differ.s
 
         @rule(seed=st.integers(0, 2**64 - 1))
         def run_program(self, seed: int) -> None:
             """``program`` moves, every choice drawn from ``seed``."""
             ch = campaign.RandomChooser(seed)
-            for _ in range(program):
-                ch.pick(MOVES)(self, ch)
+            try:
+                for _ in range(program):
+                    ch.pick(MOVES)(self, ch)
+            except ConformanceFailure as exc:  # kept: Hypothesis' re-run may not repeat it
+                if log_.first_failure is None:
+                    log_.first_failure = exc
+                raise
 
         # --- the oracle's own moves (the campaign's are inherited) ------------------------
-        def move_vcpu_start(self, ch: Chooser) -> None:
+        def move_vcpu_start(self, ch: campaign.Chooser) -> None:
             self._event("VCPU_START", ch.integer(0, cfg.n_vms - 1),
                         ch.integer(0, cfg.n_vcpus - 1))
 
-        def move_device_irq(self, ch: Chooser) -> None:
+        def move_device_irq(self, ch: campaign.Chooser) -> None:
             self._event("DEVICE_IRQ", ch.integer(0, cfg.n_devices))
 
-        def move_offer(self, ch: Chooser) -> None:
+        def move_offer(self, ch: campaign.Chooser) -> None:
             """An owner offers one of its frames, the borrower maps it, then pokes at it."""
             s, G = self.s, cfg.n_gframes
             kind = ch.pick(["MEM_SHARE", "MEM_LEND", "MEM_DONATE"], label="kind")
@@ -405,7 +431,7 @@ def make_oracle(target: Target, cfg: Config = SIM_CONFIG, log: OracleLog | None 
                 if frames:  # the control VM asks for memory: a wrongly freed frame shows
                     self._call(0, 0, abi.BY_NAME["MEM_POPULATE"], (frames[0], 7), "arm64")
 
-        def move_bind(self, ch: Chooser) -> None:
+        def move_bind(self, ch: campaign.Chooser) -> None:
             """VM a offers a port to VM b, which binds it (or a sends through it first)."""
             a, b = ch.integer(0, cfg.n_vms - 1), ch.integer(0, cfg.n_vms - 1)
             self._call(a, 0, abi.BY_NAME["EVTCHN_ALLOC_UNBOUND"], (b,), "arm64")
@@ -418,7 +444,7 @@ def make_oracle(target: Target, cfg: Config = SIM_CONFIG, log: OracleLog | None 
             else:
                 self._call(b, 0, abi.BY_NAME["EVTCHN_BIND_INTERDOMAIN"], (a, port), "arm64")
 
-        def move_destroy_lender(self, ch: Chooser) -> None:
+        def move_destroy_lender(self, ch: campaign.Chooser) -> None:
             """The owner of memory a borrower maps dies (XSA-218/230 class)."""
             s = self.s
             relinquish = ch.boolean(label="relinquish")
@@ -433,7 +459,7 @@ def make_oracle(target: Target, cfg: Config = SIM_CONFIG, log: OracleLog | None 
                 who = ch.pick(holders, label="holder")
                 self._call(who, 0, abi.BY_NAME["MEM_RELINQUISH"], (k,), "arm64")
 
-        def move_malformed(self, ch: Chooser) -> None:
+        def move_malformed(self, ch: campaign.Chooser) -> None:
             """A real function id with one argument register carrying reserved bits (often
             the sign bit, as a negative number passed where an index is expected)."""
             vm, row = ch.integer(0, cfg.n_vms - 1), ch.pick(_WITH_ARGS, label="row")
@@ -524,6 +550,7 @@ class OracleOutcome:
     trace: tuple[dict[str, Any], ...] = ()
     spec_defects: tuple[str, ...] = ()
     shrunk_from: int = 0  # length of the trace as first found
+    judged: frozenset[str] = frozenset()  # the requirements evaluated on the target
 
 
 PROFILES: dict[str, dict[str, Any]] = {
@@ -560,7 +587,8 @@ def run_oracle(target: Target, cfg: Config = SIM_CONFIG, profile: str = "ci",
     that seed instead of the profile's derandomized default)."""
     log = OracleLog()
     start = time.perf_counter()
-    status, failure, error, trace, found = "passed", None, "", (), 0
+    status, failure, error, found = "passed", None, "", 0
+    trace: tuple[dict[str, Any], ...] = ()
     prof = PROFILES.get(profile, PROFILES["ci"])
     inv = overrides.pop("invariants", prof["invariants"])
     program = overrides.pop("program", prof["program"])
@@ -582,6 +610,16 @@ def run_oracle(target: Target, cfg: Config = SIM_CONFIG, profile: str = "ci",
     except TargetAbort as exc:
         status, error, trace = "error", exc.error.reason, tuple(exc.trace)
     except Exception as exc:  # the suite itself must never crash the run
-        status, error = "error", f"{type(exc).__name__}: {exc}"
+        first = log.first_failure
+        if first is not None:
+            # Hypothesis re-ran the failing example and it passed (a crash that a restarted
+            # target does not repeat): report the failure as first seen, with its trace
+            failure, trace, found = first, tuple(first.trace), len(first.trace)
+            status = "error" if first.kind in ("crash", "spec-invariant") else "failed"
+            error = (f"{first.observed} (did not reproduce when the same example was run "
+                     f"again on a restarted target)")
+        else:
+            status, error = "error", f"suite defect: {type(exc).__name__}: {exc}"
     return OracleOutcome(status, log.examples, log.steps, time.perf_counter() - start,
-                         failure, error, trace, tuple(log.spec_defects), found)
+                         failure, error, trace, tuple(log.spec_defects), found,
+                         frozenset(log.judged))

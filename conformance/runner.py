@@ -1,63 +1,168 @@
-"""One conformance run: scenarios, then the differential oracle, into a :class:`Report`.
+"""One hypervisor conformance run: scenarios, then the differential oracle, into a
+:class:`Report` that is true however the run ends.
 
-The report is rewritten after every check and in a ``finally``, so a crash of the target
-(or of anything else) never loses the partial result.  A failure's minimal trace is saved
-as a JSON trace file that ``pvspec replay FILE --target ...`` re-runs.
+* Every check runs guarded: a defect of the suite is an ``error`` check naming it, never
+  a traceback.
+* The report is rewritten after every check and in a ``finally``: a crash of the target,
+  Ctrl-C (``KeyboardInterrupt``), SIGTERM or the time limit
+  (:class:`~conformance.results.RunInterrupted`) leave a report marked ``incomplete``
+  with the reason; requirements the run never reached say ``interrupted``.
+* A target that breaks ``max_errors`` checks in a row ends the run early.
+* A failure's minimal trace is saved as ``traces/NAME.json`` (path relative to the report)
+  that ``pvspec replay`` re-runs.
 """
 
 from __future__ import annotations
 
+import functools
 import json
-import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import attrs
 
-from conformance import oracle, protocol, scenarios
-from conformance.report import Check, Failure, Report, requirements
+from conformance import oracle, protocol, requirements, scenarios
+from conformance.recorder import ENDINGS, Recorder, record_ending
+from conformance.report import Report, atomic_write, new_trace_path
+from conformance.results import (
+    Check,
+    Failure,
+    NotJudged,
+    RunInterrupted,
+    Status,
+    UsageError,
+    clip_text,
+    matches,
+    not_judged,
+)
 from conformance.target import ExecTarget, Target, TargetError, make_target
 from spec.hypercalls import abi
 
 TRACE_FORMAT = "pvspec-trace"
+TRACE_VERSION = 2
 
-__all__ = ["TRACE_FORMAT", "load_trace", "run_conformance", "write_trace"]
+__all__ = ["TRACE_FORMAT", "load_trace", "oracle_check", "run_conformance", "view_checks",
+           "write_trace"]
 
 
-def write_trace(directory: Path, name: str, failure: Failure, target: str) -> str:
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / (re.sub(r"[^A-Za-z0-9_.-]+", "_", name) + ".json")
-    path.write_text(json.dumps({
-        "format": TRACE_FORMAT, "version": 1, "abi_version": abi.ABI_VERSION,
+# --- traces -----------------------------------------------------------------------------------
+def write_trace(report_dir: Path, name: str, failure: Failure, ops: Sequence[Any],
+                target: str) -> str:
+    """Save a failure's trace under ``report_dir/traces``; the path relative to the
+    report directory."""
+    path = new_trace_path(report_dir, name)
+    atomic_write(path, json.dumps({
+        "format": TRACE_FORMAT, "version": TRACE_VERSION, "abi_version": abi.ABI_VERSION,
+        "protocol_version": protocol.PROTOCOL_VERSION,
         "target": target, "config": attrs.asdict(oracle.SIM_CONFIG),
         "failure": {"kind": failure.kind, "requirement": failure.requirement,
-                    "clause": failure.clause, "expected": failure.expected,
-                    "observed": failure.observed},
-        "ops": list(failure.trace)}, indent=1))
-    return str(path)
+                    "clause": failure.clause, "expected": clip_text(failure.expected),
+                    "observed": clip_text(failure.observed)},
+        "ops": list(ops)}, indent=1))
+    return str(path.relative_to(report_dir))
+
+
+_OP_FIELDS = {"hypercall": ("vm", "vcpu", "conv", "regs"), "event": ("name", "args")}
 
 
 def load_trace(path: str | Path) -> dict[str, Any]:
-    data = json.loads(Path(path).read_text())
-    if data.get("format") != TRACE_FORMAT:
-        raise ValueError(f"{path} is not a {TRACE_FORMAT} file")
+    """A trace file, checked: :class:`UsageError` names what is wrong (not a trace, another
+    protocol or ABI version, a malformed op), so a replay never runs something else
+    silently."""
+    from spec.state import Config
+
+    try:
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise UsageError(f"{path} is not JSON: {exc}") from None
+    if not isinstance(data, dict) or data.get("format") != TRACE_FORMAT:
+        raise UsageError(f"{path} is not a {TRACE_FORMAT} file")
+    if data.get("version") not in (1, TRACE_VERSION):
+        raise UsageError(f"{path}: trace format version {data.get('version')!r}; this pvspec "
+                         f"reads versions 1 and {TRACE_VERSION}")
+    if data.get("abi_version") != abi.ABI_VERSION:
+        raise UsageError(f"{path} was recorded against ABI {data.get('abi_version')!r}; the "
+                         f"spec is ABI {abi.ABI_VERSION}")
+    pv = data.get("protocol_version")
+    if pv is not None and str(pv).split(".")[0] != protocol.PROTOCOL_VERSION.split(".")[0]:
+        raise UsageError(f"{path} was recorded with protocol {pv!r}; this pvspec speaks "
+                         f"{protocol.PROTOCOL_VERSION}")
+    cfg = data.get("config")
+    try:
+        if not isinstance(cfg, dict):
+            raise TypeError("config is not an object")
+        fields = {f.name for f in attrs.fields(Config)}
+        if set(cfg) != fields:
+            raise ValueError(f"config must have exactly the fields {sorted(fields)}")
+        if not all(isinstance(v, int) and v >= 0 for v in cfg.values()):
+            raise ValueError("config values must be non-negative integers")
+        Config(**cfg)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"{path}: bad config: {exc}") from None
+    ops = data.get("ops")
+    if not isinstance(ops, list):
+        raise UsageError(f"{path}: 'ops' is not a list")
+    for i, op in enumerate(ops):
+        _check_op(path, i, op)
+    target = data.get("target")
+    if target is not None and not isinstance(target, str):
+        raise UsageError(f"{path}: 'target' is not a string")
     return data
 
 
-def _oracle_check(target: Target, profile: str, **overrides: Any) -> Check:
+def _check_op(path: str | Path, i: int, op: Any) -> None:
+    where = f"{path}: op {i + 1}"
+    if not isinstance(op, dict) or op.get("op") not in _OP_FIELDS:
+        raise UsageError(f"{where}: not a hypercall or event op")
+    for f in _OP_FIELDS[op["op"]]:
+        if f not in op:
+            raise UsageError(f"{where}: missing {f!r}")
+    try:
+        if op["op"] == "hypercall":
+            if op["conv"] not in abi.CONVENTIONS:
+                raise ValueError(f"unknown convention {op['conv']!r}")
+            for k in ("vm", "vcpu"):
+                if not isinstance(op[k], int) or op[k] < 0:
+                    raise ValueError(f"{k} must be a non-negative integer")
+            if not isinstance(op["regs"], dict):
+                raise ValueError("regs is not an object")
+            for v in op["regs"].values():
+                protocol.word(v)
+        else:
+            if op["name"] not in abi.EVENT_BY_NAME:
+                raise ValueError(f"unknown event {op['name']!r}")
+            if not isinstance(op["args"], list):
+                raise ValueError("args is not a list")
+            for v in op["args"]:
+                protocol.word(v)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise UsageError(f"{where}: {exc}") from None
+
+
+# --- checks -----------------------------------------------------------------------------------
+def _oracle_covers(target: Target, inv_mode: str) -> list[str]:
     covers = [f"abi:{r.name}" for r in abi.TABLE] + ["abi:decode"]
     if "events" in target.capabilities:
         covers += [f"event:{e.name}" for e in abi.EVENTS]
-    covers += [r for r in requirements() if r.startswith("invariant:")]
+    covers += [r.id for r in requirements.hypervisor() if r.kind in ("invariant", "step")]
+    return covers
+
+
+def oracle_check(target: Target, profile: str, **overrides: Any) -> Check:
+    """The differential oracle as one check; it credits exactly what it judged."""
     inv = overrides.get("invariants", oracle.PROFILES.get(profile, oracle.PROFILES["ci"])
                         ["invariants"])
-    if inv == "step":
-        covers += [r for r in requirements() if r.startswith("step:")]
+    covers = _oracle_covers(target, inv)
+    cid = "oracle:differential"
     if "hypercall" not in target.capabilities:
-        return Check("oracle:differential", "differential state machine", "oracle", "skipped",
-                     tuple(covers), detail="target lacks the hypercall capability")
+        return not_judged(cid, "differential state machine", "oracle", covers,
+                          NotJudged.CAPABILITY, "target lacks the hypercall capability")
     out = oracle.run_oracle(target, oracle.SIM_CONFIG, profile, **overrides)
     f = out.failure
     failure = Failure(f.kind, f.requirement, f.clause, f.expected, f.observed,
@@ -66,67 +171,144 @@ def _oracle_check(target: Target, profile: str, **overrides: Any) -> Check:
     if out.spec_defects:
         detail += f" ({len(out.spec_defects)} inputs skipped: the spec raised, e.g. " \
                   f"{out.spec_defects[0]})"
-    return Check("oracle:differential", "differential state machine vs the spec", "oracle",
-                 out.status, tuple(covers), "every ABI row; spec/invariants.py",
+    if failure is None and out.status == "error" and out.trace:
+        failure = Failure("crash" if "exit" in out.error or "signal" in out.error else
+                          "protocol", _last_requirement(out.trace), "pvspec stdio protocol "
+                          "(docs/PROTOCOL.md)", "an answer", clip_text(out.error),
+                          tuple(out.trace))
+    return Check(cid, "differential state machine vs the spec", "oracle", out.status, covers,
+                 sorted(out.judged), None, "every ABI row; spec/invariants.py",
                  f"Hypothesis state machine ({profile}), compared after every step",
-                 out.seconds, out.examples, out.steps, detail.strip(), failure)
+                 out.seconds, out.examples, out.steps, clip_text(detail.strip()), failure)
 
 
+def _last_requirement(trace: Sequence[dict[str, Any]]) -> str:
+    last = trace[-1] if trace else {}
+    if last.get("op") == "hypercall":
+        return f"abi:{last['row']}" if last.get("row") else "abi:decode"
+    if last.get("op") == "event":
+        return f"event:{last.get('name')}"
+    return "abi:decode"
+
+
+def view_checks(target: Target) -> list[Check]:
+    """Requirements this target cannot be judged on, and why: a view the target does not
+    offer (capability), or one no protocol message shows (not implemented)."""
+    caps = target.capabilities
+    views = {"result"} if "hypercall" in caps else set()
+    views |= {v for v, cap in (("access", "probe_access"), ("dma", "probe_dma"),
+                               ("irq", "probe_irq")) if cap in caps or "observe" in caps}
+    missing_cap: list[str] = []
+    unshown: list[str] = []
+    lacking: set[str] = set()
+    for r in requirements.hypervisor():
+        need = requirements.views_of(r.id)
+        if r.kind == "event" and "events" not in caps:
+            missing_cap.append(r.id)
+            lacking.add("events")
+        elif "frames" in need:
+            unshown.append(r.id)
+        elif not need <= views:
+            missing_cap.append(r.id)
+            lacking |= {("hypercall" if v == "result" else f"probe_{v}")
+                        for v in need - views}
+    out = []
+    if missing_cap:
+        out.append(not_judged("views:capability", "requirements the target cannot show",
+                              "target", missing_cap, NotJudged.CAPABILITY,
+                              f"the target lacks {', '.join(sorted(lacking))}: a violation "
+                              f"of these requirements would not be visible"))
+    if unshown:
+        out.append(not_judged("views:host-frames", "requirements about host frames", "target",
+                              unshown, NotJudged.NOT_IMPLEMENTED,
+                              "no protocol message shows which host frame backs a guest "
+                              "frame, so these invariants are proved, not tested"))
+    return out
+
+
+def _guarded(cid: str, fn: Callable[[], Check]) -> Check:
+    """Run one check; a defect of the suite becomes an ``error`` check naming it."""
+    try:
+        return fn()
+    except (KeyboardInterrupt, RunInterrupted):
+        raise
+    except Exception as exc:
+        return Check(cid, "suite defect", "suite", Status.ERROR, (), (), None,
+                     detail=clip_text(f"suite defect in {cid}: {type(exc).__name__}: {exc}"),
+                     failure=Failure("suite", cid, "pvspec", "the check runs",
+                                     clip_text(f"{type(exc).__name__}: {exc}")))
+
+
+# --- the run ------------------------------------------------------------------------------
 def run_conformance(target_spec: str, profile: str = "ci", report_dir: str | None = None,
                     json_file: str | None = None, timeout: float = 5.0,
                     progress: Callable[[str, Check | None], None] | None = None,
-                    target: Target | None = None, scenario_filter: Callable[[Any], bool]
-                    | None = None, extra_checks: list[Check] | None = None,
-                    notes: list[str] | None = None, **oracle_overrides: Any) -> Report:
-    """Run every check against ``target_spec``; always returns a report (never raises)."""
+                    target: Target | None = None,
+                    scenario_filter: Callable[[Any], bool] | None = None,
+                    extra_checks: list[Check] | None = None, notes: list[str] | None = None,
+                    only: Sequence[str] = (), skip: Sequence[str] = (), max_errors: int = 3,
+                    provenance: dict[str, Any] | None = None,
+                    proof_bound: dict[str, Any] | None = None,
+                    **oracle_overrides: Any) -> Report:
+    """Run every check against ``target_spec``; always returns a report, never raises.
+    ``KeyboardInterrupt`` and :class:`RunInterrupted` end the run with an incomplete
+    report (written), whose ``exit_code`` is then 130 (SIGINT) or 2."""
     start = time.perf_counter()
-    report = Report(target=target_spec, profile=profile, notes=list(notes or []))
+    report = Report(target=target_spec, profile=profile, notes=list(notes or []),
+                    provenance=dict(provenance or {}), proof_bound=proof_bound)
     report.checks += list(extra_checks or [])
     out = Path(report_dir) if report_dir else None
     owned = target is None
+    deselected: list[str] = []
+    rec = Recorder(report, out, json_file,
+                   lambda d, name, f, ops: write_trace(d, name, f, ops, target_spec),
+                   progress, max_errors, start)
+    add = rec.add
 
-    def save() -> None:
-        report.seconds = time.perf_counter() - start
-        if out is not None:
-            report.write(out)
-        if json_file:
-            Path(json_file).write_text(json.dumps(report.summary(), indent=1))
-
-    def add(check: Check) -> None:
-        f = check.failure
-        if f is not None and f.trace and out is not None:
-            path = write_trace(out / "traces", check.id, f, target_spec)
-            check = attrs.evolve(check, failure=attrs.evolve(f, trace_file=path))
-        report.checks.append(check)
-        if progress:
-            progress(check.id, check)
-        save()
+    def selected(cid: str, covers: Sequence[str]) -> bool:
+        ok = (not only or matches(only, cid, *covers)) and not matches(skip, cid, *covers)
+        if not ok:
+            deselected.extend(covers)
+        return ok
 
     try:
         if target is None:
             try:
                 target = make_target(target_spec, timeout=timeout,
                                      log_dir=str(out) if out else None)
-            except TargetError as exc:
-                add(Check("target:start", "start the target", "oracle", "error", (),
-                          detail=exc.reason))
+            except (TargetError, ValueError) as exc:
+                reason = exc.reason if isinstance(exc, TargetError) else str(exc)
+                add(Check("target:start", "start the target", "target", Status.ERROR,
+                          detail=clip_text(reason),
+                          failure=Failure("crash", "abi:decode", "pvspec stdio protocol",
+                                          "the target starts and answers init",
+                                          clip_text(reason))))
+                report.incomplete = "the target could not be started"
                 return report
         report.target_name = getattr(target, "target_name", "") or target.name
         report.capabilities = tuple(sorted(target.capabilities))
         report.protocol_version = protocol.PROTOCOL_VERSION if isinstance(
             target, ExecTarget) else "in-process"
+        for c in view_checks(target):
+            add(c)
+        tgt = target
         for sc in scenarios.SCENARIOS:
-            if scenario_filter is None or scenario_filter(sc):
-                add(scenarios.run_scenario(target, sc))
-        add(_oracle_check(target, profile, **oracle_overrides))
-    except Exception as exc:  # the suite never crashes and never loses the partial report
-        report.checks.append(Check("suite:internal", "suite", "oracle", "error", (),
-                                   detail=f"{type(exc).__name__}: {exc}"))
+            if scenario_filter is not None and not scenario_filter(sc):
+                continue
+            cid = f"scenario:{sc.id}"
+            if selected(cid, (f"abi:{sc.row}", *sc.also)):
+                add(_guarded(cid, functools.partial(scenarios.run_scenario, tgt, sc)))
+        if selected("oracle:differential", _oracle_covers(tgt, "")):
+            add(_guarded("oracle:differential",
+                         lambda: oracle_check(tgt, profile, **oracle_overrides)))
+        if deselected:
+            report.checks.append(not_judged(
+                "selection", "checks left out by --only / --skip", "suite",
+                dict.fromkeys(deselected), NotJudged.DESELECTED,
+                f"--only {list(only)} --skip {list(skip)}"))
+    except ENDINGS as exc:  # never a traceback, never a lost report
+        record_ending(report, exc)
     finally:
-        if owned and target is not None:
-            try:
-                target.close()
-            except Exception as exc:
-                report.notes.append(f"closing the target failed: {exc}")
-        save()
+        rec.finish(target.close if owned and target is not None else None,
+                   "closing the target")
     return report

@@ -14,7 +14,7 @@ from typing import Any
 import attrs
 
 from conformance.oracle import SIM_CONFIG, ConformanceFailure, Differ, SpecDefect, TargetAbort
-from conformance.report import Check, Failure
+from conformance.results import Check, Failure, NotJudged, clip_text
 from conformance.target import Target
 from spec.hypercalls import abi, codec
 
@@ -186,19 +186,24 @@ SCENARIOS: tuple[Scenario, ...] = (*_generated(), *HAND)
 
 
 def run_scenario(target: Target, sc: Scenario) -> Check:
-    """Run one scenario; never raises for the target's sake."""
+    """Run one scenario; never raises for the target's sake.  It credits what its Differ
+    judged on the way (every call's result, and the views of every state change)."""
     row = abi.BY_NAME[sc.row]
     covers = (f"abi:{sc.row}", *sc.also)
     start = time.perf_counter()
+    d: Differ | None = None
 
     def check(status: str, detail: str = "", failure: Failure | None = None,
-              steps: int = 0) -> Check:
+              reason: NotJudged | None = None) -> Check:
+        judged = () if d is None or status in ("error", "not-judged") else sorted(d.judged)
+        steps = 0 if d is None else d.steps
         return Check(f"scenario:{sc.id}", sc.title or sc.id, "scenario", status, covers,
-                     row.clause, "scenario", time.perf_counter() - start, 1, steps, detail,
-                     failure)
+                     judged, reason, row.clause, "scenario", time.perf_counter() - start, 1,
+                     steps, clip_text(detail), failure)
 
     if "hypercall" not in target.capabilities:
-        return check("skipped", "target lacks the hypercall capability")
+        return check("not-judged", "target lacks the hypercall capability",
+                     reason=NotJudged.CAPABILITY)
     d = Differ(target, SIM_CONFIG, invariants="step")
     ret: Any = None
     try:
@@ -210,14 +215,16 @@ def run_scenario(target: Target, sc: Scenario) -> Check:
     except ConformanceFailure as exc:
         return check("error" if exc.kind in ("crash", "spec-invariant") else "failed",
                      "", Failure(exc.kind, exc.requirement, exc.clause, exc.expected,
-                                 exc.observed, tuple(exc.trace)), d.steps)
+                                 clip_text(exc.observed), tuple(exc.trace)))
     except TargetAbort as exc:
-        return check("error", exc.error.reason, steps=d.steps)
+        return check("error", exc.error.reason, Failure(
+            "protocol", covers[0], "pvspec stdio protocol (docs/PROTOCOL.md)", "an answer",
+            clip_text(exc.error.reason), tuple(exc.trace)))
     except SpecDefect as exc:
-        return check("error", f"spec defect: {exc}", steps=d.steps)
+        return check("error", f"spec defect: {exc}")
     want = sc.expect if isinstance(sc.expect, int) else row.error(sc.expect)
     want &= (1 << 64) - 1
     if ret != want:
         return check("error", f"scenario defect: expects {sc.expect}, the spec returns "
-                              f"{ret - (1 << 64) if ret >> 63 else ret}", steps=d.steps)
-    return check("passed", steps=d.steps)
+                              f"{ret - (1 << 64) if ret >> 63 else ret}")
+    return check("passed")

@@ -39,6 +39,13 @@ from spec.state import (
     owned_count,
 )
 
+# What a guest can see of the hypervisor, and so what a black-box test can compare with
+# the spec: call results, the access bits each VM has on its guest frames, each device's
+# DMA access bits, pending interrupt lines, and which host frame backs a guest frame (no
+# guest-visible ABI shows that last one).  Each rule names the views through which a
+# violation of it becomes visible; a test that cannot see one of them cannot judge it.
+VIEWS = frozenset({"result", "access", "dma", "irq", "frames"})
+
 
 @attrs.frozen
 class Invariant:
@@ -46,6 +53,7 @@ class Invariant:
     why: str
     clause: str
     holds: Callable[[State], Any]
+    visible_in: frozenset[str] = attrs.field(default=frozenset({"result"}), converter=frozenset)
 
 
 @attrs.frozen
@@ -54,6 +62,7 @@ class StepProperty:
     why: str
     clause: str
     holds: Callable[[State, Any, Any, State, Any], Any]  # (s, caller, row-or-None, s2, ret)
+    visible_in: frozenset[str] = attrs.field(default=frozenset({"result"}), converter=frozenset)
 
 
 def _entries(s: State):
@@ -283,33 +292,33 @@ def device_irqs_isolated(s: State) -> Any:
 INVARIANTS: tuple[Invariant, ...] = (
     Invariant("well_formed", well_formed.__doc__ or "", "pvspec state", well_formed),
     Invariant("absent_vms_hold_nothing", absent_vms_hold_nothing.__doc__ or "",
-              "pvspec VM lifecycle", absent_vms_hold_nothing),
+              "pvspec VM lifecycle", absent_vms_hold_nothing, {"access", "dma"}),
     Invariant("frame_owners_live", frame_owners_live.__doc__ or "", "pvspec memory",
-              frame_owners_live),
+              frame_owners_live, {"frames"}),
     Invariant("hypervisor_frames_unmapped", hypervisor_frames_unmapped.__doc__ or "",
-              "pvspec memory", hypervisor_frames_unmapped),
+              "pvspec memory", hypervisor_frames_unmapped, {"frames"}),
     Invariant("free_frames_unmapped", free_frames_unmapped.__doc__ or "",
-              "Xen XSA-218 / XSA-230", free_frames_unmapped),
+              "Xen XSA-218 / XSA-230", free_frames_unmapped, {"access"}),
     Invariant("mappings_authorized", mappings_authorized.__doc__ or "",
-              "FF-A DEN0077 10.3 retrieve", mappings_authorized),
+              "FF-A DEN0077 10.3 retrieve", mappings_authorized, {"access"}),
     Invariant("write_within_grant", write_within_grant.__doc__ or "",
-              "FF-A DEN0077 memory access permissions", write_within_grant),
+              "FF-A DEN0077 memory access permissions", write_within_grant, {"access"}),
     Invariant("lent_frames_unreachable_by_owner", lent_frames_unreachable_by_owner.__doc__ or "",
-              "FF-A DEN0077 10.2 lend / donate", lent_frames_unreachable_by_owner),
+              "FF-A DEN0077 10.2 lend / donate", lent_frames_unreachable_by_owner, {"access"}),
     Invariant("transactions_consistent", transactions_consistent.__doc__ or "",
               "FF-A DEN0077 10.2", transactions_consistent),
     Invariant("retrievals_recorded", retrievals_recorded.__doc__ or "",
               "FF-A DEN0077 10.5 reclaim", retrievals_recorded),
     Invariant("mappings_injective", mappings_injective.__doc__ or "", "Xen XSA-224 class",
-              mappings_injective),
+              mappings_injective, {"frames"}),
     Invariant("quota_respected", quota_respected.__doc__ or "", "pvspec memory quota",
               quota_respected),
     Invariant("channels_paired", channels_paired.__doc__ or "",
               "Xen EVTCHNOP_bind_interdomain", channels_paired),
     Invariant("devices_owned_by_live_vms", devices_owned_by_live_vms.__doc__ or "",
-              "pvspec passthrough", devices_owned_by_live_vms),
+              "pvspec passthrough", devices_owned_by_live_vms, {"dma"}),
     Invariant("device_irqs_isolated", device_irqs_isolated.__doc__ or "",
-              "pvspec virtual interrupts", device_irqs_isolated),
+              "pvspec virtual interrupts", device_irqs_isolated, {"irq"}),
 )
 
 
@@ -402,7 +411,7 @@ def bind_requires_consent(s: State, caller: Any, row: Any, s2: State, ret: Any) 
 
 STEP_PROPERTIES: tuple[StepProperty, ...] = (
     StepProperty("failed_call_changes_nothing", failed_call_changes_nothing.__doc__ or "",
-                 "pvspec ABI", failed_call_changes_nothing),
+                 "pvspec ABI", failed_call_changes_nothing, {"result", "access", "dma", "irq"}),
     StepProperty("lifecycle_by_control_only", lifecycle_by_control_only.__doc__ or "",
                  "pvspec VM lifecycle", lifecycle_by_control_only),
     StepProperty("vcpus_follow_psci", vcpus_follow_psci.__doc__ or "", "PSCI DEN0022 5.5",
@@ -412,7 +421,7 @@ STEP_PROPERTIES: tuple[StepProperty, ...] = (
     StepProperty("bind_requires_consent", bind_requires_consent.__doc__ or "",
                  "Xen EVTCHNOP_bind_interdomain", bind_requires_consent),
     StepProperty("send_reaches_only_peer", send_reaches_only_peer.__doc__ or "",
-                 "Xen EVTCHNOP_send", send_reaches_only_peer),
+                 "Xen EVTCHNOP_send", send_reaches_only_peer, {"irq"}),
 )
 
 BY_NAME = {i.name: i for i in INVARIANTS}

@@ -15,6 +15,7 @@ decoded call, the clause) that :mod:`spec.replay` re-runs on the concrete spec.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
@@ -284,7 +285,8 @@ def prove_all(jobs: int = 2, cex_dir: str | None = None,
             if progress:
                 progress(batch)
         return results
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
+    pool = ProcessPoolExecutor(max_workers=jobs)
+    try:
         futures = [pool.submit(_job, kind, key, cex_dir) for kind, key in work]
         for fut in futures:
             try:
@@ -295,4 +297,12 @@ def prove_all(jobs: int = 2, cex_dir: str | None = None,
             results += batch
             if progress:
                 progress(batch)
+    except BaseException:
+        # interrupted (Ctrl-C, SIGTERM, a time limit): drop the queued work and end the
+        # workers now instead of waiting for every obligation still running
+        pool.shutdown(wait=False, cancel_futures=True)
+        for child in multiprocessing.active_children():
+            child.terminate()
+        raise
+    pool.shutdown()
     return results

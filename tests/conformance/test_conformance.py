@@ -66,14 +66,15 @@ def test_oracle_on_spec_passes_and_counts():
     assert out.status == "passed" and out.examples >= 10 and out.steps > 100
 
 
-def test_capability_missing_is_skipped_not_passed():
+def test_capability_missing_is_not_judged_not_passed():
     class Blind(SpecTarget):
         capabilities = frozenset({"probe_access"})
 
     report = run_conformance("blind", target=Blind(),
                              scenario_filter=lambda sc: sc.id.startswith("decode/"))
-    assert report.verdict == "skipped" and report.exit_code == 2
-    assert report.count("passed") == 0 and report.count("skipped") == len(report.checks)
+    assert report.verdict == "incomplete" and report.exit_code == 2
+    assert report.count("passed") == 0 and report.count("not-judged") == len(report.checks)
+    assert report.coverage()["judged"] == 0
 
 
 def _sample_report(tmp_path, c_adapter_bug: str | None = None) -> Report:
@@ -83,9 +84,9 @@ def _sample_report(tmp_path, c_adapter_bug: str | None = None) -> Report:
 
 def test_report_renderings(tmp_path):
     report = _sample_report(tmp_path)
+    proved = ("invariant:free_frames_unmapped", "abi:VM_DESTROY")
     report.checks.append(Check("proof:x:VM_DESTROY:free_frames_unmapped", "p", "proof",
-                               "proved", ("invariant:free_frames_unmapped",
-                                          "abi:VM_DESTROY"), method="Z3 proof"))
+                               "proved", proved, proved, method="Z3 proof"))
     report.write(tmp_path)
     data = json.loads((tmp_path / "report.json").read_text())
     jsonschema.validate(data, protocol.schema("report"))
@@ -105,12 +106,12 @@ def test_cli_conform_fail_json_and_replay(faulty_adapter, c_adapter, tmp_path, c
                      "--report", str(out), "--json", str(summary)])
     assert code == 1
     data = json.loads(summary.read_text())
-    for key in ("target", "verdict", "checks", "passed", "failed", "skipped", "errors",
-                "steps"):
+    for key in ("target", "verdict", "checks", "passed", "failed", "not_judged", "errors",
+                "steps", "coverage", "provenance"):
         assert key in data
     fail = next(f for f in data["failures"] if f["check"] == "oracle:differential")
     assert fail["requirement"] == "abi:MEM_POPULATE" and fail["clause"] and fail["trace"]
-    trace_file = fail["trace_file"]
+    trace_file = str(out / fail["trace_file"])  # relative to the report directory
     assert cli.main(["replay", trace_file, "--target",
                      f"exec:{faulty_adapter('NO_QUOTA')}"]) == 1
     assert cli.main(["replay", trace_file, "--target", f"exec:{c_adapter}"]) == 0
@@ -125,7 +126,7 @@ def test_cli_conform_pass(c_adapter, tmp_path):
 
 
 def test_bench_runs(monkeypatch):
-    from conformance import bench
+    from conformance.benchmarks import oracle as bench
 
     traces = bench._traces(3)
     r = bench.measure("spec", traces, examples=3)
@@ -135,17 +136,18 @@ def test_bench_runs(monkeypatch):
 def test_verify_combines_proofs_and_conformance(tmp_path, monkeypatch):
     """`pvspec verify` with the (slow) prover stubbed: proofs become checks in the report."""
 
-    def fake_prove(args):
-        Path(args.json).write_text(json.dumps({"results": [
+    def fake_prove(args, json_file, cex_dir, quiet):
+        Path(json_file).write_text(json.dumps({"results": [
             {"group": "hypervisor", "invariant": "quota_respected", "hypercall": "MEM_POPULATE",
              "clause": "pvspec memory quota", "status": "proved", "seconds": 0.5,
              "counterexample": None}]}))
-        return 0
+        return [], 0.5
 
-    monkeypatch.setattr(cli, "cmd_prove", fake_prove)
+    monkeypatch.setattr(cli, "_prove", fake_prove)
     code = cli.main(["verify", "--report", str(tmp_path), "--target", "spec",
                      "--examples", "3", "--json", str(tmp_path / "s.json")])
     assert code == 0
     data = json.loads((tmp_path / "report.json").read_text())
     assert data["traceability"]["invariant:quota_respected"]["status"] == "proved"
     assert any(c["kind"] == "proof" for c in data["checks"])
+    assert data["proof_bound"]["bounded"] is True

@@ -1,0 +1,75 @@
+"""Target strings: every form the CLI and the pytest plugin accept, parsed and checked in
+one place before any work starts.
+
+=============================  =======================================================
+``reference``                  pvspec's optimized hypervisor (reference_impl), in process
+``spec``                       the executable spec itself (checks the suite)
+``exec:COMMAND``               your adapter speaking the stdio protocol (docs/PROTOCOL.md)
+``vhost-user:SOCKET``          a running vhost-user back-end (virtio-blk) on a Unix socket
+``qemu-vhost-user-blk``        QEMU's qemu-storage-daemon, started and stopped here
+``reference-vhost-user-blk``   pvspec's own virtio-blk back-end, in a thread
+``virtiofsd``                  QEMU's virtiofsd on a scratch directory
+=============================  =======================================================
+"""
+
+from __future__ import annotations
+
+import shlex
+
+import attrs
+
+from conformance.results import UsageError
+
+__all__ = ["EXAMPLES", "HYPERVISOR", "VHOST_USER_MANAGED", "TargetSpec", "parse_target"]
+
+HYPERVISOR = ("reference", "spec")
+VHOST_USER_MANAGED = ("qemu-vhost-user-blk", "reference-vhost-user-blk", "virtiofsd")
+EXAMPLES = ("reference", "spec", "exec:./examples/c-adapter/pvhv",
+            "exec:'python3 my_adapter.py --fast'", "vhost-user:/run/my-blk.sock",
+            *VHOST_USER_MANAGED)
+
+
+@attrs.frozen
+class TargetSpec:
+    text: str
+    family: str  # "hypervisor" | "vhost-user"
+    kind: str  # reference | spec | exec | socket | a managed vhost-user name
+    arg: str = ""  # the command of exec:, the socket path of vhost-user:
+
+    @property
+    def device(self) -> str:
+        """The VIRTIO device type a vhost-user target serves (``fs`` or ``blk``)."""
+        return "fs" if self.kind == "virtiofsd" else "blk"
+
+
+def parse_target(text: str) -> TargetSpec:
+    """Parse and check a target string; :class:`UsageError` says what is wrong and lists
+    the accepted forms."""
+    t = text.strip()
+    if t in HYPERVISOR:
+        return TargetSpec(t, "hypervisor", t)
+    if t in VHOST_USER_MANAGED:
+        return TargetSpec(t, "vhost-user", t)
+    if t.startswith("exec:"):
+        cmd = t[5:].strip()
+        try:
+            argv = shlex.split(cmd)
+        except ValueError as exc:
+            raise UsageError(f"target {text!r}: cannot split the command: {exc}") from None
+        if not argv:
+            raise UsageError(f"target {text!r}: exec: needs a command, e.g. "
+                             f"exec:./examples/c-adapter/pvhv")
+        return TargetSpec(t, "hypervisor", "exec", cmd)
+    if t.startswith("vhost-user:"):
+        path = t[len("vhost-user:"):]
+        if not path:
+            raise UsageError(f"target {text!r}: vhost-user: needs a socket path, e.g. "
+                             f"vhost-user:/run/my-blk.sock")
+        return TargetSpec(t, "vhost-user", "socket", path)
+    raise UsageError(f"unknown target {text!r}; use one of: {', '.join(EXAMPLES)}")
+
+
+def help_text() -> str:
+    """The target forms, for ``--help``."""
+    return ("reference | spec | exec:COMMAND | vhost-user:SOCKET | "
+            + " | ".join(VHOST_USER_MANAGED) + " (e.g. exec:./examples/c-adapter/pvhv)")
