@@ -1,5 +1,5 @@
 """vhost-user front-end and VIRTIO conformance checks through real shared memory."""
 
-from conformance.vhost_user.report import run_conformance
+from conformance.vhost_user.report import check_names, connect_check, run_conformance, run_one
 
-__all__ = ["run_conformance"]
+__all__ = ["check_names", "connect_check", "run_conformance", "run_one"]

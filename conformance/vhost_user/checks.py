@@ -5,23 +5,46 @@ broken, and QEMU's back-ends end the connection then) and returns :class:`Result
 that name a requirement id from the spec registry (or an oracle IMPLIED_RULES key, or a
 ``VHOST-USER-*`` protocol rule) and its section.  Known deviations of a target are
 listed in :data:`EXPECTED_DEVIATIONS` and reported as ``expected-deviation``.
+
+A result is one of
+
+* ``pass`` -- the rule was evaluated on this step and held;
+* ``fail`` -- the device broke a MUST (``expected-deviation``: a known one, still a
+  failure in the report);
+* ``warn`` -- a SHOULD was not met (conformant; the report lists it in its notes);
+* ``skip`` -- the rule was not evaluated, with the reason (:class:`NotJudged`);
+* ``error`` -- the check could not finish: the back-end hung, sent garbage, closed the
+  connection or died (``fault`` ``protocol`` or ``crash``), or the check itself broke
+  (``fault`` ``suite``).  Never a pass, never a VIRTIO failure.
+
+:func:`run_check` runs one check guarded: whatever it raises becomes an ``error`` result,
+and the results it produced before are kept.
 """
 
 from __future__ import annotations
 
+import contextvars
 import struct
 import time
+import traceback
 from collections.abc import Callable
+from typing import Any
 
 import attrs
 
+from conformance.requirements import VHOST_USER_RULES
+from conformance.results import NotJudged, RunInterrupted
+from conformance.vhost_user import evidence as ev
 from conformance.vhost_user import session as ss
-from conformance.vhost_user.frontend import Frontend
+from conformance.vhost_user.frontend import DEFAULT_TIMEOUT, Frontend
 from conformance.vhost_user.memory import MemfdMemory
 from conformance.vhost_user.protocol import (
+    GONE_KINDS,
     VHOST_ONLY_BITS,
     VHOST_USER_F_PROTOCOL_FEATURES,
     ProtocolViolation,
+    Req,
+    ViolationKind,
 )
 from conformance.vhost_user.targets import Target
 from spec.virtio import features as F
@@ -33,15 +56,8 @@ from spec.virtio.memory import write_le16
 from spec.virtio.registry import all_requirements
 
 PROBE_TIMEOUT = 10.0  # seconds: "still answering" after hostile input
+PROBE_CONNECT = 1.5  # seconds to connect when probing a back-end that may be dead
 LEGACY_BITS = F.mask(24, 27)  # NOTIFY_ON_EMPTY, ANY_LAYOUT (6.3, legacy interface)
-VHOST_RULES = {
-    "VHOST-USER-REPLY": ("vhost-user.rst/Message types", "replies carry version 1, the reply "
-                         "bit, the request's code and the payload size of that request"),
-    "VHOST-USER-VRING-BASE": ("vhost-user.rst/GET_VRING_BASE", "stopping a ring returns the "
-                              "next available index the back-end would process"),
-    "VHOST-USER-RESPONSIVE": ("vhost-user.rst/Communication", "a back-end answers or closes "
-                              "the connection; it never hangs nor dies on guest input"),
-}
 
 # (target name prefix, check name, rule) -> why it is expected.  See docs/findings.md.
 EXPECTED_DEVIATIONS: dict[tuple[str, str, str], str] = {
@@ -51,23 +67,77 @@ EXPECTED_DEVIATIONS: dict[tuple[str, str, str], str] = {
         "F1: the id string's padding is left as the driver's bytes, not NUL",
 }
 
+# What each check is about (its ``covers``): a check that breaks leaves these unjudged
+# for reason check-error; ``--only`` / ``--skip`` select checks by them.
+STEP_RULES = (
+    "PVSPEC-RING-USED-ID", "PVSPEC-RING-USED-IDX", "PVSPEC-RING-OUT-OF-BOUNDS",
+    "PVSPEC-RING-DRIVER-AREA", "PVSPEC-RING-PROGRESS", "VIRTIO-2.7.5-DEV-NO-WRITE-DESC",
+    "VIRTIO-2.7.5-DEV-NO-WRITE-READABLE", "VIRTIO-2.7.7-DEV-NOTIFY-USED-EVENT",
+    "VIRTIO-2.7.7-DEV-NO-NOTIFY-OTHERWISE", "VIRTIO-2.7.8-DEV-WRITE-LEN-BYTES",
+    "VIRTIO-2.7.10-DEV-FLAGS-ZERO-EVENT-IDX", "VIRTIO-6.2-DEV-IN-ORDER",
+)
+# virtio-blk rules judged on each completion against the disk model: they need the
+# disk's contents, which only a managed target shows
+BLK_DATA_RULES = (
+    "VIRTIO-5.2.6-DEV-DATA-INTEGRITY", "VIRTIO-5.2.6.2-DEV-OUT-OF-RANGE-IOERR",
+    "VIRTIO-5.2.6.2-DEV-STABLE-WRITES", "VIRTIO-5.2.6.2-DEV-UNSUPP-FLAGS",
+    "VIRTIO-5.2.6.2-DEV-WRITE-ZEROES-READ-ZERO", "VIRTIO-5.2.6.2-DEV-RO-IOERR",
+)
+DISK_UNKNOWN = ("the blk data checks need the disk's contents: this target (a running "
+                "back-end on a socket) does not show what its disk holds, so the statuses, "
+                "read data and disk effects of requests are not judged against the disk "
+                "model")
+# rules about the order of the device's memory accesses: a front-end sees the shared
+# memory before and after a step, never the order of the device's writes nor its reads
+PLATFORM_RULES = ("VIRTIO-2.7.8-DEV-USED-LEN", "VIRTIO-2.7.5-DEV-NO-READ-WRITABLE")
+PLATFORM_DETAIL = ("a vhost-user front-end sees guest memory before and after each step, "
+                   "not the order of the device's accesses: whether used.len was written "
+                   "before used.idx (2.7.8.2) and whether the device read device-writable "
+                   "buffers (2.7.5.1) cannot be observed on this platform")
+COVERS: dict[str, tuple[str, ...]] = {
+    "features": ("VIRTIO-2.2.2-DEV-NO-UNDEFINED", "VIRTIO-6.2-DEV-OFFER-VERSION-1",
+                 "VHOST-USER-REPLY", "VIRTIO-5.2.5.2-DEV-PADDING-ZERO",
+                 "VIRTIO-5.2.5.2-DEV-WRITEBACK-ZERO", "VIRTIO-5.2.6-DEV-DATA-INTEGRITY"),
+    "blk-semantics": STEP_RULES + BLK_DATA_RULES,
+    "chains": (*STEP_RULES, "VIRTIO-2.7.5.3-DEV-MIXED-CHAIN",
+               "VIRTIO-5.2.6-DEV-DATA-INTEGRITY", "VIRTIO-5.2.6.2-DEV-STABLE-WRITES"),
+    "used-len": (*STEP_RULES, "VIRTIO-5.2.6-GET-ID-NUL-PADDED",
+                 "VIRTIO-5.2.6-DEV-DATA-INTEGRITY", "VIRTIO-5.2.6.2-DEV-UNSUPP-FLAGS"),
+    "notifications": (*STEP_RULES, "VIRTIO-2.7.7-DEV-NOTIFY-FLAGS0",
+                      "VIRTIO-2.7.7-DEV-NO-NOTIFY-FLAGS1", "VIRTIO-2.7.10-DEV-FLAGS-VALUES"),
+    "index-wrap": (*STEP_RULES, "VHOST-USER-VRING-BASE"),
+    "in-order": STEP_RULES,
+    "hostile": (*STEP_RULES, "PVSPEC-RING-MALFORMED", "VHOST-USER-RESPONSIVE"),
+    "fs-fuse-init": (*STEP_RULES, "VIRTIO-6.2-DEV-OFFER-VERSION-1", "VHOST-USER-REPLY"),
+}
+
 
 @attrs.frozen
 class Result:
     check: str
     rule: str
     section: str
-    status: str  # "pass" | "fail" | "skip" | "expected-deviation" | "warn"
+    status: str  # "pass" | "fail" | "skip" | "expected-deviation" | "warn" | "error"
     detail: str = ""
-    trace: tuple[str, ...] = ()
+    # report trace ops ({"op": "vhost-user", "text": ...}; see evidence.py), full size
+    trace: tuple[dict[str, Any], ...] = attrs.field(default=(), converter=lambda t: _ops(t))
+    reason: str = ""  # skip: a NotJudged value
+    fault: str = ""  # error: "protocol" | "crash" | "suite"
+    fn: str = ""  # the check function (BLK_CHECKS / FS_CHECKS key) that produced it
+    gone: str = ""  # error: why the back-end is considered dead (a probe failed)
 
     def to_json(self) -> dict[str, object]:
         return attrs.asdict(self)
 
 
+def _ops(trace: Any) -> tuple[dict[str, Any], ...]:
+    """Trace ops from dicts or plain strings (a message, a log line)."""
+    return tuple(t if isinstance(t, dict) else ev.op(str(t), kind="message") for t in trace)
+
+
 def _section(rule: str) -> str:
-    if rule in VHOST_RULES:
-        return VHOST_RULES[rule][0]
+    if rule in VHOST_USER_RULES:
+        return VHOST_USER_RULES[rule][0]
     if rule in orc.IMPLIED_RULES:
         return orc.IMPLIED_RULES[rule][0]
     for r in all_requirements():
@@ -77,46 +147,96 @@ def _section(rule: str) -> str:
     return parts[1] if len(parts) > 1 else "?"
 
 
+class _Sink:
+    """Every result of the running check, so a check that raises keeps what it found."""
+
+    def __init__(self, name: str) -> None:
+        self.current = name
+        self.results: list[Result] = []
+
+
+_SINK: contextvars.ContextVar[_Sink | None] = contextvars.ContextVar("pvspec_vu_sink",
+                                                                     default=None)
+
+
 class Ctx:
     """Collects results for one check, applying the expected-deviation list."""
 
     def __init__(self, target: Target, check: str) -> None:
         self.target, self.check = target, check
         self.results: list[Result] = []
+        sink = _SINK.get()
+        if sink is not None:
+            sink.current = check
 
-    def add(self, rule: str, ok: bool, detail: str = "", trace: tuple[str, ...] = (),
+    def _put(self, r: Result) -> None:
+        self.results.append(r)
+        sink = _SINK.get()
+        if sink is not None:
+            sink.results.append(r)
+
+    def add(self, rule: str, ok: bool, detail: str = "", trace: Any = (),
             level: str = "MUST") -> None:
         status = "pass" if ok else ("warn" if level != "MUST" else "fail")
         if not ok and level == "MUST":
             for (tgt, chk, rl), why in EXPECTED_DEVIATIONS.items():
                 if self.target.name.startswith(tgt) and chk == self.check and rl == rule:
                     status, detail = "expected-deviation", f"{detail} [{why}]"
-        self.results.append(Result(self.check, rule, _section(rule), status, detail, trace))
+        self._put(Result(self.check, rule, _section(rule), status, detail,
+                         trace if not ok else ()))
 
-    def skip(self, rule: str, why: str) -> None:
+    def skip(self, rule: str, why: str, reason: NotJudged = NotJudged.NOT_OFFERED) -> None:
         """A rule this target gives no occasion to check (never counted as passed)."""
-        self.results.append(Result(self.check, rule, _section(rule), "skip", why))
+        self._put(Result(self.check, rule, _section(rule), "skip", why, reason=str(reason)))
+
+    def error(self, e: ProtocolViolation) -> None:
+        """A target fault in this check: never a pass, never a VIRTIO failure."""
+        self._put(Result(self.check, e.requirement, _section(e.requirement), "error", str(e),
+                         e.trace, fault="crash" if e.kind in GONE_KINDS else "protocol"))
 
     def step(self, st: ss.Step, what: str, s: ss.BlkSession | None = None) -> None:
         """Fold a judged step: ring verdict, per-request disk verdicts, outcome.
 
         Every rule the oracle judged without a violation counts as one pass, so the
-        report's matrix shows which rules this run really exercised.
+        report's matrix shows which rules this run really exercised.  A step the
+        back-end did not survive (it closed the connection or exited) credits nothing
+        and raises :class:`ProtocolViolation`: the check cannot go on.
         """
-        tr = tuple(s.fe.trace[-6:]) if s else ()
+        evidence: tuple[dict[str, Any], ...] | None = None
+
+        def seen() -> tuple[dict[str, Any], ...]:
+            nonlocal evidence
+            if evidence is None:
+                evidence = st.evidence()
+            return evidence
+
         for v in st.verdict.violations:
-            self.add(v.rule, False, f"{what}: {v.detail}", tr, v.level)
+            self.add(v.rule, False, f"{what}: {v.detail}", seen(), v.level)
+        if st.outcome in ("closed", "crashed"):
+            kind = ViolationKind.CRASHED if st.outcome == "crashed" else ViolationKind.CLOSED
+            gone = (f"exited ({self.target.exit_status()})" if st.outcome == "crashed" else
+                    "closed the connection")
+            raise ProtocolViolation(kind, 0, f"{what}: the back-end {gone} while "
+                                             f"{len(st.placed) or 'the'} request(s) were "
+                                             f"in flight", seen() + _log_ops(self.target))
         for rule in sorted(st.verdict.judged - st.verdict.rules()):
             self.add(rule, True, what)
         for c in st.completions:
             if c.violation is not None:
-                self.add(c.violation.requirement, False,
-                         f"{what}: head {c.head} {c.violation.detail}", tr)
+                cv: Any = c.violation  # spec.virtio.verdict.Violation
+                self.add(cv.requirement, False, f"{what}: head {c.head} {cv.detail}", seen())
             elif c.rule:
                 self.add(c.rule, True, f"{what}: head {c.head}")
         if not st.verdict.violations and not any(c.violation for c in st.completions):
-            self.add("PVSPEC-RING-PROGRESS", st.outcome == "completed",
-                     f"{what}: outcome {st.outcome}, {len(st.completions)} completed", tr)
+            ok = st.outcome == "completed"
+            self.add("PVSPEC-RING-PROGRESS", ok,
+                     f"{what}: outcome {st.outcome}, {len(st.completions)} completed",
+                     () if ok else seen())
+
+
+def _log_ops(t: Target) -> tuple[dict[str, Any], ...]:
+    log = t.log()[-600:]
+    return (ev.op(f"back-end log: {log}", kind="log"),) if log.strip() else ()
 
 
 Check = Callable[[Target], list[Result]]
@@ -141,17 +261,22 @@ def check_features(t: Target) -> list[Result]:
               f"set aside){': ' + v.detail if v else ''}")
         c.add("VIRTIO-6.2-DEV-OFFER-VERSION-1", F.has(s.offered, F.VERSION_1))
         drv = F.check_driver_accept(F.BLOCK, offer, s.acked & ~VHOST_ONLY_BITS)
-        c.add("VIRTIO-2.2.1-DRV-SUBSET", drv is None, f"front-end self-check {drv}")
+        # a driver rule: the front-end's own conduct, never credited to the device
+        if drv is not None:
+            raise AssertionError(f"the front-end accepted features it may not: {drv}")
         c.add("VHOST-USER-REPLY", True,
-              f"protocol features {s.poffered:#x}, acked {s.packed:#x}",
-              tuple(s.fe.trace))
+              f"protocol features {s.poffered:#x}, acked {s.packed:#x}")
         if s.config:
             cv = blk.check_config(s.config, s.offered, s.virtio_features)
             c.add(cv.requirement if cv else "VIRTIO-5.2.5.2-DEV-PADDING-ZERO", cv is None,
-                  cv.detail if cv else "config padding zero")
+                  cv.detail if cv else "config padding zero",
+                  ev.text_ops([f"config {s.config.hex()}"], "config"))
             if t.initial is not None:
                 c.add("VIRTIO-5.2.6-DEV-DATA-INTEGRITY", s.capacity * 512 == len(t.initial),
                       f"capacity {s.capacity} sectors, disk {len(t.initial)} bytes")
+            else:
+                c.skip("VIRTIO-5.2.6-DEV-DATA-INTEGRITY", DISK_UNKNOWN,
+                       NotJudged.NOT_IMPLEMENTED)
     return c.results
 
 
@@ -181,6 +306,9 @@ def check_blk_semantics(t: Target) -> list[Result]:
             reqs += [("discard", [R(blk.T_DISCARD, data=blk.encode_segment(40, 1))]),
                      ("discard-unmap-flag",
                       [R(blk.T_DISCARD, data=blk.encode_segment(40, 1, unmap=True))])]
+        if s.disk is None:
+            for rule in BLK_DATA_RULES:
+                c.skip(rule, DISK_UNKNOWN, NotJudged.NOT_IMPLEMENTED)
         for what, batch in reqs:
             st = s.run(batch)
             c.step(st, what, s)
@@ -203,17 +331,25 @@ def check_chains(t: Target) -> list[Result]:
                          indirect=True, split=3), "indirect", s)
             c.step(s.run([R(blk.T_IN, 24, in_len=1024)], indirect=True), "indirect read-back", s)
         else:
-            c.skip("VIRTIO-2.7.5.3-DEV-MIXED-CHAIN", "INDIRECT_DESC not offered")
+            c.skip("VIRTIO-2.7.5.3-DEV-MIXED-CHAIN", "INDIRECT_DESC not offered",
+                   NotJudged.NOT_OFFERED)
     return c.results
 
 
 def check_used_len(t: Target) -> list[Result]:
-    """2.7.8.2: the first ``len`` writable bytes are written before used.idx (two poisons)."""
+    """2.7.8.2: the first ``len`` writable bytes are written before used.idx (two poisons).
+
+    The same request runs twice, its writable bytes poisoned 0xA5, then 0x5A: a byte the
+    device wrote reads the same both times, a byte it left keeps the poison.  When the
+    device does not complete both (a progress failure, reported by the step), there is
+    nothing to compare and the two-poison rules are not judged.
+    """
     results: list[Result] = []
     for name, req in (("read-len-bytes", R(blk.T_IN, 2, in_len=512)),
                       ("get-id-len-bytes", R(blk.T_GET_ID, in_len=blk.ID_BYTES))):
         c = Ctx(t, name)
-        seen: list[tuple[bytes, int | None]] = []
+        seen: list[tuple[bytes, int]] = []
+        steps: list[ss.Step] = []
         with _session(t) as s:
             for poison in (0xA5, 0x5A):
                 placed, _ = s.submit([req])
@@ -223,13 +359,23 @@ def check_used_len(t: Target) -> list[Result]:
                     s.mem.write(seg.addr, bytes([poison]) * seg.len)
                 st = s.kick_and_judge(placed, 1)
                 c.step(st, f"{name} poison {poison:#x}", s)
+                steps.append(st)
                 comp = st.completions[0] if st.completions else None
-                seen.append((comp.data_in + bytes([comp.status or 0]) if comp else b"",
-                             comp.length if comp else None))
+                if comp is None or comp.length is None:
+                    break
+                seen.append((comp.data_in + bytes([comp.status or 0]), comp.length))
+        rules = ["VIRTIO-2.7.8-DEV-WRITE-LEN-BYTES"] + (
+            ["VIRTIO-5.2.6-GET-ID-NUL-PADDED"] if req.type == blk.T_GET_ID else [])
+        if len(seen) < 2:
+            for rule in rules:
+                c.skip(rule, f"{name}: the device completed {len(seen)} of the 2 poisoned "
+                             f"requests: nothing to compare", NotJudged.NOT_REACHED)
+            results.extend(c.results)
+            continue
         (a, la), (b, _lb) = seen
-        n = min(la or 0, len(a))
+        n = min(la, len(a), len(b))
         unwritten = [i for i in range(n) if a[i] != b[i]]
-        trace = tuple(s.fe.trace[-6:])
+        trace = steps[0].evidence() + steps[1].evidence()
         c.add("VIRTIO-2.7.8-DEV-WRITE-LEN-BYTES", not unwritten,
               f"len {la}; bytes {unwritten[:1]}..{unwritten[-1:]} ({len(unwritten)}) kept the "
               f"driver's poison" if unwritten else f"len {la}: all written", trace)
@@ -280,9 +426,10 @@ def check_index_wrap(t: Target, start: int = 65530, batches: int = 6) -> list[Re
             batch = [R(blk.T_IN, k + j, in_len=512) for j in range(3)]
             c.step(s.run(batch), f"batch {k} at avail.idx {s.drv.avail_idx}", s)
             n += len(batch)
-        base = s.stop()
+        base = s.fe.stop_vring(0)  # a back-end that does not answer: an error, not a verdict
         want = (start + n) & 0xFFFF
-        c.add("VHOST-USER-VRING-BASE", base == want, f"GET_VRING_BASE {base}, expected {want}")
+        c.add("VHOST-USER-VRING-BASE", base == want, f"GET_VRING_BASE {base}, expected {want}",
+              ev.text_ops(s.fe.trace[-2:]))
     return c.results
 
 
@@ -291,7 +438,7 @@ def check_in_order(t: Target) -> list[Result]:
     c = Ctx(t, "in-order")
     with _session(t) as s:
         if not s.feats.in_order:
-            c.skip("VIRTIO-6.2-DEV-IN-ORDER", "IN_ORDER not offered")
+            c.skip("VIRTIO-6.2-DEV-IN-ORDER", "IN_ORDER not offered", NotJudged.NOT_OFFERED)
             return c.results
         batch = [R(blk.T_IN, j, in_len=512 * (1 + j % 3)) for j in range(8)]
         c.step(s.run(batch), "8 mixed reads", s)
@@ -303,7 +450,13 @@ def check_in_order(t: Target) -> list[Result]:
 
 def _hostile(t: Target, name: str, build: Callable[[ss.BlkSession, int], int],
              c: Ctx, wait: float = 0.4) -> None:
-    """Expose what ``build`` wrote (returns avail.idx advance), then judge the aftermath."""
+    """Expose what ``build`` wrote (returns avail.idx advance), then judge the aftermath.
+
+    The back-end may stop the queue, skip the chain or close the connection; it must not
+    die, hang, or complete the chain as if valid.  ``VHOST-USER-RESPONSIVE`` is credited
+    only once the back-end has answered again (on this connection, or on a new one when it
+    closed this one); a back-end that does not is a :class:`ProtocolViolation`.
+    """
     with _session(t) as s:
         c.step(s.run([R(blk.T_IN, 0, in_len=512)]), f"{name}: control request", s)
         hdr, st_at = ss.DATA, ss.DATA + 0x1000
@@ -313,24 +466,60 @@ def _hostile(t: Target, name: str, build: Callable[[ss.BlkSession, int], int],
         s.drv = attrs.evolve(s.drv, avail_idx=rm.idx_add(s.drv.avail_idx, adv))
         st = s.kick_and_judge([], 1, force_kick=True, wait=wait, grace=0.05,
                               expect_progress=False)
-        ok = not st.verdict.violations
+        seen = st.evidence()
         for v in st.verdict.violations:
-            c.add(v.rule, v.level != "MUST", f"{name}: {v.detail}", tuple(s.fe.trace[-4:]),
-                  v.level)
-        c.add("PVSPEC-RING-MALFORMED", ok, f"{name}: outcome {st.outcome}, "
-              f"used.idx {sp.read_used_idx(s.mem, s.layout)}")
-        crashed = not t.alive()
-        responsive = True
-        if not crashed and not s.fe.backend_closed():
-            # a hang is a back-end that does not answer within PROBE_TIMEOUT; a loaded CI
-            # machine can delay a live one by more than the per-request bound
-            s.fe.timeout = max(s.fe.timeout, PROBE_TIMEOUT)
-            try:
-                s.fe.get_u64(1)  # GET_FEATURES: still answering?
-            except ProtocolViolation as e:
-                responsive = e.kind.value == "closed"
-        c.add("VHOST-USER-RESPONSIVE", not crashed and responsive,
-              f"{name}: crashed={crashed} responsive={responsive}", (t.log()[-300:],))
+            c.add(v.rule, False, f"{name}: {v.detail}", seen, v.level)
+        how = _still_answers(t, s, name, seen)
+        for rule in sorted(st.verdict.judged - st.verdict.rules() - {"PVSPEC-RING-MALFORMED"}):
+            c.add(rule, True, f"{name}: hostile step")
+        malformed = "PVSPEC-RING-MALFORMED" in st.verdict.rules()
+        c.add("PVSPEC-RING-MALFORMED", not malformed, f"{name}: outcome {st.outcome}, "
+              f"used.idx {sp.read_used_idx(s.mem, s.layout)}", seen)
+        c.add("VHOST-USER-RESPONSIVE", True, f"{name}: {how}")
+
+
+def _still_answers(t: Target, s: ss.BlkSession, name: str,
+                   seen: tuple[dict[str, Any], ...]) -> str:
+    """How the back-end showed it is alive after hostile input; raises
+    :class:`ProtocolViolation` (closed/crashed/timeout/garbage) when it did not."""
+    if not t.alive():
+        raise ProtocolViolation(ViolationKind.CRASHED, 0, f"{name}: the back-end exited "
+                                f"({t.exit_status()}) on the hostile ring", seen + _log_ops(t))
+    if not s.fe.backend_closed():
+        # a hang is a back-end that does not answer within PROBE_TIMEOUT; a loaded CI
+        # machine can delay a live one by more than the per-request bound
+        s.fe.timeout = max(s.fe.timeout, PROBE_TIMEOUT)
+        try:
+            s.fe.get_u64(Req.GET_FEATURES)
+            return "still answers GET_FEATURES on the same connection"
+        except ProtocolViolation as e:
+            if e.kind is not ViolationKind.CLOSED:
+                raise ProtocolViolation(e.kind, e.request, f"{name}: after the hostile ring: "
+                                        f"{e.detail}", seen + e.trace) from None
+    s.fe.close()  # a single-threaded back-end serves the next connection only now
+    why = probe(t)
+    if why is not None:
+        raise ProtocolViolation(ViolationKind.CLOSED, 0, f"{name}: the back-end closed the "
+                                f"connection and does not answer a new one: {why}",
+                                seen + _log_ops(t))
+    return "closed the connection on the hostile ring; answers a new connection"
+
+
+def probe(t: Target, within: float | None = None) -> str | None:
+    """None when the back-end is alive: a managed one is still running and, unless it
+    serves a single connection, a new connection gets an answer to GET_FEATURES within
+    ``within`` s (default :data:`PROBE_TIMEOUT`); else why not."""
+    within = PROBE_TIMEOUT if within is None else within
+    if not t.alive():
+        return f"the back-end process is gone ({t.exit_status()})"
+    if t.single_connection:
+        return None  # a second connection is not served: liveness is all we can see
+    try:
+        with Frontend(t.socket_path, timeout=within, connect_within=PROBE_CONNECT) as fe:
+            fe.get_u64(Req.GET_FEATURES)
+    except ProtocolViolation as e:
+        return str(e)
+    return None
 
 
 def _desc(s: ss.BlkSession, i: int, addr: int, n: int, flags: int, nxt: int,
@@ -431,7 +620,10 @@ HOSTILE: dict[str, Callable[[ss.BlkSession, int], int]] = {
 
 
 def check_hostile(t: Target, only: tuple[str, ...] | None = None) -> list[Result]:
-    """Malformed rings: no hang, no crash, no write outside; an outcome the oracle permits."""
+    """Malformed rings: no hang, no crash, no write outside; an outcome the oracle permits.
+
+    A case the back-end answers with a protocol fault is an ``error`` for that case; the
+    next case runs only if the back-end still answers (else the fault ends the check)."""
     out: list[Result] = []
     for name, build in HOSTILE.items():
         if only and name not in only:
@@ -440,7 +632,10 @@ def check_hostile(t: Target, only: tuple[str, ...] | None = None) -> list[Result
         try:
             _hostile(t, name, build, c)
         except ProtocolViolation as e:
-            c.add("VHOST-USER-RESPONSIVE", e.kind.value == "closed", f"{name}: {e}")
+            e.dead = probe(t) if e.gone else None
+            if e.dead is not None:
+                raise
+            c.error(e)
         out.extend(c.results)
     return out
 
@@ -455,8 +650,8 @@ FUSE_INIT = 26
 def check_fs_init(t: Target) -> list[Result]:
     """vhost-user-fs: negotiate, set up hiprio + request queues, FUSE_INIT round trip."""
     c = Ctx(t, "fs-fuse-init")
-    with Frontend(t.socket_path) as fe:
-        offered, acked, _po, _pa = fe.negotiate(F.mask(F.VERSION_1, F.EVENT_IDX,
+    with ss.connect(t, DEFAULT_TIMEOUT) as fe:
+        offered, acked, _po, pa = fe.negotiate(F.mask(F.VERSION_1, F.EVENT_IDX,
                                                        F.INDIRECT_DESC), ss.PROTO_WANT)
         c.add("VIRTIO-6.2-DEV-OFFER-VERSION-1", F.has(offered, F.VERSION_1), f"{offered:#x}")
         nq = fe.get_u64(17) if acked >> VHOST_USER_F_PROTOCOL_FEATURES & 1 else 2
@@ -471,8 +666,8 @@ def check_fs_init(t: Target) -> list[Result]:
             req, rep = 0x20000, 0x21000
             mem.write(req, FUSE_IN.pack(FUSE_IN.size + 16, FUSE_INIT, 1, 0, 0, 0, 0, 0)
                       + struct.pack("<IIII", 7, 31, 0, 0))
-            drv, _head = sp.driver_add(mem, drv, [(req, FUSE_IN.size + 16, False),
-                                                 (rep, FUSE_OUT.size + 64, True)])
+            drv, head = sp.driver_add(mem, drv, [(req, FUSE_IN.size + 16, False),
+                                                (rep, FUSE_OUT.size + 64, True)])
             if feats.event_idx:
                 sp.driver_set_used_event(mem, drv, 0)
             before = mem.frozen()
@@ -484,17 +679,31 @@ def check_fs_init(t: Target) -> list[Result]:
             while sp.read_used_idx(mem, lay) == 0 and time.monotonic() < deadline:
                 notified |= vrs[-1].wait_call(0.01)
             notified |= vrs[-1].wait_call(0.1)
+            after = mem.frozen()
+            used = sp.read_used_idx(after, lay)
+            ring = {"avail_idx": drv.avail_idx, "last_avail": 0, "used_idx_before": 0,
+                    "used_idx_after": used, "last_used": 0, "kicked": True,
+                    "notified": notified, "outcome": "completed" if used else "no-progress"}
+            seen = ev.step_records(before, after, lay, [(head, None)], ring)
+            if not used and (not t.alive() or fe.backend_closed()):
+                raise ProtocolViolation(
+                    ViolationKind.CLOSED if t.alive() else ViolationKind.CRASHED, 0,
+                    "FUSE_INIT: the back-end left before answering", seen + _log_ops(t))
             view = orc.SplitView.start(lay, feats)
-            verdict, _ = orc.judge_split(before, mem.frozen(), view, notified=notified,
+            verdict, _ = orc.judge_split(before, after, view, notified=notified,
                                          expect_progress=True)
             for v in verdict.violations:
-                c.add(v.rule, False, v.detail, tuple(fe.trace[-4:]), v.level)
+                c.add(v.rule, False, v.detail, seen, v.level)
+            for rule in sorted(verdict.judged - verdict.rules()):
+                c.add(rule, True, "FUSE_INIT")
+            c.add("VHOST-USER-REPLY", True, "every reply of negotiation and queue setup "
+                  f"(protocol features {pa:#x})")
             length, err, unique = FUSE_OUT.unpack(mem.read(rep, FUSE_OUT.size))
             major, minor = struct.unpack("<II", mem.read(rep + FUSE_OUT.size, 8))
             ok = sp.read_used_idx(mem, lay) == 1 and err == 0 and unique == 1 and major == 7
             c.add("PVSPEC-RING-PROGRESS", ok,
                   f"FUSE_INIT reply len={length} error={err} unique={unique} "
-                  f"version {major}.{minor}, queues {nq}")
+                  f"version {major}.{minor}, queues {nq}", seen)
         finally:
             fe.close()
             mem.close()
@@ -514,16 +723,63 @@ BLK_CHECKS: dict[str, Check] = {
 FS_CHECKS: dict[str, Check] = {"fs-fuse-init": check_fs_init}
 
 
+CHECKS: dict[str, dict[str, Check]] = {"blk": BLK_CHECKS, "fs": FS_CHECKS}
+
+
+def check_names(kind: str) -> tuple[str, ...]:
+    """The checks a back-end of device ``kind`` (``blk``, ``fs``) runs, in run order."""
+    return tuple(CHECKS.get(kind, {}))
+
+
+def run_check(t: Target, name: str) -> list[Result]:
+    """One check, guarded: never raises (but for Ctrl-C and :class:`RunInterrupted`).
+
+    The results it gave before anything went wrong are kept; then a target fault
+    (:class:`ProtocolViolation`: a hang, garbage, a closed connection, a dead back-end)
+    is one ``error`` result on ``VHOST-USER-REPLY`` / ``-RESPONSIVE`` / ``-CONNECT``, and
+    any other exception -- a defect of the suite -- one ``error`` result naming the check
+    (``rule`` empty, ``fault`` ``suite``).  When the back-end may be gone, it is probed:
+    the error's ``gone`` says why it is considered dead ("" when it still answers)."""
+    fn = CHECKS.get(t.kind, {}).get(name)
+    sink = _Sink(name)
+    token = _SINK.set(sink)
+    try:
+        if fn is None:
+            raise LookupError(f"no check {name!r} for a {t.kind} back-end "
+                              f"(checks: {', '.join(check_names(t.kind))})")
+        out = list(fn(t))
+    except (KeyboardInterrupt, RunInterrupted) as e:
+        # what the check judged before the interruption stays in the report
+        e.pvspec_partial = [attrs.evolve(r, fn=name) for r in sink.results]  # type: ignore[union-attr]
+        raise
+    except ProtocolViolation as e:
+        dead = e.dead if e.dead is not None else (probe(t) if e.gone else None)
+        out = [*sink.results, Result(
+            sink.current, e.requirement, _section(e.requirement), "error",
+            str(e) + (f" (the back-end is gone: {dead})" if dead else ""), e.trace,
+            fault="crash" if e.kind in GONE_KINDS else "protocol", gone=dead or "")]
+    except Exception as e:
+        tb = traceback.extract_tb(e.__traceback__)
+        where = f" at {tb[-1].filename.rsplit('/', 1)[-1]}:{tb[-1].lineno} in {tb[-1].name}" \
+            if tb else ""
+        out = [*sink.results, Result(
+            name, "", "pvspec", "error",
+            f"suite defect in check {name} ({sink.current}): {type(e).__name__}: {e}{where}",
+            fault="suite")]
+    finally:
+        _SINK.reset(token)
+    return [attrs.evolve(r, fn=name) for r in out]
+
+
 def run_checks(t: Target, names: tuple[str, ...] | None = None) -> list[Result]:
-    """Every check for the target's kind; an unexpected exception is a failed result."""
-    table = FS_CHECKS if t.kind == "fs" else BLK_CHECKS
+    """Every check for the target's kind (or those in ``names``), each guarded; stops
+    after a check that found the back-end gone (later checks would only fail to connect)."""
     out: list[Result] = []
-    for name, fn in table.items():
+    for name in check_names(t.kind):
         if names and name not in names:
             continue
-        try:
-            out.extend(fn(t))
-        except ProtocolViolation as e:
-            out.append(Result(name, "VHOST-USER-REPLY", _section("VHOST-USER-REPLY"), "fail",
-                              str(e)))
+        rs = run_check(t, name)
+        out.extend(rs)
+        if any(r.gone for r in rs):
+            break
     return out

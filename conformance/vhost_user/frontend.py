@@ -10,10 +10,13 @@ reply raises :class:`ProtocolViolation`.
 
 from __future__ import annotations
 
+import array
 import contextlib
+import errno
 import os
 import select
 import socket
+import stat
 import struct
 import time
 
@@ -38,10 +41,60 @@ from conformance.vhost_user.protocol import (
     Req,
     ViolationKind,
     check_reply,
+    req_name,
 )
 from spec.virtio.split import SplitLayout
 
 DEFAULT_TIMEOUT = 3.0
+CONNECT_WITHIN = 3.0  # seconds for the connection itself (see :func:`connect_unix`)
+MAX_FDS = 16  # ancillary room per read: any fd in a reply is a violation, count them all
+_RETRY = (errno.EAGAIN, errno.EINPROGRESS, errno.ECONNREFUSED, errno.ENOENT, errno.EINTR)
+
+
+def connect_unix(path: str, within: float) -> socket.socket:
+    """A connected Unix stream socket to ``path`` within ``within`` seconds.
+
+    Non-blocking connects, retried while the answer may change (EAGAIN: the listen
+    backlog is full; ECONNREFUSED/ENOENT: the back-end is not listening yet), never a
+    blocking call without a bound.  A path that exists but is not a socket fails at once.
+    """
+    deadline = time.monotonic() + within
+    last = "no attempt"
+    while True:
+        try:
+            mode = os.stat(path).st_mode
+        except FileNotFoundError:
+            last = "no such file"
+        except OSError as e:
+            raise ProtocolViolation(ViolationKind.UNREACHABLE, 0,
+                                    f"cannot reach {path}: {e.strerror or e}") from None
+        else:
+            if not stat.S_ISSOCK(mode):
+                raise ProtocolViolation(ViolationKind.UNREACHABLE, 0,
+                                        f"{path} is not a socket")
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.setblocking(False)
+            try:
+                err = sock.connect_ex(path)
+                if err == errno.EINPROGRESS:  # not for AF_UNIX on Linux; bounded anyway
+                    _, w, _ = select.select([], [sock], [],
+                                            max(0.0, deadline - time.monotonic()))
+                    err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) if w else \
+                        errno.ETIMEDOUT
+                if err == 0:
+                    return sock
+            except OSError as e:
+                err = e.errno or errno.EIO
+            sock.close()
+            last = os.strerror(err)
+            if err not in _RETRY and err != errno.ETIMEDOUT:
+                raise ProtocolViolation(ViolationKind.UNREACHABLE, 0,
+                                        f"cannot connect to {path}: {last}")
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise ProtocolViolation(ViolationKind.UNREACHABLE, 0,
+                                    f"cannot connect to {path} within {within:g}s: {last}")
+        time.sleep(min(0.02, left))
 
 
 @attrs.define
@@ -73,29 +126,23 @@ class Vring:
 
 
 class Frontend:
-    """One vhost-user connection.  Use as a context manager; all waits are bounded."""
+    """One vhost-user connection.  Use as a context manager; all waits are bounded.
+
+    ``connect_within`` bounds the connection itself: the socket must exist, be a socket
+    and accept within it (a back-end whose listen backlog is full answers EAGAIN, retried
+    until the deadline), else :class:`ProtocolViolation` ``unreachable``.
+    """
 
     def __init__(self, path: str, timeout: float = DEFAULT_TIMEOUT,
-                 connect_within: float = 5.0) -> None:
+                 connect_within: float = CONNECT_WITHIN) -> None:
         self.path = path
         self.timeout = timeout
         self.trace: list[str] = []
         self.protocol_features = 0
         self.features = 0
         self.vrings: dict[int, Vring] = {}
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        deadline = time.monotonic() + connect_within
-        while True:
-            try:
-                self.sock.settimeout(timeout)
-                self.sock.connect(path)
-                break
-            except (FileNotFoundError, ConnectionRefusedError) as e:
-                if time.monotonic() > deadline:
-                    self.sock.close()
-                    raise ProtocolViolation(ViolationKind.CLOSED, 0,
-                                            f"cannot connect to {path}: {e}") from e
-                time.sleep(0.02)
+        self.sock = connect_unix(path, connect_within)
+        self.sock.settimeout(timeout)
 
     # --- context management ------------------------------------------------------------
 
@@ -118,46 +165,67 @@ class Frontend:
     def reply_ack(self) -> bool:
         return bool(self.protocol_features >> PF.REPLY_ACK & 1)
 
+    def _fault(self, kind: ViolationKind, request: int, detail: str) -> ProtocolViolation:
+        """A violation carrying the last messages exchanged, as trace ops."""
+        return ProtocolViolation(kind, request, detail, tuple(
+            {"op": "vhost-user", "kind": "message", "text": t} for t in self.trace[-8:]))
+
     def send(self, msg: Message) -> None:
-        self.trace.append(f"> {_name(msg.request)} flags={msg.flags:#x} size={len(msg.payload)}"
-                          + (f" fds={len(msg.fds)}" if msg.fds else ""))
+        self.trace.append(f"> {req_name(msg.request)} flags={msg.flags:#x} "
+                          f"size={len(msg.payload)}" + (f" fds={len(msg.fds)}" if msg.fds else ""))
         try:
+            self.sock.settimeout(self.timeout)
             if msg.fds:
                 socket.send_fds(self.sock, [msg.encode()], list(msg.fds))
             else:
                 self.sock.sendall(msg.encode())
-        except (BrokenPipeError, ConnectionResetError, OSError) as e:
-            raise ProtocolViolation(ViolationKind.CLOSED, msg.request, str(e)) from e
+        except TimeoutError as e:
+            raise self._fault(ViolationKind.TIMEOUT, msg.request,
+                              f"the back-end took no bytes within {self.timeout}s") from e
+        except OSError as e:
+            raise self._fault(ViolationKind.CLOSED, msg.request, str(e)) from e
 
     def _recv_exact(self, n: int, request: int) -> bytes:
+        """``n`` bytes of a reply within the bound; any file descriptor attached to them
+        (SCM_RIGHTS) is closed and reported: no reply this front-end asks for carries
+        one (vhost-user.rst, "Message types")."""
         buf = bytearray()
         deadline = time.monotonic() + self.timeout
         while len(buf) < n:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise ProtocolViolation(ViolationKind.TIMEOUT, request,
-                                        f"{len(buf)}/{n} bytes within {self.timeout}s")
+                raise self._fault(ViolationKind.TIMEOUT, request,
+                                  f"{len(buf)}/{n} bytes within {self.timeout}s")
             self.sock.settimeout(left)
             try:
-                chunk = self.sock.recv(n - len(buf))
+                chunk, anc, flags, _ = self.sock.recvmsg(
+                    n - len(buf), socket.CMSG_SPACE(MAX_FDS * 4))
             except TimeoutError as e:
-                raise ProtocolViolation(ViolationKind.TIMEOUT, request,
-                                        f"{len(buf)}/{n} bytes within {self.timeout}s") from e
-            except (ConnectionResetError, OSError) as e:
-                raise ProtocolViolation(ViolationKind.CLOSED, request, str(e)) from e
+                raise self._fault(ViolationKind.TIMEOUT, request,
+                                  f"{len(buf)}/{n} bytes within {self.timeout}s") from e
+            except OSError as e:
+                raise self._fault(ViolationKind.CLOSED, request, str(e)) from e
+            fds = _close_fds(anc)
+            if fds or flags & socket.MSG_CTRUNC:
+                raise self._fault(ViolationKind.UNEXPECTED_FDS, request,
+                                  f"{fds or 'more than ' + str(MAX_FDS)} file descriptor(s) "
+                                  f"attached to the reply (closed)")
             if not chunk:
-                raise ProtocolViolation(ViolationKind.CLOSED, request,
-                                        f"EOF after {len(buf)}/{n} bytes")
+                raise self._fault(ViolationKind.CLOSED, request,
+                                  f"EOF after {len(buf)}/{n} bytes")
             buf += chunk
         return bytes(buf)
 
     def recv_reply(self, sent: int, want_size: int | None) -> bytes:
         request, flags, size = HEADER.unpack(self._recv_exact(HEADER.size, sent))
         if size > MAX_PAYLOAD:
-            raise ProtocolViolation(ViolationKind.BAD_SIZE, sent, f"payload size {size}")
+            raise self._fault(ViolationKind.BAD_SIZE, sent, f"payload size {size}")
         payload = self._recv_exact(size, sent) if size else b""
-        self.trace.append(f"< {_name(request)} flags={flags:#x} size={size}")
-        check_reply(sent, flags, request, payload, want_size)
+        self.trace.append(f"< {req_name(request)} flags={flags:#x} size={size}")
+        try:
+            check_reply(sent, flags, request, payload, want_size)
+        except ProtocolViolation as e:
+            raise self._fault(e.kind, sent, e.detail) from None
         return payload
 
     def get(self, req: int, payload: bytes = b"", want_size: int | None = -1) -> bytes:
@@ -174,7 +242,7 @@ class Frontend:
         if ack:
             (status,) = U64.unpack(self.recv_reply(req, 8))
             if status != 0:
-                raise ProtocolViolation(ViolationKind.NACK, req, f"status {status}")
+                raise self._fault(ViolationKind.NACK, req, f"status {status}")
 
     def backend_closed(self, wait: float = 0.0) -> bool:
         """True when the back-end has closed the connection (EOF readable)."""
@@ -215,8 +283,8 @@ class Frontend:
         reply = self.get(Req.GET_CONFIG, payload, want_size=CONFIG_HDR.size + size)
         off, sz, _flags = CONFIG_HDR.unpack_from(reply)
         if (off, sz) != (offset, size):
-            raise ProtocolViolation(ViolationKind.BAD_SIZE, Req.GET_CONFIG,
-                                    f"config header ({off},{sz}) != ({offset},{size})")
+            raise self._fault(ViolationKind.BAD_SIZE, Req.GET_CONFIG,
+                              f"config header ({off},{sz}) != ({offset},{size})")
         return reply[CONFIG_HDR.size:]
 
     def set_mem_table(self, regions: list[MemfdMemory]) -> None:
@@ -248,5 +316,15 @@ class Frontend:
         return num
 
 
-def _name(req: int) -> str:
-    return Req(req).name if req in Req._value2member_map_ else str(req)
+def _close_fds(ancillary: list[tuple[int, int, bytes]]) -> int:
+    """Close every file descriptor in SCM_RIGHTS ancillary data; how many there were."""
+    n = 0
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds = array.array("i")
+            fds.frombytes(data[: len(data) - len(data) % fds.itemsize])
+            for fd in fds:
+                n += 1
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+    return n

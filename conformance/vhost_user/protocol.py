@@ -100,7 +100,9 @@ VRING_NOFD = 1 << 8
 
 
 class ViolationKind(enum.Enum):
+    UNREACHABLE = "unreachable"  # no connection within the bound (no socket, never accepts)
     CLOSED = "closed"  # back-end closed the socket (or it reset)
+    CRASHED = "crashed"  # the back-end process is gone
     TIMEOUT = "timeout"  # no (complete) reply within the bound
     BAD_VERSION = "bad-version"
     NO_REPLY_BIT = "no-reply-bit"
@@ -110,15 +112,47 @@ class ViolationKind(enum.Enum):
     UNEXPECTED_FDS = "unexpected-fds"
 
 
-class ProtocolViolation(Exception):
-    """A reply (or its absence) that breaks vhost-user rules: a verdict, not a crash."""
+# A back-end that is gone or silent (the connection, not a reply, is at fault).
+GONE_KINDS = frozenset({ViolationKind.UNREACHABLE, ViolationKind.CLOSED, ViolationKind.CRASHED})
 
-    def __init__(self, kind: ViolationKind, request: int, detail: str = "") -> None:
-        name = Req(request).name if request in Req._value2member_map_ else str(request)
-        super().__init__(f"{kind.value} on {name}: {detail}".rstrip(": "))
+
+class ProtocolViolation(Exception):
+    """A reply (or its absence) that breaks vhost-user rules: a target fault, not a crash.
+
+    ``trace``: the messages (or the request records) that led to it, as report trace ops
+    (``{"op": "vhost-user", "text": ...}``).
+    """
+
+    def __init__(self, kind: ViolationKind, request: int, detail: str = "",
+                 trace: tuple[dict[str, object], ...] = ()) -> None:
+        super().__init__(f"{kind.value} on {req_name(request)}: {detail}".rstrip(": "))
         self.kind = kind
         self.request = request
         self.detail = detail
+        self.trace = trace
+        self.dead: str | None = None  # set once probed: why the back-end is gone, or None
+
+    @property
+    def requirement(self) -> str:
+        """The vhost-user rule this fault is about: a reply that breaks the message rules
+        is ``VHOST-USER-REPLY``; silence or a vanished back-end ``VHOST-USER-RESPONSIVE``
+        (``VHOST-USER-CONNECT`` when no connection could be made at all)."""
+        if self.kind is ViolationKind.UNREACHABLE:
+            return "VHOST-USER-CONNECT"
+        if self.kind in GONE_KINDS or self.kind is ViolationKind.TIMEOUT:
+            return "VHOST-USER-RESPONSIVE"
+        return "VHOST-USER-REPLY"
+
+    @property
+    def gone(self) -> bool:
+        """The back-end may be dead: closed, crashed, unreachable or silent."""
+        return self.kind in GONE_KINDS or self.kind is ViolationKind.TIMEOUT
+
+
+def req_name(request: int) -> str:
+    if request == 0:
+        return "connect"
+    return Req(request).name if request in Req._value2member_map_ else str(request)
 
 
 @attrs.frozen

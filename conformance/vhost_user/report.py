@@ -1,119 +1,353 @@
 """``run_conformance``: run the vhost-user checks on one target and render them in the one
-result model (:class:`conformance.report.Report`), like every other target.
+result model (:mod:`conformance.results`, :class:`conformance.report.Report`), like every
+other target.
 
-Each (check, rule) pair becomes one report check; a known deviation (see
-``EXPECTED_DEVIATIONS`` and docs/findings.md) stays *failed* in the report, because the
-device does break the rule, and is named in the notes.  The traceability matrix accounts
-for every device-side requirement of the core chapters and of the device's own chapter, so
-a rule the front-end cannot reach shows as skipped rather than disappearing.
+* Reaching the back-end is a precondition (:func:`connect_check`, requirement
+  ``VHOST-USER-CONNECT``): a path that is no socket, a socket that never accepts, a
+  back-end that closes at once end the run as ``error`` within seconds, with nothing
+  credited.
+* Each (check, rule) pair becomes one report check of kind ``virtio``: ``passed`` and
+  ``failed`` judge the rule; a skip is ``not-judged`` with its reason; a target fault
+  (hang, garbage, closed connection, dead back-end) is ``error``; an exception in a check
+  is an ``error`` check of kind ``suite`` naming it.  A known deviation
+  (``EXPECTED_DEVIATIONS``, docs/findings.md) stays *failed* and is named in the notes; a
+  SHOULD not met passes (a SHOULD binds no device) and is named in the notes.
+* A back-end found dead ends the run at once (``incomplete``), so no later check runs
+  against it and nothing is credited to it.
+* The report is written after every check and however the run ends (Ctrl-C, SIGTERM,
+  the time limit); a managed back-end is stopped on every path.  A failure's request
+  records are saved as ``traces/NAME.json`` (format ``pvspec-virtio-trace``).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
-from conformance.report import Check, Failure, Report, combine
-from conformance.vhost_user.checks import VHOST_RULES, Result, run_checks
-from conformance.vhost_user.targets import Target, TargetUnavailable, open_target
+from conformance.recorder import ENDINGS, Recorder, record_ending
+from conformance.report import Report
+from conformance.requirements import VHOST_USER_RULES, virtio_device
+from conformance.results import (
+    Check,
+    Failure,
+    NotJudged,
+    Status,
+    clip_text,
+    matches,
+    not_judged,
+)
+from conformance.vhost_user import evidence as ev
+from conformance.vhost_user.checks import (
+    COVERS,
+    PLATFORM_DETAIL,
+    PLATFORM_RULES,
+    Result,
+    check_names,
+    run_check,
+)
+from conformance.vhost_user.frontend import Frontend
+from conformance.vhost_user.protocol import ProtocolViolation, Req, ViolationKind
+from conformance.vhost_user.targets import Target, TargetUnavailable, open_target, target_kind
 from spec.virtio import oracle as orc
 from spec.virtio.registry import all_requirements
 
-STATUS = {"pass": "passed", "warn": "passed", "skip": "skipped", "fail": "failed",
-          "expected-deviation": "failed"}
-DEVICE_CHAPTER = {"blk": "5.2", "fs": "5.11"}
+__all__ = ["build_report", "check_names", "connect_check", "run_conformance", "run_one",
+           "to_checks", "universe"]
+
+KIND = "virtio"
 METHOD = "vhost-user front-end over shared memory; spec oracle"
+CONNECT_WITHIN = 3.0  # seconds to connect (EAGAIN from a full backlog retried until then)
+REPLY_WITHIN = 4.0  # seconds for the back-end's first reply (GET_FEATURES)
+GONE_DETAIL = ("a back-end answers or closes the connection; it never hangs nor dies "
+               "on guest input")
 
 
 def universe(kind: str) -> dict[str, str]:
-    """Requirement id -> clause a vhost-user back-end of ``kind`` answers for.
-
-    Device-side rules of chapters 2, 3 and 6 and of its device chapter; the transport
-    chapter (4) belongs to the VMM in front of a vhost-user back-end, not to the back-end.
-    """
-    chapter = DEVICE_CHAPTER[kind]
-    out = {r.id: r.section for r in all_requirements() if r.side == "device" and (
-        r.section.split(".")[0] in ("2", "3", "6") or
-        f"{r.section}.".startswith(f"{chapter}."))}
-    out |= {rule: section for rule, (section, _) in orc.IMPLIED_RULES.items()}
-    out |= {rule: section for rule, (section, _) in VHOST_RULES.items()}
-    return out
+    """Requirement id -> clause a vhost-user back-end of ``kind`` answers for
+    (:func:`conformance.requirements.virtio_device`)."""
+    return {r.id: r.clause for r in virtio_device(kind)}
 
 
 def _paraphrase(rule: str) -> str:
     for r in all_requirements():
         if r.id == rule:
             return r.text
-    return (orc.IMPLIED_RULES.get(rule) or VHOST_RULES.get(rule) or ("", rule))[1]
+    return (orc.IMPLIED_RULES.get(rule) or VHOST_USER_RULES.get(rule) or ("", rule))[1]
 
 
-def to_checks(results: list[Result], seconds: float = 0.0) -> list[Check]:
+def _check(**kw: Any) -> Check:
+    """A :class:`Check` from keywords (its attrs converters confuse a type checker)."""
+    return Check(**kw)
+
+
+# --- results -> checks --------------------------------------------------------------------
+def to_checks(results: Sequence[Result], seconds: float = 0.0) -> list[Check]:
     """One report check per (check, rule), in first-seen order."""
+    return [c for c, _ in to_checks_with_evidence(results, seconds)]
+
+
+def to_checks_with_evidence(results: Sequence[Result], seconds: float = 0.0
+                            ) -> list[tuple[Check, tuple[dict[str, Any], ...]]]:
+    """:func:`to_checks`, each check with the full request records of its failure (what
+    the trace file keeps; the check's own trace has the buffers clipped)."""
     groups: dict[tuple[str, str], list[Result]] = {}
     for r in results:
         groups.setdefault((r.check, r.rule), []).append(r)
     per = seconds / max(1, len(groups))
-    out = []
-    for (check, rule), rs in groups.items():
-        status = combine([STATUS[r.status] for r in rs])
-        bad = next((r for r in rs if STATUS[r.status] == "failed"), None)
-        notes = [r.detail for r in rs if r.status == "warn"]
-        failure = None if bad is None else Failure(
-            kind="device", requirement=rule, clause=bad.section, expected=_paraphrase(rule),
-            observed=bad.detail,
-            trace=tuple({"op": "vhost-user", "text": t} for t in bad.trace))
-        detail = (bad.detail if bad else
-                  "; ".join(f"SHOULD not met: {d}" for d in notes) or
-                  ("; ".join(r.detail for r in rs if r.status == "skip")
-                   if status == "skipped" else ""))
-        out.append(Check(id=f"{check}:{rule}", title=f"{check}: {rule}", kind="vhost-user",
-                         status=status, covers=(rule,), clause=rs[0].section, method=METHOD,
-                         seconds=per, steps=len(rs), detail=detail, failure=failure))
-    return out
+    return [_group(check, rule, rs, per) for (check, rule), rs in groups.items()]
+
+
+def _covers_of(r: Result) -> tuple[str, ...]:
+    return COVERS.get(r.fn or r.check, ())
+
+
+def _group(check: str, rule: str, rs: list[Result], seconds: float
+           ) -> tuple[Check, tuple[dict[str, Any], ...]]:
+    common: dict[str, Any] = {"method": METHOD, "seconds": seconds, "steps": len(rs)}
+    if not rule:  # a defect of the suite: the check names itself
+        r = rs[0]
+        return _check(id=check, title=f"{check}: suite defect", kind="suite",
+                     status=Status.ERROR, covers=_covers_of(r), clause="pvspec",
+                     detail=clip_text(r.detail),
+                     failure=Failure("suite", check, "pvspec", "the check runs to its end",
+                                     clip_text(r.detail)), **common), ()
+    section = rs[0].section
+    base: dict[str, Any] = {"id": f"{check}:{rule}", "title": f"{check}: {rule}", "kind": KIND,
+                            "clause": section, **common}
+    bad = next((r for r in rs if r.status in ("fail", "expected-deviation")), None)
+    err = next((r for r in rs if r.status == "error"), None)
+    if bad is not None:
+        trace = tuple(ev.clip_op(o) for o in bad.trace)
+        failure = Failure("device", rule, bad.section, _paraphrase(rule), clip_text(bad.detail),
+                          trace)
+        detail = bad.detail + (" (a known deviation: docs/findings.md)"
+                               if bad.status == "expected-deviation" else "")
+        return _check(status=Status.FAILED, covers=(rule,), judged=(rule,),
+                     detail=clip_text(detail), failure=failure, **base), bad.trace
+    if err is not None:
+        covers = tuple(dict.fromkeys((rule, *_covers_of(err))))
+        failure = Failure(err.fault or "protocol", rule, err.section,
+                          _paraphrase(rule) or GONE_DETAIL, clip_text(err.detail),
+                          tuple(ev.clip_op(o) for o in err.trace))
+        return _check(status=Status.ERROR, covers=covers, judged=(), detail=clip_text(err.detail),
+                     failure=failure, **base), err.trace
+    if any(r.status in ("pass", "warn") for r in rs):
+        warns = [r.detail for r in rs if r.status == "warn"]
+        detail = ("SHOULD-level recommendation not met (a SHOULD binds no device: passed): "
+                  + "; ".join(warns[:3])) if warns else ""
+        return _check(status=Status.PASSED, covers=(rule,), judged=(rule,),
+                     detail=clip_text(detail), **base), ()
+    skips = [r for r in rs if r.status == "skip"]
+    reason = NotJudged(skips[0].reason) if skips and skips[0].reason else \
+        NotJudged.NOT_REACHED
+    return _check(status=Status.NOT_JUDGED, covers=(rule,), reason=reason,
+                 detail=clip_text("; ".join(dict.fromkeys(r.detail for r in skips))),
+                 **base), ()
+
+
+def result_notes(results: Iterable[Result]) -> list[str]:
+    """Known deviations and SHOULD-level findings, for the report's notes."""
+    out: list[str] = []
+    for r in results:
+        if r.status == "expected-deviation":
+            out.append("known deviation (docs/findings.md): "
+                       + r.detail.rsplit("[", 1)[-1].rstrip("]"))
+        elif r.status == "warn":
+            out.append(f"SHOULD-level: {r.check}: {r.rule}: {r.detail}")
+    return list(dict.fromkeys(out))
+
+
+def platform_check() -> Check:
+    """What no vhost-user front-end can observe: the order of the device's accesses."""
+    return not_judged("platform:access-order", "rules about the order of the device's "
+                      "memory accesses", KIND, PLATFORM_RULES, NotJudged.PLATFORM,
+                      PLATFORM_DETAIL, method=METHOD)
 
 
 def build_report(target_spec: str, results: list[Result], seconds: float, kind: str = "blk",
                  ) -> Report:
-    rep = Report(target=target_spec, target_name=f"vhost-user {kind} back-end", abi_version="",
-                 protocol_version="vhost-user", capabilities=("virtio", "vhost-user", kind),
-                 seconds=seconds, checks=to_checks(results, seconds), universe=universe(kind))
-    known = sorted({r.detail.rsplit("[", 1)[-1].rstrip("]") for r in results
-                    if r.status == "expected-deviation"})
-    rep.notes += [f"known deviation (docs/findings.md): {k}" for k in known]
-    rep.notes += [f"SHOULD-level: {r.check}: {r.rule}: {r.detail}" for r in results
-                  if r.status == "warn"]
+    """A report of results already gathered (no run)."""
+    rep = _new_report(target_spec, kind, None)
+    rep.seconds = seconds
+    rep.checks = to_checks(results, seconds)
+    rep.notes += result_notes(results)
     return rep
 
 
+def _new_report(target_spec: str, kind: str, provenance: dict[str, Any] | None) -> Report:
+    return Report(target=target_spec, target_name=f"vhost-user {kind} back-end",
+                  abi_version="", protocol_version="vhost-user",
+                  capabilities=("virtio", "vhost-user", kind), universe=universe(kind),
+                  provenance=dict(provenance or {}))
+
+
+# --- reachability ---------------------------------------------------------------------------
+def _unreachable(cid: str, title: str, requirement: str, observed: str,
+                 trace: tuple[dict[str, Any], ...] = (), kind: str = "crash",
+                 seconds: float = 0.0) -> Check:
+    return _check(id=cid, title=title, kind=KIND, status=Status.ERROR, covers=(requirement,),
+                 clause=VHOST_USER_RULES.get(requirement, ("", ""))[0], method=METHOD,
+                 seconds=seconds, detail=clip_text(f"{requirement}: {observed}"),
+                 failure=Failure(kind, requirement,
+                                 VHOST_USER_RULES.get(requirement, ("", ""))[0],
+                                 _paraphrase(requirement), clip_text(observed), trace))
+
+
+def connect_check(target: Target, within: float = CONNECT_WITHIN,
+                  reply_within: float = REPLY_WITHIN) -> Check:
+    """The precondition of every check: connect (bounded) and get an answer to
+    GET_FEATURES.  On success the connection is handed over to the next check
+    (``target.handoff``: a back-end such as virtiofsd serves one connection only)."""
+    t0 = time.perf_counter()
+    cid, title = "vhost-user:connect", "connect to the back-end and get an answer"
+    try:
+        fe = Frontend(target.socket_path, timeout=reply_within, connect_within=within)
+    except ProtocolViolation as e:
+        return _unreachable(cid, title, "VHOST-USER-CONNECT", str(e), e.trace,
+                            seconds=time.perf_counter() - t0)
+    try:
+        offered = fe.get_u64(Req.GET_FEATURES)
+    except ProtocolViolation as e:
+        fe.close()
+        # silence or a closed connection: not reached at all; a malformed answer: reached,
+        # but what it says is not a vhost-user reply
+        gone = e.gone or e.kind is ViolationKind.TIMEOUT
+        rule = "VHOST-USER-CONNECT" if gone else "VHOST-USER-REPLY"
+        return _unreachable(cid, title, rule, f"connected, but no answer to GET_FEATURES: {e}"
+                            if gone else str(e), e.trace, "crash" if gone else "protocol",
+                            time.perf_counter() - t0)
+    old = target.take_handoff()
+    if old is not None:
+        old.close()
+    target.handoff = fe
+    return _check(id=cid, title=title, kind=KIND, status=Status.PASSED,
+                 covers=("VHOST-USER-CONNECT",), judged=("VHOST-USER-CONNECT",),
+                 clause=VHOST_USER_RULES["VHOST-USER-CONNECT"][0], method=METHOD,
+                 seconds=time.perf_counter() - t0,
+                 detail=f"connected to {target.socket_path}; GET_FEATURES {offered:#x}")
+
+
+# --- the API the pytest plugin uses -----------------------------------------------------------
+def run_one(target: Target, name: str) -> list[Check]:
+    """One check (a :func:`check_names` entry) on an open target, as report checks; never
+    raises (but for Ctrl-C and :class:`RunInterrupted`): a fault is an ``error`` check."""
+    t0 = time.perf_counter()
+    return to_checks(run_check(target, name), time.perf_counter() - t0)
+
+
+# --- the run ------------------------------------------------------------------------------
 def run_conformance(target_spec: str, report_dir: str | Path | None = None,
-                    checks: tuple[str, ...] | None = None,
-                    json_file: str | Path | None = None) -> Report:
-    """Start (if managed) ``target_spec``, run every check, stop it, write the report.
+                    checks: Sequence[str] | None = None,
+                    json_file: str | Path | None = None, *,
+                    progress: Callable[[str, Check], None] | None = None,
+                    only: Sequence[str] = (), skip: Sequence[str] = (),
+                    provenance: dict[str, Any] | None = None,
+                    max_errors: int = 3) -> Report:
+    """Start (if managed) ``target_spec``, check it can be reached, run every check, stop
+    it; the report, written after every check.  Never raises.
 
     ``target_spec``: ``vhost-user:SOCKET``, ``qemu-vhost-user-blk``,
-    ``reference-vhost-user-blk`` or ``virtiofsd``.  A target that cannot be started is
-    one ``error`` check with the reason (exit status 2), never a pass.
+    ``reference-vhost-user-blk`` or ``virtiofsd``.  ``checks``: run only these checks;
+    ``only`` / ``skip``: glob patterns over check names and rule ids (a deselected rule is
+    not judged, reason ``deselected``; a failure or error found on one is still
+    reported).  ``KeyboardInterrupt`` and :class:`RunInterrupted` end the run with an
+    incomplete report (written) whose ``exit_code`` is 130 or the exception's code.
     """
-    t0 = time.monotonic()
-    try:
-        target: Target = open_target(target_spec)
-    except TargetUnavailable as e:
-        rep = Report(target=target_spec, abi_version="", protocol_version="vhost-user",
-                     checks=[Check(id="target", title="start the target", kind="vhost-user",
-                                   status="error", covers=(), method=METHOD,
-                                   detail=f"target unavailable: {e}")],
-                     universe={})
-    else:
-        try:
-            results = run_checks(target, checks)
-        finally:
-            target.stop()
-        rep = build_report(target_spec, results, time.monotonic() - t0, target.kind)
-    rep.seconds = time.monotonic() - t0
-    if report_dir is not None:
-        rep.write(report_dir)
-    if json_file is not None:
-        import json
+    start = time.perf_counter()
+    kind = target_kind(target_spec)
+    report = _new_report(target_spec, kind, provenance)
+    out = Path(report_dir) if report_dir is not None else None
+    target: Target | None = None
+    deselected: list[str] = []
+    rec = Recorder(report, out, json_file,
+                   lambda d, name, f, ops: ev.write_trace(d, name, f, ops, target_spec),
+                   progress, max_errors, start)
+    add, save = rec.add, rec.save
 
-        Path(json_file).write_text(json.dumps(rep.summary(), indent=1))
-    return rep
+    def wanted(name: str, *names: str) -> bool:
+        return (not only or matches(only, name, *names)) and not matches(skip, name, *names)
+
+    try:
+        try:
+            target = open_target(target_spec)
+        except TargetUnavailable as exc:
+            add(_unreachable("vhost-user:start", "start or find the back-end",
+                             "VHOST-USER-CONNECT", f"target unavailable: {exc}"))
+            report.incomplete = f"the back-end could not be reached: {exc}"
+            return report
+        pre = connect_check(target)
+        add(pre)
+        if pre.status is not Status.PASSED:
+            report.incomplete = (f"the back-end could not be reached "
+                                 f"({pre.failure.requirement if pre.failure else ''}); "
+                                 f"no check was run")
+            return report
+        for name in check_names(kind):
+            covers = COVERS.get(name, ())
+            if (checks and name not in checks) or not (
+                    (not only or matches(only, name, *covers)) and not matches(skip, name)):
+                deselected.extend(covers)
+                continue
+            if not target.alive():
+                add(_gone(name, f"the back-end process is gone ({target.exit_status()})",
+                          target, before=True))
+                report.incomplete = (f"the back-end died before {name} "
+                                     f"({target.exit_status()}); later checks were not run")
+                break
+            t0 = time.perf_counter()
+            results = run_check(target, name)
+            kept: list[Result] = []
+            for r in results:
+                if r.status in ("fail", "expected-deviation", "error") or \
+                        wanted(name, r.check, r.rule):
+                    kept.append(r)
+                else:
+                    deselected.append(r.rule)
+            for n in result_notes(kept):
+                if n not in report.notes:
+                    report.notes.append(n)
+            # one check's rules are written together (a report per rule would cost more
+            # than the checks themselves)
+            pairs = to_checks_with_evidence(kept, time.perf_counter() - t0)
+            try:
+                for c, records in pairs:
+                    add(c, records, write=False)
+            finally:
+                save()
+            dead = next((r.gone for r in results if r.gone), "")
+            if dead:
+                if not any(r.rule == "VHOST-USER-RESPONSIVE" and r.status == "error"
+                           for r in results):
+                    add(_gone(name, dead, target))
+                report.incomplete = (f"the back-end stopped answering during {name} "
+                                     f"({dead}); later checks were not run")
+                break
+        add(platform_check())
+        if deselected:
+            add(not_judged("selection", "checks and rules left out by only / skip / checks",
+                           "suite", dict.fromkeys(deselected), NotJudged.DESELECTED,
+                           f"checks {list(checks or [])} only {list(only)} skip {list(skip)}"))
+    except ENDINGS as exc:  # never a traceback, never a lost report
+        record_ending(report, exc)
+        _salvage(report, exc)
+    finally:
+        rec.finish(target.stop if target is not None else None, "stopping the back-end")
+    return report
+
+
+def _salvage(report: Report, exc: BaseException) -> None:
+    """Add what an interrupted check judged before the interruption."""
+    partial = getattr(exc, "pvspec_partial", None)
+    if partial:
+        report.checks += to_checks(partial)
+
+
+def _gone(name: str, why: str, target: Target, before: bool = False) -> Check:
+    """The back-end is dead: VHOST-USER-RESPONSIVE is an error, never a pass."""
+    log = target.log()[-600:]
+    trace = (ev.op(f"back-end log: {log}", kind="log"),) if log.strip() else ()
+    return _unreachable(f"vhost-user:alive-{'before' if before else 'after'}:{name}",
+                        f"the back-end is alive {'before' if before else 'after'} {name}",
+                        "VHOST-USER-RESPONSIVE", why, trace)

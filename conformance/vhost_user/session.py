@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import attrs
 
+from conformance.vhost_user import evidence as ev
 from conformance.vhost_user.frontend import Frontend, Vring
 from conformance.vhost_user.memory import MemfdMemory
 from conformance.vhost_user.protocol import PF, ProtocolViolation
@@ -50,13 +52,35 @@ class Completion:
 
 @attrs.define
 class Step:
-    """One kick and what came of it."""
+    """One kick and what came of it; :meth:`evidence` shows it (built only when asked)."""
 
     verdict: orc.Verdict
     completions: list[Completion]
     notified: bool
     outcome: str  # "completed" | "no-progress" | "closed" | "crashed"
     judge_s: float = 0.0
+    layout: sp.SplitLayout | None = None
+    before: Any = None  # guest memory at publication (request bytes, poison)
+    after: Any = None  # guest memory once the device was done (its answer)
+    placed: list[tuple[int, blk.Request]] = attrs.field(factory=list)
+    ring: dict[str, Any] = attrs.field(factory=dict)
+
+    def evidence(self) -> tuple[dict[str, Any], ...]:
+        """The ring indices, each chain's descriptors and buffers before and after, and
+        the device's answer (see :mod:`conformance.vhost_user.evidence`)."""
+        if self.layout is None or self.before is None or self.after is None:
+            return ()
+        return ev.step_records(self.before, self.after, self.layout, self.placed, self.ring)
+
+
+def connect(target: Target, timeout: float) -> Frontend:
+    """A front-end connection to ``target``: the run's already-probed one when there is
+    one (a back-end such as virtiofsd serves a single connection), else a new one."""
+    fe = target.take_handoff()
+    if fe is not None:
+        fe.timeout = timeout
+        return fe  # type: ignore[no-any-return]
+    return Frontend(target.socket_path, timeout=timeout)
 
 
 class BlkSession:
@@ -66,7 +90,7 @@ class BlkSession:
                  base: int = 0, timeout: float = 2.0, observe_disk: bool = True) -> None:
         self.target = target
         self.timeout = timeout
-        self.fe = Frontend(target.socket_path, timeout=timeout)
+        self.fe = connect(target, timeout)
         try:
             self.offered, self.acked, self.poffered, self.packed = self.fe.negotiate(
                 want, PROTO_WANT)
@@ -83,6 +107,9 @@ class BlkSession:
             self.vring: Vring = self.fe.setup_vring(0, self.mem, self.layout, base)
         except BaseException:
             self.fe.close()
+            mem = getattr(self, "mem", None)
+            if mem is not None:
+                mem.close()
             raise
         self.view = orc.SplitView.start(self.layout, self.feats, base)
         cfg = blk.CONFIG.decode(self.config) if len(self.config) >= 8 else {}
@@ -151,16 +178,22 @@ class BlkSession:
         """Publish avail.idx, notify per 2.7.10.1, wait (bounded), then judge."""
         before = self.mem.frozen()
         write_le16(before, rm.avail_idx_addr(self.layout.avail), self.drv.avail_idx)
+        ring: dict[str, Any] = {"avail_idx": self.drv.avail_idx, "last_avail": self.view.last_avail,
+                "used_idx_before": self.view.used_idx, "last_used": self.drv.last_used}
         self.drv = sp.driver_publish(self.mem, self.drv)
         self.drv, need = sp.driver_must_kick(self.mem, self.drv)
         if need or force_kick:
             self.vring.kick()
         outcome, notified = self._wait(expect, self.timeout if wait is None else wait, grace)
         t0 = time.perf_counter()
+        after = self.mem.frozen()
+        ring |= {"used_idx_after": sp.read_used_idx(after, self.layout),
+                 "kicked": bool(need or force_kick), "notified": notified, "outcome": outcome}
+        seen: dict[str, Any] = {"layout": self.layout, "before": before, "after": after,
+                "placed": list(placed), "ring": ring}
         if not judge:
             self.drv, _ = sp.driver_collect(self.mem, self.drv)
-            return Step(orc.Verdict(()), [], notified, outcome)
-        after = self.mem.frozen()
+            return Step(orc.Verdict(()), [], notified, outcome, **seen)
         verdict, self.view = orc.judge_split(before, after, self.view, notified=notified,
                                              expect_progress=expect_progress
                                              and outcome == "completed")
@@ -175,7 +208,7 @@ class BlkSession:
             if req is None:
                 continue
             comps.append(self._judge_blk(head, req, length, after))
-        return Step(verdict, comps, notified, outcome, time.perf_counter() - t0)
+        return Step(verdict, comps, notified, outcome, time.perf_counter() - t0, **seen)
 
     def _wait(self, expect: int, timeout: float, grace: float) -> tuple[str, bool]:
         """Wait for ``expect`` used entries; then up to ``grace`` for a late call."""
@@ -205,7 +238,7 @@ class BlkSession:
     # --- virtio-blk payload (5.2.6) ----------------------------------------------------
 
     def _judge_blk(self, head: int, req: blk.Request, length: int | None,
-                   after: object) -> Completion:
+                   after: Any) -> Completion:
         chain = next((c for c in (sp.walk_chain(after, self.layout, head, self.feats),)), None)
         wbytes = b"".join(after.read(s.addr, s.len) for s in chain.writable)  # type: ignore
         status = wbytes[-1] if wbytes else None

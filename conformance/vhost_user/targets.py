@@ -9,14 +9,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import tempfile
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import attrs
 
@@ -26,7 +29,12 @@ DISK_BYTES = 1 << 20
 
 
 class TargetUnavailable(Exception):
-    """The target cannot be started here (missing program, refused to start, ...)."""
+    """The target cannot be started or reached here (missing program, refused to start,
+    no socket at the path, ...)."""
+
+
+class UnknownTarget(TargetUnavailable, ValueError):
+    """The target spec names no vhost-user target this suite knows."""
 
 
 def _die_with_parent() -> None:
@@ -53,9 +61,39 @@ class Target:
     tmpdir: str | None = None
     stop_hook: Callable[[], None] | None = None
     log_path: str | None = None
+    thread: threading.Thread | None = None  # an in-process back-end
+    # the back-end serves one front-end connection and then exits (virtiofsd): it cannot
+    # be probed by a second connection
+    single_connection: bool = False
+    # a connected, already-probed front-end (conformance.vhost_user.frontend.Frontend) the
+    # next check takes over instead of connecting again (see take_handoff)
+    handoff: Any = None
+    stopped: bool = False
+
+    @property
+    def managed(self) -> bool:
+        """Started (and stopped) by this suite, so its liveness is known."""
+        return self.proc is not None or self.thread is not None
 
     def alive(self) -> bool:
-        return self.proc is None or self.proc.poll() is None
+        """False once a managed back-end has exited; True when unknown (unmanaged)."""
+        if self.proc is not None:
+            return self.proc.poll() is None
+        if self.thread is not None:
+            return self.thread.is_alive()
+        return True
+
+    def exit_status(self) -> str:
+        if self.proc is not None and self.proc.poll() is not None:
+            rc = self.proc.returncode
+            return f"exit status {rc}" if rc >= 0 else f"killed by signal {-rc}"
+        if self.thread is not None and not self.thread.is_alive():
+            return "its thread ended"
+        return "running"
+
+    def take_handoff(self) -> Any:
+        fe, self.handoff = self.handoff, None
+        return fe
 
     def log(self) -> str:
         if self.log_path and os.path.exists(self.log_path):
@@ -64,23 +102,44 @@ class Target:
         return ""
 
     def stop(self) -> None:
-        if self.stop_hook:
-            self.stop_hook()
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=3)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=3)
-        if self.tmpdir:
-            shutil.rmtree(self.tmpdir, ignore_errors=True)
+        """Stop a managed back-end -- its whole process group -- and remove its files.
+        Idempotent, and never raises."""
+        fe = self.take_handoff()
+        if fe is not None:
+            with contextlib.suppress(Exception):
+                fe.close()
+        if self.stopped:
+            return
+        self.stopped = True
+        try:
+            if self.stop_hook:
+                self.stop_hook()
+        finally:
+            if self.proc is not None:
+                _kill_group(self.proc)
+            if self.tmpdir:
+                shutil.rmtree(self.tmpdir, ignore_errors=True)
 
     def __enter__(self) -> Target:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _kill_group(proc: subprocess.Popen[bytes], grace: float = 3.0) -> None:
+    """SIGTERM the back-end's process group (it runs in its own session), wait, then
+    SIGKILL whatever of the group is left."""
+    pgid = proc.pid  # start_new_session: the leader's pid is the group id
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=grace)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=grace)
 
 
 def qsd_path() -> str | None:
@@ -133,10 +192,11 @@ def _spawn(cmd: list[str], log: str) -> subprocess.Popen[bytes]:
 
 
 def _ready(t: Target, proc: subprocess.Popen[bytes] | None, log: str, within: float) -> Target:
-    """``t`` once its socket accepts connections; stopped (never leaked) if it never does."""
+    """``t`` once its socket exists; stopped (never leaked) if it never does, or if the
+    wait is interrupted (Ctrl-C, the run's time limit)."""
     try:
         _wait_socket(t.socket_path, proc, log, within)
-    except TargetUnavailable:
+    except BaseException:
         t.stop()
         raise
     return t
@@ -165,7 +225,7 @@ def start_reference_blk(disk_bytes: int = DISK_BYTES) -> Target:
         th.join(timeout=3)
 
     t = Target("reference-vhost-user-blk", "blk", sock, initial, lambda: bytes(disk), None, tmp,
-               stop_hook=halt)
+               stop_hook=halt, thread=th)
     return _ready(t, None, "", 5.0)
 
 
@@ -183,21 +243,39 @@ def start_virtiofsd(within: float = 10.0) -> Target:
     cmd = [exe, f"--socket-path={sock}", "-o", f"source={shared}", "-o", "cache=none",
            "-o", "sandbox=chroot", "-f"]
     proc = _spawn(cmd, log)
-    t = Target("virtiofsd", "fs", sock, None, None, proc, tmp, log_path=log)
+    t = Target("virtiofsd", "fs", sock, None, None, proc, tmp, log_path=log,
+               single_connection=True)  # virtiofsd exits when its front-end leaves
     return _ready(t, proc, log, within)
 
 
+def target_kind(spec: str) -> str:
+    """The device type a target spec speaks (``vhost-user:SOCKET`` is taken as blk)."""
+    return "fs" if spec == "virtiofsd" else "blk"
+
+
 def open_target(spec: str) -> Target:
-    """Parse a target spec and start it when managed."""
+    """Parse a target spec and start it when managed; :class:`TargetUnavailable` (never
+    another exception) when it cannot be started or there is no socket at the path."""
     if spec.startswith("vhost-user:"):
         path = spec.split(":", 1)[1]
-        if not os.path.exists(path):
-            raise TargetUnavailable(f"no socket at {path}")
-        return Target(spec, "blk", path)
+        try:
+            mode = os.stat(path).st_mode
+        except OSError as e:
+            raise TargetUnavailable(f"no socket at {path}: {e.strerror or e}") from None
+        if not stat.S_ISSOCK(mode):
+            raise TargetUnavailable(f"{path} is not a socket")
+        return Target(spec, target_kind(spec), path)
+    try:
+        return _start_managed(spec)
+    except (OSError, subprocess.SubprocessError) as e:
+        raise TargetUnavailable(f"cannot start {spec}: {e}") from None
+
+
+def _start_managed(spec: str) -> Target:
     if spec == "qemu-vhost-user-blk":
         return start_qemu_blk()
     if spec in ("reference-vhost-user-blk", "pvspec-vhost-user-blk"):
         return start_reference_blk()
     if spec == "virtiofsd":
         return start_virtiofsd()
-    raise ValueError(f"unknown vhost-user target {spec!r}")
+    raise UnknownTarget(f"unknown vhost-user target {spec!r}")

@@ -27,7 +27,7 @@ REPORT_SCHEMA = Path(__file__).parents[2] / "conformance" / "schemas" / "report.
 
 
 def _assert_clean(results: list[ck.Result]) -> None:
-    bad = [r for r in results if r.status == "fail"]
+    bad = [r for r in results if r.status in ("fail", "error")]
     assert not bad, "\n".join(f"{r.check} {r.rule} {r.detail}" for r in bad)
 
 
@@ -106,17 +106,23 @@ def test_run_conformance_reports(tmp_path: Path) -> None:
     jsonschema.validate(data, json.loads(REPORT_SCHEMA.read_text()))
     matrix = data["traceability"]
     assert matrix["VIRTIO-6.2-DEV-IN-ORDER"]["status"] == "passed"
-    # packed rings are device-side rules the split-ring front-end never reaches: skipped
-    assert any(v["status"] == "skipped" and v["clause"].startswith("2.8") for v in
-               matrix.values())
+    # packed rings are device-side rules the split-ring front-end never reaches: not judged
+    assert any(v["status"] == "not-judged" and v["reason"] == "not-implemented"
+               and v["clause"].startswith("2.8") for v in matrix.values())
     assert all(not r.startswith("abi:") for r in matrix)
+    # the checks left out are deselected, the access order is beyond the platform
+    assert matrix["VHOST-USER-VRING-BASE"]["reason"] == "deselected"
+    assert matrix["VIRTIO-2.7.8-DEV-USED-LEN"]["reason"] == "platform"
+    assert matrix["VHOST-USER-CONNECT"]["status"] == "passed"
+    assert all(c["kind"] in ("virtio", "suite") for c in data["checks"])
 
 
-def test_missing_feature_is_skipped_not_passed() -> None:
+def test_missing_feature_is_not_judged_not_passed() -> None:
     ctx = ck.Ctx(Target("x", "blk", "/nonexistent"), "in-order")
     ctx.skip("VIRTIO-6.2-DEV-IN-ORDER", "IN_ORDER not offered")
     (check,) = to_checks(ctx.results)
-    assert check.status == "skipped" and "not offered" in check.detail
+    assert check.status == "not-judged" and check.reason == "not-offered"
+    assert "not offered" in check.detail and check.judged == ()
 
 
 def test_known_deviation_stays_failed_in_the_report() -> None:
@@ -129,6 +135,8 @@ def test_known_deviation_stays_failed_in_the_report() -> None:
     rep = build_report("qemu-vhost-user-blk", ctx.results, 1.0)
     assert rep.verdict == "failed" and rep.exit_code == 1
     (check,) = rep.checks
+    assert check.status == "failed" and check.kind == "virtio"
+    assert check.judged == ("VIRTIO-2.7.8-DEV-WRITE-LEN-BYTES",)
     assert check.failure is not None and check.failure.trace[-1]["text"] == "kick"
     assert any("F1" in n for n in rep.notes)
 
@@ -137,6 +145,8 @@ def test_unknown_socket_is_a_verdict() -> None:
     rep = run_conformance("vhost-user:/nonexistent/pvspec.sock")
     assert rep.verdict == "error" and rep.exit_code == 2
     assert "unavailable" in rep.checks[0].detail
+    assert rep.checks[0].failure is not None
+    assert rep.checks[0].failure.requirement == "VHOST-USER-CONNECT"
 
 
 # --- the front-end's own robustness: malformed replies and closed sockets ------------------
