@@ -15,6 +15,7 @@ batch programs; :func:`run_oracle` runs it, shrinks a mismatch to a minimal trac
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable
 from typing import Any
@@ -26,6 +27,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, rule, run_state_machine_as_test
 
 from conformance import requirements
+from conformance.names import Names
+from conformance.reach import Reach
 from conformance.target import (
     Observation,
     SpecObserver,
@@ -33,8 +36,9 @@ from conformance.target import (
     TargetCrashed,
     TargetError,
     observe,
+    target_profile,
 )
-from spec import campaign, checking, machine
+from spec import campaign, checking, choices, machine
 from spec.hypercalls import abi, codec
 from spec.state import Config, State, initial
 from spec.transitions import Caller
@@ -100,7 +104,24 @@ def describe_call(row: abi.Row | None, regs: dict[str, int], conv: str) -> str:
     return f"{row.name}({', '.join(args)})"
 
 
-# One operation as the Differ records it: ("hypercall", vm, vcpu, conv, regs, row, ret) or
+def _arg_index(row: abi.Row, name: str) -> int:
+    return next(i for i, a in enumerate(row.args) if a.name == name)
+
+
+def _first_result(got: dict[str, int]) -> str:
+    return "x0" if "x0" in got else "rax"
+
+
+# Calls whose arguments name a handle or a port, and calls whose result is one (or, for
+# EVTCHN_STATUS, carries a remote port): what the renaming translates.
+_NAMED_ARGS = {r.name: tuple((i, a) for i, a in enumerate(r.args)
+                             if a.kind in ("handle", "port")) for r in abi.TABLE}
+_NAMED_RESULTS = {r.name: r.returns for r in abi.TABLE if r.returns in ("handle", "port")}
+_NAMED_RESULTS["EVTCHN_STATUS"] = "status"
+
+
+# One operation as the Differ records it: ("hypercall", vm, vcpu, conv, regs, row, ret,
+# sent-or-None) or
 # ("event", name, args); turned into the JSON-ready trace dicts only when asked (Differ.ops).
 Record = tuple[Any, ...]
 
@@ -122,10 +143,21 @@ class Differ:
     _observe: Callable[[], Observation] = attrs.field(init=False)
     # the requirements this Differ evaluated on the target (what a report may credit)
     judged: set[str] = attrs.field(factory=set, kw_only=True)
+    reach: Reach | None = attrs.field(default=None, kw_only=True)  # what the run reached
     _state_reqs: tuple[str, ...] = attrs.field(init=False, default=())
+    # the target's choices (spec/choices.py): its names, renamed; its own power-on steps
+    profile: dict[str, str] = attrs.field(init=False, factory=dict)
+    names: Names = attrs.field(init=False)
+    _renaming: bool = attrs.field(init=False, default=False)
+    _async: bool = attrs.field(init=False, default=False)
 
     def __attrs_post_init__(self) -> None:
         self.s = initial(self.cfg)
+        self.profile = target_profile(self.target)
+        self.names = Names(self.cfg.n_vms, self.cfg.n_ports)
+        self._renaming = "any-free" in (self.profile.get("port_allocation"),
+                                        self.profile.get("handle_allocation"))
+        self._async = self.profile.get("power_on") == "async"
         caps = self.target.capabilities
         self.observed_kinds = frozenset(
             k for k, cap in (("access", "probe_access"), ("dma", "probe_dma"),
@@ -153,6 +185,7 @@ class Differ:
 
     def reset(self) -> None:
         self.s = initial(self.cfg)
+        self.names = Names(self.cfg.n_vms, self.cfg.n_ports)
         self._records = []
         self._ops = []
         self._guard(lambda: self.target.reset(self.cfg))
@@ -172,36 +205,39 @@ class Differ:
             raise TargetAbort(TargetError(f"{type(exc).__name__}: {exc}"), self.ops) from None
 
     def hypercall(self, vm: int, vcpu: int, regs: dict[str, int], conv: str = "arm64") -> int:
+        """Run one call on both sides; the spec's registers name the spec's handles and
+        ports, the target gets them under the renaming (:mod:`conformance.names`)."""
         regs = {k: v & MASK64 for k, v in regs.items()}  # registers are 64 bits wide
         decoded = machine.decode_regs(regs, conv)
         row = decoded.row  # None only for an unknown function id
         caller = Caller(vm, vcpu)
-        try:  # machine.step without decoding twice: apply(decode(regs)), then encode
-            s2, ret = machine.apply(self.s, caller, decoded)
-            out = codec.encode_result(ret, conv)
-        except Exception as exc:
-            raise SpecDefect(f"spec raised {type(exc).__name__}: {exc} on "
-                             f"vm{vm}.{vcpu} {describe_call(row, regs, conv)}") from exc
-        result_regs = abi.CONVENTIONS[conv]["result"]
-        self._records.append(("hypercall", vm, vcpu, conv, regs, row, ret))
+        s2, ret, out = self._spec_step(self.s, caller, decoded, regs, conv)
+        sent = self._rename(regs, conv, decoded, vm) if self._renaming else regs
+        self._records.append(("hypercall", vm, vcpu, conv, regs, row, ret,
+                              sent if sent is not regs else None))
         self.steps += 1
         seen: Observation | None = None
         if self._pipelined:
             got, seen = self._guard(
-                lambda: self.target.hypercall_observe(vm, vcpu, regs, conv))  # type: ignore[attr-defined]
+                lambda: self.target.hypercall_observe(vm, vcpu, sent, conv))  # type: ignore[attr-defined]
         else:
-            got = self._guard(lambda: self.target.hypercall(vm, vcpu, regs, conv))
-        for r in result_regs:
-            if got.get(r, None) != out[r]:
-                req = f"abi:{row.name}" if row else "abi:decode"
-                clause = row.clause if row else DECODE_CLAUSE
-                if isinstance(decoded, codec.DecodeError):
-                    clause = f"{clause} ({decoded.reason})"
-                seen_r = got.get(r)
-                raise ConformanceFailure(
-                    "result", req, clause, f"{r} = {describe_result(row, out[r])}",
-                    f"{r} = {describe_result(row, seen_r) if isinstance(seen_r, int) else seen_r}",
-                    self.ops)
+            got = self._guard(lambda: self.target.hypercall(vm, vcpu, sent, conv))
+        bad = self._judge_result(self.s, decoded, conv, vm, ret, out, got)
+        if bad is not None and self._async and choices.pending_vcpus(self.s):
+            # the target may have powered a vCPU on by itself since CPU_ON (PSCI 5.6):
+            # place that internal step here if, and only if, it explains the answer
+            for started in self._starts(self.s):
+                s2c, retc, outc = self._spec_step(started, caller, decoded, regs, conv)
+                if self._judge_result(started, decoded, conv, vm, retc, outc, got) is None:
+                    self.s, s2, ret, out, bad = started, s2c, retc, outc, None
+                    self._records[-1] = (*self._records[-1][:6], ret, self._records[-1][7])
+                    break
+        if bad is not None:
+            raise bad
+        if self._renaming and isinstance(decoded, codec.Call) and not ret >> 63:
+            self._bind(decoded, vm, ret, got)
+        if self.reach is not None:
+            self.reach.call(self.s, vm, vcpu, decoded, regs, conv, ret)
         judged = self.judged  # the result agreed: this row (or the decoder) was judged
         if row is not None:
             judged.add(f"abi:{row.name}")
@@ -209,6 +245,106 @@ class Differ:
             judged.add("abi:decode")
         self._advance(caller, row if isinstance(decoded, codec.Call) else None, s2, ret, seen)
         return ret
+
+    def _spec_step(self, s: State, caller: Caller, decoded: Any, regs: dict[str, int],
+                   conv: str) -> tuple[State, int, dict[str, int]]:
+        try:  # machine.step without decoding twice: apply(decode(regs)), then encode
+            s2, ret = machine.apply(s, caller, decoded)
+            return s2, ret, codec.encode_result(ret, conv)
+        except Exception as exc:
+            raise SpecDefect(f"spec raised {type(exc).__name__}: {exc} on "
+                             f"vm{caller.vm}.{caller.vcpu} "
+                             f"{describe_call(decoded.row, regs, conv)}") from exc
+
+    def _starts(self, s: State) -> list[State]:
+        """``s`` after some non-empty set of its ON_PENDING vCPUs started, smallest sets
+        first (the oracle places an internal step only where an answer needs it)."""
+        pending = choices.pending_vcpus(s)[:6]
+        out = []
+        for size in range(1, len(pending) + 1):
+            for group in itertools.combinations(pending, size):
+                t = s
+                for vm, vcpu in group:
+                    t = machine.event(t, "VCPU_START", vm, vcpu)
+                out.append(t)
+        return out
+
+    def _judge_result(self, s: State, decoded: Any, conv: str, vm: int, ret: int,
+                      out: dict[str, int], got: dict[str, int]) -> ConformanceFailure | None:
+        """The target's result registers against the spec's, in state ``s``: a name the
+        target chose is judged by its allowed set, a name it reports by the renaming."""
+        row = decoded.row
+        result_regs = abi.CONVENTIONS[conv]["result"]
+        first = result_regs[0]
+        if self._renaming and isinstance(decoded, codec.Call) and not ret >> 63:
+            kind = _NAMED_RESULTS.get(row.name)
+            if kind is not None and kind != "status" and \
+                    self.profile.get(f"{kind}_allocation") != "lowest-free":
+                name = got.get(first, -1)
+                ok = name >= 0 and (
+                    self.names.fresh_handle(s, name) if kind == "handle" else
+                    self.names.fresh_port(s, vm, name))
+                if not ok:
+                    choice = choices.CHOICES[f"{kind}_allocation"]
+                    seen = describe_result(row, name) if name >= 0 else "missing"
+                    return ConformanceFailure(
+                        "result", f"abi:{row.name}", f"{row.clause}; {choice.clause}",
+                        f"{first} = a fresh {kind}: {choice.allowed}",
+                        f"{first} = {seen}, which is not one", self.ops)
+                out = {**out, first: name}  # the choice is the target's; the rest must agree
+            elif kind == "status":
+                out = {**out, first: self._status_to_target(s, out[first])}
+        for r in result_regs:
+            if got.get(r) != out[r]:
+                req = f"abi:{row.name}" if row else "abi:decode"
+                clause = row.clause if row else DECODE_CLAUSE
+                if isinstance(decoded, codec.DecodeError):
+                    clause = f"{clause} ({decoded.reason})"
+                seen_r = got.get(r)
+                return ConformanceFailure(
+                    "result", req, clause, f"{r} = {describe_result(row, out[r])}",
+                    f"{r} = {describe_result(row, seen_r) if isinstance(seen_r, int) else seen_r}",
+                    self.ops)
+        return None
+
+    # --- the renaming ------------------------------------------------------------------------
+    def _rename(self, regs: dict[str, int], conv: str, decoded: Any, vm: int
+                ) -> dict[str, int]:
+        """The registers the target gets: every handle and port field in its names."""
+        if not isinstance(decoded, codec.Call):
+            return regs
+        row = decoded.row
+        named = _NAMED_ARGS.get(row.name)
+        if not named:
+            return regs
+        arg_regs = abi.CONVENTIONS[conv]["args"]
+        sent = dict(regs)
+        for i, arg in named:
+            value = decoded.args[i]
+            if arg.kind == "handle":
+                new = self.names.handle(self.s, value)
+            else:
+                owner = vm if not arg.of else decoded.args[_arg_index(row, arg.of)]
+                new = self.names.port(self.s, owner, value)
+            if new != value:
+                reg = arg_regs[i]
+                mask = (1 << arg.width) - 1
+                sent[reg] = (regs.get(reg, 0) & ~mask & MASK64) | new
+        return sent if sent != regs else regs
+
+    def _bind(self, decoded: Any, vm: int, ret: int, got: dict[str, int]) -> None:
+        kind = _NAMED_RESULTS.get(decoded.row.name)
+        if kind == "handle":
+            self.names.bind_handle(ret, got[_first_result(got)])
+        elif kind == "port":
+            self.names.bind_port(vm, ret, got[_first_result(got)])
+
+    def _status_to_target(self, s: State, value: int) -> int:
+        """EVTCHN_STATUS's remote port field, in the remote VM's target numbering."""
+        rvm, rport = (value >> 16) & 0xFFFF, (value >> 32) & 0xFFFF
+        if rvm >= self.cfg.n_vms or rport >= self.cfg.n_ports:
+            return value
+        return (value & ~(0xFFFF << 32)) | (self.names.port(s, rvm, rport) << 32)
 
     def event(self, name: str, *args: int) -> None:
         s2 = machine.event(self.s, name, *args)
@@ -303,15 +439,19 @@ class Differ:
 
 
 def _op_dict(rec: Record) -> dict[str, Any]:
-    """A recorded operation as a trace entry (what trace files and reports hold)."""
+    """A recorded operation as a trace entry (what trace files and reports hold).  When the
+    target got other names than the spec's, ``sent`` holds the registers it got."""
     if rec[0] == "event":
         return {"op": "event", "name": rec[1], "args": list(rec[2])}
-    _, vm, vcpu, conv, regs, row, ret = rec
-    return {"op": "hypercall", "vm": vm, "vcpu": vcpu, "conv": conv,
-            "regs": {k: hex(v) for k, v in regs.items()},
-            "row": row.name if row else None,
-            "call": describe_call(row, regs, conv),
-            "expect": describe_result(row, ret)}
+    _, vm, vcpu, conv, regs, row, ret, sent = rec
+    out = {"op": "hypercall", "vm": vm, "vcpu": vcpu, "conv": conv,
+           "regs": {k: hex(v) for k, v in regs.items()},
+           "row": row.name if row else None,
+           "call": describe_call(row, regs, conv),
+           "expect": describe_result(row, ret)}
+    if sent is not None:
+        out["sent"] = {k: hex(v) for k, v in sent.items()}
+    return out
 
 
 def _first_diff(a: tuple[int, ...], b: tuple[int, ...]) -> int:
@@ -328,6 +468,7 @@ class OracleLog:
     steps: int = 0
     judged: set[str] = attrs.field(factory=set)  # requirements evaluated, over all examples
     first_failure: ConformanceFailure | None = None  # as first seen, before any re-run
+    reach: Reach = attrs.field(factory=Reach)
     spec_defects: list[str] = attrs.field(factory=list)
 
 
@@ -358,7 +499,8 @@ def make_oracle(target: Target, cfg: Config = SIM_CONFIG, log: OracleLog | None 
     class Oracle(base):  # type: ignore[misc, valid-type]
         def __init__(self) -> None:
             super().__init__()
-            self.differ = Differ(target, cfg, invariants=invariants, judged=log_.judged)
+            self.differ = Differ(target, cfg, invariants=invariants, judged=log_.judged,
+                                 reach=log_.reach)
             self.differ.reset()
             log_.examples += 1
 
@@ -373,6 +515,8 @@ def make_oracle(target: Target, cfg: Config = SIM_CONFIG, log: OracleLog | None 
             self.s = self.differ.s
 
         def _event(self, name: str, *args: int) -> None:
+            if name == "VCPU_START" and self.differ.profile.get("power_on") == "async":
+                return  # such a target starts its vCPUs by itself
             if events:
                 self.differ.event(name, *args)
                 log_.steps += 1
@@ -551,6 +695,7 @@ class OracleOutcome:
     spec_defects: tuple[str, ...] = ()
     shrunk_from: int = 0  # length of the trace as first found
     judged: frozenset[str] = frozenset()  # the requirements evaluated on the target
+    reach: Reach | None = None  # what the workload reached (conformance.reach)
 
 
 PROFILES: dict[str, dict[str, Any]] = {
@@ -622,4 +767,4 @@ def run_oracle(target: Target, cfg: Config = SIM_CONFIG, profile: str = "ci",
             status, error = "error", f"suite defect: {type(exc).__name__}: {exc}"
     return OracleOutcome(status, log.examples, log.steps, time.perf_counter() - start,
                          failure, error, trace, tuple(log.spec_defects), found,
-                         frozenset(log.judged))
+                         frozenset(log.judged), log.reach)

@@ -21,7 +21,7 @@ from spec.hypercalls.abi import ABI_VERSION
 __all__ = ["ABI_VERSION", "ERROR_CODES", "PROTOCOL_VERSION", "SchemaError", "schema",
            "validate", "word"]
 
-PROTOCOL_VERSION = "1.0"
+PROTOCOL_VERSION = "1.1"  # 1.1: init_ok may declare a profile (1.0 adapters still work)
 
 _DRAFT_2020_12 = "https://json-schema.org/draft/2020-12/schema"
 

@@ -396,7 +396,6 @@ class PvspecRun:
                     self.start_error = pre.detail
                     target.stop()
         else:
-            from conformance import protocol
             from conformance.runner import view_checks
             from conformance.target import ExecTarget, TargetError, make_target
 
@@ -409,7 +408,7 @@ class PvspecRun:
                 self.facts = {
                     "capabilities": sorted(self.target.capabilities),
                     "target_name": getattr(self.target, "target_name", "") or self.target.name,
-                    "protocol_version": protocol.PROTOCOL_VERSION if isinstance(
+                    "protocol_version": self.target.protocol_version if isinstance(
                         self.target, ExecTarget) else "in-process"}
                 for c in view_checks(self.target):
                     self.target_checks[c.id] = c

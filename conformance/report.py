@@ -143,6 +143,8 @@ class Report:
     provenance: dict[str, Any] = attrs.field(factory=dict)
     proof_bound: dict[str, Any] | None = None
     exit_override: int | None = None  # 130 after SIGINT: the shell's convention
+    target_profile: dict[str, str] = attrs.field(factory=dict)  # its choices (spec/choices)
+    reach: dict[str, Any] | None = None  # what the oracle's workload reached (conformance.reach)
 
     # --- summary ------------------------------------------------------------------------------
     def count(self, status: str) -> int:
@@ -203,11 +205,13 @@ class Report:
             "target": self.target, "target_name": self.target_name, "profile": self.profile,
             "abi_version": self.abi_version, "protocol_version": self.protocol_version,
             "capabilities": list(self.capabilities), "started": self.started,
+            "target_profile": dict(self.target_profile),
             "seconds": round(self.seconds, 3), "verdict": str(verdict), "verdict_reason": why,
             "incomplete": self.incomplete or None,
             "coverage": self.coverage(),
             "provenance": self._provenance(),
             **({"proof_bound": self.proof_bound} if self.proof_bound else {}),
+            **({"reach": self.reach} if self.reach else {}),
             "summary": {s: self.count(s) for s in STATUSES} | {
                 "checks": len(self.checks), "steps": self.steps},
             "notes": [clip_text(n, TEXT_LIMIT) for n in self.notes],
@@ -314,6 +318,9 @@ class Report:
             lines += [f"**Incomplete:** {self.incomplete}", ""]
         if self.capabilities:
             lines += [f"Capabilities: {', '.join(self.capabilities)}", ""]
+        if self.target_profile:
+            lines += ["Profile (spec/choices.py): " + ", ".join(
+                f"{k} `{v}`" for k, v in self.target_profile.items()), ""]
         if prov:
             lines += ["<details><summary>Provenance</summary>", "", "| | |", "|---|---|"]
             lines += [f"| {k} | `{_md_cell(json.dumps(v) if not isinstance(v, str) else v)}` |"
@@ -334,6 +341,17 @@ class Report:
             status = str(c.status) + (f" ({c.reason})" if c.reason else "")
             lines.append(f"| {_md_cell(c.id)} | {status} | {_md_cell(c.method)} | "
                          f"{_md_cell(cov_s) or '—'} | {c.steps} | {c.seconds:.2f} |")
+        if self.reach:
+            rows = self.reach.get("rows", {})
+            lines += ["", "## Reach of the oracle's workload", "",
+                      "| ABI row | sent | succeeded | errors |", "|---|---:|---:|---|"]
+            for name, counts in rows.items():
+                errs = ", ".join(f"{k} {v}" for k, v in counts.items()
+                                 if k not in ("sent", "ok"))
+                lines.append(f"| {name} | {counts.get('sent', 0)} | {counts.get('ok', 0)} | "
+                             f"{errs or '—'} |")
+            lines += ["", "| state met by a call | calls |", "|---|---:|"]
+            lines += [f"| {k} | {v} |" for k, v in self.reach.get("features", {}).items()]
         lines += ["", "## Traceability", "", "| requirement | clause | status | judged by |",
                   "|---|---|---|---|"]
         for r, v in self.matrix().items():

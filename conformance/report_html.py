@@ -189,7 +189,10 @@ def _summary(d: Mapping[str, Any]) -> str:
                + (f' · protocol {_e(d["protocol_version"], 100)}'
                   if d.get("protocol_version") else "")
                + (f' · capabilities: {_e(", ".join(d["capabilities"]), 1000)}'
-                  if d.get("capabilities") else "") + "</p>")
+                  if d.get("capabilities") else "")
+               + (" · profile: " + _e(", ".join(f"{k} {v}" for k, v in
+                                                 d["target_profile"].items()), 1000)
+                  if d.get("target_profile") else "") + "</p>")
     if d.get("incomplete"):
         out.append(f'<div class="alert"><b>Incomplete:</b> {_e(d["incomplete"])}</div>')
     rows = [(k, v) for k, v in d["provenance"].items() if v not in ("", [], {}, None)]

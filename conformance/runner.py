@@ -24,6 +24,7 @@ from typing import Any
 import attrs
 
 from conformance import oracle, protocol, requirements, scenarios
+from conformance.reach import Reach
 from conformance.recorder import ENDINGS, Recorder, record_ending
 from conformance.report import Report, atomic_write, new_trace_path
 from conformance.results import (
@@ -37,7 +38,7 @@ from conformance.results import (
     matches,
     not_judged,
 )
-from conformance.target import ExecTarget, Target, TargetError, make_target
+from conformance.target import ExecTarget, Target, TargetError, make_target, target_profile
 from spec.hypercalls import abi
 
 TRACE_FORMAT = "pvspec-trace"
@@ -154,8 +155,10 @@ def _oracle_covers(target: Target, inv_mode: str) -> list[str]:
     return covers
 
 
-def oracle_check(target: Target, profile: str, **overrides: Any) -> Check:
-    """The differential oracle as one check; it credits exactly what it judged."""
+def oracle_check(target: Target, profile: str, reach: Reach | None = None,
+                 **overrides: Any) -> Check:
+    """The differential oracle as one check; it credits exactly what it judged.  What the
+    workload reached is added to ``reach`` when given."""
     inv = overrides.get("invariants", oracle.PROFILES.get(profile, oracle.PROFILES["ci"])
                         ["invariants"])
     covers = _oracle_covers(target, inv)
@@ -164,6 +167,8 @@ def oracle_check(target: Target, profile: str, **overrides: Any) -> Check:
         return not_judged(cid, "differential state machine", "oracle", covers,
                           NotJudged.CAPABILITY, "target lacks the hypercall capability")
     out = oracle.run_oracle(target, oracle.SIM_CONFIG, profile, **overrides)
+    if reach is not None and out.reach is not None:
+        reach.merge(out.reach)
     f = out.failure
     failure = Failure(f.kind, f.requirement, f.clause, f.expected, f.observed,
                       tuple(f.trace), shrunk_from=out.shrunk_from) if f else None
@@ -287,7 +292,8 @@ def run_conformance(target_spec: str, profile: str = "ci", report_dir: str | Non
                 return report
         report.target_name = getattr(target, "target_name", "") or target.name
         report.capabilities = tuple(sorted(target.capabilities))
-        report.protocol_version = protocol.PROTOCOL_VERSION if isinstance(
+        report.target_profile = target_profile(target)
+        report.protocol_version = target.protocol_version if isinstance(
             target, ExecTarget) else "in-process"
         for c in view_checks(target):
             add(c)
@@ -299,8 +305,10 @@ def run_conformance(target_spec: str, profile: str = "ci", report_dir: str | Non
             if selected(cid, (f"abi:{sc.row}", *sc.also)):
                 add(_guarded(cid, functools.partial(scenarios.run_scenario, tgt, sc)))
         if selected("oracle:differential", _oracle_covers(tgt, "")):
+            reach = Reach()
             add(_guarded("oracle:differential",
-                         lambda: oracle_check(tgt, profile, **oracle_overrides)))
+                         lambda: oracle_check(tgt, profile, reach, **oracle_overrides)))
+            report.reach = reach.to_dict()
         if deselected:
             report.checks.append(not_judged(
                 "selection", "checks left out by --only / --skip", "suite",

@@ -34,7 +34,7 @@ import attrs
 
 from conformance import protocol
 from conformance.results import clip_text
-from spec import machine
+from spec import choices, machine
 from spec.hypercalls import abi
 from spec.state import Config, State, access, initial
 
@@ -175,11 +175,33 @@ def _dma(s: State, dev: int, g: int) -> int:
 
 
 # --- in process: the spec -------------------------------------------------------------
+# What the spec itself chooses (spec/choices.py): in-process targets declare it, and are
+# held to it.
+MODEL_PROFILE = {name: c.refinement for name, c in choices.CHOICES.items()}
+
+
+def profile_of(declared: Mapping[str, str] | None, capabilities: frozenset[str]
+               ) -> dict[str, str]:
+    """A target's profile: what it declared, and for the rest the widest the standards
+    allow -- except power-on, which follows the VCPU_START event for a target that takes
+    events (protocol 1.0 adapters) and is asynchronous otherwise."""
+    out = {name: c.loose for name, c in choices.CHOICES.items()}
+    if "events" in capabilities:
+        out["power_on"] = "on-event"
+    out.update(declared or {})
+    return out
+
+
+def target_profile(target: Any) -> dict[str, str]:
+    return getattr(target, "profile", None) or profile_of(None, target.capabilities)
+
+
 class SpecTarget:
     """The executable specification as a target."""
 
     name = "spec"
     capabilities = ALL_CAPABILITIES
+    profile = MODEL_PROFILE
 
     def __init__(self) -> None:
         self.state: State = initial(Config())
@@ -245,6 +267,7 @@ class ReferenceTarget:
     name = "reference"
     capabilities = frozenset({"hypercall", "probe_access", "probe_dma", "probe_irq", "events",
                               "observe"})
+    profile = MODEL_PROFILE
 
     def __init__(self) -> None:
         if not reference_available():
@@ -567,6 +590,8 @@ class ExecTarget:
         self.validate_requests = validate_requests
         self.max_line = max_line
         self.capabilities: frozenset[str] = frozenset()
+        self.profile: dict[str, str] = {}
+        self.protocol_version = ""
         self.target_name = ""
         self.abi_version = ""
         self.messages = 0
@@ -612,6 +637,7 @@ class ExecTarget:
                 raise ProtocolViolation(f"target speaks protocol "
                                         f"{_clip(reply['protocol_version'])}, "
                                         f"the suite {protocol.PROTOCOL_VERSION}", definite=True)
+            self.protocol_version = reply["protocol_version"]  # what the target speaks
             self.abi_version = reply["abi_version"]
             if self.abi_version != abi.ABI_VERSION:
                 raise ProtocolViolation(f"target implements ABI {_clip(self.abi_version)}, "
@@ -620,6 +646,7 @@ class ExecTarget:
             self._kill()  # whatever went wrong, leave nothing running
             raise
         self.capabilities = frozenset(reply["capabilities"]) & ALL_CAPABILITIES
+        self.profile = profile_of(reply.get("profile"), self.capabilities)
         self.target_name = clip_text(reply.get("name", ""), 200)
 
     def _kill(self) -> None:

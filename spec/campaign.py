@@ -316,6 +316,8 @@ def make_base(cfg: Config = SIM_CONFIG) -> type[RuleBasedStateMachine]:
         def _hypercall(self, ch: Chooser, rows: tuple[abi.Row, ...]) -> None:
             row = ch.pick(rows, label="row")
             vm = ch.integer(0, cfg.n_vms - 1, label="vm")
+            if row.caller == "control" and ch.integer(0, 3, label="from control"):
+                vm = 0  # three in four privileged calls come from the control VM
             vcpu = ch.pick([0, 0, 0, *range(1, cfg.n_vcpus)], label="vcpu")
             conv = ch.pick(["arm64", "x86_64"], label="conv")
             aimed = ch.integer(0, 3, label="aimed")
@@ -346,7 +348,15 @@ def make_base(cfg: Config = SIM_CONFIG) -> type[RuleBasedStateMachine]:
             borrower = ch.pick([v for v in range(cfg.n_vms) if v != owner], label="borrower")
             kind = ch.pick(["MEM_SHARE", "MEM_LEND", "MEM_DONATE"])
             perm = ch.pick([1, 3, 5], label="perm")
-            self._call(owner, 0, abi.BY_NAME[kind], (g, 1, 1 << borrower, perm), "arm64")
+            # sometimes two pages, and (share, lend) a second borrower: FF-A transactions
+            # name several receivers and many pages
+            pages = 2 if g + 1 < G and ch.boolean(label="two pages") else 1
+            who = 1 << borrower
+            others = [v for v in range(cfg.n_vms) if v not in (owner, borrower)
+                      and s.vm_state[v] == 1]
+            if kind != "MEM_DONATE" and others and ch.boolean(label="second borrower"):
+                who |= 1 << ch.pick(others, label="second borrower")
+            self._call(owner, 0, abi.BY_NAME[kind], (g, pages, who, perm), "arm64")
             handle = self._last_ret
             if handle >> 63:
                 return
@@ -414,6 +424,44 @@ def make_base(cfg: Config = SIM_CONFIG) -> type[RuleBasedStateMachine]:
             else:
                 self._call(0, 0, abi.BY_NAME["DEV_DEASSIGN"], (dev,), "arm64")
 
+        def move_lifecycle(self, ch: Chooser) -> None:
+            """A guest VM's lifecycle: an absent one is created and given memory; a running
+            one is paused, called from while paused, and resumed (or destroyed)."""
+            s = self.s
+            v = ch.integer(1, cfg.n_vms - 1, label="vm")
+            if s.vm_state[v] == 0:
+                quota = ch.integer(1, 4, label="quota")
+                self._call(0, 0, abi.BY_NAME["VM_CREATE"], (v, quota), "arm64")
+                for g in range(min(quota, cfg.n_gframes - 1)):
+                    self._call(v, 0, abi.BY_NAME["MEM_POPULATE"], (g, 7), "arm64")
+                return
+            self._call(0, 0, abi.BY_NAME["VM_PAUSE"], (v,), "arm64")
+            row = ch.pick(abi.TABLE, label="call while paused")
+            args = tuple(self._aimed(ch, a, v) for a in row.args)
+            self._call(v, 0, row, args, "arm64")
+            then = ch.pick(["VM_RESUME", "VM_RESUME", "VM_DESTROY"], label="then")
+            self._call(0, 0, abi.BY_NAME[then], (v,), "arm64")
+
+        def move_power(self, ch: Chooser) -> None:
+            """PSCI power-up as a guest does it: CPU_ON, then AFFINITY_INFO while it is
+            pending, then (sometimes) after it started; then the vCPU's own calls."""
+            s = self.s
+            live = [v for v in range(cfg.n_vms) if s.vm_state[v] == 1]
+            if not live:
+                return
+            vm = ch.pick(live, label="vm")
+            entries = [g for g in range(cfg.n_gframes) if s.s2_valid[s.vg(vm, g)]]
+            target = ch.integer(0, cfg.n_vcpus - 1, label="target")
+            entry = ch.pick(entries, label="entry") << 12 if entries else 0
+            self._call(vm, 0, abi.BY_NAME["CPU_ON"], (target, entry, 0), "arm64")
+            self._call(vm, 0, abi.BY_NAME["AFFINITY_INFO"], (target, 0), "arm64")
+            if ch.boolean(label="start it"):
+                self._event("VCPU_START", vm, target)
+                self._call(vm, 0, abi.BY_NAME["AFFINITY_INFO"], (target, 0), "arm64")
+                row = ch.pick(_AREAS["psci"], label="its own call")
+                args = tuple(self._aimed(ch, a, vm) for a in row.args)
+                self._call(vm, target, row, args, "arm64")
+
         # One move per area, so every area gets its share of steps whatever the table order.
         def move_memory(self, ch: Chooser) -> None:
             self._hypercall(ch, _AREAS["memory"])
@@ -438,7 +486,9 @@ def make_base(cfg: Config = SIM_CONFIG) -> type[RuleBasedStateMachine]:
         def _garbage(self, vm: int, conv: str, regs: list[int], known: abi.Row) -> None:
             names = codec.registers(conv)
             file = dict(zip(names, regs, strict=False))
-            if regs[0] & 1:  # half the time a real function id with garbage arguments
+            # half the time a real function id with garbage arguments; decided by a bit
+            # of the last word, not of the id itself (else every unknown id is even)
+            if regs[-1] >> 63:
                 file[names[0]] = (regs[1] << 32) | known.function_id
             self._regs(vm, 0, file, conv)
 
@@ -482,6 +532,14 @@ def make_machine(cfg: Config = SIM_CONFIG) -> type[RuleBasedStateMachine]:
         @rule(data=st.data())
         def control(self, data: st.DataObject) -> None:
             self.move_control(DataChooser(data))
+
+        @rule(data=st.data())
+        def lifecycle(self, data: st.DataObject) -> None:
+            self.move_lifecycle(DataChooser(data))
+
+        @rule(data=st.data())
+        def power(self, data: st.DataObject) -> None:
+            self.move_power(DataChooser(data))
 
         @rule(vm=st.integers(0, cfg.n_vms - 1), conv=st.sampled_from(["arm64", "x86_64"]),
               regs=st.lists(WORD64, min_size=7, max_size=7),

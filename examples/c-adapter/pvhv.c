@@ -16,6 +16,47 @@
  *   BUG_ERROR_PRECEDENCE     argument checks run before the privilege check
  *   BUG_NO_QUOTA             MEM_POPULATE ignores the quota
  *   BUG_CRASH_MALFORMED      aborts on a register with bit 63 set in a 16-bit field
+ *
+ * A correct target that makes its own choices where the spec allows any (protocol 1.1,
+ * init_ok declares a "profile", see docs/PROTOCOL.md; without -DLOOSE nothing of it is
+ * compiled in and the adapter is the v1 one above, byte for byte):
+ *
+ *     cc -O2 -Wall -Werror -DLOOSE -o pvhv-loose pvhv.c json.c
+ *
+ *   port_allocation any-free  EVTCHN_ALLOC_UNBOUND and EVTCHN_BIND_INTERDOMAIN return the
+ *                             HIGHEST closed port of the caller (EVTCHN_STATUS reports the
+ *                             remote port by the remote VM's own number)
+ *   handle_allocation any-free  MEM_SHARE/LEND/DONATE return a pseudo-random 16-bit handle
+ *                             (xorshift32 from a fixed seed, restarted by every reset; a
+ *                             value that is live or 0xFFFF is skipped), mapped to the
+ *                             internal transaction slot; a value naming no live transaction
+ *                             is INVALID_PARAMETERS, as for a freed handle
+ *   power_on async            an ON_PENDING vCPU becomes ON by itself, at the start of a
+ *                             hypercall (before its caller check), at the first of:
+ *                             - a hypercall made by that vCPU, its VM running (the vCPU is
+ *                               being run: that call is allowed);
+ *                             - the hypercall that follows ASYNC_DELAY (64) hypercalls after
+ *                               its CPU_ON (by any VM, whatever their outcome; events and
+ *                               probes do not count).
+ *                             Until then AFFINITY_INFO says ON_PENDING.  VCPU_START is
+ *                             accepted and ignored.  (The long delay keeps vCPUs pending
+ *                             long enough for the oracle to meet ON_PENDING; the own-call
+ *                             start keeps counterexamples short.)
+ *
+ * Planted bugs on top of LOOSE (compile with -DLOOSE -DBUG_<NAME>):
+ *
+ *   BUG_HANDLE_REUSE           every 3rd transaction allocated while another is live gets
+ *                              a handle that is still live (the lowest live slot's)
+ *   BUG_PORT_OOR               every 3rd successful EVTCHN_ALLOC_UNBOUND returns the port
+ *                              plus n_ports (>= n_ports; the channel opens at the port)
+ *   BUG_DOUBLE_CPU_ON          CPU_ON of an ON_PENDING vCPU succeeds (restarts the wait)
+ *                              instead of answering ON_PENDING
+ *   BUG_AFFINITY_OFF_AFTER_RUN AFFINITY_INFO says OFF (1) for a vCPU that CPU_ON powered
+ *                              on once it has become ON
+ *   BUG_ERROR_OUTSIDE          EVTCHN_SEND on a closed port answers BUSY (-4), an error
+ *                              outside the call's set, instead of INVALID_PARAMETERS
+ *   BUG_REFINEMENT_BROKEN      declares port_allocation "lowest-free" (the refinement) but
+ *                              still allocates the highest closed port
  */
 #define _POSIX_C_SOURCE 200809L
 #include <stdint.h>
@@ -28,7 +69,28 @@
 #ifndef PVHV_ABI_VERSION
 #define PVHV_ABI_VERSION "1.0"
 #endif
+#ifdef LOOSE
+#define PROTOCOL_VERSION "1.1"
+#ifdef BUG_REFINEMENT_BROKEN
+#define PORT_ALLOCATION "lowest-free" /* the bug: held to the lowest, allocates the highest */
+#else
+#define PORT_ALLOCATION "any-free"
+#endif
+#define PROFILE_JSON ",\"profile\":{\"port_allocation\":\"" PORT_ALLOCATION "\"," \
+                     "\"handle_allocation\":\"any-free\",\"power_on\":\"async\"}"
+#ifndef ASYNC_DELAY
+#define ASYNC_DELAY 64  /* hypercalls after which an ON_PENDING vCPU is ON at the latest */
+#endif
+#define HANDLE_SEED 0x2545F491u
+#else
 #define PROTOCOL_VERSION "1.0"
+#define PROFILE_JSON ""
+#if defined(BUG_HANDLE_REUSE) || defined(BUG_PORT_OOR) || defined(BUG_DOUBLE_CPU_ON) || \
+    defined(BUG_AFFINITY_OFF_AFTER_RUN) || defined(BUG_ERROR_OUTSIDE) || \
+    defined(BUG_REFINEMENT_BROKEN)
+#error "this planted bug is one of the LOOSE target's: compile with -DLOOSE as well"
+#endif
+#endif
 
 typedef uint64_t u64;
 
@@ -67,6 +129,13 @@ typedef struct {
     u64 ch_state[MAXV * MAXP], ch_rvm[MAXV * MAXP], ch_rport[MAXV * MAXP];
     u64 ch_pending[MAXV * MAXP], ch_masked[MAXV * MAXP];
     u64 dev_owner[MAXD];
+#ifdef LOOSE
+    u64 tx_handle[MAXK];     /* the handle value a live transaction slot was handed out as */
+    u64 wake[MAXV * MAXC];   /* hypercalls (+1) until an ON_PENDING vCPU is ON; 0: none */
+    u64 woke[MAXV * MAXC];   /* became ON by itself after a CPU_ON */
+    uint32_t rng;            /* xorshift32 state of the handle generator */
+    u64 reuse_tick, oor_tick; /* the planted bugs' "every 3rd" counters */
+#endif
 } state;
 
 static config K = {3, 2, 3, 5, 1, 2, 2, 2, 2};
@@ -93,6 +162,9 @@ static void initial(void) {
     for (u64 k = 0; k < NTX; k++) S.tx_owner[k] = NONE;
     for (u64 i = 0; i < V * P; i++) { S.ch_rvm[i] = NONE; S.ch_rport[i] = NONE; }
     for (u64 d = 0; d < D; d++) S.dev_owner[d] = NONE;
+#ifdef LOOSE
+    S.rng = HANDLE_SEED;
+#endif
 }
 
 static u64 access_bits(u64 vm, u64 g) {
@@ -195,20 +267,87 @@ static void free_tx(u64 k) {
     S.tx_perm[k] = 0; S.tx_borrowers[k] = 0; S.tx_retrieved[k] = 0;
 }
 
+#ifdef LOOSE
+/* handle_allocation "any-free": handles are 16-bit values of our own choosing, each mapped
+ * to the internal slot it names while the transaction lives */
+static int handle_live(u64 h, u64 except) {
+    for (u64 k = 0; k < NTX; k++)
+        if (k != except && S.tx_kind[k] != TX_FREE && S.tx_handle[k] == h) return 1;
+    return 0;
+}
+
+static u64 next_random(void) { /* xorshift32, restarted from HANDLE_SEED by every reset */
+    uint32_t x = S.rng;
+    x ^= x << 13; x ^= x >> 17; x ^= x << 5;
+    S.rng = x;
+    return x >> 16;
+}
+
+static u64 new_handle(u64 k) { /* slot k was just filled: the handle it is handed out as */
+    u64 h;
+#ifdef BUG_HANDLE_REUSE
+    for (u64 j = 0; j < NTX; j++)
+        if (j != k && S.tx_kind[j] != TX_FREE) {
+            if (++S.reuse_tick % 3 == 0) return S.tx_handle[k] = S.tx_handle[j]; /* the bug */
+            break;
+        }
+#endif
+    do h = next_random(); while (h == NONE || handle_live(h, k));
+    return S.tx_handle[k] = h;
+}
+
+static u64 slot_of(u64 h) { /* NONE (not a live slot: INVALID_PARAMETERS) if h names none */
+    for (u64 k = 0; k < NTX; k++)
+        if (S.tx_kind[k] != TX_FREE && S.tx_handle[k] == h) return k;
+    return NONE;
+}
+#define HANDLE_OF(k) new_handle(k)
+#define SLOT_OF(h) slot_of(h)
+#else
+#define HANDLE_OF(k) (k)
+#define SLOT_OF(h) (h)
+#endif
+
 static u64 cpu_on(const row *r, u64 me, u64 target, u64 entry) {
     if (!(target < C)) return INV(r);
     u64 gfn = (entry >> 12) & (((u64)1 << 52) - 1);
     if (!(gfn < G) || !BIT(access_bits(me, gfn), 2)) return err(r, PSCI_INVALID_ADDRESS, 0);
     u64 i = VC(me, target);
     if (S.vcpu[i] == ON) return err(r, PSCI_ALREADY_ON, 0);
+#ifdef BUG_DOUBLE_CPU_ON
+    if (S.vcpu[i] == ON_PENDING) { S.wake[i] = ASYNC_DELAY + 1; return 0; } /* the bug */
+#else
     if (S.vcpu[i] == ON_PENDING) return err(r, PSCI_ON_PENDING, 0);
+#endif
     S.vcpu[i] = ON_PENDING;
+#ifdef LOOSE
+    S.wake[i] = ASYNC_DELAY + 1; S.woke[i] = 0;
+#endif
     return 0;
 }
+
+#ifdef LOOSE
+/* power_on "async", at the start of every hypercall (before its caller check): an
+ * ON_PENDING vCPU becomes ON when the call is its own (the vCPU of a running VM is being
+ * run: the call is then allowed), or else when ASYNC_DELAY hypercalls have gone by since
+ * its CPU_ON (the call after them finds it ON) */
+static void power_tick(u64 vm, u64 vcpu) {
+    u64 self = vm < V && vcpu < C && S.vm_state[vm] == RUNNING ? VC(vm, vcpu) : NONE;
+    for (u64 i = 0; i < V * C; i++) {
+        int due = S.wake[i] && --S.wake[i] == 0;
+        if (S.vcpu[i] == ON_PENDING && (due || i == self)) {
+            S.vcpu[i] = ON; S.woke[i] = 1; S.wake[i] = 0;
+        }
+    }
+}
+#endif
 
 static u64 affinity_info(const row *r, u64 me, u64 target, u64 level) {
     if (level != 0 || !(target < C)) return INV(r);
     u64 power = S.vcpu[VC(me, target)];
+#ifdef BUG_AFFINITY_OFF_AFTER_RUN
+    if (power == ON && S.woke[VC(me, target)]) return 1; /* the bug: ON reported as OFF */
+#endif
     return power == ON ? 0 : power == OFF ? 1 : 2;
 }
 
@@ -256,6 +395,9 @@ static void destroy(u64 vm) {
     }
     for (u64 g = 0; g < G; g++) unmap(VG(vm, g));
     for (u64 c = 0; c < C; c++) { S.vcpu[VC(vm, c)] = OFF; S.irq[VC(vm, c)] = 0; }
+#ifdef LOOSE
+    for (u64 c = 0; c < C; c++) { S.wake[VC(vm, c)] = 0; S.woke[VC(vm, c)] = 0; }
+#endif
     for (u64 p = 0; p < V * P; p++) {
         int mine = p / P == vm;
         int peer = !mine && S.ch_state[p] != CLOSED && S.ch_rvm[p] == vm;
@@ -320,7 +462,7 @@ static u64 transact(const row *r, u64 me, u64 kind, u64 base, u64 n, u64 who, u6
     }
     S.tx_kind[k] = kind; S.tx_owner[k] = me; S.tx_base[k] = base; S.tx_count[k] = n;
     S.tx_perm[k] = perm; S.tx_borrowers[k] = who; S.tx_retrieved[k] = 0;
-    return k;
+    return HANDLE_OF(k);
 }
 
 static int tx_live(u64 k) { return k < NTX && S.tx_kind[k] != TX_FREE; }
@@ -388,7 +530,12 @@ static u64 mem_reclaim(const row *r, u64 me, u64 k) {
 }
 
 static int free_port(u64 vm, u64 *p) {
+#ifdef LOOSE /* port_allocation "any-free": the highest closed port */
+    for (u64 q = P; q > 0; q--)
+        if (S.ch_state[VP(vm, q - 1)] == CLOSED) { *p = q - 1; return 1; }
+#else
     for (*p = 0; *p < P; (*p)++) if (S.ch_state[VP(vm, *p)] == CLOSED) return 1;
+#endif
     return 0;
 }
 
@@ -398,6 +545,9 @@ static u64 alloc_unbound(const row *r, u64 me, u64 remote) {
     if (!free_port(me, &p)) return NO_MEMORY(r);
     u64 i = VP(me, p);
     S.ch_state[i] = UNBOUND; S.ch_rvm[i] = remote; S.ch_rport[i] = NONE;
+#ifdef BUG_PORT_OOR
+    if (++S.oor_tick % 3 == 0) return p + P; /* the bug: a port number out of range */
+#endif
     return p;
 }
 
@@ -430,6 +580,10 @@ static u64 evtchn(const row *r, u64 me, u64 port) {
         return S.ch_state[i] | S.ch_pending[i] << 8 | S.ch_masked[i] << 9 | S.ch_rvm[i] << 16 |
                S.ch_rport[i] << 32;
     }
+#ifdef BUG_ERROR_OUTSIDE
+    if (r->fn == F_EVTCHN_SEND && port < P && S.ch_state[VP(me, port)] == CLOSED)
+        return (u64)(int64_t)-4; /* the bug: BUSY, outside EVTCHN_SEND's error set */
+#endif
 #ifdef BUG_SEND_UNBOUND
     if (r->fn == F_EVTCHN_SEND && port < P && S.ch_state[VP(me, port)] == UNBOUND &&
         S.ch_rvm[VP(me, port)] != NONE) {
@@ -500,9 +654,9 @@ static u64 run(const row *r, u64 me, u64 vcpu, const u64 *a) {
     case F_MEM_SHARE: return transact(r, me, SHARE, a[0], a[1], a[2], a[3]);
     case F_MEM_LEND: return transact(r, me, LEND, a[0], a[1], a[2], a[3]);
     case F_MEM_DONATE: return transact(r, me, DONATE, a[0], a[1], a[2], a[3]);
-    case F_MEM_RETRIEVE: return mem_retrieve(r, me, a[0], a[1]);
-    case F_MEM_RELINQUISH: return mem_relinquish(r, me, a[0]);
-    case F_MEM_RECLAIM: return mem_reclaim(r, me, a[0]);
+    case F_MEM_RETRIEVE: return mem_retrieve(r, me, SLOT_OF(a[0]), a[1]);
+    case F_MEM_RELINQUISH: return mem_relinquish(r, me, SLOT_OF(a[0]));
+    case F_MEM_RECLAIM: return mem_reclaim(r, me, SLOT_OF(a[0]));
     case F_EVTCHN_ALLOC_UNBOUND: return alloc_unbound(r, me, a[0]);
     case F_EVTCHN_BIND_INTERDOMAIN: return bind_interdomain(r, me, a[0], a[1]);
     case F_IRQ_ACK:
@@ -517,6 +671,9 @@ static u64 run(const row *r, u64 me, u64 vcpu, const u64 *a) {
 
 /* decode -> caller check -> privilege -> handler: spec/machine.py apply() */
 static u64 hypercall(u64 vm, u64 vcpu, u64 fid_reg, const u64 *args) {
+#ifdef LOOSE
+    power_tick(vm, vcpu);
+#endif
     u64 fid = fid_reg & 0xFFFFFFFFu;
     const row *r = NULL;
     for (size_t k = 0; k < NROWS; k++)
@@ -552,9 +709,11 @@ static u64 hypercall(u64 vm, u64 vcpu, u64 fid_reg, const u64 *args) {
 
 static void event(const char *name, const u64 *a, int n) {
     if (!strcmp(name, "VCPU_START") && n == 2) {
+#ifndef LOOSE /* power_on "async": the target starts its vCPUs itself; the event is a no-op */
         if (!(live_vm(a[0]) && a[1] < C)) return;
         u64 i = VC(a[0], a[1]);
         if (S.vcpu[i] == ON_PENDING) S.vcpu[i] = ON;
+#endif
     } else if (!strcmp(name, "DEVICE_IRQ") && n == 1) {
         if (!(a[0] < D) || S.dev_owner[a[0]] == NONE) return;
         raise_irq(S.dev_owner[a[0]], 0, a[0] + 1);
@@ -675,7 +834,8 @@ static void handle(int root) {
         reply_head("init_ok", id);
         printf(",\"name\":\"pvhv-c\",\"protocol_version\":\"" PROTOCOL_VERSION "\","
                "\"abi_version\":\"" PVHV_ABI_VERSION "\",\"capabilities\":[\"hypercall\","
-               "\"probe_access\",\"probe_dma\",\"probe_irq\",\"events\",\"observe\"]}\n");
+               "\"probe_access\",\"probe_dma\",\"probe_irq\",\"events\",\"observe\"]"
+               PROFILE_JSON "}\n");
     } else if (json_streq(&doc, t, "shutdown")) {
         reply_head("shutdown_ok", id);
         printf("}\n");

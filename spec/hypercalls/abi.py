@@ -65,6 +65,9 @@ class Arg:
     width: int  # bits of the field; the rest of the register is reserved (must be zero)
     kind: ArgKind
     meaning: str
+    # for a port: whose port it is -- "" the caller's, else the name of the ``vm`` argument
+    # naming the VM that owns it (ports are numbered per VM, Xen event_channel.h)
+    of: str = ""
 
 
 @attrs.frozen
@@ -185,7 +188,7 @@ TABLE: tuple[Row, ...] = (
         "Xen EVTCHNOP_alloc_unbound"),
     _hv("EVTCHN_BIND_INTERDOMAIN", 0x31,
         (_a("remote", 16, "vm", "VM that allocated the port"),
-         _a("remote_port", 16, "port", "its unbound port")),
+         Arg("remote_port", 16, "port", "its unbound port", of="remote")),
         "port", (_DEN, _INV, "NO_MEMORY"), "evtchn_bind_interdomain",
         "Xen EVTCHNOP_bind_interdomain"),
     _hv("EVTCHN_SEND", 0x32, (_PORT,), "0", (_DEN, _INV), "evtchn_send", "Xen EVTCHNOP_send"),

@@ -11,6 +11,9 @@ import pytest
 ADAPTER = Path(__file__).resolve().parents[2] / "examples" / "c-adapter"
 BUGS = ("NO_PRIV_CHECK", "RO_SHARE_RW", "RECLAIM_RETRIEVED", "DESTROY_FREES_MAPPED",
         "SEND_UNBOUND", "ERROR_PRECEDENCE", "NO_QUOTA", "CRASH_MALFORMED")
+# planted bugs of the LOOSE adapter (-DLOOSE: its own choices of ports, handles, power-on)
+LOOSE_BUGS = ("HANDLE_REUSE", "PORT_OOR", "DOUBLE_CPU_ON", "AFFINITY_OFF_AFTER_RUN",
+              "ERROR_OUTSIDE", "REFINEMENT_BROKEN")
 
 
 def _compile(out: Path, *defines: str) -> Path:
@@ -37,6 +40,25 @@ def faulty_adapter(tmp_path_factory: pytest.TempPathFactory):
     def build(bug: str) -> Path:
         if bug not in built:
             built[bug] = _compile(root / f"pvhv-{bug}", f"-DBUG_{bug}")
+        return built[bug]
+
+    return build
+
+
+@pytest.fixture(scope="session")
+def loose_adapter(tmp_path_factory: pytest.TempPathFactory):
+    """A builder: ``build(bug=None)`` -> path of the adapter compiled with -DLOOSE (a correct
+    target choosing its own ports, handles and power-on moment, protocol 1.1 with a
+    profile), and with -DBUG_<bug> as well when a LOOSE planted bug is named."""
+    built: dict[str | None, Path] = {}
+    root = tmp_path_factory.mktemp("pvhv-loose")
+
+    def build(bug: str | None = None) -> Path:
+        if bug is not None and bug not in LOOSE_BUGS:
+            raise ValueError(f"not a planted bug of the LOOSE adapter: {bug}")
+        if bug not in built:
+            defines = ["-DLOOSE"] + ([f"-DBUG_{bug}"] if bug else [])
+            built[bug] = _compile(root / f"pvhv-loose{'-' + bug if bug else ''}", *defines)
         return built[bug]
 
     return build

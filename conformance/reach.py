@@ -1,0 +1,150 @@
+"""How far a run reached: what the workload actually sent and what state it was sent in.
+
+A passed run is only as strong as the cases it produced.  Every oracle run counts, per ABI
+row, the calls sent, those that succeeded and each error; per state feature, how often a
+call met it (how many VMs were live, a paused VM, the caller vCPU's power state, a
+transaction with several borrowers or pages, a port reused after it was closed, a masked
+port with an event pending); per register field, how often it held a boundary value (0,
+1, its maximum, the sign bit of the register).  Reports show the figures and tests put
+floors on them, so a workload that stops reaching a case fails a test instead of
+silently judging less.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from spec.hypercalls import abi, codec
+from spec.state import INTERDOMAIN, ON, ON_PENDING, PAUSED, RUNNING, State
+
+__all__ = ["FLOORS", "Reach", "unmet_floors"]
+
+_POWER = {0: "OFF", ON: "ON", ON_PENDING: "ON_PENDING"}
+_TX_ROWS = frozenset({"MEM_SHARE", "MEM_LEND", "MEM_DONATE"})
+
+
+class Reach:
+    def __init__(self) -> None:
+        self.rows: Counter[tuple[str, str]] = Counter()  # (row, "sent"/"ok"/error name)
+        self.features: Counter[str] = Counter()
+        self.fields: Counter[tuple[str, str]] = Counter()  # (row.arg, class)
+        self.unknown_ids: Counter[str] = Counter()  # parity of unknown function ids
+        self._closed: set[tuple[int, int]] = set()  # (vm, port) seen closed after use
+
+    def call(self, s: State, vm: int, vcpu: int, decoded: Any, regs: dict[str, int],
+             conv: str, ret: int) -> None:
+        """One call the oracle compared: ``s`` is the state it was made in."""
+        row = decoded.row
+        if row is None:
+            fid = regs.get(str(abi.CONVENTIONS[conv]["id"]), 0) & 0xFFFF_FFFF
+            self.unknown_ids["odd" if fid & 1 else "even"] += 1
+            self.rows[("unknown", "sent")] += 1
+            return
+        name = row.name
+        rows = self.rows
+        rows[(name, "sent")] += 1
+        if ret >> 63:
+            errs = abi.ERROR_SPACES[row.space]
+            code = ret - (1 << 64)
+            rows[(name, next((e for e, c in errs.items() if c == code), str(code)))] += 1
+        else:
+            rows[(name, "ok")] += 1
+        f = self.features
+        live = sum(1 for x in s.vm_state if x in (RUNNING, PAUSED))
+        f[f"live VMs: {live}"] += 1
+        if PAUSED in s.vm_state:
+            f["a paused VM exists"] += 1
+            if s.vm_state[vm] == PAUSED:
+                f["caller's VM is paused"] += 1
+        if vm < s.cfg.n_vms and vcpu < s.cfg.n_vcpus:
+            f[f"caller vCPU {_POWER.get(s.vcpu[s.vc(vm, vcpu)], '?')}"] += 1
+        if isinstance(decoded, codec.Call):
+            self._args(row, decoded.args, regs, conv)
+            if not ret >> 63:
+                self._success(s, vm, name, decoded.args, ret)
+        elif row is not None:
+            f["reserved bits set"] += 1
+
+    def _args(self, row: abi.Row, args: tuple[int, ...], regs: dict[str, int],
+              conv: str) -> None:
+        fields = self.fields
+        for a, v in zip(row.args, args, strict=False):
+            top = (1 << a.width) - 1
+            cls = "0" if v == 0 else "1" if v == 1 else "max" if v == top else "other"
+            fields[(f"{row.name}.{a.name}", cls)] += 1
+        for r in abi.CONVENTIONS[conv]["args"][: len(row.args)]:
+            if regs.get(r, 0) >> 63:
+                fields[(f"{row.name}.*", "sign bit")] += 1
+
+    def _success(self, s: State, vm: int, name: str, args: tuple[int, ...], ret: int
+                 ) -> None:
+        f = self.features
+        if name in _TX_ROWS:
+            borrowers = bin(args[2]).count("1")
+            f[f"transaction with {borrowers} borrower(s)"] += 1
+            f[f"transaction of {args[1]} page(s)"] += 1
+        elif name == "EVTCHN_ALLOC_UNBOUND":
+            if (vm, ret) in self._closed:
+                f["port reused after close"] += 1
+        elif name == "EVTCHN_CLOSE":
+            self._closed.add((vm, args[0]))
+        elif name.startswith("AFFINITY_INFO"):
+            target = args[0]
+            if target < s.cfg.n_vcpus:
+                f[f"AFFINITY_INFO of a vCPU {_POWER.get(s.vcpu[s.vc(vm, target)], '?')}"] += 1
+        elif name == "EVTCHN_SEND":
+            P = s.cfg.n_ports
+            i = vm * P + args[0]
+            if s.ch_state[i] == INTERDOMAIN:
+                r = s.ch_rvm[i] * P + s.ch_rport[i]
+                if s.ch_masked[r]:
+                    f["send to a masked port"] += 1
+        elif name == "VM_RESUME":
+            f["VM resumed"] += 1
+
+    def merge(self, other: Reach) -> None:
+        self.rows.update(other.rows)
+        self.features.update(other.features)
+        self.fields.update(other.fields)
+        self.unknown_ids.update(other.unknown_ids)
+
+    def to_dict(self) -> dict[str, Any]:
+        per_row: dict[str, dict[str, int]] = {}
+        for (row, what), n in sorted(self.rows.items()):
+            per_row.setdefault(row, {})[what] = n
+        per_field: dict[str, dict[str, int]] = {}
+        for (field, cls), n in sorted(self.fields.items()):
+            per_field.setdefault(field, {})[cls] = n
+        return {"rows": per_row, "features": dict(sorted(self.features.items())),
+                "fields": per_field, "unknown_ids": dict(self.unknown_ids)}
+
+
+# What a ci-profile run must reach at the least (tests/conformance/test_reach.py): each
+# feature at least this often; every ABI row sent and succeeded; unknown ids of both
+# parities; at most this share of calls made with only the control VM alive.
+FLOORS: dict[str, int] = {
+    "a paused VM exists": 50, "caller's VM is paused": 20, "VM resumed": 20,
+    "caller vCPU ON_PENDING": 20, "AFFINITY_INFO of a vCPU ON_PENDING": 20,
+    "transaction with 2 borrower(s)": 10, "transaction of 2 page(s)": 10,
+    "port reused after close": 20, "send to a masked port": 20,
+    "reserved bits set": 100, "live VMs: 4": 100,
+}
+MAX_SHARE_ONE_LIVE_VM = 0.4
+
+
+def unmet_floors(reach: Reach) -> list[str]:
+    """What ``reach`` falls short of (empty: every floor met)."""
+    out = [f"{name}: {reach.features.get(name, 0)} < {n}" for name, n in FLOORS.items()
+           if reach.features.get(name, 0) < n]
+    for row in abi.TABLE:
+        if not reach.rows.get((row.name, "ok")):
+            out.append(f"{row.name}: never succeeded")
+    for parity in ("odd", "even"):
+        if not reach.unknown_ids.get(parity):
+            out.append(f"no {parity} unknown function id")
+    calls = sum(n for (_, what), n in reach.rows.items() if what == "sent")
+    one = reach.features.get("live VMs: 1", 0)
+    if calls and one / calls > MAX_SHARE_ONE_LIVE_VM:
+        out.append(f"{one / calls:.0%} of calls with one live VM")
+    return out
