@@ -16,12 +16,21 @@ from collections import Counter
 from typing import Any
 
 from spec.hypercalls import abi, codec
-from spec.state import INTERDOMAIN, ON, ON_PENDING, PAUSED, RUNNING, State
+from spec.state import INTERDOMAIN, ON, ON_PENDING, PAUSED, State
 
 __all__ = ["FLOORS", "Reach", "unmet_floors"]
 
 _POWER = {0: "OFF", ON: "ON", ON_PENDING: "ON_PENDING"}
 _TX_ROWS = frozenset({"MEM_SHARE", "MEM_LEND", "MEM_DONATE"})
+# Keys and lookups made once, not per call: the oracle counts every one of its ~20k calls
+# a second, and this bookkeeping must stay a small part of a step.
+_LIVE_KEY = [f"live VMs: {n}" for n in range(65)]
+_CALLER_KEY = {p: f"caller vCPU {name}" for p, name in _POWER.items()}
+_ERROR_NAME = {space: {c: n for n, c in errs.items()} for space, errs in abi.ERROR_SPACES.items()}
+_SUCCESS_ROWS = frozenset({*_TX_ROWS, "EVTCHN_ALLOC_UNBOUND", "EVTCHN_CLOSE", "AFFINITY_INFO",
+                           "AFFINITY_INFO_32", "EVTCHN_SEND", "VM_RESUME"})
+_FIELD_KEYS = {r.name: tuple((f"{r.name}.{a.name}", (1 << a.width) - 1) for a in r.args)
+               for r in abi.TABLE}
 
 
 class Reach:
@@ -36,46 +45,42 @@ class Reach:
              conv: str, ret: int) -> None:
         """One call the oracle compared: ``s`` is the state it was made in."""
         row = decoded.row
+        rows = self.rows
         if row is None:
             fid = regs.get(str(abi.CONVENTIONS[conv]["id"]), 0) & 0xFFFF_FFFF
             self.unknown_ids["odd" if fid & 1 else "even"] += 1
-            self.rows[("unknown", "sent")] += 1
+            rows[("unknown", "sent")] += 1
             return
         name = row.name
-        rows = self.rows
         rows[(name, "sent")] += 1
         if ret >> 63:
-            errs = abi.ERROR_SPACES[row.space]
             code = ret - (1 << 64)
-            rows[(name, next((e for e, c in errs.items() if c == code), str(code)))] += 1
+            rows[(name, _ERROR_NAME[row.space].get(code, str(code)))] += 1
         else:
             rows[(name, "ok")] += 1
         f = self.features
-        live = sum(1 for x in s.vm_state if x in (RUNNING, PAUSED))
-        f[f"live VMs: {live}"] += 1
-        if PAUSED in s.vm_state:
+        states = s.vm_state
+        f[_LIVE_KEY[len(states) - states.count(0)]] += 1
+        if vm >= len(states):
+            return  # a hand-made trace may name a VM the configuration lacks
+        if PAUSED in states:
             f["a paused VM exists"] += 1
-            if s.vm_state[vm] == PAUSED:
+            if states[vm] == PAUSED:
                 f["caller's VM is paused"] += 1
-        if vm < s.cfg.n_vms and vcpu < s.cfg.n_vcpus:
-            f[f"caller vCPU {_POWER.get(s.vcpu[s.vc(vm, vcpu)], '?')}"] += 1
+        C = s.cfg.n_vcpus
+        if vcpu < C:
+            f[_CALLER_KEY.get(s.vcpu[vm * C + vcpu], "caller vCPU ?")] += 1
         if isinstance(decoded, codec.Call):
-            self._args(row, decoded.args, regs, conv)
-            if not ret >> 63:
+            fields = self.fields
+            for (key, top), v in zip(_FIELD_KEYS[name], decoded.args, strict=False):
+                fields[(key, "0" if v == 0 else "1" if v == 1 else "max" if v == top
+                        else "other")] += 1
+            if any(v >> 63 for v in regs.values()):
+                fields[(f"{name}.*", "sign bit")] += 1
+            if not ret >> 63 and name in _SUCCESS_ROWS:
                 self._success(s, vm, name, decoded.args, ret)
-        elif row is not None:
+        else:
             f["reserved bits set"] += 1
-
-    def _args(self, row: abi.Row, args: tuple[int, ...], regs: dict[str, int],
-              conv: str) -> None:
-        fields = self.fields
-        for a, v in zip(row.args, args, strict=False):
-            top = (1 << a.width) - 1
-            cls = "0" if v == 0 else "1" if v == 1 else "max" if v == top else "other"
-            fields[(f"{row.name}.{a.name}", cls)] += 1
-        for r in abi.CONVENTIONS[conv]["args"][: len(row.args)]:
-            if regs.get(r, 0) >> 63:
-                fields[(f"{row.name}.*", "sign bit")] += 1
 
     def _success(self, s: State, vm: int, name: str, args: tuple[int, ...], ret: int
                  ) -> None:

@@ -32,7 +32,7 @@ from conformance.target import make_target, reference_available
 
 EXAMPLES = oracle.PROFILES["ci"]["max_examples"]  # the oracle: a whole ci run
 TRACES = 20  # replay: the traces of a 20-example ci run
-C_ADAPTER = Path(__file__).resolve().parents[1] / "examples" / "c-adapter"
+C_ADAPTER = Path(__file__).resolve().parents[2] / "examples" / "c-adapter"
 
 
 def _traces(n: int = TRACES) -> list[list[dict[str, Any]]]:
