@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, Phase, reject, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, rule, run_state_machine_as_test
 
-from conformance import requirements
+from conformance import drivers, requirements
 from conformance.names import Names
 from conformance.reach import Reach
 from conformance.target import (
@@ -493,16 +493,16 @@ def make_oracle(target: Target, cfg: Config = SIM_CONFIG, log: OracleLog | None 
     outside Hypothesis loses nothing; ``derandomize`` still makes a run reproducible.
     """
     log_: OracleLog = log if log is not None else OracleLog()
-    base = campaign.make_base(cfg)
     events = "events" in target.capabilities
+    own: dict[str, campaign.Move] = {}
+    own_move = campaign.registrar(own)
 
-    class Oracle(base):  # type: ignore[misc, valid-type]
-        def __init__(self) -> None:
-            super().__init__()
-            self.differ = Differ(target, cfg, invariants=invariants, judged=log_.judged,
-                                 reach=log_.reach)
-            self.differ.reset()
-            log_.examples += 1
+    class OracleWorkload(campaign.Workload):
+        """The campaign's workload, every call and event sent through the Differ."""
+
+        def __init__(self, differ: Differ) -> None:
+            super().__init__(cfg)
+            self.differ = differ
 
         def _regs(self, vm: int, vcpu: int, regs: dict[str, int], conv: str) -> None:
             try:
@@ -522,26 +522,17 @@ def make_oracle(target: Target, cfg: Config = SIM_CONFIG, log: OracleLog | None 
                 log_.steps += 1
                 self.s = self.differ.s
 
-        @rule(seed=st.integers(0, 2**64 - 1))
-        def run_program(self, seed: int) -> None:
-            """``program`` moves, every choice drawn from ``seed``."""
-            ch = campaign.RandomChooser(seed)
-            try:
-                for _ in range(program):
-                    ch.pick(MOVES)(self, ch)
-            except ConformanceFailure as exc:  # kept: Hypothesis' re-run may not repeat it
-                if log_.first_failure is None:
-                    log_.first_failure = exc
-                raise
-
-        # --- the oracle's own moves (the campaign's are inherited) ------------------------
+        # --- the oracle's own moves (the campaign's are inherited) --------------------
+        @own_move
         def move_vcpu_start(self, ch: campaign.Chooser) -> None:
             self._event("VCPU_START", ch.integer(0, cfg.n_vms - 1),
                         ch.integer(0, cfg.n_vcpus - 1))
 
+        @own_move
         def move_device_irq(self, ch: campaign.Chooser) -> None:
             self._event("DEVICE_IRQ", ch.integer(0, cfg.n_devices))
 
+        @own_move
         def move_offer(self, ch: campaign.Chooser) -> None:
             """An owner offers one of its frames, the borrower maps it, then pokes at it."""
             s, G = self.s, cfg.n_gframes
@@ -575,6 +566,7 @@ def make_oracle(target: Target, cfg: Config = SIM_CONFIG, log: OracleLog | None 
                 if frames:  # the control VM asks for memory: a wrongly freed frame shows
                     self._call(0, 0, abi.BY_NAME["MEM_POPULATE"], (frames[0], 7), "arm64")
 
+        @own_move
         def move_bind(self, ch: campaign.Chooser) -> None:
             """VM a offers a port to VM b, which binds it (or a sends through it first)."""
             a, b = ch.integer(0, cfg.n_vms - 1), ch.integer(0, cfg.n_vms - 1)
@@ -588,6 +580,7 @@ def make_oracle(target: Target, cfg: Config = SIM_CONFIG, log: OracleLog | None 
             else:
                 self._call(b, 0, abi.BY_NAME["EVTCHN_BIND_INTERDOMAIN"], (a, port), "arm64")
 
+        @own_move
         def move_destroy_lender(self, ch: campaign.Chooser) -> None:
             """The owner of memory a borrower maps dies (XSA-218/230 class)."""
             s = self.s
@@ -603,6 +596,7 @@ def make_oracle(target: Target, cfg: Config = SIM_CONFIG, log: OracleLog | None 
                 who = ch.pick(holders, label="holder")
                 self._call(who, 0, abi.BY_NAME["MEM_RELINQUISH"], (k,), "arm64")
 
+        @own_move
         def move_malformed(self, ch: campaign.Chooser) -> None:
             """A real function id with one argument register carrying reserved bits (often
             the sign bit, as a negative number passed where an index is expected)."""
@@ -619,12 +613,38 @@ def make_oracle(target: Target, cfg: Config = SIM_CONFIG, log: OracleLog | None 
             args[which % len(row.args)] = (1 << hi) | low
             self._regs(vm, 0, codec.encode_call(row, tuple(args), conv), conv)
 
+    # every move, in name order (as when they were all methods of one class): a seed
+    # picks the same move whatever the registration order
+    MOVES = tuple(fn for _, fn in sorted({**campaign.MOVES, **own}.items()))
+
+    class Oracle(drivers.make_base(cfg)):  # type: ignore[misc]
+        def __init__(self) -> None:
+            self.differ = Differ(target, cfg, invariants=invariants, judged=log_.judged,
+                                 reach=log_.reach)
+            self.differ.reset()
+            log_.examples += 1
+            super().__init__()
+
+        def new_workload(self) -> campaign.Workload:
+            return OracleWorkload(self.differ)
+
+        @rule(seed=st.integers(0, 2**64 - 1))
+        def run_program(self, seed: int) -> None:
+            """``program`` moves, every choice drawn from ``seed``."""
+            ch = campaign.RandomChooser(seed)
+            w = self.w
+            try:
+                for _ in range(program):
+                    ch.pick(MOVES)(w, ch)
+            except ConformanceFailure as exc:  # kept: Hypothesis' re-run may not repeat it
+                if log_.first_failure is None:
+                    log_.first_failure = exc
+                raise
+
         def teardown(self) -> None:
             if invariants == "end":
                 self.differ.check_state()
 
-    MOVES = tuple(getattr(Oracle, name) for name in sorted(dir(Oracle))
-                  if name.startswith("move_"))
     Oracle.__name__ = "ConformanceOracle"
     return Oracle
 

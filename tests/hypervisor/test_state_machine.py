@@ -1,5 +1,5 @@
 """The concrete spec under random hypercall sequences keeps every invariant."""
 
-from spec.campaign import make_machine
+from conformance.drivers import make_machine
 
 TestHypervisorMachine = make_machine().TestCase
