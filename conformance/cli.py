@@ -204,7 +204,8 @@ def cmd_prove(args: argparse.Namespace) -> int:
                f"{r.detail}")
         if r.counterexample:
             _print("  counterexample:", json.dumps({k: v for k, v in r.counterexample.items()
-                                                   if k != "pre_state"}))
+                                                   if k not in ("pre_state",
+                                                                "second_pre_state")}))
     _print(f"{len(results)} obligations: {len(results) - len(failed)} proved, "
            f"{len(failed)} not proved, {seconds:.1f} s wall on {args.jobs} processes "
            f"(bounded: {_bound_text()})")

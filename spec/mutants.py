@@ -16,12 +16,13 @@ from typing import Any
 import attrs
 
 from spec import machine, transitions
-from spec.logic import bit, ite, select, store, ult
+from spec.logic import add, bit, bits, ite, select, set_bit, store, sub, ult
 from spec.state import (
     CLOSED,
     FREE,
     HYP,
     INTERDOMAIN,
+    IRQ_EVTCHN,
     NONE,
     ON,
     ORPHAN,
@@ -282,6 +283,57 @@ def _share_names_one_more_frame(orig: Handler) -> Handler:
     return bug
 
 
+def _status_reads_next_vm(orig: Handler) -> Handler:
+    """EVTCHN_STATUS bounds the port against the whole port table instead of the caller's
+    row, so ports n_ports.. read the next VM's ports (an out-of-bounds read, XSA-style)."""
+    def bug(s: State, me: Caller, row: Any, port: Any) -> tuple[State, Any]:
+        P = s.cfg.n_ports
+        nxt = add(me.vm, 1)
+        if ult(port, P) or not ult(port, 2 * P) or not ult(nxt, s.cfg.n_vms):
+            return orig(s, me, row, port)
+        return orig(s, Caller(nxt, me.vcpu), row, sub(port, P))
+    return bug
+
+
+def _affinity_honours_aff1(orig: Handler) -> Handler:
+    """AFFINITY_INFO takes Aff1 of the MPIDR as a VM id (a cluster id on real hardware)
+    without checking that it is the caller's: any VM learns another's vCPU power states."""
+    def bug(s: State, me: Caller, row: Any, target: Any, level: Any) -> tuple[State, Any]:
+        vm, cpu = bits(target, 8, 8), bits(target, 0, 8)
+        if vm == 0 or not ult(vm, s.cfg.n_vms) or bits(target, 16, 48) != 0:
+            return orig(s, me, row, target, level)
+        return orig(s, Caller(vm, me.vcpu), row, cpu, level)
+    return bug
+
+
+def _unmask_sees_next_vm_pending(orig: Handler) -> Handler:
+    """EVTCHN_UNMASK looks for a pending event one row too far in the pending bitmap (the
+    next VM's port of the same number) and raises the caller's upcall for it: the caller's
+    interrupts then reveal whether another VM has an event pending."""
+    def bug(s: State, me: Caller, row: Any, port: Any) -> tuple[State, Any]:
+        s2, ret = orig(s, me, row, port)
+        nxt = add(me.vm, 1)
+        if _failed(ret) or not ult(nxt, s.cfg.n_vms):
+            return s2, ret
+        if select(s.ch_pending, s.vp(nxt, port)):
+            i = s2.vc(me.vm, 0)
+            s2 = s2.evolve(irq=store(s2.irq, i, set_bit(select(s2.irq, i), IRQ_EVTCHN, True)))
+        return s2, ret
+    return bug
+
+
+def _bind_reveals_closed_port(orig: Handler) -> Handler:
+    """EVTCHN_BIND_INTERDOMAIN tells a closed remote port (INVALID_PARAMETERS) from one
+    open for somebody else (DENIED): an error-code oracle, through which any VM maps which
+    ports another VM has open and with whom it talks."""
+    def bug(s: State, me: Caller, row: Any, remote: Any, rport: Any) -> tuple[State, Any]:
+        if ult(remote, s.cfg.n_vms) and ult(rport, s.cfg.n_ports) and select(
+                s.ch_state, s.vp(remote, rport)) == CLOSED:
+            return transitions.fail(s, row, "INVALID_PARAMETERS")
+        return orig(s, me, row, remote, rport)
+    return bug
+
+
 MUTANTS: tuple[Mutant, ...] = (
     Mutant("no_quota_check", "mem_populate", "MEM_POPULATE", "quota_respected",
            "quota not enforced", _no_quota),
@@ -335,6 +387,23 @@ MUTANTS: tuple[Mutant, ...] = (
            "reserved permission bits stored", _populate_reserved_perm),
     Mutant("populate_aliases_frame", "mem_populate", "MEM_POPULATE", "mappings_injective",
            "one frame mapped twice (XSA-224 class)", _populate_aliases_frame),
+    # Leaks: the state stays sound and nobody else's view changes, but a call's result or
+    # the caller's own view depends on another VM's private state.  Only the two-run
+    # confidentiality obligation can see them.
+    Mutant("status_reads_next_vm", "evtchn_status", "EVTCHN_STATUS",
+           "noninterference_confidential", "out-of-bounds read of another VM's port",
+           _status_reads_next_vm),
+    Mutant("affinity_honours_aff1", "affinity_info", "AFFINITY_INFO",
+           "noninterference_confidential", "query answered about another VM's vCPU",
+           _affinity_honours_aff1),
+    Mutant("unmask_sees_next_vm_pending", "evtchn_unmask", "EVTCHN_UNMASK",
+           "noninterference_confidential", "caller's interrupts reveal another VM's event",
+           _unmask_sees_next_vm_pending),
+    # A call that names another VM may depend on its lifecycle and on what it shares with
+    # the caller, and on nothing else of it.
+    Mutant("bind_reveals_closed_port", "evtchn_bind_interdomain", "EVTCHN_BIND_INTERDOMAIN",
+           "noninterference_confidential_named", "error code reveals another VM's ports",
+           _bind_reveals_closed_port),
 )
 BY_NAME = {m.name: m for m in MUTANTS}
 

@@ -4,13 +4,18 @@
 quota, its vCPUs and pending interrupts, its whole stage-2 table (which host frame, which
 rights), its ports, the transactions it owns or may retrieve, and which devices it has.
 
-Two properties, proved for every hypercall by :mod:`spec.prove`:
+Three properties, proved for every hypercall by :mod:`spec.prove`:
 
 * **unchanged** — a call by VM ``a`` (not the control VM) that names no resource shared
   with ``b`` and whose arguments do not name ``b`` leaves ``view(s, b)`` unchanged;
-* **confidential** (two-state self-composition) — run the same call by ``a`` on two states
-  that differ arbitrarily in ``b``'s private part (see :func:`private_slots`): ``a`` gets
-  the same result and ends with the same view.  ``b``'s secrets do not flow to ``a``.
+* **confidential** (two-state self-composition) — run the same call by ``a`` (a live VM,
+  see :func:`is_attacker`) on two independent states that agree everywhere except in
+  ``b``'s private part (see :func:`private_slots` and :func:`with_private`), both sound:
+  ``a`` gets the same result and ends with the same view.  ``b``'s secrets do not flow
+  to ``a``;
+* **confidential, named** — the same where the call names ``b`` or ``a`` and ``b`` share
+  something: the call may then depend on ``b`` only through ``b``'s lifecycle (if named)
+  and the objects ``b`` shares with ``a`` (see :func:`secret_slots`).
 """
 
 from __future__ import annotations
@@ -19,8 +24,8 @@ from typing import Any
 
 from spec import logic
 from spec.hypercalls.abi import Row
-from spec.logic import and_, bit, ite, or_, select
-from spec.state import CLOSED, CONTROL, NONE, TX_FREE, State
+from spec.logic import and_, bit, ite, not_, or_, select, ule, ult
+from spec.state import ABSENT, CLOSED, CONTROL, NONE, TX_FREE, State
 
 
 def view(s: State, b: Any) -> tuple[Any, ...]:
@@ -97,8 +102,56 @@ def private_slots(s: State, b: Any) -> dict[str, list[Any]]:
     return out
 
 
-def is_attacker(a: Any) -> Any:
-    return a != CONTROL
+def offered(s: State, a: Any) -> list[Any]:
+    """Per port slot: the port is bound or offered to VM ``a`` (open, its remote is ``a``)."""
+    return [and_(st != CLOSED, r == a) for st, r in zip(s.ch_state, s.ch_rvm, strict=True)]
 
 
-__all__ = ["NONE", "is_attacker", "names", "private_slots", "shared", "view"]
+def secret_slots(s: State, a: Any, b: Any, named: Any) -> dict[str, list[Any]]:
+    """``b``'s private slots minus what a call by ``a`` may depend on: ``b``'s lifecycle
+    when the call names ``b`` (``named``), ``b``'s ports bound or offered to ``a``, and the
+    stage-2 entries through which ``b`` shares, lends or donates memory to ``a`` (a live
+    transaction ``b`` owns with ``a`` among its borrowers, entries base..base+count)."""
+    cfg = s.cfg
+    out = dict(private_slots(s, b))
+    out["vm_state"] = [and_(m, not_(named)) for m in out["vm_state"]]
+    G = cfg.n_gframes
+    ports = [and_(m, not_(o)) for m, o in zip(out["ch_state"], offered(s, a), strict=True)]
+    out.update({f: ports for f in ("ch_state", "ch_rvm", "ch_rport", "ch_pending",
+                                   "ch_masked")})
+    lent = [logic.any_(and_(
+        s.tx_kind[k] != TX_FREE, s.tx_owner[k] == b, bit(s.tx_borrowers[k], a),
+        ule(s.tx_base[k], g), ult(g, logic.add(s.tx_base[k], s.tx_count[k])))
+        for k in range(cfg.n_tx)) for g in range(G)]
+    entries = [and_(m, not_(lent[i % G])) for i, m in enumerate(out["s2_valid"])]
+    out.update({f: entries for f in ("s2_valid", "s2_frame", "s2_perm", "s2_held", "s2_tx")})
+    return out
+
+
+def with_private(s: State, other: State, b: Any,
+                 slots: dict[str, list[Any]] | None = None) -> State:
+    """``s`` with ``b``'s private slots (:func:`private_slots`, or ``slots``) taken from
+    ``other``.
+
+    With ``other`` an independent state, this is the second state of the confidentiality
+    obligations: equal to ``s`` everywhere else by construction, free in ``b``'s secrets."""
+    private = private_slots(s, b) if slots is None else slots
+    return s.evolve(**{
+        name: tuple(ite(mask, alt, mine) for mask, alt, mine in
+                    zip(masks, getattr(other, name), getattr(s, name), strict=True))
+        for name, masks in private.items()
+    })
+
+
+def is_attacker(s: State, a: Any, b: Any) -> Any:
+    """``a`` can make calls that ``b`` must be protected from: a live VM, neither the
+    control VM (which may legitimately read and change everything) nor ``b`` itself.
+
+    Liveness matters: a VM id outside the machine has no view of its own (``view``
+    would read the last VM's slots), so the obligation must not quantify over it."""
+    return and_(logic.ult(a, s.cfg.n_vms), select(s.vm_state, a, ABSENT) != ABSENT,
+                a != CONTROL, a != b)
+
+
+__all__ = ["NONE", "is_attacker", "names", "offered", "private_slots", "secret_slots", "shared",
+           "view", "with_private"]

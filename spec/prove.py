@@ -6,7 +6,7 @@ symbolic caller and a register file whose argument registers are all free 64-bit
 the *same* spec code as the concrete model (decode -> checks -> transition) through
 :func:`spec.symbolic.explore`, and asks Z3 for a path on which an invariant fails.
 ``unsat`` is a proof for this model size.  Also proved per row: the step properties
-(failed calls change nothing, ...) and both noninterference properties.
+(failed calls change nothing, ...) and the three noninterference properties.
 
 A failed obligation yields a concrete counterexample (pre-state, caller, registers, the
 decoded call, the clause) that :mod:`spec.replay` re-runs on the concrete spec.
@@ -153,37 +153,135 @@ def _all_checks(setup: _Setup, paths: list[symbolic.Path], moved: list[symbolic.
         _noninterference(setup, paths, cfg, conv, check)
 
 
+OBSERVER = "observer"  # the name of VM b's id in every noninterference obligation
+CONFIDENTIAL = "noninterference_confidential"  # b shares nothing with a, is not named
+CONFIDENTIAL_NAMED = "noninterference_confidential_named"  # b is named or shares with a
+
+
+@attrs.frozen
+class _TwoStates:
+    """The confidentiality obligations' setting: attacker ``a`` (the caller), victim ``b``,
+    and a second pre-state ``s2`` that agrees with ``setup.s`` except in ``b``'s secrets.
+
+    With ``setup.assumptions``, ``call`` constrains the call (enough to explore the second
+    run), ``apart`` is the case of :data:`CONFIDENTIAL` (b's whole private part secret),
+    ``related`` that of :data:`CONFIDENTIAL_NAMED` (b's lifecycle, if named, and what b
+    shares with a are not secret), and ``states`` constrains the two states in both."""
+
+    a: Any
+    b: Any
+    s2: State
+    call: list[Any]
+    apart: list[Any]
+    related: list[Any]
+    states: list[Any]
+
+    def hypotheses(self, name: str = CONFIDENTIAL) -> list[Any]:
+        case = self.apart if name == CONFIDENTIAL else self.related
+        return [*self.call, *case, *self.states]
+
+
+def _observer() -> Any:
+    return z3.BitVec(OBSERVER, 64)
+
+
+def _independent_state(cfg: Config) -> State:
+    """A pre-state whose every word and flag is a fresh variable, shaped like the initial
+    state as :func:`symbolic.fresh` builds the first one, but with fixed names
+    (``t.<field>[<i>]``) so that a counterexample can evaluate it again."""
+    s0 = initial(cfg)
+
+    def var(name: str, x: Any) -> Any:
+        return z3.Bool(name) if isinstance(x, bool) else z3.BitVec(name, logic.WORD)
+
+    return s0.evolve(**{
+        f.name: tuple(var(f"t.{f.name}[{i}]", x) for i, x in enumerate(getattr(s0, f.name)))
+        for f in attrs.fields(State) if f.metadata.get("symbolic", True) is not False
+    })
+
+
+def _named(setup: _Setup, conv: str, b: Any) -> Any:
+    assert setup.row is not None
+    arg_regs = tuple(setup.regs[r] for r in abi.CONVENTIONS[conv]["args"])
+    return _b(noninterference.names(setup.row, arg_regs, b))
+
+
+def _second_state(setup: _Setup, cfg: Config, conv: str) -> State:
+    """``setup.s`` with ``b``'s secrets taken from an independent state.  A pure function
+    of the setup, so a counterexample rebuilds the very terms the proof used."""
+    a, b, s = setup.caller.vm, _observer(), setup.s
+    secret = noninterference.secret_slots(s, a, b, _named(setup, conv, b))
+    return noninterference.with_private(s, _independent_state(cfg), b, secret)
+
+
+def _two_states(setup: _Setup, cfg: Config, conv: str) -> _TwoStates:
+    """Self-composition without aliasing: ``s2`` takes every slot of ``b``'s secrets from
+    an independent state, so the two runs really can differ in them.
+
+    (``symbolic.fresh(setup.s, ...)`` would not do: ``fresh`` replaces only plain values,
+    and ``setup.s`` already holds terms, so the "second" state would be the first one.)
+
+    Where ``b`` is not named and shares nothing with ``a``, :func:`~spec.noninterference.
+    secret_slots` is all of ``b``'s private part, so one second state serves both cases."""
+    a, b, s = setup.caller.vm, _observer(), setup.s
+    s2 = _second_state(setup, cfg, conv)
+    named = _named(setup, conv, b)
+    call = [logic.ult(b, cfg.n_vms), _b(noninterference.is_attacker(s, a, b))]
+    apart = [z3.Not(named), z3.Not(_b(noninterference.shared(s, a, b))),
+             z3.Not(_b(noninterference.shared(s2, a, b)))]
+    # b's ports open towards a are the same in both states: those b shares are equal by
+    # construction, and no secret port may be open towards a in s2 alone.
+    same_offers = [x == y for x, y in zip(noninterference.offered(s, a),
+                                          noninterference.offered(s2, a), strict=True)
+                   if not x.eq(y)]
+    related = [z3.Or(named, _b(noninterference.shared(s, a, b))), *same_offers]
+    states = [_b(i.holds(s2)) for i in inv_mod.INVARIANTS]
+    return _TwoStates(a, b, s2, call, apart, related, states)
+
+
 def _noninterference(setup: _Setup, paths: list[symbolic.Path], cfg: Config, conv: str,
                      check: Callable[..., None]) -> None:
-    if getattr(check, "only", None) is not None and not any(
-            n.startswith("noninterference") for n in check.only):
-        return
-    a, b = setup.caller.vm, z3.BitVec("observer", 64)
-    arg_regs = tuple(setup.regs[r] for r in abi.CONVENTIONS[conv]["args"])
+    only = getattr(check, "only", None)
+
+    def wanted(name: str) -> bool:
+        return only is None or name in only
+
+    a, b = setup.caller.vm, _observer()
     s = setup.s
-    hyp = [logic.ult(b, cfg.n_vms), b != a, a != CONTROL,
-           z3.Not(_b(noninterference.names(setup.row, arg_regs, b))),
-           z3.Not(_b(noninterference.shared(s, a, b)))]
-    before = noninterference.view(s, b)
-    check("noninterference", "noninterference_unchanged", "two VMs sharing nothing",
-          [(p.condition, symbolic.same(noninterference.view(p.value[0], b), before))
-           for p in paths], hyp)
-    # Self-composition: a second pre-state that differs from s only in b's private slots.
-    other = symbolic.fresh(s, "t")
-    private = noninterference.private_slots(s, b)
-    s2 = s.evolve(**{
-        name: tuple(logic.ite(mask, alt, mine) for mask, alt, mine in
-                    zip(private[name], getattr(other, name), getattr(s, name), strict=True))
-        for name in private
-    })
-    inv2 = [_b(i.holds(s2)) for i in inv_mod.INVARIANTS]
-    paths2 = symbolic.explore(_run(setup, conv, s2), [*setup.assumptions, *inv2])
+    if wanted("noninterference_unchanged"):
+        hyp = [logic.ult(b, cfg.n_vms), b != a, a != CONTROL, z3.Not(_named(setup, conv, b)),
+               z3.Not(_b(noninterference.shared(s, a, b)))]
+        before = noninterference.view(s, b)
+        check("noninterference", "noninterference_unchanged", "two VMs sharing nothing",
+              [(p.condition, symbolic.same(noninterference.view(p.value[0], b), before))
+               for p in paths], hyp)
+    cases = [n for n in (CONFIDENTIAL, CONFIDENTIAL_NAMED) if wanted(n)]
+    if not cases:
+        return
+    two = _two_states(setup, cfg, conv)
+    # The call hypotheses suffice to prune the second run's paths (its merge covers every
+    # input they allow); the others would only make exploring slower.
+    paths2 = symbolic.explore(_run(setup, conv, two.s2), [*setup.assumptions, *two.call])
     m1, m2 = symbolic.merge(paths), symbolic.merge(paths2)
     agree = z3.And(_b(symbolic.same(m1[1], m2[1])),
                    _b(symbolic.same(noninterference.view(m1[0], a),
                                     noninterference.view(m2[0], a))))
-    check("noninterference", "noninterference_confidential", "two VMs sharing nothing",
-          [(True, agree)], [*hyp, *inv2, z3.Not(_b(noninterference.shared(s2, a, b)))])
+    clauses = {CONFIDENTIAL: "two VMs sharing nothing",
+               CONFIDENTIAL_NAMED: "a VM named by the call or sharing with the caller"}
+    for name in cases:
+        check("noninterference", name, clauses[name], _per_victim(two, name, agree, cfg))
+
+
+def _per_victim(two: _TwoStates, name: str, agree: Any, cfg: Config) -> list[tuple[Any, Any]]:
+    """One goal per victim ``b = v``, its hypotheses and claim specialised to ``v``: with
+    ``b`` a constant, simplification turns most of the second state's invariants into the
+    first state's own, and Z3 then sees them once (several times faster than one query)."""
+    goals = []
+    for v in range(cfg.n_vms):
+        fix = (two.b, z3.BitVecVal(v, logic.WORD))
+        case = [z3.simplify(z3.substitute(h, fix)) for h in two.hypotheses(name)]
+        goals.append((z3.And(two.b == v, *case), z3.substitute(agree, fix)))
+    return goals
 
 
 # --- counterexamples ---------------------------------------------------------------------------
@@ -226,7 +324,10 @@ def _counterexample(setup: _Setup, model: z3.ModelRef, cfg: Config, conv: str, k
         case["call"] = (decoded.row.name if isinstance(decoded, codec.Call)
                         else f"decode error: {decoded.reason}")
         if kind == "noninterference":
-            case["observer"] = _value(model, z3.BitVec("observer", 64))
+            case["observer"] = _value(model, _observer())
+        if name in (CONFIDENTIAL, CONFIDENTIAL_NAMED):
+            case["second_pre_state"] = state_to_json(concretize(model, _second_state(
+                setup, cfg, conv)))
     return case
 
 

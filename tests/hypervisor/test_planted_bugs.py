@@ -10,15 +10,19 @@ import pytest
 from hypothesis import Phase, settings
 from hypothesis.stateful import run_state_machine_as_test
 
-from spec import campaign, invariants, mutants, prove, replay
+from conformance.drivers import make_machine
+from spec import campaign, invariants, machine, mutants, noninterference, prove, replay
+from spec.hypercalls import abi, codec
+from spec.state import Config
 
 IDS = [m.name for m in mutants.MUTANTS]
+TWO_RUN = {"noninterference_confidential", "noninterference_confidential_named"}
 
 
 def test_every_rule_has_a_planted_bug():
     caught = {m.catches for m in mutants.MUTANTS}
     rules = {i.name for i in invariants.INVARIANTS} | {p.name for p in invariants.STEP_PROPERTIES}
-    rules |= {"noninterference_unchanged"}
+    rules |= {"noninterference_unchanged", *TWO_RUN}
     assert rules <= caught, f"no planted bug for {sorted(rules - caught)}"
 
 
@@ -29,12 +33,53 @@ def test_proof_catches(mutant):
         assert [r.status for r in results] == ["failed"], results
         case = results[0].counterexample
         assert case is not None
-        if mutant.catches.startswith("noninterference"):
+        if mutant.catches in TWO_RUN:
+            # a two-run property: both concrete runs tell the two pre-states apart ...
+            assert leaks(case), case
+        elif mutant.catches.startswith("noninterference"):
             return  # a two-VM property; its counterexample names the observer instead
-        replayed = {v.name for v in replay.run_case(case)}
+        else:
+            replayed = {v.name for v in replay.run_case(case)}
+    if mutant.catches in TWO_RUN:
+        assert not leaks(case), case  # ... and with the bug gone they do not
+        return
     assert mutant.catches in replayed, (case, replayed)
     # and with the bug gone, the same case breaks nothing
     assert mutant.catches not in {v.name for v in replay.run_case(case)}
+
+
+def leaks(case):
+    """Replay a confidentiality counterexample on the concrete spec: the same call by the
+    same attacker on both pre-states; True when the result or the attacker's view differ.
+
+    First check that the case is a legitimate pair: both states sound, equal except in the
+    observer's secrets, the caller a live VM other than the control VM and the observer;
+    for ``noninterference_confidential`` the call names the observer nowhere and the two
+    share nothing, for ``..._named`` the observer is named or shares something with the
+    caller, and its ports open towards the caller are the same in both states."""
+    cfg, conv = Config(**case["config"]), case["conv"]
+    s1 = prove.state_from_json(cfg, case["pre_state"])
+    s2 = prove.state_from_json(cfg, case["second_pre_state"])
+    (a, vcpu), b = case["caller"], case["observer"]
+    regs = {k: int(v) for k, v in case["regs"].items()}
+    call = codec.decode(regs, conv)
+    args = tuple(regs[r] for r in abi.CONVENTIONS[conv]["args"])
+    named = noninterference.names(call.row, args, b)
+    assert invariants.violated(s1) == [] and invariants.violated(s2) == []
+    assert noninterference.is_attacker(s1, a, b)
+    secret = noninterference.secret_slots(s1, a, b, named)
+    assert s1 != s2 and noninterference.with_private(s1, s2, b, secret) == s2
+    if case["property"] == "noninterference_confidential":
+        assert not named
+        assert not noninterference.shared(s1, a, b) and not noninterference.shared(s2, a, b)
+    else:
+        assert named or noninterference.shared(s1, a, b)
+        assert noninterference.offered(s1, a) == noninterference.offered(s2, a)
+    seen = []
+    for s in (s1, s2):
+        post, out = machine.step(s, a, vcpu, regs, conv)
+        seen.append((out, noninterference.view(post, a)))
+    return seen[0] != seen[1]
 
 
 SINGLE_VM_RULES = [m for m in mutants.MUTANTS if not m.catches.startswith("noninterference")]
@@ -46,5 +91,5 @@ def test_state_machine_catches(mutant):
     # carries the whole trace (shrinking is exercised by the conformance suite).
     quick = settings(max_examples=300, phases=[Phase.explicit, Phase.reuse, Phase.generate])
     with mutants.installed(mutant), pytest.raises(campaign.StepFailure) as info:
-        run_state_machine_as_test(campaign.make_machine(), settings=quick)
+        run_state_machine_as_test(make_machine(), settings=quick)
     assert any(name in str(info.value) for name in mutant.accepted), str(info.value)[:500]
