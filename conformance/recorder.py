@@ -1,6 +1,7 @@
 """How a run records its checks, for every kind of target: each check goes into the report,
-its failure's trace into ``traces/``, and the report is written again at once, so that the
-report on disk is always the run so far.  Too many errors in a row stop the run.
+its failure's trace into ``traces/``, and the report is written again (at most once a
+second, and always at the end), so that the report on disk is the run so far.  Too many
+errors in a row stop the run.
 """
 
 from __future__ import annotations
@@ -40,10 +41,18 @@ class Recorder:
     max_errors: int = 3
     start: float = attrs.field(factory=time.perf_counter)
     streak: int = 0
+    # A long report (800 proofs) takes ~0.3 s to render: while the run goes on it is
+    # rewritten at most this often; :meth:`finish` always writes it, however the run ends.
+    every: float = 1.0
+    _written: float = attrs.field(default=0.0, init=False)
 
-    def save(self) -> None:
+    def save(self, force: bool = True) -> None:
         """Write the report (and the ``--json`` summary); a write that fails is noted in
         the report, never raised: the run goes on and the next write may succeed."""
+        now = time.perf_counter()
+        if not force and now - self._written < self.every:
+            return
+        self._written = now
         report = self.report
         report.seconds = time.perf_counter() - self.start
         try:
@@ -72,7 +81,7 @@ class Recorder:
         if self.progress:
             self.progress(check.id, check)
         if write:
-            self.save()
+            self.save(force=False)
         if self.max_errors and self.streak >= self.max_errors:
             raise StopRun(f"stopped early: {self.streak} checks in a row ended in error "
                           f"(--max-errors {self.max_errors})")

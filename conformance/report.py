@@ -23,6 +23,7 @@ import datetime as _dt
 import hashlib
 import json
 import os
+import re
 import shlex
 import shutil
 import socket
@@ -53,8 +54,9 @@ from conformance.results import (
     run_verdict,
 )
 
-__all__ = ["STATUSES", "Check", "Failure", "Report", "check_dict", "check_from_dict",
-           "failure_text", "prepare_report_dir", "provenance", "requirements"]
+__all__ = ["STATUSES", "Check", "Failure", "NotJudged", "Report", "atomic_write",
+           "check_dict", "check_from_dict", "check_writable_file", "failure_text",
+           "new_trace_path", "op_text", "prepare_report_dir", "provenance", "requirements"]
 
 STATUSES = tuple(str(s) for s in Status)
 REPORT_VERSION = 2
@@ -254,10 +256,11 @@ class Report:
         atomically."""
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
-        atomic_write(out / "report.json", json.dumps(self.to_dict(), indent=1))
+        d = self.to_dict()  # once, for the JSON and the page
+        atomic_write(out / "report.json", json.dumps(d, indent=1))
         atomic_write(out / "junit.xml", self.junit())
         atomic_write(out / "report.md", self.markdown())
-        atomic_write(out / "report.html", self.html())
+        atomic_write(out / "report.html", self.html(d))
         return out
 
     # --- JUnit ----------------------------------------------------------------------------------
@@ -363,10 +366,10 @@ class Report:
         return "\n".join(lines) + "\n"
 
     # --- HTML -----------------------------------------------------------------------------------
-    def html(self) -> str:
+    def html(self, d: dict[str, Any] | None = None) -> str:
         from conformance.report_html import render
 
-        return render(self)
+        return render(self, d)
 
 
 def _abi_version() -> str:
@@ -465,17 +468,9 @@ def atomic_write(path: Path, text: str) -> None:
             f.write(data)
         os.replace(tmp, path)
     except BaseException:
-        with _suppress():
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-
-
-class _suppress:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> bool:
-        return True
 
 
 REPORT_FILES = ("report.json", "junit.xml", "report.md", "report.html")
@@ -484,8 +479,6 @@ REPORT_FILES = ("report.json", "junit.xml", "report.md", "report.html")
 def new_trace_path(report_dir: Path, name: str) -> Path:
     """A fresh file ``report_dir/traces/NAME.json`` for a check's trace (an existing one
     is never overwritten: ``NAME-2.json``, ...)."""
-    import re
-
     directory = report_dir / "traces"
     directory.mkdir(parents=True, exist_ok=True)
     stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:120] or "trace"
@@ -537,6 +530,3 @@ def check_writable_file(path: str | Path) -> None:
         raise UsageError(f"cannot write {p}: directory {parent} does not exist")
     if not os.access(parent, os.W_OK) or (p.exists() and not os.access(p, os.W_OK)):
         raise UsageError(f"cannot write {p}: permission denied")
-
-
-__all__ += ["NotJudged", "atomic_write", "check_writable_file", "new_trace_path", "op_text"]

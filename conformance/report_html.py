@@ -349,9 +349,10 @@ def _matrix(m: Mapping[str, Mapping[str, Any]], links: Mapping[str, str]) -> str
     return _table(("requirement", "clause", "status", "judged by"), rows)
 
 
-def render(report: Any) -> str:
-    """The report as one self-contained HTML page."""
-    d = report.to_dict()
+def render(report: Any, d: Mapping[str, Any] | None = None) -> str:
+    """The report as one self-contained HTML page (``d``: its ``to_dict()``, when the
+    caller has it already)."""
+    d = report.to_dict() if d is None else d
     checks: list[Mapping[str, Any]] = d["checks"]
     bad = [c for c in checks if c["status"] in BAD]
     slugs = _slugs(c["id"] for c in bad)

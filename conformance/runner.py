@@ -147,7 +147,7 @@ def _check_op(path: str | Path, i: int, op: Any) -> None:
 
 
 # --- checks -----------------------------------------------------------------------------------
-def _oracle_covers(target: Target, inv_mode: str) -> list[str]:
+def _oracle_covers(target: Target) -> list[str]:
     covers = [f"abi:{r.name}" for r in abi.TABLE] + ["abi:decode"]
     if "events" in target.capabilities:
         covers += [f"event:{e.name}" for e in abi.EVENTS]
@@ -159,9 +159,7 @@ def oracle_check(target: Target, profile: str, reach: Reach | None = None,
                  **overrides: Any) -> Check:
     """The differential oracle as one check; it credits exactly what it judged.  What the
     workload reached is added to ``reach`` when given."""
-    inv = overrides.get("invariants", oracle.PROFILES.get(profile, oracle.PROFILES["ci"])
-                        ["invariants"])
-    covers = _oracle_covers(target, inv)
+    covers = _oracle_covers(target)
     cid = "oracle:differential"
     if "hypercall" not in target.capabilities:
         return not_judged(cid, "differential state machine", "oracle", covers,
@@ -304,7 +302,7 @@ def run_conformance(target_spec: str, profile: str = "ci", report_dir: str | Non
             cid = f"scenario:{sc.id}"
             if selected(cid, (f"abi:{sc.row}", *sc.also)):
                 add(_guarded(cid, functools.partial(scenarios.run_scenario, tgt, sc)))
-        if selected("oracle:differential", _oracle_covers(tgt, "")):
+        if selected("oracle:differential", _oracle_covers(tgt)):
             reach = Reach()
             add(_guarded("oracle:differential",
                          lambda: oracle_check(tgt, profile, reach, **oracle_overrides)))
