@@ -179,11 +179,10 @@ def _prove(args: argparse.Namespace, json_file: str | None, cex_dir: str | None,
 
 
 def _proof_bound() -> dict[str, Any]:
-    import attrs
 
     from spec import prove
 
-    return {"bounded": True, **attrs.asdict(prove.PROOF_CONFIG)}
+    return {"bounded": True, **prove.PROOF_CONFIG.sizes()}
 
 
 def cmd_prove(args: argparse.Namespace) -> int:

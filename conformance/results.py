@@ -29,7 +29,8 @@ from typing import Any
 import attrs
 
 __all__ = [
-    "BLOCKING_REASONS", "Check", "Failure", "NotJudged", "PvspecError", "RequirementVerdict",
+    "BLOCKING_REASONS", "Check", "Failure", "KnownDeviation", "NotJudged", "PvspecError",
+    "RequirementVerdict",
     "RunInterrupted", "Status", "SuiteDefect", "TargetFault", "UsageError", "Verdict",
     "clip_text", "coverage",
     "matches", "requirement_verdicts", "run_verdict",
@@ -124,6 +125,26 @@ def _reason(r: NotJudged | str | None) -> NotJudged | None:
 
 def _status(s: Status | str) -> Status:
     return Status(s)
+
+
+@attrs.frozen
+class KnownDeviation:
+    """A deviation a real target is known for (docs/findings.md), so a run reports it as a
+    failed requirement and goes on judging the rest instead of stopping at it.
+
+    ``matches(decoded call, registers, spec's result word, target's result registers)``
+    recognises
+    exactly that deviation and nothing wider; ``trace`` is its minimal trace."""
+
+    id: str
+    title: str
+    requirement: str
+    rows: frozenset[str]
+    clause: str
+    expected: str
+    observed: str
+    matches: Any = attrs.field(eq=False, repr=False)
+    trace: tuple[dict[str, Any], ...] = ()
 
 
 @attrs.frozen

@@ -38,7 +38,14 @@ from conformance.results import (
     matches,
     not_judged,
 )
-from conformance.target import ExecTarget, Target, TargetError, make_target, target_profile
+from conformance.target import (
+    ExecTarget,
+    Target,
+    TargetError,
+    make_target,
+    target_profile,
+    target_rows,
+)
 from spec.hypercalls import abi
 
 TRACE_FORMAT = "pvspec-trace"
@@ -57,7 +64,7 @@ def write_trace(report_dir: Path, name: str, failure: Failure, ops: Sequence[Any
     atomic_write(path, json.dumps({
         "format": TRACE_FORMAT, "version": TRACE_VERSION, "abi_version": abi.ABI_VERSION,
         "protocol_version": protocol.PROTOCOL_VERSION,
-        "target": target, "config": attrs.asdict(oracle.SIM_CONFIG),
+        "target": target, "config": oracle.SIM_CONFIG.sizes(),
         "failure": {"kind": failure.kind, "requirement": failure.requirement,
                     "clause": failure.clause, "expected": clip_text(failure.expected),
                     "observed": clip_text(failure.observed)},
@@ -148,7 +155,8 @@ def _check_op(path: str | Path, i: int, op: Any) -> None:
 
 # --- checks -----------------------------------------------------------------------------------
 def _oracle_covers(target: Target) -> list[str]:
-    covers = [f"abi:{r.name}" for r in abi.TABLE] + ["abi:decode"]
+    spoken = target_rows(target_profile(target))
+    covers = [f"abi:{r.name}" for r in abi.TABLE if r.name in spoken] + ["abi:decode"]
     if "events" in target.capabilities:
         covers += [f"event:{e.name}" for e in abi.EVENTS]
     covers += [r.id for r in requirements.hypervisor() if r.kind in ("invariant", "step")]
@@ -156,7 +164,7 @@ def _oracle_covers(target: Target) -> list[str]:
 
 
 def oracle_check(target: Target, profile: str, reach: Reach | None = None,
-                 **overrides: Any) -> Check:
+                 deviations: dict[str, int] | None = None, **overrides: Any) -> Check:
     """The differential oracle as one check; it credits exactly what it judged.  What the
     workload reached is added to ``reach`` when given."""
     covers = _oracle_covers(target)
@@ -167,6 +175,8 @@ def oracle_check(target: Target, profile: str, reach: Reach | None = None,
     out = oracle.run_oracle(target, oracle.SIM_CONFIG, profile, **overrides)
     if reach is not None and out.reach is not None:
         reach.merge(out.reach)
+    if deviations is not None:
+        deviations.update(out.deviations)
     f = out.failure
     failure = Failure(f.kind, f.requirement, f.clause, f.expected, f.observed,
                       tuple(f.trace), shrunk_from=out.shrunk_from) if f else None
@@ -179,10 +189,31 @@ def oracle_check(target: Target, profile: str, reach: Reach | None = None,
                           "protocol", _last_requirement(out.trace), "pvspec stdio protocol "
                           "(docs/PROTOCOL.md)", "an answer", clip_text(out.error),
                           tuple(out.trace))
+    if out.deviations:
+        detail += " known deviations seen: " + ", ".join(
+            f"{k} x{n}" for k, n in sorted(out.deviations.items()))
     return Check(cid, "differential state machine vs the spec", "oracle", out.status, covers,
                  sorted(out.judged), None, "every ABI row; spec/invariants.py",
                  f"Hypothesis state machine ({profile}), compared after every step",
                  out.seconds, out.examples, out.steps, clip_text(detail.strip()), failure)
+
+
+def deviation_checks(target: Target, seen: dict[str, int]) -> list[Check]:
+    """One failed check per known deviation of the target that the run saw again: the
+    requirement stays failed in the report (docs/findings.md says why), while the run
+    goes on to judge everything else."""
+    out = []
+    for dev in getattr(target, "known_deviations", ()):
+        n = seen.get(dev.id, 0)
+        if not n:
+            continue
+        out.append(Check(f"deviation:{dev.id}", dev.title, "oracle", "failed",
+                         (dev.requirement,), (dev.requirement,), None, dev.clause,
+                         "known deviation, seen again by the differential oracle", 0.0, 0,
+                         n, f"expected deviation {dev.id} (docs/findings.md), seen {n} "
+                         f"times", Failure("result", dev.requirement, dev.clause,
+                                           dev.expected, dev.observed, dev.trace)))
+    return out
 
 
 def _last_requirement(trace: Sequence[dict[str, Any]]) -> str:
@@ -216,6 +247,14 @@ def view_checks(target: Target) -> list[Check]:
             lacking |= {("hypercall" if v == "result" else f"probe_{v}")
                         for v in need - views}
     out = []
+    spoken = target_rows(target_profile(target))
+    unspoken = [f"abi:{r.name}" for r in abi.TABLE if r.name not in spoken]
+    if unspoken:
+        abis = sorted({r.abi for r in abi.TABLE if r.name not in spoken})
+        out.append(not_judged("views:abis", "calls of ABIs the target does not speak",
+                              "target", unspoken, NotJudged.NOT_OFFERED,
+                              f"the target does not speak {', '.join(abis)} (its profile "
+                              f"lists the ABIs it speaks)"))
     if missing_cap:
         out.append(not_judged("views:capability", "requirements the target cannot show",
                               "target", missing_cap, NotJudged.CAPABILITY,
@@ -296,17 +335,23 @@ def run_conformance(target_spec: str, profile: str = "ci", report_dir: str | Non
         for c in view_checks(target):
             add(c)
         tgt = target
+        spoken = target_rows(target_profile(target))
         for sc in scenarios.SCENARIOS:
             if scenario_filter is not None and not scenario_filter(sc):
                 continue
             cid = f"scenario:{sc.id}"
+            if not all(op.row in spoken for op in sc.ops):
+                continue  # a scenario in an ABI the target does not speak (views:abis)
             if selected(cid, (f"abi:{sc.row}", *sc.also)):
                 add(_guarded(cid, functools.partial(scenarios.run_scenario, tgt, sc)))
         if selected("oracle:differential", _oracle_covers(tgt)):
             reach = Reach()
+            seen: dict[str, int] = {}
             add(_guarded("oracle:differential",
-                         lambda: oracle_check(tgt, profile, reach, **oracle_overrides)))
+                         lambda: oracle_check(tgt, profile, reach, seen, **oracle_overrides)))
             report.reach = reach.to_dict()
+            for c in deviation_checks(tgt, seen):
+                add(c)
         if deselected:
             report.checks.append(not_judged(
                 "selection", "checks left out by --only / --skip", "suite",

@@ -35,17 +35,20 @@ import attrs
 from conformance import protocol
 from conformance.results import clip_text
 from spec import choices, machine
+from spec import profile as spec_profile
 from spec.hypercalls import abi
 from spec.state import Config, State, access, initial
 
 __all__ = [
     "ALL_CAPABILITIES", "ExecTarget", "Observation", "ProtocolViolation", "ReferenceTarget",
     "SpecObserver", "SpecTarget", "Target", "TargetCrashed", "TargetError", "TargetTimeout",
-    "make_target", "observe", "reference_available", "spec_observation",
+    "make_target", "observe", "reference_available", "spec_observation", "target_rows",
 ]
 
 ALL_CAPABILITIES = frozenset({"hypercall", "probe_access", "probe_dma", "probe_irq", "events",
                               "observe"})
+# "no_return": the target tells a call that did not return ({"returned": 0}) from one that
+# did (a real platform can; a simulator answers CPU_OFF with 0 and is not held to it)
 
 
 # --- errors -------------------------------------------------------------------------------------
@@ -178,6 +181,24 @@ def _dma(s: State, dev: int, g: int) -> int:
 # What the spec itself chooses (spec/choices.py): in-process targets declare it, and are
 # held to it.
 MODEL_PROFILE = {name: c.refinement for name, c in choices.CHOICES.items()}
+MODEL_PROFILE["abis"] = ",".join(abi.ABIS)
+MODEL_PROFILE.update({d.name: spec_profile.render_value(d.values[0])
+                      for d in spec_profile.DIMENSIONS})
+
+
+def target_rows(profile: Mapping[str, str]) -> frozenset[str]:
+    """The calls a target speaks: every row of the ABIs its profile lists (``abis``,
+    comma-separated: smccc, psci, pvspec); without a list, the rows of ABI table 1.0,
+    so a protocol-1.0 adapter is judged on what it was written for."""
+    listed = profile.get("abis")
+    if listed is None:
+        return frozenset(r.name for r in abi.TABLE if r.since == "1.0")
+    names = {a.strip() for a in listed.split(",") if a.strip()}
+    unknown = names - set(abi.ABIS)
+    if unknown:
+        raise ValueError(f"unknown ABI {sorted(unknown)} in the profile (known: "
+                         f"{', '.join(abi.ABIS)})")
+    return frozenset(r.name for r in abi.TABLE if r.abi in names)
 
 
 def profile_of(declared: Mapping[str, str] | None, capabilities: frozenset[str]
@@ -288,7 +309,7 @@ class ReferenceTarget:
             return
         self._cfg = config
         self._grid = _probe_grid(config)
-        self._hv = self._guard(lambda: self._cls(**attrs.asdict(config)))
+        self._hv = self._guard(lambda: self._cls(**config.sizes()))
         self._pristine = pickle.dumps({k: v for k, v in vars(self._hv).items()
                                        if _is_data(v)})
         self._built_attrs = frozenset(vars(self._hv))
@@ -791,7 +812,7 @@ class ExecTarget:
         self._cfg = config
         if self._proc is None or self._proc.poll() is not None:
             self._start()
-        self._request({"type": "reset", "config": attrs.asdict(config)}, "reset_ok")
+        self._request({"type": "reset", "config": config.sizes()}, "reset_ok")
 
     @staticmethod
     def _hypercall_body(vm: int, vcpu: int, regs: Mapping[str, int], conv: str
@@ -868,4 +889,9 @@ def make_target(spec: str, timeout: float = 5.0, log_dir: str | None = None,
         return ReferenceTarget()
     if spec.startswith("exec:"):
         return ExecTarget(spec[5:], timeout=timeout, log_dir=log_dir, max_line=max_line)
-    raise ValueError(f"unknown target {spec!r}: use spec, reference or exec:COMMAND")
+    if spec == "qemu-psci":
+        from conformance.qemu_psci_target import QemuPsciTarget
+
+        return QemuPsciTarget()
+    raise ValueError(f"unknown target {spec!r}: use spec, reference, qemu-psci or "
+                     f"exec:COMMAND")

@@ -5,6 +5,7 @@ one place before any work starts.
 ``reference``                  pvspec's optimized hypervisor (reference_impl), in process
 ``spec``                       the executable spec itself (checks the suite)
 ``exec:COMMAND``               your adapter speaking the stdio protocol (docs/PROTOCOL.md)
+``qemu-psci``                  QEMU's own PSCI (virt board, EL2/EL3 off), a guest agent of ours
 ``vhost-user:SOCKET``          a running vhost-user back-end (virtio-blk) on a Unix socket
 ``qemu-vhost-user-blk``        QEMU's qemu-storage-daemon, started and stopped here
 ``reference-vhost-user-blk``   pvspec's own virtio-blk back-end, in a thread
@@ -22,9 +23,9 @@ from conformance.results import UsageError
 
 __all__ = ["EXAMPLES", "HYPERVISOR", "VHOST_USER_MANAGED", "TargetSpec", "parse_target"]
 
-HYPERVISOR = ("reference", "spec")
+HYPERVISOR = ("reference", "spec", "qemu-psci")
 VHOST_USER_MANAGED = ("qemu-vhost-user-blk", "reference-vhost-user-blk", "virtiofsd")
-EXAMPLES = ("reference", "spec", "exec:./examples/c-adapter/pvhv",
+EXAMPLES = ("reference", "spec", "qemu-psci", "exec:./examples/c-adapter/pvhv",
             "exec:'python3 my_adapter.py --fast'", "vhost-user:/run/my-blk.sock",
             *VHOST_USER_MANAGED)
 
@@ -71,5 +72,5 @@ def parse_target(text: str) -> TargetSpec:
 
 def help_text() -> str:
     """The target forms, for ``--help``."""
-    return ("reference | spec | exec:COMMAND | vhost-user:SOCKET | "
+    return ("reference | spec | qemu-psci | exec:COMMAND | vhost-user:SOCKET | "
             + " | ".join(VHOST_USER_MANAGED) + " (e.g. exec:./examples/c-adapter/pvhv)")

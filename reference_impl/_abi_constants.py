@@ -26,6 +26,13 @@ HV_ERRORS: dict[str, int] = {
     'BUSY': -4,
     'DENIED': -6,
 }
+SMCCC_ERRORS: dict[str, int] = {
+    'SUCCESS': 0,
+    'NOT_SUPPORTED': -1,
+    'NOT_REQUIRED': -2,
+    'INVALID_PARAMETER': -3,
+}
+ARCH_WORKAROUNDS = (0x80008000, 0x80007fff, 0x80003fff)
 
 # name, function id, smc64, caller, error space, handler, ((arg name, width), ...)
 ROWS: tuple[tuple[str, int, bool, str, str, str, tuple[tuple[str, int], ...]], ...] = (
@@ -41,6 +48,18 @@ ROWS: tuple[tuple[str, int, bool, str, str, str, tuple[tuple[str, int], ...]], .
      'psci', 'affinity_info', (('target_affinity', 32), ('lowest_level', 32),)),
     ('AFFINITY_INFO', 0xc4000004, True, 'any',
      'psci', 'affinity_info', (('target_affinity', 64), ('lowest_level', 32),)),
+    ('MIGRATE_INFO_TYPE', 0x84000006, False, 'any',
+     'psci', 'migrate_info_type', ()),
+    ('SYSTEM_OFF', 0x84000008, False, 'any',
+     'psci', 'system_off', ()),
+    ('SYSTEM_RESET', 0x84000009, False, 'any',
+     'psci', 'system_reset', ()),
+    ('PSCI_FEATURES', 0x8400000a, False, 'any',
+     'psci', 'psci_features', (('psci_func_id', 32),)),
+    ('SMCCC_VERSION', 0x80000000, False, 'any',
+     'smccc', 'smccc_version', ()),
+    ('SMCCC_ARCH_FEATURES', 0x80000001, False, 'any',
+     'smccc', 'smccc_arch_features', (('arch_func_id', 32),)),
     ('HV_VERSION', 0xc6000000, True, 'any',
      'hv', 'hv_version', ()),
     ('VM_CREATE', 0xc6000001, True, 'control',

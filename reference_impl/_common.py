@@ -8,7 +8,7 @@ state exactly.  Error values come from the generated ABI constants.
 
 from __future__ import annotations
 
-from reference_impl._abi_constants import HV_ERRORS, PSCI_ERRORS
+from reference_impl._abi_constants import HV_ERRORS, PSCI_ERRORS, SMCCC_ERRORS
 
 MASK64 = (1 << 64) - 1
 
@@ -30,7 +30,10 @@ def _words(space: dict[str, int]) -> dict[str, int]:
 
 PSCI = _words(PSCI_ERRORS)
 HV = _words(HV_ERRORS)
-SPACES = {"psci": PSCI, "hv": HV}
+# SMCCC's architecture calls have no DENIED: a call from a vCPU that cannot make one is
+# answered NOT_SUPPORTED there
+SMCCC = {**_words(SMCCC_ERRORS), "DENIED": _words(SMCCC_ERRORS)["NOT_SUPPORTED"]}
+SPACES = {"psci": PSCI, "hv": HV, "smccc": SMCCC}
 
 P_INV, P_DEN = PSCI["INVALID_PARAMETERS"], PSCI["DENIED"]
 P_INV_ADDR, P_ALREADY_ON, P_ON_PENDING = (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from reference_impl._abi_constants import ABI_VERSION
+from reference_impl._abi_constants import ABI_VERSION, ROWS
 from reference_impl._common import (
     H_DEN,
     H_INV,
@@ -17,6 +17,8 @@ from reference_impl._common import (
     P_INV,
     P_INV_ADDR,
     P_ON_PENDING,
+    PSCI,
+    SMCCC,
     VALID,
 )
 
@@ -32,6 +34,12 @@ _MAJOR, _MINOR = (int(x) for x in ABI_VERSION.split("."))
 HV_VERSION_VALUE = (_MAJOR << 16) | _MINOR
 _GFN_MASK = (1 << 52) - 1
 AFFINITY = {ON: 0, OFF: 1, ON_PENDING: 2}
+SMCCC_VERSION_VALUE = (1 << 16) | 1  # SMCCC 1.1
+MIGRATE_INFO_TYPE_VALUE = 2  # no Trusted OS to migrate
+# PSCI_FEATURES: every PSCI function this hypervisor implements, and SMCCC_VERSION
+_FEATURES = frozenset(fid for name, fid, _s, _c, space, _h, _a in ROWS
+                      if space == "psci" or name == "SMCCC_VERSION")
+_ARCH_CALLS = frozenset(fid for _n, fid, _s, _c, space, _h, _a in ROWS if space == "smccc")
 
 
 class CpuCalls(_Base):
@@ -68,6 +76,37 @@ class CpuCalls(_Base):
         if level != 0 or target >= self.C:
             return P_INV
         return AFFINITY[self.vcpu[vm * self.C + target]]
+
+    def h_migrate_info_type(self, vm: int, vcpu: int) -> int:
+        return MIGRATE_INFO_TYPE_VALUE
+
+    def h_system_off(self, vm: int, vcpu: int) -> int:
+        """The VM's vCPUs all stop; the VM itself stays (the controller reclaims it)."""
+        self._power_vm(vm, boot=False)
+        return 0
+
+    def h_system_reset(self, vm: int, vcpu: int) -> int:
+        """The VM restarts on vCPU 0."""
+        self._power_vm(vm, boot=True)
+        return 0
+
+    def _power_vm(self, vm: int, boot: bool) -> None:
+        C = self.C
+        for c in range(C):
+            self.vcpu[vm * C + c] = ON if boot and c == 0 else OFF
+            self.irq[vm * C + c] = 0
+        self._refresh_can(vm)
+
+    def h_psci_features(self, vm: int, vcpu: int, fid: int) -> int:
+        return 0 if fid in _FEATURES else PSCI["NOT_SUPPORTED"]
+
+    def h_smccc_version(self, vm: int, vcpu: int) -> int:
+        return SMCCC_VERSION_VALUE
+
+    def h_smccc_arch_features(self, vm: int, vcpu: int, fid: int) -> int:
+        # the erratum workarounds are not offered to guests: NOT_SUPPORTED, like any
+        # function id that is no Arm architecture call this hypervisor implements
+        return 0 if fid in _ARCH_CALLS else SMCCC["NOT_SUPPORTED"]
 
     def h_irq_ack(self, vm: int, vcpu: int, line: int) -> int:
         if line >= self.n_lines:

@@ -39,10 +39,19 @@ _AREAS: dict[str, tuple[abi.Row, ...]] = {
     "sharing": tuple(r for r in abi.TABLE if r.name.startswith("MEM_")
                      and r.name not in ("MEM_POPULATE", "MEM_RELEASE")),
     "evtchn": tuple(r for r in abi.TABLE if r.name.startswith("EVTCHN_") or r.name == "IRQ_ACK"),
-    "psci": tuple(r for r in abi.TABLE if r.space == "psci" or r.name == "HV_VERSION"),
+    "psci": tuple(r for r in abi.TABLE if (r.space in ("psci", "smccc") and not r.name.startswith(
+        "SYSTEM_")) or r.name == "HV_VERSION"),
+    "system": tuple(r for r in abi.TABLE if r.name.startswith("SYSTEM_")),
     "control": tuple(r for r in abi.TABLE if r.caller == "control"),
 }
 assert {r.name for rows in _AREAS.values() for r in rows} == {r.name for r in abi.TABLE}
+
+
+# Function ids a PSCI_FEATURES or SMCCC_ARCH_FEATURES query asks about: every call of the
+# table, the erratum workarounds, and ids nothing implements (a PSCI id past the last
+# function, SMCCC_ARCH_SOC_ID, a vendor id, an SMC64 twin of an SMC32-only call).
+FUNCTION_POOL = (*sorted({r.function_id for r in abi.TABLE}), *abi.ARCH_WORKAROUNDS,
+                 0x8400001F, 0x80000002, 0xC6000000, 0xC4000000)
 
 
 class StepFailure(AssertionError):
@@ -55,7 +64,7 @@ def _arg_domain(arg: abi.Arg, cfg: Config) -> tuple[int, int, list[int]]:
         "vm": cfg.n_vms + 1, "vcpu": cfg.n_vcpus + 1, "frame": cfg.n_gframes + 1,
         "handle": cfg.n_tx + 1, "port": cfg.n_ports + 1, "device": cfg.n_devices + 1,
         "line": cfg.n_lines + 1, "perm": 8, "level": 2, "mpidr": cfg.n_vcpus + 1,
-        "value": cfg.n_gframes + 2, "vm_mask": 1 << cfg.n_vms,
+        "value": cfg.n_gframes + 2, "vm_mask": 1 << cfg.n_vms, "function": 0x20,
     }.get(arg.kind)
     if arg.kind == "address":
         hi, shift = cfg.n_gframes, 12
@@ -229,8 +238,10 @@ class Workload:
     well).  :meth:`boot` (or :meth:`boot_with`, when a driver draws the quotas itself)
     starts every VM."""
 
-    def __init__(self, cfg: Config = SIM_CONFIG) -> None:
+    def __init__(self, cfg: Config = SIM_CONFIG, rows: frozenset[str] | None = None) -> None:
         self.cfg = cfg
+        # the calls the system under test speaks (None: every row); others are not made
+        self.rows = rows
         self.s: State = initial(cfg)
         self.trace: list[str] = []
         self._last_ret = 0
@@ -258,8 +269,14 @@ class Workload:
             names = ", ".join(f"{v.name} [{v.clause}]" for v in bad)
             raise StepFailure(f"{names} broken after: " + " ; ".join(self.trace))
 
+    def speaks(self, row: abi.Row) -> bool:
+        return self.rows is None or row.name in self.rows
+
     def _call(self, vm: int, vcpu: int, row: abi.Row, args: tuple[int, ...],
               conv: str) -> None:
+        if not self.speaks(row):
+            self._last_ret = (1 << 64) - 1  # NOT_SUPPORTED: the call is not made
+            return
         regs = codec.encode_call(row, args, conv)
         self._regs(vm, vcpu, regs, conv)
 
@@ -302,6 +319,8 @@ class Workload:
             pool = [1, 3, 5, 7]
         elif kind == "value" and arg.name == "count":
             pool = [1, 1, 2, 3]
+        elif kind == "function":
+            pool = list(FUNCTION_POOL)
         if pool:
             return ch.pick(pool, label=arg.name)
         return ch.arg(arg, cfg, label=arg.name)
@@ -314,6 +333,10 @@ class Workload:
 
     def _hypercall(self, ch: Chooser, rows: tuple[abi.Row, ...]) -> None:
         cfg = self.cfg
+        if self.rows is not None:
+            rows = tuple(r for r in rows if r.name in self.rows)
+            if not rows:
+                return
         row = ch.pick(rows, label="row")
         vm = ch.integer(0, cfg.n_vms - 1, label="vm")
         if row.caller == "control" and ch.integer(0, 3, label="from control"):
@@ -498,7 +521,9 @@ class Workload:
         cfg = self.cfg
         vm = ch.integer(0, cfg.n_vms - 1, label="vm")
         conv = ch.pick(["arm64", "x86_64"], label="conv")
-        self._garbage(vm, conv, [ch.word() for _ in range(7)], ch.pick(abi.TABLE))
+        known = abi.TABLE if self.rows is None else \
+            tuple(r for r in abi.TABLE if r.name in self.rows)
+        self._garbage(vm, conv, [ch.word() for _ in range(7)], ch.pick(known))
 
     def _garbage(self, vm: int, conv: str, regs: list[int], known: abi.Row) -> None:
         names = codec.registers(conv)
@@ -508,3 +533,148 @@ class Workload:
         if regs[-1] >> 63:
             file[names[0]] = (regs[1] << 32) | known.function_id
         self._regs(vm, 0, file, conv)
+
+
+# --- a firmware target: one guest's view of PSCI and SMCCC ---------------------------------
+def with_image(s: State) -> State:
+    """``s`` with the control VM's guest frames mapped RWX up to its quota, as a guest
+    booted from a loaded image finds its memory (a firmware target's ABIs populate
+    nothing, so its oracle starts here)."""
+    row = abi.BY_NAME["MEM_POPULATE"]
+    for g in range(min(s.cfg.control_quota, s.cfg.n_gframes - 1)):
+        s, _ = machine.apply(s, Caller(0, 0), codec.Call(row, (g, 7)))
+    return s
+
+
+# A firmware target runs one guest (VM 0) with as many vCPUs as the platform has.
+FIRMWARE_CONFIG = Config(n_vms=2, n_vcpus=2, n_gframes=4, n_hframes=8, n_tx=1, n_ports=1,
+                         n_devices=0, control_quota=3)
+FIRMWARE_ABIS = frozenset({"psci", "smccc"})
+
+FIRMWARE_MOVES: dict[str, Move] = {}
+firmware_move = registrar(FIRMWARE_MOVES)
+
+_QUERIES = tuple(abi.BY_NAME[n] for n in (
+    "PSCI_VERSION", "PSCI_FEATURES", "PSCI_FEATURES", "SMCCC_VERSION", "SMCCC_ARCH_FEATURES",
+    "SMCCC_ARCH_FEATURES", "MIGRATE_INFO_TYPE", "AFFINITY_INFO", "AFFINITY_INFO_32"))
+
+
+class FirmwareWorkload(Workload):
+    """The workload for a target that speaks only the firmware ABIs (PSCI, SMCCC) to one
+    guest, as a real platform does: every call comes from a vCPU of VM 0 that is
+    running code of ours -- vCPU 0 at boot, a secondary once CPU_ON started it at an
+    entry point inside the guest's image -- because a real guest cannot make a call from
+    anywhere else.  Its moves are the registry :data:`FIRMWARE_MOVES`."""
+
+    def __init__(self, cfg: Config = FIRMWARE_CONFIG, rows: frozenset[str] | None = None
+                 ) -> None:
+        super().__init__(cfg, rows)
+        self.s = with_image(self.s)
+        # vCPUs started at an entry inside the image: they run our code and can call
+        self.ours: set[int] = {0}
+
+    def boot(self, ch: Chooser) -> None:
+        """A firmware target boots by itself: nothing to create."""
+
+    def boot_with(self, quotas: Sequence[int]) -> None:
+        """As :meth:`boot`."""
+
+    def callers(self) -> list[int]:
+        """vCPUs of VM 0 that run our code now (ON, or started by CPU_ON and pending)."""
+        s = self.s
+        return [c for c in sorted(self.ours) if s.vcpu[s.vc(0, c)] in (1, 2)]
+
+    def image_frames(self) -> int:
+        return min(self.cfg.control_quota, self.cfg.n_gframes - 1)
+
+    def fw_call(self, vcpu: int, row: abi.Row, args: tuple[int, ...]) -> int:
+        """One call from VM 0's ``vcpu``; keeps :attr:`ours` up to date."""
+        self._call(0, vcpu, row, args, "arm64")
+        ret = self._last_ret
+        if row.name == "CPU_OFF" or (row.name == "SYSTEM_OFF" and not ret >> 63):
+            self.ours.discard(vcpu) if row.name == "CPU_OFF" else self.ours.clear()
+        elif row.name == "SYSTEM_RESET" and not ret >> 63:
+            self.ours = {0}
+        return ret
+
+    @firmware_move
+    def move_query(self, ch: Chooser) -> None:
+        """A discovery call: versions, features, migration type, a vCPU's power state."""
+        callers = self.callers()
+        if not callers:
+            return
+        row = ch.pick(_QUERIES, label="row")
+        args = tuple(self._aimed(ch, a, 0) if ch.integer(0, 3, label="aimed") else
+                     ch.arg(a, self.cfg, label=a.name) for a in row.args)
+        self.fw_call(ch.pick(callers, label="vcpu"), row, args)
+
+    @firmware_move
+    def move_power(self, ch: Chooser) -> None:
+        """CPU_ON as a guest does it, then the new vCPU's own calls, sometimes its CPU_OFF;
+        or CPU_ON with a bad target or an entry outside the image."""
+        callers = self.callers()
+        if not callers:
+            return
+        me = ch.pick(callers, label="vcpu")
+        row = abi.BY_NAME[ch.pick(["CPU_ON", "CPU_ON", "CPU_ON_32"], label="row")]
+        target = ch.integer(0, self.cfg.n_vcpus, label="target")  # n_vcpus: no such vCPU
+        inside = ch.integer(0, 3, label="entry inside the image")
+        if inside:
+            # a frame's first byte: a real target maps each image frame to one entry point
+            entry = ch.integer(0, self.image_frames() - 1, label="frame") << 12
+        else:
+            entry = ch.pick([self.image_frames() << 12, self.cfg.n_gframes << 12,
+                             0xFFFF_F000, 0x10_0000_0000], label="entry outside")
+        context = ch.word(label="context")
+        ret = self.fw_call(me, row, (target, entry, context))
+        self.fw_call(me, abi.BY_NAME["AFFINITY_INFO"], (target, 0))
+        if ret != 0 or not inside:
+            return
+        self.ours.add(target)
+        then = ch.pick(["query", "query", "off", "on-again"], label="then")
+        if then == "on-again":  # a second CPU_ON for the same vCPU: ALREADY_ON / ON_PENDING
+            self.fw_call(me, row, (target, entry, context))
+        self.fw_call(target, abi.BY_NAME["AFFINITY_INFO"], (me, 0))
+        if then == "off" and len(self.callers()) > 1:
+            self.fw_call(target, abi.BY_NAME["CPU_OFF"], ())
+            self.fw_call(me, abi.BY_NAME["AFFINITY_INFO"], (target, 0))
+
+    @firmware_move
+    def move_affinity(self, ch: Chooser) -> None:
+        """AFFINITY_INFO at every level, with affinity fields and reserved bits set."""
+        callers = self.callers()
+        if not callers:
+            return
+        row = abi.BY_NAME[ch.pick(["AFFINITY_INFO", "AFFINITY_INFO_32"], label="row")]
+        target = ch.integer(0, self.cfg.n_vcpus, label="aff0")
+        target |= ch.pick([0, 0, 0, 1 << 8, 1 << 16, 1 << 24, 1 << 32, 1 << 40],
+                          label="higher bits")
+        level = ch.pick([0, 0, 1, 2, 3, 4, 0x100], label="level")
+        self.fw_call(ch.pick(callers, label="vcpu"), row, (target, level))
+
+    @firmware_move
+    def move_unknown(self, ch: Chooser) -> None:
+        """A function id no row has: a PSCI or SMCCC number past the table, a 64-bit twin
+        of a 32-bit-only call, a yielding call, or any word."""
+        callers = self.callers()
+        if not callers:
+            return
+        base = ch.pick([0x84000000, 0xC4000000, 0x80000000, 0xC0000000, 0x04000000, None],
+                       label="range")
+        fid = ch.word(label="function id") if base is None else \
+            base | ch.integer(0, 0x1F, label="number")
+        if fid & 0xFFFF_FFFF in abi.BY_ID:
+            return  # a known call after all (x0's upper half is ignored)
+        regs = {"x0": fid, **{r: ch.pick([0, 1, ch.word(label=r)], label=r)
+                               for r in abi.ARM64_ARGS}}
+        self._regs(0, ch.pick(callers, label="vcpu"), regs, "arm64")
+
+    @firmware_move
+    def move_system(self, ch: Chooser) -> None:
+        """Now and then the guest powers the system off or resets it (it ends the run of
+        calls that follows, or restarts it on vCPU 0)."""
+        callers = self.callers()
+        if not callers or ch.integer(0, 15, label="system call now"):
+            return
+        row = abi.BY_NAME[ch.pick(["SYSTEM_RESET", "SYSTEM_OFF"], label="row")]
+        self.fw_call(ch.pick(callers, label="vcpu"), row, ())

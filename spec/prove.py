@@ -311,7 +311,7 @@ def _counterexample(setup: _Setup, model: z3.ModelRef, cfg: Config, conv: str, k
                     name: str) -> dict[str, Any]:
     pre = concretize(model, setup.s)
     case: dict[str, Any] = {
-        "kind": kind, "property": name, "config": attrs.asdict(cfg), "conv": conv,
+        "kind": kind, "property": name, "config": cfg.sizes(), "conv": conv,
         "pre_state": state_to_json(pre),
     }
     if setup.event is not None:

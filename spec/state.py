@@ -16,6 +16,8 @@ from typing import Any
 import attrs
 
 from spec import logic
+from spec.profile import DEFAULT as DEFAULT_PROFILE
+from spec.profile import Profile
 
 # --- sentinels ---------------------------------------------------------------------------
 NONE = 0xFFFF  # no VM / no transaction / no port
@@ -49,10 +51,17 @@ class Config:
     n_ports: int = 2  # event-channel ports per VM
     n_devices: int = 2
     control_quota: int = 2
+    # the implementation's choices where PSCI/SMCCC allow several answers (spec/profile.py)
+    profile: Profile = DEFAULT_PROFILE
 
     def __attrs_post_init__(self) -> None:
         if not 2 <= self.n_vms <= 16 or self.n_vcpus < 1 or self.n_devices > 30:
             raise ValueError(f"unsupported configuration {self}")
+
+    def sizes(self) -> dict[str, int]:
+        """The sizes alone (what a target is reset with; the profile is the oracle's)."""
+        return {a.name: getattr(self, a.name) for a in attrs.fields(Config)
+                if a.name != "profile"}
 
     @property
     def n_lines(self) -> int:

@@ -18,7 +18,7 @@ from typing import Any
 import attrs
 
 from spec import logic
-from spec.hypercalls.abi import ABI_VERSION, EVENTS, TABLE, Row
+from spec.hypercalls.abi import ABI_VERSION, ARCH_WORKAROUNDS, EVENTS, TABLE, Row
 from spec.logic import and_, bit, ite, not_, or_, select, set_bit, store, ule, ult
 from spec.state import (
     ABSENT,
@@ -70,7 +70,7 @@ PSCI_VERSION_VALUE = (1 << 16) | 1  # PSCI 1.1
 
 
 def psci_version(s: State, me: Caller, row: Row) -> Result:
-    return ok(s, PSCI_VERSION_VALUE)
+    return ok(s, s.cfg.profile.psci_version)
 
 
 def hv_version(s: State, me: Caller, row: Row) -> Result:
@@ -79,11 +79,15 @@ def hv_version(s: State, me: Caller, row: Row) -> Result:
 
 
 def cpu_on(s: State, me: Caller, row: Row, target: Any, entry: Any, context: Any) -> Result:
-    """PSCI CPU_ON: OFF -> ON_PENDING; the vCPU becomes ON when it starts (VCPU_START)."""
+    """PSCI CPU_ON: OFF -> ON_PENDING; the vCPU becomes ON when it starts (VCPU_START).
+
+    Whether an entry point the caller cannot execute is refused (INVALID_ADDRESS) or the
+    core is started there is the profile's ``entry_check`` (DEN0022 5.1.4)."""
     if not ult(target, s.cfg.n_vcpus):
         return fail(s, row, "INVALID_PARAMETERS")
     gfn = logic.bits(entry, 12, 52)
-    if not ult(gfn, s.cfg.n_gframes) or not bit(access(s, me.vm, gfn), 2):
+    if s.cfg.profile.entry_check and (
+            not ult(gfn, s.cfg.n_gframes) or not bit(access(s, me.vm, gfn), 2)):
         return fail(s, row, "INVALID_ADDRESS")
     i = s.vc(me.vm, target)
     power = select(s.vcpu, i)
@@ -100,13 +104,115 @@ def cpu_off(s: State, me: Caller, row: Row) -> Result:
 
 
 AFFINITY_ON, AFFINITY_OFF, AFFINITY_ON_PENDING = 0, 1, 2
+# MPIDR affinity fields (DEN0022 5.1.4): Aff0 7:0, Aff1 15:8, Aff2 23:16, Aff3 39:32; the
+# other bits of a target id must be zero.  _AFF_ABOVE[L]: the bits that must be zero for
+# every vCPU of a VM to be in the instance at level L.
+_NOT_AFF = ((1 << 64) - 1) & ~0xFF_00FF_FFFF
+_AFF_ABOVE = {1: _NOT_AFF | 0xFF_00FF_FF00, 2: _NOT_AFF | 0xFF_00FF_0000,
+              3: _NOT_AFF | 0xFF_0000_0000}
 
 
 def affinity_info(s: State, me: Caller, row: Row, target: Any, level: Any) -> Result:
-    if level != 0 or not ult(target, s.cfg.n_vcpus):
+    """The power state of one vCPU (level 0) or, for a higher affinity level the profile
+    supports, of the affinity instance holding it (DEN0022 5.1.5: ON if any of its cores
+    is ON, else ON_PENDING if any is, else OFF).
+
+    A vCPU's MPIDR has Aff0 = its index and Aff1..Aff3 = 0, so every vCPU of a VM is in
+    the same instance at levels 1-3; the fields below ``level`` are ignored."""
+    if not ule(level, s.cfg.profile.affinity_levels):
         return fail(s, row, "INVALID_PARAMETERS")
-    power = select(s.vcpu, s.vc(me.vm, target))
-    answer = ite(power == ON, AFFINITY_ON, ite(power == OFF, AFFINITY_OFF, AFFINITY_ON_PENDING))
+    if level == 0:
+        if not ult(target, s.cfg.n_vcpus):
+            return fail(s, row, "INVALID_PARAMETERS")
+        power = select(s.vcpu, s.vc(me.vm, target))
+        return ok(s, ite(power == ON, AFFINITY_ON,
+                         ite(power == OFF, AFFINITY_OFF, AFFINITY_ON_PENDING)))
+    # the fields at and above ``level`` must name the VM's one instance (all zero), and
+    # the bits that are no affinity field must be zero
+    mask = ite(level == 1, _AFF_ABOVE[1], ite(level == 2, _AFF_ABOVE[2], _AFF_ABOVE[3]))
+    if logic.word(target) & mask != 0:
+        return fail(s, row, "INVALID_PARAMETERS")
+    C = s.cfg.n_vcpus
+    powers = [select(s.vcpu, s.vc(me.vm, c)) for c in range(C)]
+    any_on = or_(*(p == ON for p in powers))
+    any_pending = or_(*(p == ON_PENDING for p in powers))
+    return ok(s, ite(any_on, AFFINITY_ON, ite(any_pending, AFFINITY_ON_PENDING, AFFINITY_OFF)))
+
+
+def migrate_info_type(s: State, me: Caller, row: Row) -> Result:
+    """Whether a Trusted OS needs migrating (DEN0022 5.1.7); optional (the profile)."""
+    answer = s.cfg.profile.migrate_info_type
+    if answer is None:
+        return fail(s, row, "NOT_SUPPORTED")
+    return ok(s, answer)
+
+
+def system_off(s: State, me: Caller, row: Row) -> Result:
+    """The caller's system powers off (DEN0022 5.1.9): every vCPU of its VM goes OFF and
+    the call does not return.  The VM stays allocated (shut down, not destroyed: its
+    memory, transactions and channels are the controller's to reclaim, as with Xen's
+    SCHEDOP_shutdown)."""
+    return ok(_vm_power(s, me.vm, boot=False))
+
+
+def system_reset(s: State, me: Caller, row: Row) -> Result:
+    """The caller's system restarts (DEN0022 5.1.10): its vCPUs return to their boot power
+    states (vCPU 0 ON, the rest OFF, nothing pending); the call does not return."""
+    return ok(_vm_power(s, me.vm, boot=True))
+
+
+def _vm_power(s: State, vm: Any, boot: bool) -> State:
+    C = s.cfg.n_vcpus
+    vcpu, irq = s.vcpu, s.irq
+    for c in range(C):
+        i = s.vc(vm, c)
+        vcpu = store(vcpu, i, ON if boot and c == 0 else OFF)
+        irq = store(irq, i, 0)
+    return s.evolve(vcpu=vcpu, irq=irq)
+
+
+# Function ids PSCI_FEATURES reports as implemented (DEN0022 5.1.14): every PSCI row, and
+# SMCCC_VERSION when the SMCCC version has it.
+_PSCI_IDS = tuple(r.function_id for r in TABLE if r.space == "psci")
+_MIGRATE_INFO_TYPE_ID = next(r.function_id for r in TABLE if r.name == "MIGRATE_INFO_TYPE")
+_SMCCC_VERSION_ID = next(r.function_id for r in TABLE if r.name == "SMCCC_VERSION")
+_SMCCC_IDS = tuple(r.function_id for r in TABLE if r.space == "smccc")
+
+
+def psci_features(s: State, me: Caller, row: Row, fid: Any) -> Result:
+    """0 for an implemented PSCI function or SMCCC_VERSION, else NOT_SUPPORTED.  No call
+    this table has defines feature flags (CPU_SUSPEND would), so every answer is 0."""
+    p = s.cfg.profile
+    known = or_(*(fid == f for f in _PSCI_IDS if f != _MIGRATE_INFO_TYPE_ID))
+    if p.migrate_info_type is not None:
+        known = or_(known, fid == _MIGRATE_INFO_TYPE_ID)
+    if p.smccc_version is not None:
+        known = or_(known, fid == _SMCCC_VERSION_ID)
+    if not known:
+        return fail(s, row, "NOT_SUPPORTED")
+    return ok(s, 0)
+
+
+def smccc_version(s: State, me: Caller, row: Row) -> Result:
+    """The SMCCC version (from 1.1); an SMCCC 1.0 implementation does not have the call."""
+    v = s.cfg.profile.smccc_version
+    if v is None:
+        return fail(s, row, "NOT_SUPPORTED")
+    return ok(s, v)
+
+
+def smccc_arch_features(s: State, me: Caller, row: Row, fid: Any) -> Result:
+    """0 for an implemented Arm architecture call; for the erratum workarounds the
+    profile's answer; NOT_SUPPORTED for anything else (and for every query under SMCCC
+    1.0, which has no SMCCC_ARCH_FEATURES)."""
+    p = s.cfg.profile
+    if p.smccc_version is None:
+        return fail(s, row, "NOT_SUPPORTED")
+    answer: Any = logic.word(row.error("NOT_SUPPORTED"))
+    for f, a in zip(ARCH_WORKAROUNDS, p.workarounds, strict=True):
+        answer = ite(fid == f, logic.word(a), answer)
+    for f in _SMCCC_IDS:
+        answer = ite(fid == f, 0, answer)
     return ok(s, answer)
 
 

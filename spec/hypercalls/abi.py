@@ -10,7 +10,8 @@ bit 30 SMC64/HVC64 calling convention (1) or SMC32/HVC32 (0)
 15:0   function number
 ====== =====================================================================
 
-PSCI calls keep their architected identifiers and return codes (DEN0022 5.1, 5.2.2).  The
+PSCI calls keep their architected identifiers and return codes (DEN0022 5.1, 5.2.2), and so
+do SMCCC's own Arm architecture calls (entity 0: SMCCC_VERSION, SMCCC_ARCH_FEATURES).  The
 hypervisor's own calls (VM lifecycle, memory, transactions modelled on FF-A DEN0077
 chapter 10, event channels modelled on Xen's ``event_channel.h``, interrupts, devices)
 live under the vendor-hypervisor entity and use FF-A's error numbering (DEN0077 7.2).
@@ -50,13 +51,20 @@ HV_ERRORS: dict[str, int] = {  # FF-A numbering (DEN0077 table 7.x "Error status
     "BUSY": -4,
     "DENIED": -6,
 }
-ERROR_SPACES = {"psci": PSCI_ERRORS, "hv": HV_ERRORS}
+SMCCC_ERRORS: dict[str, int] = {  # SMCCC DEN0028 return codes of the Arm architecture calls
+    "SUCCESS": 0,
+    "NOT_SUPPORTED": -1,
+    "NOT_REQUIRED": -2,
+    "INVALID_PARAMETER": -3,
+}
+ERROR_SPACES = {"psci": PSCI_ERRORS, "hv": HV_ERRORS, "smccc": SMCCC_ERRORS}
 
+ENTITY_ARM_ARCH = 0
 ENTITY_STANDARD_SECURE = 4
 ENTITY_VENDOR_HYP = 6
 
-ArgKind = Literal["value", "vm", "vm_mask", "vcpu", "frame", "perm", "handle", "port", "device",
-                  "line", "address", "mpidr", "level"]
+ArgKind = Literal["value", "function", "vm", "vm_mask", "vcpu", "frame", "perm", "handle",
+                  "port", "device", "line", "address", "mpidr", "level"]
 
 
 @attrs.frozen
@@ -80,10 +88,16 @@ class Row:
     returns: str  # what a non-negative result means
     errors: tuple[str, ...]  # error names this call can return, in precedence order
     caller: Literal["any", "control"]
-    space: Literal["psci", "hv"]
+    space: Literal["psci", "hv", "smccc"]
     handler: str  # name of the transition in spec.transitions
     clause: str  # where its semantics come from
     fast: bool = True
+    # a successful call does not return to its caller (CPU_OFF, SYSTEM_OFF, SYSTEM_RESET):
+    # a target may answer it with "no return" instead of the success value
+    no_return: bool = False
+    # the ABI-table version that added the row: a target that declares no ABIs is judged
+    # on the rows of version 1.0 (a protocol-1.0 adapter keeps passing unchanged)
+    since: str = "1.0"
 
     @property
     def function_id(self) -> int:
@@ -94,9 +108,20 @@ class Row:
             | self.number
         )
 
+    @property
+    def abi(self) -> str:
+        """The ABI the row belongs to: ``smccc`` (Arm architecture calls), ``psci``, or
+        ``pvspec`` (the vendor-hypervisor calls no standard covers)."""
+        return ABI_OF_ENTITY[self.entity]
+
     def error(self, name: str) -> int:
-        """The (negative) value of a named error in this call's error space."""
-        return ERROR_SPACES[self.space][name]
+        """The (negative) value of a named error in this call's error space.  SMCCC's
+        architecture calls have no DENIED; a call no vCPU could make (the model's answer
+        to an impossible caller) is NOT_SUPPORTED there."""
+        space = ERROR_SPACES[self.space]
+        if name == "DENIED" and name not in space:
+            name = "NOT_SUPPORTED"
+        return space[name]
 
 
 def _a(name: str, width: int, kind: ArgKind, meaning: str) -> Arg:
@@ -115,8 +140,22 @@ _INV, _DEN = "INVALID_PARAMETERS", "DENIED"
 
 
 def _psci(name: str, number: int, smc64: bool, args: tuple[Arg, ...], returns: str,
-          errors: tuple[str, ...], handler: str, clause: str) -> Row:
-    return Row(name, number, _PSCI, smc64, args, returns, errors, "any", "psci", handler, clause)
+          errors: tuple[str, ...], handler: str, clause: str, no_return: bool = False) -> Row:
+    return Row(name, number, _PSCI, smc64, args, returns, errors, "any", "psci", handler, clause,
+               no_return=no_return)
+
+
+def _psci11(name: str, number: int, args: tuple[Arg, ...], returns: str,
+            errors: tuple[str, ...], handler: str, clause: str, no_return: bool = False
+            ) -> Row:
+    return Row(name, number, _PSCI, False, args, returns, errors, "any", "psci", handler,
+               clause, no_return=no_return, since="1.1")
+
+
+def _smccc(name: str, number: int, args: tuple[Arg, ...], returns: str,
+           errors: tuple[str, ...], handler: str, clause: str) -> Row:
+    return Row(name, number, ENTITY_ARM_ARCH, False, args, returns, errors, "any", "smccc",
+               handler, clause, since="1.1")
 
 
 def _hv(name: str, number: int, args: tuple[Arg, ...], returns: str, errors: tuple[str, ...],
@@ -145,7 +184,8 @@ _SHARE_ERR = (_DEN, _INV, "NO_MEMORY")
 TABLE: tuple[Row, ...] = (
     _psci("PSCI_VERSION", 0x0, False, (), "version: major << 16 | minor", (_DEN,),
           "psci_version", "PSCI DEN0022 5.1.1"),
-    _psci("CPU_OFF", 0x2, False, (), "0", (_DEN,), "cpu_off", "PSCI DEN0022 5.1.3"),
+    _psci("CPU_OFF", 0x2, False, (), "does not return", (_DEN,), "cpu_off",
+          "PSCI DEN0022 5.1.3", no_return=True),
     _psci("CPU_ON_32", 0x3, False,
           tuple(attrs.evolve(a, width=32) for a in _CPU_ON_ARGS), "0", _CPU_ON_ERR,
           "cpu_on", "PSCI DEN0022 5.1.4 (SMC32)"),
@@ -157,6 +197,24 @@ TABLE: tuple[Row, ...] = (
           "PSCI DEN0022 5.1.5 (SMC32)"),
     _psci("AFFINITY_INFO", 0x4, True, _AFF_ARGS, "0 ON, 1 OFF, 2 ON_PENDING", (_DEN, _INV),
           "affinity_info", "PSCI DEN0022 5.1.5"),
+    _psci11("MIGRATE_INFO_TYPE", 0x6, (), "0 uniprocessor migratable Trusted OS, "
+            "1 uniprocessor not migratable, 2 no migration needed", ("NOT_SUPPORTED",),
+            "migrate_info_type", "PSCI DEN0022 5.1.7 (optional)"),
+    _psci11("SYSTEM_OFF", 0x8, (), "does not return", (_DEN,), "system_off",
+            "PSCI DEN0022 5.1.9", no_return=True),
+    _psci11("SYSTEM_RESET", 0x9, (), "does not return", (_DEN,), "system_reset",
+            "PSCI DEN0022 5.1.10", no_return=True),
+    _psci11("PSCI_FEATURES", 0xA,
+            (_a("psci_func_id", 32, "function", "function id of a PSCI or SMCCC call"),),
+            "0, or feature flags (bit 31 clear)", ("NOT_SUPPORTED",), "psci_features",
+            "PSCI DEN0022 5.1.14 (mandatory from PSCI 1.0)"),
+    _smccc("SMCCC_VERSION", 0x0, (), "version: major << 16 | minor (bit 31 clear)",
+           ("NOT_SUPPORTED",), "smccc_version", "SMCCC DEN0028 SMCCC_VERSION (from SMCCC 1.1)"),
+    _smccc("SMCCC_ARCH_FEATURES", 0x1,
+           (_a("arch_func_id", 32, "function", "function id of an Arm architecture call"),),
+           "0 implemented; workarounds: 0 required, 1 not needed on this CPU",
+           ("NOT_SUPPORTED", "NOT_REQUIRED"), "smccc_arch_features",
+           "SMCCC DEN0028 SMCCC_ARCH_FEATURES (from SMCCC 1.1)"),
     _hv("HV_VERSION", 0x00, (), "ABI version: major << 16 | minor", (_DEN,), "hv_version",
         "pvspec ABI"),
     _hv("VM_CREATE", 0x01, (_VM, _a("quota", 32, "value", "maximum host frames it may own")),
@@ -210,6 +268,15 @@ TABLE: tuple[Row, ...] = (
     _hv("DEV_DEASSIGN", 0x51, (_DEV,), "0", (_DEN, _INV), "dev_deassign",
         "pvspec passthrough; Xen XEN_DOMCTL_deassign_device", caller="control"),
 )
+
+ABI_OF_ENTITY = {ENTITY_ARM_ARCH: "smccc", ENTITY_STANDARD_SECURE: "psci",
+                 ENTITY_VENDOR_HYP: "pvspec"}
+ABIS = ("smccc", "psci", "pvspec")
+
+# Arm architecture calls a guest may query with SMCCC_ARCH_FEATURES that this table has no
+# row for: the CPU-erratum workarounds (SMCCC DEN0028; Spectre v2, v4, BHB).
+ARCH_WORKAROUND_1, ARCH_WORKAROUND_2, ARCH_WORKAROUND_3 = 0x80008000, 0x80007FFF, 0x80003FFF
+ARCH_WORKAROUNDS = (ARCH_WORKAROUND_1, ARCH_WORKAROUND_2, ARCH_WORKAROUND_3)
 
 BY_NAME: dict[str, Row] = {row.name: row for row in TABLE}
 BY_ID: dict[int, Row] = {row.function_id: row for row in TABLE}

@@ -23,8 +23,12 @@ from spec.hypercalls import abi, codec
 from spec.state import Config, State, access, dma_access, initial
 
 WORD64 = st.integers(0, 2**64 - 1)
-_RARE = {"CPU_OFF", "VM_DESTROY", "VM_PAUSE", "PSCI_VERSION", "HV_VERSION"}
-_WEIGHTED = tuple(r for r in abi.TABLE for _ in range(1 if r.name in _RARE else 3))
+_RARE = {"CPU_OFF", "VM_DESTROY", "VM_PAUSE", "PSCI_VERSION", "HV_VERSION",
+         # firmware queries (no state) and the calls that stop or restart a whole VM
+         "PSCI_FEATURES", "MIGRATE_INFO_TYPE", "SMCCC_VERSION", "SMCCC_ARCH_FEATURES"}
+_TERMINAL = {"SYSTEM_OFF", "SYSTEM_RESET"}  # once in a while: each ends the VM's run
+_WEIGHTED = tuple(r for r in abi.TABLE if r.name not in _TERMINAL
+                  for _ in range(1 if r.name in _RARE else 3))
 
 
 class Divergence(AssertionError):
@@ -274,6 +278,8 @@ def make_differential(cfg: Config = SIM_CONFIG,
             free = [b for b in range(G) if not s.s2_valid[s.vg(w, b)]]
             if live and free and s.vcpu[s.vc(w, 0)] == 2:
                 self._call(w, 0, abi.BY_NAME["MEM_RETRIEVE"], (live[-1], free[0]), conv)
+                if data.draw(st.booleans(), label="owner reclaims while it is mapped"):
+                    self._call(v, 0, abi.BY_NAME["MEM_RECLAIM"], (live[-1],), conv)
 
         @rule(vm=st.integers(0, cfg.n_vms), conv=st.sampled_from(["arm64", "x86_64"]),
               regs=st.lists(WORD64, min_size=8, max_size=8),
@@ -284,6 +290,14 @@ def make_differential(cfg: Config = SIM_CONFIG,
             if regs[0] & 1:  # half the time a real function id with garbage arguments
                 file[names[0]] = (regs[1] << 32 | known.function_id) & (2**64 - 1)
             self._regs(vm, 0, file, conv, "garbage")
+
+        @rule(vm=st.integers(1, cfg.n_vms - 1),
+              row=st.sampled_from([abi.BY_NAME[n] for n in sorted(_TERMINAL)]),
+              rare=st.integers(0, 3))
+        def system(self, vm: int, row: abi.Row, rare: int) -> None:
+            """A guest VM powers its system off or restarts it (one time in four)."""
+            if not rare:
+                self._call(vm, 0, row, (), "arm64")
 
         @rule(vm=st.integers(0, cfg.n_vms), vcpu=st.integers(0, cfg.n_vcpus),
               dev=st.integers(0, cfg.n_devices), which=st.booleans())

@@ -91,7 +91,10 @@ MUTANTS = [OffByOneGfn, OffByOnePort, UnprivilegedPause, PortMask8, ReclaimWhile
 @pytest.mark.parametrize("mutant", MUTANTS, ids=lambda m: m.__name__)
 def test_differential_machine_catches(mutant: type[Hypervisor]) -> None:
     machine = make_differential(factory=mutant)
-    fast = settings(settings(), phases=[Phase.explicit, Phase.generate])  # no shrinking
+    # no shrinking; up to 300 examples (a caught mutant stops at its first divergence),
+    # so that catching it does not hang on one derandomized stream's luck
+    fast = settings(settings(), phases=[Phase.explicit, Phase.generate],
+                    max_examples=max(300, settings().max_examples))
     with pytest.raises(Divergence):
         run_state_machine_as_test(machine, settings=fast)
 

@@ -1,0 +1,128 @@
+"""Implementation-defined answers of the firmware ABIs, stated as data: a :class:`Profile`.
+
+PSCI and SMCCC leave some answers to the implementation -- which optional functions exist,
+which versions it reports, whether CPU_ON checks the entry address, which affinity levels
+AFFINITY_INFO accepts, what the CPU-erratum workaround queries say.  The model's
+transitions read them from ``s.cfg.profile``, so one text serves every implementation:
+
+* the model takes :data:`DEFAULT` (the strictest reading, and what the reference
+  implementation and the C example do);
+* an oracle that does not know the target's profile starts with the dimensions *unbound*
+  and binds each one the first time an answer depends on it (it tries the allowed values,
+  default first, on the calls in the dimension's ``rows``); from then on the target is held
+  to that value -- an implementation does not change its mind;
+* a target may declare values in its profile (protocol 1.1 ``init_ok``) and is then held
+  to them from the first call;
+* proofs run for every allowed value of every dimension (tests/hypervisor/test_proofs.py).
+
+A dimension's ``values`` are exactly the allowed set the cited clause permits.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+__all__ = ["DEFAULT", "DIMENSIONS", "Dimension", "Profile", "get", "parse_value",
+           "render_value", "with_value"]
+
+
+@attrs.frozen
+class Profile:
+    """One implementation's choices.  ``None`` means "not implemented" where the function
+    itself is optional."""
+
+    psci_version: int = 0x10001  # PSCI 1.1
+    smccc_version: int | None = 0x10001  # None: SMCCC 1.0, which has no SMCCC_VERSION
+    migrate_info_type: int | None = 2  # None: MIGRATE_INFO_TYPE not implemented
+    # SMCCC_ARCH_FEATURES answers for ARCH_WORKAROUND_1, _2, _3 (spec.hypercalls.abi)
+    workarounds: tuple[int, int, int] = (-1, -1, -1)
+    affinity_levels: int = 0  # the highest lowest_affinity_level AFFINITY_INFO accepts
+    entry_check: bool = True  # CPU_ON refuses an entry point the caller cannot execute
+
+
+DEFAULT = Profile()
+
+
+@attrs.frozen
+class Dimension:
+    name: str  # a field of Profile
+    values: tuple[Any, ...]  # the allowed set, the default first
+    rows: frozenset[str]  # the calls whose answer can depend on it
+    clause: str
+    meaning: str
+
+
+_WA = (-1, 0, 1, -2)  # not supported, required, not needed, not required (SMCCC 1.2+)
+
+DIMENSIONS: tuple[Dimension, ...] = (
+    Dimension("psci_version", (0x10001, 0x10000), frozenset({"PSCI_VERSION"}),
+              "PSCI DEN0022 5.1.1 (1.0 and 1.1 define the same calls this table has)",
+              "the PSCI version reported: 1.0 or 1.1"),
+    Dimension("smccc_version", (0x10001, 0x10002, 0x10003, 0x10004, 0x10005, None),
+              frozenset({"SMCCC_VERSION", "SMCCC_ARCH_FEATURES", "PSCI_FEATURES"}),
+              "SMCCC DEN0028 SMCCC_VERSION (absent in SMCCC 1.0; PSCI DEN0022 5.1.14 "
+              "discovers it through PSCI_FEATURES)",
+              "the SMCCC version, or None for SMCCC 1.0 without SMCCC_VERSION"),
+    Dimension("migrate_info_type", (2, 0, 1, None),
+              frozenset({"MIGRATE_INFO_TYPE", "PSCI_FEATURES"}),
+              "PSCI DEN0022 5.1.7 (optional; 2 when no Trusted OS needs migration)",
+              "MIGRATE_INFO_TYPE's answer, or None when it is not implemented"),
+    *(Dimension(f"workarounds[{i}]", _WA, frozenset({"SMCCC_ARCH_FEATURES"}),
+                "SMCCC DEN0028 SMCCC_ARCH_FEATURES, SMCCC_ARCH_WORKAROUND_" + str(i + 1),
+                f"SMCCC_ARCH_FEATURES(ARCH_WORKAROUND_{i + 1})")
+      for i in range(3)),
+    Dimension("affinity_levels", (0, 1, 2, 3), frozenset({"AFFINITY_INFO", "AFFINITY_INFO_32"}),
+              "PSCI DEN0022 5.1.5 (support for lowest_affinity_level > 0 is optional from "
+              "PSCI 1.0; an unsupported level is INVALID_PARAMETERS)",
+              "the highest lowest_affinity_level AFFINITY_INFO accepts"),
+    Dimension("entry_check", (True, False), frozenset({"CPU_ON", "CPU_ON_32"}),
+              "PSCI DEN0022 5.1.4 (INVALID_ADDRESS when the implementation knows the entry "
+              "point to be invalid; an implementation that does not check starts the core "
+              "there)",
+              "CPU_ON refuses an entry point the caller cannot execute"),
+)
+BY_NAME = {d.name: d for d in DIMENSIONS}
+
+
+def get(profile: Profile, name: str) -> Any:
+    """A dimension's value in ``profile`` (``workarounds[i]`` indexes the tuple)."""
+    if name.startswith("workarounds["):
+        return profile.workarounds[int(name[12:-1])]
+    return getattr(profile, name)
+
+
+def with_value(profile: Profile, name: str, value: Any) -> Profile:
+    """``profile`` with one dimension changed."""
+    if name.startswith("workarounds["):
+        i = int(name[12:-1])
+        w = list(profile.workarounds)
+        w[i] = value
+        return attrs.evolve(profile, workarounds=tuple(w))
+    return attrs.evolve(profile, **{name: value})
+
+
+def render_value(value: Any) -> str:
+    """A dimension value as a profile string (what :func:`parse_value` reads back)."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return hex(value) if value >= 0 else str(value)
+
+
+def parse_value(name: str, text: Any) -> Any:
+    """A declared value (from a target's profile: JSON) as the dimension's type; raises
+    ValueError unless it is in the dimension's allowed set."""
+    dim = BY_NAME[name]
+    if isinstance(text, str):
+        t = text.strip().lower()
+        value: Any = None if t in ("none", "absent", "not-implemented") else \
+            True if t == "true" else False if t == "false" else int(t, 0)
+    else:
+        value = text
+    if value not in dim.values:
+        raise ValueError(f"profile {name}={text!r} is outside the allowed set "
+                         f"{list(dim.values)} ({dim.clause})")
+    return value
