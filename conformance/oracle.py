@@ -159,6 +159,7 @@ class Differ:
     _image: bool = attrs.field(init=False, default=False)
     # known deviations seen (id -> how often): shared by the Differs of one run
     deviations: dict[str, int] = attrs.field(factory=dict, kw_only=True)
+    ambiguous: int = attrs.field(init=False, default=0)  # concurrent calls, several orders
 
     def __attrs_post_init__(self) -> None:
         self.profile = target_profile(self.target)
@@ -198,6 +199,18 @@ class Differ:
         for rec in self._records[len(self._ops):]:
             self._ops.append(_op_dict(rec))
         return self._ops
+
+    def adopt(self, candidates: dict[str, tuple[Any, ...]]) -> None:
+        """Share ``candidates`` (what earlier runs on the same target learned): one
+        implementation, one profile, across every example of a run."""
+        self.candidates = candidates
+        self._settle()
+        self.s = self.s.evolve(cfg=self.cfg)
+
+    def learned(self) -> dict[str, str]:
+        """The profile as learned so far: each dimension's remaining allowed values."""
+        return {name: "|".join(spec_profile.render_value(v) for v in values)
+                for name, values in self.candidates.items()}
 
     def _settle(self) -> None:
         """The model's profile: each dimension's first remaining candidate."""
@@ -292,6 +305,100 @@ class Differ:
         self._advance(caller, row if isinstance(decoded, codec.Call) else None, s2, ret, seen)
         return ret
 
+    def concurrent(self, calls: list[tuple[int, int, dict[str, int], str]]) -> list[int]:
+        """Calls made at once from different vCPUs.  The answers must be explained by some
+        order of the calls (a linearization: Jepsen's and Knossos' rule), each call placed,
+        where the answers need it, after power-ons the target did on its own time.  The spec
+        moves to that order's final state.  When several orders explain the answers with
+        different final states the first is kept and the ambiguity counted
+        (:attr:`ambiguous`); the firmware workload sends only calls whose answers do not
+        depend on a profile choice still open, so none is narrowed here.  A target without
+        ``hypercalls_at_once`` gets the calls one by one, in the order given."""
+        prepared = []
+        for vm, vcpu, regs, conv in calls:
+            regs = {k: v & MASK64 for k, v in regs.items()}
+            prepared.append((vm, vcpu, regs, conv, machine.decode_regs(regs, conv)))
+        at_once = getattr(self.target, "hypercalls_at_once", None)
+        group = self.steps
+        for vm, vcpu, regs, conv, decoded in prepared:
+            self._records.append(("hypercall", vm, vcpu, conv, regs, decoded.row, 0, None,
+                                  group))
+            self.steps += 1
+        first = len(self._records) - len(prepared)
+        if at_once is None:
+            def one_by_one() -> list[dict[str, int]]:
+                return [self.target.hypercall(c[0], c[1], c[2], c[3]) for c in prepared]
+
+            got_all = self._guard(one_by_one)
+        else:
+            got_all = self._guard(lambda: at_once([c[:4] for c in prepared]))
+        explained = []
+        for order in itertools.permutations(range(len(prepared))):
+            s, steps, devs = self.s, [], []
+            for i in order:
+                vm, vcpu, regs, conv, decoded = prepared[i]
+                step = self._explain(s, Caller(vm, vcpu), decoded, regs, conv, vm, got_all[i])
+                if step is None:
+                    _, ret, _ = self._spec_step(s, Caller(vm, vcpu), decoded, regs, conv)
+                    known = self._known(decoded, regs, ret, got_all[i])
+                    if known is None:
+                        break
+                    devs.append(known)
+                    step = (s, s, ret, False)
+                steps.append((i, *step))
+                s = step[1]
+            else:
+                explained.append((steps, devs))
+        if not explained:
+            vm, vcpu, regs, conv, decoded = prepared[0]
+            s2, ret, out = self._spec_step(self.s, Caller(vm, vcpu), decoded, regs, conv)
+            bad = self._judge_result(self.s, decoded, conv, vm, ret, out, got_all[0])
+            row = decoded.row
+            raise ConformanceFailure(
+                "result", f"abi:{row.name}" if row else "abi:decode",
+                f"{row.clause if row else DECODE_CLAUSE}; calls made at once must be "
+                f"explained by some order of them (linearizability)",
+                "answers some order of the calls made at once explains",
+                "; ".join(f"vCPU {c[1]}: {describe_call(c[4].row, c[2], c[3])} -> "
+                          f"{describe_result(c[4].row, g.get(_first_result(g), -1))}"
+                          if 'returned' not in g else f"vCPU {c[1]}: did not return"
+                          for c, g in zip(prepared, got_all, strict=True))
+                + (f" (in the order given: {bad.observed})" if bad else ""), self.ops)
+        steps, devs = explained[0]
+        finals = {id(e): e[0][-1][2] for e in explained}
+        if any(f != steps[-1][2] for f in finals.values()):
+            self.ambiguous += 1
+        for known in devs:
+            self.deviations[known] = self.deviations.get(known, 0) + 1
+        rets = [0] * len(prepared)
+        for i, s_used, s2, ret, credited in steps:
+            vm, vcpu, regs, conv, decoded = prepared[i]
+            rets[i] = ret
+            self._records[first + i] = (*self._records[first + i][:6], ret,
+                                        *self._records[first + i][7:])
+            self.s = s_used
+            if credited:
+                self.judged.add(f"abi:{decoded.row.name}" if decoded.row else "abi:decode")
+            if self.reach is not None:
+                self.reach.call(self.s, vm, vcpu, decoded, regs, conv, ret)
+            self._advance(Caller(vm, vcpu), decoded.row if credited and isinstance(
+                decoded, codec.Call) else None, s2, ret)
+        return rets
+
+    def _explain(self, s: State, caller: Caller, decoded: Any, regs: dict[str, int], conv: str,
+                 vm: int, got: dict[str, int]) -> tuple[State, State, int, bool] | None:
+        """(state used, state after, result, True) if the spec explains ``got`` in ``s``,
+        or after some pending vCPUs started on their own (async power-on); else None."""
+        s2, ret, out = self._spec_step(s, caller, decoded, regs, conv)
+        if self._judge_result(s, decoded, conv, vm, ret, out, got) is None:
+            return s, s2, ret, True
+        if self._async and choices.pending_vcpus(s):
+            for started in self._starts(s):
+                s2c, retc, outc = self._spec_step(started, caller, decoded, regs, conv)
+                if self._judge_result(started, decoded, conv, vm, retc, outc, got) is None:
+                    return started, s2c, retc, True
+        return None
+
     def _spec_step(self, s: State, caller: Caller, decoded: Any, regs: dict[str, int],
                    conv: str) -> tuple[State, int, dict[str, int]]:
         try:  # machine.step without decoding twice: apply(decode(regs)), then encode
@@ -334,7 +441,7 @@ class Differ:
                     if chosen is None:
                         chosen = (s2, ret, out, None)
             if not keep:
-                return outcome  # no allowed value explains it: the failure stands
+                continue  # this dimension does not explain it; another may (else it fails)
             self.candidates[dim.name] = tuple(keep)
             self._settle()
             self.s = self.s.evolve(cfg=self.cfg)
@@ -379,8 +486,8 @@ class Differ:
                 row.clause if row else DECODE_CLAUSE,
                 f"{first} = {describe_result(row, ret)}", "the call did not return",
                 self.ops)
-        if row is not None and row.no_return and ret == 0 and isinstance(decoded, codec.Call) \
-                and "no_return" in self.target.capabilities:
+        if row is not None and row.never_returns and ret == 0 and \
+                isinstance(decoded, codec.Call) and "no_return" in self.target.capabilities:
             # a target that can show a call not returning must not return from this one
             return ConformanceFailure(
                 "result", f"abi:{row.name}", row.clause, "the call does not return",
@@ -556,7 +663,7 @@ def _op_dict(rec: Record) -> dict[str, Any]:
     target got other names than the spec's, ``sent`` holds the registers it got."""
     if rec[0] == "event":
         return {"op": "event", "name": rec[1], "args": list(rec[2])}
-    _, vm, vcpu, conv, regs, row, ret, sent = rec
+    _, vm, vcpu, conv, regs, row, ret, sent, *group = rec
     out = {"op": "hypercall", "vm": vm, "vcpu": vcpu, "conv": conv,
            "regs": {k: hex(v) for k, v in regs.items()},
            "row": row.name if row else None,
@@ -564,6 +671,8 @@ def _op_dict(rec: Record) -> dict[str, Any]:
            "expect": describe_result(row, ret)}
     if sent is not None:
         out["sent"] = {k: hex(v) for k, v in sent.items()}
+    if group:
+        out["at_once"] = group[0]  # calls with the same number were made at once
     return out
 
 
@@ -584,6 +693,9 @@ class OracleLog:
     reach: Reach = attrs.field(factory=Reach)
     spec_defects: list[str] = attrs.field(factory=list)
     deviations: dict[str, int] = attrs.field(factory=dict)  # known deviations seen
+    # the firmware profile the target showed (spec/profile.py), shared by every example
+    candidates: dict[str, tuple[Any, ...]] | None = None
+    learned: Callable[[], dict[str, str]] | None = None
 
 
 _WITH_ARGS = tuple(r for r in abi.TABLE if r.args)
@@ -598,7 +710,7 @@ def is_firmware(target: Target) -> bool:
 
 def config_for(target: Target, cfg: Config) -> Config:
     """The model size a run uses: a firmware target's by default."""
-    return campaign.FIRMWARE_CONFIG if cfg is SIM_CONFIG and is_firmware(target) else cfg
+    return campaign.FIRMWARE_CONFIG if cfg == SIM_CONFIG and is_firmware(target) else cfg
 
 
 def make_oracle(target: Target, cfg: Config = SIM_CONFIG, log: OracleLog | None = None,
@@ -643,6 +755,15 @@ def make_oracle(target: Target, cfg: Config = SIM_CONFIG, log: OracleLog | None 
                 reject()
             log_.steps += 1
             self.s = self.differ.s
+
+        def _at_once(self, calls: list[tuple[int, int, abi.Row, tuple[int, ...]]]
+                     ) -> list[int]:
+            rets = self.differ.concurrent(
+                [(vm, vcpu, codec.encode_call(row, args, "arm64"), "arm64")
+                 for vm, vcpu, row, args in calls])
+            log_.steps += len(calls)
+            self.s = self.differ.s
+            return rets
 
         def _event(self, name: str, *args: int) -> None:
             if name == "VCPU_START" and self.differ.profile.get("power_on") == "async":
@@ -702,10 +823,13 @@ def make_oracle(target: Target, cfg: Config = SIM_CONFIG, log: OracleLog | None 
             a, b = ch.integer(0, cfg.n_vms - 1), ch.integer(0, cfg.n_vms - 1)
             self._call(a, 0, abi.BY_NAME["EVTCHN_ALLOC_UNBOUND"], (b,), "arm64")
             port = self._last_ret
-            then = ch.pick(["bind", "bind", "send", "none"], label="then")
+            then = ch.pick(["bind", "bind", "send", "none", "close-send"], label="then")
             if port >> 63 or then == "none":
                 return
             if then == "send":  # sending through a port nobody has bound yet
+                self._call(a, 0, abi.BY_NAME["EVTCHN_SEND"], (port,), "arm64")
+            elif then == "close-send":  # and through one just closed (a stale name)
+                self._call(a, 0, abi.BY_NAME["EVTCHN_CLOSE"], (port,), "arm64")
                 self._call(a, 0, abi.BY_NAME["EVTCHN_SEND"], (port,), "arm64")
             else:
                 self._call(b, 0, abi.BY_NAME["EVTCHN_BIND_INTERDOMAIN"], (a, port), "arm64")
@@ -755,6 +879,11 @@ def make_oracle(target: Target, cfg: Config = SIM_CONFIG, log: OracleLog | None 
         def __init__(self) -> None:
             self.differ = Differ(target, cfg, invariants=invariants, judged=log_.judged,
                                  reach=log_.reach, deviations=log_.deviations)
+            if log_.candidates is None:
+                log_.candidates = self.differ.candidates
+            else:
+                self.differ.adopt(log_.candidates)
+            log_.learned = self.differ.learned
             self.differ.reset()
             log_.examples += 1
             super().__init__()
@@ -791,12 +920,24 @@ def replay(target: Target, ops: list[dict[str, Any]], cfg: Config = SIM_CONFIG,
     d = Differ(target, config_for(target, cfg), invariants=invariants)
     try:
         d.reset()
-        for op in ops:
-            if op["op"] == "hypercall":
-                d.hypercall(int(op["vm"]), int(op["vcpu"]),
-                            {k: word(v) for k, v in op["regs"].items()}, op["conv"])
-            else:
+        i = 0
+        while i < len(ops):
+            op = ops[i]
+            if op["op"] != "hypercall":
                 d.event(op["name"], *(word(a) for a in op["args"]))
+                i += 1
+                continue
+            group = [op]
+            while "at_once" in op and i + len(group) < len(ops) and \
+                    ops[i + len(group)].get("at_once") == op["at_once"]:
+                group.append(ops[i + len(group)])
+            calls = [(int(g["vm"]), int(g["vcpu"]), {k: word(v) for k, v in g["regs"].items()},
+                      g["conv"]) for g in group]
+            if len(calls) > 1:
+                d.concurrent(calls)
+            else:
+                d.hypercall(*calls[0])
+            i += len(group)
         if invariants == "end":
             d.check_state()
     except ConformanceFailure as exc:
@@ -851,6 +992,7 @@ class OracleOutcome:
     judged: frozenset[str] = frozenset()  # the requirements evaluated on the target
     reach: Reach | None = None  # what the workload reached (conformance.reach)
     deviations: dict[str, int] = attrs.field(factory=dict)  # known deviations seen, how often
+    learned: dict[str, str] = attrs.field(factory=dict)  # the firmware profile it showed
 
 
 PROFILES: dict[str, dict[str, Any]] = {
@@ -922,4 +1064,5 @@ def run_oracle(target: Target, cfg: Config = SIM_CONFIG, profile: str = "ci",
             status, error = "error", f"suite defect: {type(exc).__name__}: {exc}"
     return OracleOutcome(status, log.examples, log.steps, time.perf_counter() - start,
                          failure, error, trace, tuple(log.spec_defects), found,
-                         frozenset(log.judged), log.reach, dict(log.deviations))
+                         frozenset(log.judged), log.reach, dict(log.deviations),
+                         log.learned() if log.learned is not None else {})

@@ -322,7 +322,7 @@ class Report:
         if self.capabilities:
             lines += [f"Capabilities: {', '.join(self.capabilities)}", ""]
         if self.target_profile:
-            lines += ["Profile (spec/choices.py): " + ", ".join(
+            lines += ["Profile (spec/choices.py, spec/profile.py): " + ", ".join(
                 f"{k} `{v}`" for k, v in self.target_profile.items()), ""]
         if prov:
             lines += ["<details><summary>Provenance</summary>", "", "| | |", "|---|---|"]

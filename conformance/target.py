@@ -823,14 +823,14 @@ class ExecTarget:
     def hypercall(self, vm: int, vcpu: int, regs: Mapping[str, int], conv: str = "arm64"
                   ) -> dict[str, int]:
         reply = self._request(self._hypercall_body(vm, vcpu, regs, conv), "hypercall_ok")
-        return {k: protocol.word(v) for k, v in reply["regs"].items()}
+        return _hypercall_answer(reply)
 
     def hypercall_observe(self, vm: int, vcpu: int, regs: Mapping[str, int],
                           conv: str = "arm64") -> tuple[dict[str, int], Observation]:
         """:meth:`hypercall` then :meth:`observe`, pipelined (needs ``observe``)."""
         reply, seen = self._exchange([(self._hypercall_body(vm, vcpu, regs, conv),
                                        "hypercall_ok"), ({"type": "observe"}, "observe_ok")])
-        return {k: protocol.word(v) for k, v in reply["regs"].items()}, _observation(seen)
+        return _hypercall_answer(reply), _observation(seen)
 
     def event(self, name: str, *args: int) -> None:
         self._request({"type": "event", "name": name, "args": list(args)}, "event_ok")
@@ -877,6 +877,16 @@ _ENCODE = json.JSONEncoder(separators=(",", ":")).encode  # json.dumps builds on
 def _observation(reply: dict[str, Any]) -> Observation:
     return Observation(tuple(reply["access"]), tuple(reply["dma"]),
                        tuple([protocol.word(x) for x in reply["irq"]]))
+
+
+def _hypercall_answer(reply: Mapping[str, Any]) -> dict[str, int]:
+    """A hypercall_ok body as the Differ reads it: result registers, or (1.1) that the call
+    did not return (``{"returned": 0}``) or trapped (``{"raised": ESR}``)."""
+    if reply.get("returned") is False:
+        return {"returned": 0}
+    if "raised" in reply:
+        return {"raised": protocol.word(reply["raised"])}
+    return {k: protocol.word(v) for k, v in reply["regs"].items()}
 
 
 def make_target(spec: str, timeout: float = 5.0, log_dir: str | None = None,

@@ -33,6 +33,8 @@ PSCI_VERSION_VALUE = (1 << 16) | 1  # PSCI 1.1
 _MAJOR, _MINOR = (int(x) for x in ABI_VERSION.split("."))
 HV_VERSION_VALUE = (_MAJOR << 16) | _MINOR
 _GFN_MASK = (1 << 52) - 1
+# CPU_SUSPEND power_state (original format): StateID 15:0, StateType 16, PowerLevel 25:24
+_POWER_STATE_RESERVED = 0xFFFF_FFFF & ~(0xFFFF | 1 << 16 | 3 << 24)
 AFFINITY = {ON: 0, OFF: 1, ON_PENDING: 2}
 SMCCC_VERSION_VALUE = (1 << 16) | 1  # SMCCC 1.1
 MIGRATE_INFO_TYPE_VALUE = 2  # no Trusted OS to migrate
@@ -76,6 +78,18 @@ class CpuCalls(_Base):
         if level != 0 or target >= self.C:
             return P_INV
         return AFFINITY[self.vcpu[vm * self.C + target]]
+
+    def h_cpu_suspend(self, vm: int, vcpu: int, power_state: int, entry: int,
+                      context: int) -> int:
+        """Suspend is a no-op here (the vCPU is woken at once): 0, after the checks."""
+        if power_state & _POWER_STATE_RESERVED:
+            return P_INV
+        gfn = entry >> 12 & _GFN_MASK
+        flags = self.s2_flags[vm]
+        if power_state >> 16 & 1 and (
+                gfn >= self.G or flags is None or flags[gfn] & (VALID | HELD | 4) != VALID | 4):
+            return P_INV_ADDR
+        return 0
 
     def h_migrate_info_type(self, vm: int, vcpu: int) -> int:
         return MIGRATE_INFO_TYPE_VALUE

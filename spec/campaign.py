@@ -65,6 +65,7 @@ def _arg_domain(arg: abi.Arg, cfg: Config) -> tuple[int, int, list[int]]:
         "handle": cfg.n_tx + 1, "port": cfg.n_ports + 1, "device": cfg.n_devices + 1,
         "line": cfg.n_lines + 1, "perm": 8, "level": 2, "mpidr": cfg.n_vcpus + 1,
         "value": cfg.n_gframes + 2, "vm_mask": 1 << cfg.n_vms, "function": 0x20,
+        "power_state": 4,
     }.get(arg.kind)
     if arg.kind == "address":
         hi, shift = cfg.n_gframes, 12
@@ -293,6 +294,16 @@ class Workload:
                 f"({', '.join(shown)}) -> {signed}")
         self._apply(Caller(vm, vcpu), row, s2, ret, what)
 
+    def _at_once(self, calls: list[tuple[int, int, abi.Row, tuple[int, ...]]]) -> list[int]:
+        """Calls ``(vm, vcpu, row, args)`` made at the same time from different vCPUs;
+        the results in call order.  On the spec alone they run in the order given (one of
+        the linearizations); the oracle sends them to a target at once."""
+        rets = []
+        for vm, vcpu, row, args in calls:
+            self._call(vm, vcpu, row, args, "arm64")
+            rets.append(self._last_ret)
+        return rets
+
     def _event(self, name: str, *args: int) -> None:
         s2 = machine.event(self.s, name, *args)
         self._apply(Caller(0, 0), None, s2, None,
@@ -321,6 +332,8 @@ class Workload:
             pool = [1, 1, 2, 3]
         elif kind == "function":
             pool = list(FUNCTION_POOL)
+        elif kind == "power_state":  # standby, power-down, a level, reserved bits
+            pool = [0, 1, 1 << 16, 1 << 24, 1 << 16 | 2 << 24, 1 << 20, 1 << 31]
         if pool:
             return ch.pick(pool, label=arg.name)
         return ch.arg(arg, cfg, label=arg.name)
@@ -547,13 +560,21 @@ def with_image(s: State) -> State:
 
 
 # A firmware target runs one guest (VM 0) with as many vCPUs as the platform has.
-FIRMWARE_CONFIG = Config(n_vms=2, n_vcpus=2, n_gframes=4, n_hframes=8, n_tx=1, n_ports=1,
+FIRMWARE_CONFIG = Config(n_vms=2, n_vcpus=3, n_gframes=4, n_hframes=8, n_tx=1, n_ports=1,
                          n_devices=0, control_quota=3)
 FIRMWARE_ABIS = frozenset({"psci", "smccc"})
+
+# Function ids PSCI 1.1 and SMCCC define that the table has no row for (the optional PSCI
+# calls MIGRATE .. MEM_PROTECT_CHECK_RANGE, SMCCC_ARCH_SOC_ID, the erratum workarounds):
+# an implementation may have them, so sending one would judge nothing.
+DEFINED_NOT_MODELLED = frozenset(
+    {base | n for base in (0x8400_0000, 0xC400_0000) for n in range(0x15)}
+    | {0x8000_0002, *abi.ARCH_WORKAROUNDS}) - set(abi.BY_ID)
 
 FIRMWARE_MOVES: dict[str, Move] = {}
 firmware_move = registrar(FIRMWARE_MOVES)
 
+_DISCOVERABLE = tuple(r for r in abi.TABLE if r.abi in ("psci", "smccc"))
 _QUERIES = tuple(abi.BY_NAME[n] for n in (
     "PSCI_VERSION", "PSCI_FEATURES", "PSCI_FEATURES", "SMCCC_VERSION", "SMCCC_ARCH_FEATURES",
     "SMCCC_ARCH_FEATURES", "MIGRATE_INFO_TYPE", "AFFINITY_INFO", "AFFINITY_INFO_32"))
@@ -663,11 +684,67 @@ class FirmwareWorkload(Workload):
                        label="range")
         fid = ch.word(label="function id") if base is None else \
             base | ch.integer(0, 0x1F, label="number")
-        if fid & 0xFFFF_FFFF in abi.BY_ID:
-            return  # a known call after all (x0's upper half is ignored)
+        if fid & 0xFFFF_FFFF in abi.BY_ID or fid & 0xFFFF_FFFF in DEFINED_NOT_MODELLED:
+            return  # a known call after all (x0's upper half is ignored), or one the
+            # standards define and the spec does not model (its answer is not judged)
         regs = {"x0": fid, **{r: ch.pick([0, 1, ch.word(label=r)], label=r)
                                for r in abi.ARM64_ARGS}}
         self._regs(0, ch.pick(callers, label="vcpu"), regs, "arm64")
+
+    @firmware_move
+    def move_discover(self, ch: Chooser) -> None:
+        """What a guest does at boot: ask whether a call exists (PSCI_FEATURES, or
+        SMCCC_ARCH_FEATURES for an Arm architecture call), then make it if it takes no
+        arguments -- so "says it has it" and "has it" are judged together."""
+        callers = self.callers()
+        if not callers:
+            return
+        me = ch.pick(callers, label="vcpu")
+        row = ch.pick(_DISCOVERABLE, label="row")
+        ask = "SMCCC_ARCH_FEATURES" if row.abi == "smccc" else "PSCI_FEATURES"
+        self.fw_call(me, abi.BY_NAME[ask], (row.function_id,))
+        if row.name in ("PSCI_VERSION", "MIGRATE_INFO_TYPE", "SMCCC_VERSION"):
+            self.fw_call(me, row, ())
+
+    @firmware_move
+    def move_at_once(self, ch: Chooser) -> None:
+        """Two vCPUs call at the same moment: both power the same vCPU on, or one powers it
+        on while the other asks about it, or each asks about the other.  Only calls whose
+        answer no open profile choice decides (entries inside the image, level 0)."""
+        callers = self.callers()
+        if len(callers) < 2:
+            return
+        a = ch.pick(callers, label="first")
+        b = ch.pick([c for c in callers if c != a], label="second")
+        others = [t for t in range(self.cfg.n_vcpus) if t not in (a, b)]
+        pattern = ch.pick(["on-on", "on-on", "on-query", "query-query"], label="pattern")
+        if pattern != "query-query" and others:
+            t = ch.pick(others, label="target")
+            on = abi.BY_NAME["CPU_ON"]
+            entry = ch.integer(0, self.image_frames() - 1, label="frame") << 12
+            second = (b, on, (t, entry, 2)) if pattern == "on-on" else \
+                (b, abi.BY_NAME["AFFINITY_INFO"], (t, 0))
+            rets = self._at_once([(0, a, on, (t, entry, 1)), (0, *second)])
+            if 0 in (rets[0], rets[1] if pattern == "on-on" else 1):
+                self.ours.add(t)
+        else:
+            aff = abi.BY_NAME["AFFINITY_INFO"]
+            self._at_once([(0, a, aff, (b, 0)), (0, b, aff, (a, 0))])
+
+    @firmware_move
+    def move_suspend(self, ch: Chooser) -> None:
+        """A secondary vCPU suspends itself (standby, power-down, a level, reserved bits);
+        a success may never return, so the workload stops calling from it."""
+        callers = self.callers()
+        if len(callers) < 2:
+            return
+        me = ch.pick(callers[1:], label="vcpu")
+        row = abi.BY_NAME[ch.pick(["CPU_SUSPEND", "CPU_SUSPEND_32"], label="row")]
+        power_state = self._aimed(ch, row.args[0], 0)
+        entry = ch.integer(0, self.cfg.n_gframes, label="frame") << 12
+        ret = self.fw_call(me, row, (power_state, entry, ch.word(label="context")))
+        if not ret >> 63:
+            self.ours.discard(me)
 
     @firmware_move
     def move_system(self, ch: Chooser) -> None:

@@ -8,7 +8,7 @@ inductive for every hypercall and event by :mod:`spec.prove`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import attrs
@@ -47,13 +47,18 @@ from spec.state import (
 VIEWS = frozenset({"result", "access", "dma", "irq", "frames"})
 
 
+def _views(views: Iterable[str]) -> frozenset[str]:
+    """The views a violation shows in, as a frozen set (a typed attrs converter)."""
+    return frozenset(views)
+
+
 @attrs.frozen
 class Invariant:
     name: str
     why: str
     clause: str
     holds: Callable[[State], Any]
-    visible_in: frozenset[str] = attrs.field(default=frozenset({"result"}), converter=frozenset)
+    visible_in: frozenset[str] = attrs.field(default=frozenset({"result"}), converter=_views)
 
 
 @attrs.frozen
@@ -62,7 +67,7 @@ class StepProperty:
     why: str
     clause: str
     holds: Callable[[State, Any, Any, State, Any], Any]  # (s, caller, row-or-None, s2, ret)
-    visible_in: frozenset[str] = attrs.field(default=frozenset({"result"}), converter=frozenset)
+    visible_in: frozenset[str] = attrs.field(default=frozenset({"result"}), converter=_views)
 
 
 def _entries(s: State):
@@ -416,6 +421,17 @@ def bind_requires_consent(s: State, caller: Any, row: Any, s2: State, ret: Any) 
     return and_(out)
 
 
+def firmware_results_well_formed(s: State, caller: Any, row: Any, s2: State, ret: Any) -> Any:
+    """A PSCI or SMCCC call answers what w0 can carry: on success a value below 2**31
+    (bit 31 set means an error), else one of the call's own error codes or a decoder's
+    NOT_SUPPORTED / INVALID_PARAMETERS.  Holds for every profile the standards allow, so
+    a wrongly widened allowed set (spec/profile.py) fails this proof."""
+    if row is None or row.abi == "pvspec":
+        return True
+    codes: set[int] = {row.error(e) for e in row.errors} | {-1, -2, row.error("DENIED")}
+    return or_(ult(ret, 1 << 31), *(ret == logic.word(c) for c in sorted(codes)))
+
+
 STEP_PROPERTIES: tuple[StepProperty, ...] = (
     StepProperty("failed_call_changes_nothing", failed_call_changes_nothing.__doc__ or "",
                  "pvspec ABI", failed_call_changes_nothing, {"result", "access", "dma", "irq"}),
@@ -429,6 +445,9 @@ STEP_PROPERTIES: tuple[StepProperty, ...] = (
                  "Xen EVTCHNOP_bind_interdomain", bind_requires_consent),
     StepProperty("send_reaches_only_peer", send_reaches_only_peer.__doc__ or "",
                  "Xen EVTCHNOP_send", send_reaches_only_peer, {"irq"}),
+    StepProperty("firmware_results_well_formed", firmware_results_well_formed.__doc__ or "",
+                 "SMCCC DEN0028 (w0: negative is an error); PSCI DEN0022 5.2.2",
+                 firmware_results_well_formed, {"result"}),
 )
 
 BY_NAME = {i.name: i for i in INVARIANTS}

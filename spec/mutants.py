@@ -15,7 +15,7 @@ from typing import Any
 
 import attrs
 
-from spec import machine, transitions
+from spec import logic, machine, transitions
 from spec.logic import add, bit, bits, ite, select, set_bit, store, sub, ult
 from spec.state import (
     CLOSED,
@@ -92,6 +92,15 @@ def _destroy_frees_mapped(orig: Handler) -> Handler:
     def bug(s: State, me: Caller, row: Any, vm: Any) -> tuple[State, Any]:
         s2, ret = orig(s, me, row, vm)
         return s2.evolve(owner=tuple(ite(o == ORPHAN, FREE, o) for o in s2.owner)), ret
+    return bug
+
+
+def _feature_flags_bit31(orig: Handler) -> Handler:
+    """PSCI_FEATURES answers an implemented function with bit 31 set (DEN0022 5.1.14:
+    the feature flags are 31 bits; w0 with bit 31 set reads as an error code)."""
+    def bug(s: State, me: Caller, row: Any, fid: Any) -> tuple[State, Any]:
+        s2, ret = orig(s, me, row, fid)
+        return s2, ite(_failed(ret), ret, logic.word(ret) | (1 << 31))
     return bug
 
 
@@ -335,6 +344,9 @@ def _bind_reveals_closed_port(orig: Handler) -> Handler:
 
 
 MUTANTS: tuple[Mutant, ...] = (
+    Mutant("feature_flags_bit31", "psci_features", "PSCI_FEATURES",
+           "firmware_results_well_formed", "PSCI_FEATURES flags with bit 31 set",
+           _feature_flags_bit31),
     Mutant("no_quota_check", "mem_populate", "MEM_POPULATE", "quota_respected",
            "quota not enforced", _no_quota),
     Mutant("reclaim_while_retrieved", "mem_reclaim", "MEM_RECLAIM", "mappings_authorized",

@@ -40,6 +40,9 @@ class Profile:
     workarounds: tuple[int, int, int] = (-1, -1, -1)
     affinity_levels: int = 0  # the highest lowest_affinity_level AFFINITY_INFO accepts
     entry_check: bool = True  # CPU_ON refuses an entry point the caller cannot execute
+    # CPU_SUSPEND power states the platform accepts, by class: bit 0 standby at level 0,
+    # bit 1 power-down at level 0, bit 2 standby above level 0, bit 3 power-down above it
+    suspend_states: int = 0xF
 
 
 DEFAULT = Profile()
@@ -82,6 +85,12 @@ DIMENSIONS: tuple[Dimension, ...] = (
               "point to be invalid; an implementation that does not check starts the core "
               "there)",
               "CPU_ON refuses an entry point the caller cannot execute"),
+    Dimension("suspend_states", (0xF, *range(0xF)),
+              frozenset({"CPU_SUSPEND", "CPU_SUSPEND_32"}),
+              "PSCI DEN0022 5.1.2, 5.4 (the power states are the platform's; an unsupported "
+              "one is INVALID_PARAMETERS)",
+              "CPU_SUSPEND states accepted: bit 0 standby, bit 1 power-down (level 0); "
+              "bits 2, 3 the same above level 0"),
 )
 BY_NAME = {d.name: d for d in DIMENSIONS}
 
@@ -99,7 +108,7 @@ def with_value(profile: Profile, name: str, value: Any) -> Profile:
         i = int(name[12:-1])
         w = list(profile.workarounds)
         w[i] = value
-        return attrs.evolve(profile, workarounds=tuple(w))
+        return attrs.evolve(profile, workarounds=(w[0], w[1], w[2]))
     return attrs.evolve(profile, **{name: value})
 
 

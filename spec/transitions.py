@@ -139,6 +139,34 @@ def affinity_info(s: State, me: Caller, row: Row, target: Any, level: Any) -> Re
     return ok(s, ite(any_on, AFFINITY_ON, ite(any_pending, AFFINITY_ON_PENDING, AFFINITY_OFF)))
 
 
+# CPU_SUSPEND's power_state, original format (DEN0022 5.4.2): the bits that are no field
+_POWER_STATE_RESERVED = 0xFFFF_FFFF & ~(0xFFFF | 1 << 16 | 0x3 << 24)
+
+
+def cpu_suspend(s: State, me: Caller, row: Row, power_state: Any, entry: Any, context: Any
+                ) -> Result:
+    """The caller's core enters a low-power state (DEN0022 5.1.2).  Which states exist is
+    the platform's (the profile's ``suspend_states``, by StateType and level; StateIDs are
+    not told apart); one it has may be turned into a shallower one (standby), and a
+    standby returns SUCCESS once something wakes the core -- or never,
+    when nothing does; a power-down resumes at ``entry``.  So a success is "0, or no
+    return"; the core stays ON for AFFINITY_INFO (suspend is not OFF, 5.1.5).  A reserved
+    bit is INVALID_PARAMETERS; a power-down to an entry the caller cannot execute is
+    INVALID_ADDRESS where the profile checks entries (as CPU_ON)."""
+    if logic.word(power_state) & _POWER_STATE_RESERVED != 0:
+        return fail(s, row, "INVALID_PARAMETERS")
+    # the state's class (spec/profile.py suspend_states): StateType, and level above 0
+    cls = logic.add(logic.bits(power_state, 16, 1),
+                    ite(logic.bits(power_state, 24, 2) != 0, 2, 0))
+    if not bit(s.cfg.profile.suspend_states, cls):
+        return fail(s, row, "INVALID_PARAMETERS")
+    gfn = logic.bits(entry, 12, 52)
+    if s.cfg.profile.entry_check and bit(power_state, 16) and (
+            not ult(gfn, s.cfg.n_gframes) or not bit(access(s, me.vm, gfn), 2)):
+        return fail(s, row, "INVALID_ADDRESS")
+    return ok(s)
+
+
 def migrate_info_type(s: State, me: Caller, row: Row) -> Result:
     """Whether a Trusted OS needs migrating (DEN0022 5.1.7); optional (the profile)."""
     answer = s.cfg.profile.migrate_info_type

@@ -31,8 +31,9 @@ from reference_impl import Hypervisor
 from reference_impl._abi_constants import CONVENTIONS, ROWS
 
 FID = {r[0]: r[1] for r in ROWS}
-SMALL = {"n_vms": 3, "n_vcpus": 2, "n_gframes": 8, "n_hframes": 32, "n_hyp_frames": 1,
-         "n_tx": 4, "n_ports": 4, "n_devices": 2, "control_quota": 8}
+SMALL: dict[str, Any] = {"n_vms": 3, "n_vcpus": 2, "n_gframes": 8, "n_hframes": 32,
+                         "n_hyp_frames": 1, "n_tx": 4, "n_ports": 4, "n_devices": 2,
+                         "control_quota": 8}
 Call = tuple[int, int, dict[str, int], str]
 
 

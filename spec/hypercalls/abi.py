@@ -63,8 +63,8 @@ ENTITY_ARM_ARCH = 0
 ENTITY_STANDARD_SECURE = 4
 ENTITY_VENDOR_HYP = 6
 
-ArgKind = Literal["value", "function", "vm", "vm_mask", "vcpu", "frame", "perm", "handle",
-                  "port", "device", "line", "address", "mpidr", "level"]
+ArgKind = Literal["value", "function", "power_state", "vm", "vm_mask", "vcpu", "frame",
+                  "perm", "handle", "port", "device", "line", "address", "mpidr", "level"]
 
 
 @attrs.frozen
@@ -92,9 +92,11 @@ class Row:
     handler: str  # name of the transition in spec.transitions
     clause: str  # where its semantics come from
     fast: bool = True
-    # a successful call does not return to its caller (CPU_OFF, SYSTEM_OFF, SYSTEM_RESET):
-    # a target may answer it with "no return" instead of the success value
+    # a successful call may not return to its caller (CPU_SUSPEND: a standby nothing
+    # wakes) or never does (``never_returns``: CPU_OFF, SYSTEM_OFF, SYSTEM_RESET); a target
+    # may answer it with "no return" instead of the success value
     no_return: bool = False
+    never_returns: bool = False
     # the ABI-table version that added the row: a target that declares no ABIs is judged
     # on the rows of version 1.0 (a protocol-1.0 adapter keeps passing unchanged)
     since: str = "1.0"
@@ -140,16 +142,17 @@ _INV, _DEN = "INVALID_PARAMETERS", "DENIED"
 
 
 def _psci(name: str, number: int, smc64: bool, args: tuple[Arg, ...], returns: str,
-          errors: tuple[str, ...], handler: str, clause: str, no_return: bool = False) -> Row:
+          errors: tuple[str, ...], handler: str, clause: str, no_return: bool = False,
+          never_returns: bool = False) -> Row:
     return Row(name, number, _PSCI, smc64, args, returns, errors, "any", "psci", handler, clause,
-               no_return=no_return)
+               no_return=no_return, never_returns=never_returns)
 
 
 def _psci11(name: str, number: int, args: tuple[Arg, ...], returns: str,
             errors: tuple[str, ...], handler: str, clause: str, no_return: bool = False
             ) -> Row:
     return Row(name, number, _PSCI, False, args, returns, errors, "any", "psci", handler,
-               clause, no_return=no_return, since="1.1")
+               clause, no_return=no_return, never_returns=no_return, since="1.1")
 
 
 def _smccc(name: str, number: int, args: tuple[Arg, ...], returns: str,
@@ -172,6 +175,12 @@ _AFF_ARGS = (
     _a("target_affinity", 64, "mpidr", "MPIDR of the vCPU to query"),
     _a("lowest_level", 32, "level", "lowest affinity level; only 0 is supported"),
 )
+_SUSPEND_ARGS = (
+    _a("power_state", 32, "power_state", "original format: StateID 15:0, StateType 16 "
+       "(1 power-down), PowerLevel 25:24; other bits zero"),
+    _a("entry", 64, "address", "where a power-down resumes (must be executable)"),
+    _a("context", 64, "value", "context id handed back at entry"),
+)
 _CPU_ON_ERR = ("DENIED", _INV, "INVALID_ADDRESS", "ALREADY_ON", "ON_PENDING")
 _SHARE_ARGS = (
     _a("base", 32, "frame", "first guest frame of the caller to share"),
@@ -185,7 +194,7 @@ TABLE: tuple[Row, ...] = (
     _psci("PSCI_VERSION", 0x0, False, (), "version: major << 16 | minor", (_DEN,),
           "psci_version", "PSCI DEN0022 5.1.1"),
     _psci("CPU_OFF", 0x2, False, (), "does not return", (_DEN,), "cpu_off",
-          "PSCI DEN0022 5.1.3", no_return=True),
+          "PSCI DEN0022 5.1.3", no_return=True, never_returns=True),
     _psci("CPU_ON_32", 0x3, False,
           tuple(attrs.evolve(a, width=32) for a in _CPU_ON_ARGS), "0", _CPU_ON_ERR,
           "cpu_on", "PSCI DEN0022 5.1.4 (SMC32)"),
@@ -197,6 +206,12 @@ TABLE: tuple[Row, ...] = (
           "PSCI DEN0022 5.1.5 (SMC32)"),
     _psci("AFFINITY_INFO", 0x4, True, _AFF_ARGS, "0 ON, 1 OFF, 2 ON_PENDING", (_DEN, _INV),
           "affinity_info", "PSCI DEN0022 5.1.5"),
+    *(Row(name, 0x1, _PSCI, smc64, tuple(
+        attrs.evolve(a, width=64 if smc64 and a.name != "power_state" else 32)
+        for a in _SUSPEND_ARGS), "0 after a wake-up; power-down resumes at entry (no return)",
+        ("DENIED", _INV, "INVALID_ADDRESS"), "any", "psci", "cpu_suspend",
+        f"PSCI DEN0022 5.1.2{'' if smc64 else ' (SMC32)'}", no_return=True, since="1.1")
+      for name, smc64 in (("CPU_SUSPEND_32", False), ("CPU_SUSPEND", True))),
     _psci11("MIGRATE_INFO_TYPE", 0x6, (), "0 uniprocessor migratable Trusted OS, "
             "1 uniprocessor not migratable, 2 no migration needed", ("NOT_SUPPORTED",),
             "migrate_info_type", "PSCI DEN0022 5.1.7 (optional)"),

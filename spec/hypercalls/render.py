@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from spec import profile
 from spec.hypercalls.abi import ABI_VERSION, CONVENTIONS, ERROR_SPACES, EVENTS, TABLE
 
 
@@ -11,12 +12,13 @@ def _args(row_args: tuple) -> str:
 
 def text_table() -> str:
     """A terminal table: one line per hypercall."""
-    head = f"{'name':26} {'function id':>11} {'conv':5} {'caller':7} {'errors':6} arguments"
+    head = (f"{'name':26} {'function id':>11} {'conv':5} {'abi':6} {'caller':7} {'errors':6} "
+            f"arguments")
     lines = [f"pvspec hypercall ABI {ABI_VERSION}", head, "-" * len(head)]
     for row in TABLE:
         lines.append(
             f"{row.name:26} {row.function_id:#010x}  {'64' if row.smc64 else '32':5} "
-            f"{row.caller:7} {row.space:6} {_args(row.args)}"
+            f"{row.abi:6} {row.caller:7} {row.space:6} {_args(row.args)}"
         )
     return "\n".join(lines)
 
@@ -52,11 +54,30 @@ def markdown() -> str:
     names = sorted({n for s in ERROR_SPACES.values() for n in s})
     for space, codes in ERROR_SPACES.items():
         out.append(f"| {space} | " + " | ".join(str(codes.get(n, "")) for n in names) + " |")
-    out += ["", "## Hypercalls", "", "| name | function id | caller | errors (precedence) | "
-            "returns | clause |", "|---|---|---|---|---|---|"]
+    out += ["", "## Hypercalls", "", "ABIs: `smccc` (Arm architecture calls, SMCCC DEN0028), "
+            "`psci` (PSCI DEN0022), `pvspec` (the vendor-hypervisor calls no standard covers). "
+            "A target declares the ABIs it speaks; a successful call that *never returns* "
+            "does not come back to its caller; one that *may not return* can come back "
+            "with its result or not at all.", "",
+            "| name | function id | abi | caller | errors (precedence) | returns | clause |",
+            "|---|---|---|---|---|---|---|"]
     for row in TABLE:
-        out.append(f"| {row.name} | `{row.function_id:#010x}` | {row.caller} | "
-                   f"{', '.join(row.errors)} ({row.space}) | {row.returns} | {row.clause} |")
+        tail = " (never returns)" if row.never_returns else \
+            " (may not return)" if row.no_return else ""
+        out.append(f"| {row.name} | `{row.function_id:#010x}` | {row.abi} | {row.caller} | "
+                   f"{', '.join(row.errors)} ({row.space}) | {row.returns}{tail} | "
+                   f"{row.clause} |")
+    out += ["", "## Implementation-defined answers", "",
+            "Where PSCI and SMCCC let the implementation choose (`spec/profile.py`): the model "
+            "takes the first value; the oracle learns a target's value from its answers, or "
+            "holds it to a declared one.", "",
+            "| choice | allowed values (model's first) | calls | clause |", "|---|---|---|---|"]
+    for d in profile.DIMENSIONS:
+        values = ", ".join(profile.render_value(v) for v in d.values)
+        if len(d.values) > 8:
+            values = f"{profile.render_value(d.values[0])}, then any of " \
+                     f"{profile.render_value(d.values[1])}..{profile.render_value(d.values[-1])}"
+        out.append(f"| {d.name} | {values} | {', '.join(sorted(d.rows))} | {d.clause} |")
     out += ["", "## Arguments", ""]
     for row in TABLE:
         out.append(f"### {row.name}")

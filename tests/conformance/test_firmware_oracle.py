@@ -61,8 +61,8 @@ class FirmwareSpec(SpecTarget):
         elif self.bug == "cpu-on-twice" and fid in (0x84000003, 0xC4000003) and \
                 out["x0"] in ((-4) & (2**64 - 1), (-5) & (2**64 - 1)):
             out = {**out, "x0": 0}
-        if fid in (0x84000002, 0x84000008, 0x84000009) and out["x0"] == 0 \
-                and self.bug != "system-off-returns":
+        if fid in (0x84000002, 0x84000008, 0x84000009) and out["x0"] == 0 and not (
+                self.bug == "system-off-returns" and fid == 0x84000008):
             return {"returned": 0}
         return out
 

@@ -336,3 +336,12 @@ def test_jsonschema_rs_agrees_with_jsonschema_on_mutated_messages():
     assert sum(verdicts.values()) >= 12_000
     assert verdicts[True] >= n // 10 and verdicts[False] >= n // 2, verdicts
     assert newline_only >= 1  # the corpus does reach that difference
+
+
+def test_every_profile_choice_can_be_declared_in_init_ok() -> None:
+    """A target can declare each implementation-defined answer (spec/profile.py) and the
+    ABIs it speaks: the schema's profile object names them all."""
+    from spec import profile as spec_profile
+
+    keys = set(protocol.schema()["$defs"]["profile"]["properties"])
+    assert {d.name for d in spec_profile.DIMENSIONS} | {"abis", "memory"} <= keys

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 import pytest
 
 from conformance import oracle
-from conformance.qemu_psci_target import QemuPsciTarget, available
+from conformance.qemu_psci_target import QemuPsciTarget, available, double_cpu_on
 
 pytestmark = pytest.mark.skipif(available() is not None, reason=str(available()))
 
@@ -50,3 +50,13 @@ def test_a_planted_misreport_is_caught() -> None:
         t.close()
     assert out.status == "failed"
     assert out.failure is not None and out.failure.requirement == "abi:PSCI_VERSION"
+
+
+def test_q3_double_cpu_on_is_still_there() -> None:
+    """Q3 is timing-dependent: measured over N fresh machines (16 of 50 on the machine it
+    was found on).  At least one of 40 must show it (chance of none at that rate: ~1e-7);
+    this test fails once QEMU makes CPU_ON atomic, and docs/findings.md must then change."""
+    n = 40
+    hits = double_cpu_on(n)
+    print(f"Q3: both CPU_ON calls succeeded in {hits} of {n} trials")
+    assert hits >= 1
