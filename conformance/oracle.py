@@ -784,40 +784,6 @@ def make_oracle(target: Target, cfg: Config = SIM_CONFIG, log: OracleLog | None 
             self._event("DEVICE_IRQ", ch.integer(0, cfg.n_devices))
 
         @own_move
-        def move_offer(self, ch: campaign.Chooser) -> None:
-            """An owner offers one of its frames, the borrower maps it, then pokes at it."""
-            s, G = self.s, cfg.n_gframes
-            kind = ch.pick(["MEM_SHARE", "MEM_LEND", "MEM_DONATE"], label="kind")
-            perm = ch.pick([1, 3, 5, 7], label="perm")
-            retrieve = ch.boolean(label="retrieve")
-            live = [v for v in range(cfg.n_vms) if s.vm_state[v] == 1]
-            offers = [(v, g) for v in live for g in range(G)
-                      if s.s2_valid[s.vg(v, g)] and s.s2_tx[s.vg(v, g)] == 0xFFFF
-                      and s.frame_tx[s.s2_frame[s.vg(v, g)]] == 0xFFFF]
-            if not offers or len(live) < 2:
-                return
-            owner, g = ch.pick(offers, label="offer")
-            borrower = ch.pick([v for v in live if v != owner], label="borrower")
-            self._call(owner, 0, abi.BY_NAME[kind],
-                       (g, 1, 1 << borrower, perm & self.s.s2_perm[self.s.vg(owner, g)] | 1),
-                       "arm64")
-            k = self._last_ret
-            free = [b for b in range(G) if not self.s.s2_valid[self.s.vg(borrower, b)]]
-            if k >> 63 or not retrieve or not free:
-                return
-            base = ch.pick(free, label="base")
-            self._call(borrower, 0, abi.BY_NAME["MEM_RETRIEVE"], (k, base), "arm64")
-            # then poke at the live retrieval: the owner reclaims (must be DENIED) or dies
-            then = ch.pick(["none", "reclaim", "destroy"], label="then")
-            if then == "reclaim":
-                self._call(owner, 0, abi.BY_NAME["MEM_RECLAIM"], (k,), "arm64")
-            elif then == "destroy" and owner != 0:
-                self._call(0, 0, abi.BY_NAME["VM_DESTROY"], (owner,), "arm64")
-                frames = [g for g in range(G) if not self.s.s2_valid[self.s.vg(0, g)]]
-                if frames:  # the control VM asks for memory: a wrongly freed frame shows
-                    self._call(0, 0, abi.BY_NAME["MEM_POPULATE"], (frames[0], 7), "arm64")
-
-        @own_move
         def move_bind(self, ch: campaign.Chooser) -> None:
             """VM a offers a port to VM b, which binds it (or a sends through it first)."""
             a, b = ch.integer(0, cfg.n_vms - 1), ch.integer(0, cfg.n_vms - 1)
@@ -833,22 +799,6 @@ def make_oracle(target: Target, cfg: Config = SIM_CONFIG, log: OracleLog | None 
                 self._call(a, 0, abi.BY_NAME["EVTCHN_SEND"], (port,), "arm64")
             else:
                 self._call(b, 0, abi.BY_NAME["EVTCHN_BIND_INTERDOMAIN"], (a, port), "arm64")
-
-        @own_move
-        def move_destroy_lender(self, ch: campaign.Chooser) -> None:
-            """The owner of memory a borrower maps dies (XSA-218/230 class)."""
-            s = self.s
-            relinquish = ch.boolean(label="relinquish")
-            busy = [k for k in range(cfg.n_tx) if s.tx_kind[k] and s.tx_retrieved[k]
-                    and s.tx_owner[k] not in (0, 0xFFFF)]
-            if not busy:
-                return
-            k = ch.pick(busy, label="handle")
-            self._call(0, 0, abi.BY_NAME["VM_DESTROY"], (s.tx_owner[k],), "arm64")
-            holders = [v for v in range(cfg.n_vms) if self.s.tx_retrieved[k] >> v & 1]
-            if relinquish and holders:
-                who = ch.pick(holders, label="holder")
-                self._call(who, 0, abi.BY_NAME["MEM_RELINQUISH"], (k,), "arm64")
 
         @own_move
         def move_malformed(self, ch: campaign.Chooser) -> None:

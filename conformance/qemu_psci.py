@@ -483,6 +483,10 @@ class PsciMachine:
     machine.
     """
 
+    # calls to different CPUs may be made from different threads at once (one mailbox
+    # page per CPU): conformance.firmware_target releases them together
+    calls_at_once = True
+
     def __init__(self, cpus: int = 2, *, call_timeout: float = 1.0, boot_timeout: float = 10.0,
                  qemu: str = "qemu-system-aarch64", agent: str | os.PathLike[str] | None = None,
                  no_reboot: bool = False, extra_args: Sequence[str] = (),

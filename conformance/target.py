@@ -903,5 +903,9 @@ def make_target(spec: str, timeout: float = 5.0, log_dir: str | None = None,
         from conformance.qemu_psci_target import QemuPsciTarget
 
         return QemuPsciTarget()
-    raise ValueError(f"unknown target {spec!r}: use spec, reference, qemu-psci or "
-                     f"exec:COMMAND")
+    if spec in ("kvm-arm64", "kvm-arm64:nvhe", "kvm-arm64:protected"):
+        from conformance.kvm_psci_target import KvmPsciTarget
+
+        return KvmPsciTarget("protected" if spec.endswith(":protected") else "nvhe")
+    raise ValueError(f"unknown target {spec!r}: use spec, reference, qemu-psci, "
+                     f"kvm-arm64[:nvhe|:protected] or exec:COMMAND")

@@ -6,6 +6,7 @@ one place before any work starts.
 ``spec``                       the executable spec itself (checks the suite)
 ``exec:COMMAND``               your adapter speaking the stdio protocol (docs/PROTOCOL.md)
 ``qemu-psci``                  QEMU's own PSCI (virt board, EL2/EL3 off), a guest agent of ours
+``kvm-arm64[:nvhe|:protected]`` Linux KVM/arm64's PSCI (Debian's kernel under TCG), ditto
 ``vhost-user:SOCKET``          a running vhost-user back-end (virtio-blk) on a Unix socket
 ``qemu-vhost-user-blk``        QEMU's qemu-storage-daemon, started and stopped here
 ``reference-vhost-user-blk``   pvspec's own virtio-blk back-end, in a thread
@@ -23,7 +24,8 @@ from conformance.results import UsageError
 
 __all__ = ["EXAMPLES", "HYPERVISOR", "VHOST_USER_MANAGED", "TargetSpec", "parse_target"]
 
-HYPERVISOR = ("reference", "spec", "qemu-psci")
+HYPERVISOR = ("reference", "spec", "qemu-psci", "kvm-arm64", "kvm-arm64:nvhe",
+              "kvm-arm64:protected")
 VHOST_USER_MANAGED = ("qemu-vhost-user-blk", "reference-vhost-user-blk", "virtiofsd")
 EXAMPLES = ("reference", "spec", "qemu-psci", "exec:./examples/c-adapter/pvhv",
             "exec:'python3 my_adapter.py --fast'", "vhost-user:/run/my-blk.sock",

@@ -530,6 +530,56 @@ class Workload:
         self._hypercall(ch, _AREAS["control"])
 
     @move
+    def move_offer(self, ch: Chooser) -> None:
+        """An owner offers one of its frames, the borrower maps it, then pokes at it."""
+        s, G = self.s, self.cfg.n_gframes
+        kind = ch.pick(["MEM_SHARE", "MEM_LEND", "MEM_DONATE"], label="kind")
+        perm = ch.pick([1, 3, 5, 7], label="perm")
+        retrieve = ch.boolean(label="retrieve")
+        live = [v for v in range(self.cfg.n_vms) if s.vm_state[v] == 1]
+        offers = [(v, g) for v in live for g in range(G)
+                  if s.s2_valid[s.vg(v, g)] and s.s2_tx[s.vg(v, g)] == 0xFFFF
+                  and s.frame_tx[s.s2_frame[s.vg(v, g)]] == 0xFFFF]
+        if not offers or len(live) < 2:
+            return
+        owner, g = ch.pick(offers, label="offer")
+        borrower = ch.pick([v for v in live if v != owner], label="borrower")
+        self._call(owner, 0, abi.BY_NAME[kind],
+                   (g, 1, 1 << borrower, perm & self.s.s2_perm[self.s.vg(owner, g)] | 1),
+                   "arm64")
+        k = self._last_ret
+        free = [b for b in range(G) if not self.s.s2_valid[self.s.vg(borrower, b)]]
+        if k >> 63 or not retrieve or not free:
+            return
+        base = ch.pick(free, label="base")
+        self._call(borrower, 0, abi.BY_NAME["MEM_RETRIEVE"], (k, base), "arm64")
+        # then poke at the live retrieval: the owner reclaims (must be DENIED) or dies
+        then = ch.pick(["none", "reclaim", "destroy"], label="then")
+        if then == "reclaim":
+            self._call(owner, 0, abi.BY_NAME["MEM_RECLAIM"], (k,), "arm64")
+        elif then == "destroy" and owner != 0:
+            self._call(0, 0, abi.BY_NAME["VM_DESTROY"], (owner,), "arm64")
+            frames = [g for g in range(G) if not self.s.s2_valid[self.s.vg(0, g)]]
+            if frames:  # the control VM asks for memory: a wrongly freed frame shows
+                self._call(0, 0, abi.BY_NAME["MEM_POPULATE"], (frames[0], 7), "arm64")
+
+    @move
+    def move_destroy_lender(self, ch: Chooser) -> None:
+        """The owner of memory a borrower maps dies (XSA-218/230 class)."""
+        s = self.s
+        relinquish = ch.boolean(label="relinquish")
+        busy = [k for k in range(self.cfg.n_tx) if s.tx_kind[k] and s.tx_retrieved[k]
+                and s.tx_owner[k] not in (0, 0xFFFF)]
+        if not busy:
+            return
+        k = ch.pick(busy, label="handle")
+        self._call(0, 0, abi.BY_NAME["VM_DESTROY"], (s.tx_owner[k],), "arm64")
+        holders = [v for v in range(self.cfg.n_vms) if self.s.tx_retrieved[k] >> v & 1]
+        if relinquish and holders:
+            who = ch.pick(holders, label="holder")
+            self._call(who, 0, abi.BY_NAME["MEM_RELINQUISH"], (k,), "arm64")
+
+    @move
     def move_garbage(self, ch: Chooser) -> None:
         cfg = self.cfg
         vm = ch.integer(0, cfg.n_vms - 1, label="vm")
@@ -742,9 +792,10 @@ class FirmwareWorkload(Workload):
         row = abi.BY_NAME[ch.pick(["CPU_SUSPEND", "CPU_SUSPEND_32"], label="row")]
         power_state = self._aimed(ch, row.args[0], 0)
         entry = ch.integer(0, self.cfg.n_gframes, label="frame") << 12
-        ret = self.fw_call(me, row, (power_state, entry, ch.word(label="context")))
-        if not ret >> 63:
-            self.ours.discard(me)
+        self.fw_call(me, row, (power_state, entry, ch.word(label="context")))
+        # whatever the spec answered, the vCPU may be asleep now (a target that suspends
+        # where the spec refuses is a deviation, and the workload must not hang on it)
+        self.ours.discard(me)
 
     @firmware_move
     def move_system(self, ch: Chooser) -> None:

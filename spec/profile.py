@@ -43,6 +43,8 @@ class Profile:
     # CPU_SUSPEND power states the platform accepts, by class: bit 0 standby at level 0,
     # bit 1 power-down at level 0, bit 2 standby above level 0, bit 3 power-down above it
     suspend_states: int = 0xF
+    # SMCCC_ARCH_FEATURES asked about SMCCC_VERSION or SMCCC_ARCH_FEATURES themselves
+    arch_features_self: int = 0
 
 
 DEFAULT = Profile()
@@ -91,6 +93,11 @@ DIMENSIONS: tuple[Dimension, ...] = (
               "one is INVALID_PARAMETERS)",
               "CPU_SUSPEND states accepted: bit 0 standby, bit 1 power-down (level 0); "
               "bits 2, 3 the same above level 0"),
+    Dimension("arch_features_self", (0, -1), frozenset({"SMCCC_ARCH_FEATURES"}),
+              "SMCCC DEN0028 SMCCC_ARCH_FEATURES (whether SMCCC_VERSION and "
+              "SMCCC_ARCH_FEATURES themselves may be queried is read both ways: Trusted "
+              "Firmware-A answers 0, Linux KVM NOT_SUPPORTED; docs/findings.md)",
+              "SMCCC_ARCH_FEATURES(SMCCC_VERSION or SMCCC_ARCH_FEATURES)"),
 )
 BY_NAME = {d.name: d for d in DIMENSIONS}
 

@@ -230,9 +230,9 @@ def smccc_version(s: State, me: Caller, row: Row) -> Result:
 
 
 def smccc_arch_features(s: State, me: Caller, row: Row, fid: Any) -> Result:
-    """0 for an implemented Arm architecture call; for the erratum workarounds the
-    profile's answer; NOT_SUPPORTED for anything else (and for every query under SMCCC
-    1.0, which has no SMCCC_ARCH_FEATURES)."""
+    """For SMCCC_VERSION and SMCCC_ARCH_FEATURES themselves, and for the erratum
+    workarounds, the profile's answer; NOT_SUPPORTED for anything else (and for every
+    query under SMCCC 1.0, which has no SMCCC_ARCH_FEATURES)."""
     p = s.cfg.profile
     if p.smccc_version is None:
         return fail(s, row, "NOT_SUPPORTED")
@@ -240,7 +240,7 @@ def smccc_arch_features(s: State, me: Caller, row: Row, fid: Any) -> Result:
     for f, a in zip(ARCH_WORKAROUNDS, p.workarounds, strict=True):
         answer = ite(fid == f, logic.word(a), answer)
     for f in _SMCCC_IDS:
-        answer = ite(fid == f, 0, answer)
+        answer = ite(fid == f, logic.word(p.arch_features_self), answer)
     return ok(s, answer)
 
 

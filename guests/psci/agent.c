@@ -21,6 +21,14 @@
  * masked in PSTATE: the pending timer interrupt only ends the WFI), so that vCPUs nobody
  * talks to do not keep host cores busy (TCG does not sleep on WFE).  The timer is off
  * while a call runs, so a CPU_SUSPEND is not woken by it.  I_CFG_DOZE_US = 0: never doze.
+ *
+ * KVM_GUEST (build/agent-kvm.elf, for guests/kvm-init: a KVM/arm64 VM with no in-kernel
+ * GIC and no devices): no GIC set-up and no dozing.  An idle CPU instead reads its
+ * doorbell, an address with no memory behind it (DOORBELL_BASE + cpu * 8): every read
+ * exits to the VMM (KVM_EXIT_MMIO), which completes it only once the CPU's req_seq differs
+ * from its ack_seq (or the VMM pauses the VM), so idle vCPUs cost no host time, and every
+ * doorbell read also tells the VMM that the CPU has acknowledged a call or started.  The
+ * PL011 writes of the "ready" line become MMIO exits too (the VMM logs them).
  */
 #include <stdint.h>
 
@@ -91,6 +99,11 @@
 #define GICR_STRIDE 0x20000UL
 #define TIMER_PPI 27
 
+#ifdef KVM_GUEST
+/* One 64-bit doorbell per CPU, outside the guest's RAM: reads exit to the VMM. */
+#define DOORBELL_BASE 0x0A000000UL
+#endif
+
 typedef volatile uint64_t vu64;
 
 extern const uint64_t agent_trampolines[N_TRAMPOLINES];
@@ -142,6 +155,9 @@ static uint64_t gicr_of(uint64_t mpidr)
 /* Let the virtual timer's PPI end a WFI on this CPU (it is never taken: PSTATE.I is set). */
 static void gic_init_cpu(void)
 {
+#ifdef KVM_GUEST
+    return; /* no GIC in the VM; the doorbell replaces dozing */
+#endif
     SYSREG_W(cntv_ctl_el0, 0);
     uint64_t rd = gicr_of(SYSREG(mpidr_el1));
     if (rd == 0)
@@ -198,9 +214,11 @@ static void cold_init(uint64_t cpu)
     info[I_BOOT_MPIDR] = SYSREG(mpidr_el1);
     info[I_CURRENT_EL] = (SYSREG(CurrentEL) >> 2) & 3;
     info[I_CNTFRQ] = SYSREG(cntfrq_el0);
+#ifndef KVM_GUEST
     mmio_w32(GICD_BASE, (1u << 4) | (1u << 1) | 1u); /* GICD_CTLR: ARE, Grp1, Grp0 (DS=1) */
     while (mmio_r32(GICD_BASE) & (1u << 31))          /* RWP */
         ;
+#endif
     /* After a machine reset the other CPUs are off whatever their pages last said. */
     for (uint64_t j = 0; j < MAX_CPUS; j++)
         if (j != cpu)
@@ -222,6 +240,14 @@ static void __attribute__((noreturn)) serve(vu64 *mb, uint64_t seen)
         uint64_t req;
         while ((req = mb[W_REQ_SEQ]) == seen) {
             mb[W_HEARTBEAT] = mb[W_HEARTBEAT] + 1;
+#ifdef KVM_GUEST
+            /* A single LDR (valid ISV): the VMM returns once a request is pending. */
+            uint64_t bell = DOORBELL_BASE + (((uint64_t)mb - MBOX_BASE) / MBOX_STRIDE) * 8, v;
+            __asm__ volatile("ldr %0, [%1]" : "=r"(v) : "r"(bell) : "memory");
+            (void)info;
+            (void)idle_since;
+            continue;
+#endif
             uint64_t doze_us = info[I_CFG_DOZE_US];
             if (doze_us != 0
                 && SYSREG(cntvct_el0) - idle_since >= us_to_ticks(info[I_CFG_SPIN_US]))

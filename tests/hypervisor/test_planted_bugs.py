@@ -7,7 +7,7 @@
 """
 
 import pytest
-from hypothesis import Phase, settings
+from hypothesis import Phase, seed, settings
 from hypothesis.stateful import run_state_machine_as_test
 
 from conformance.drivers import make_machine
@@ -89,7 +89,17 @@ SINGLE_VM_RULES = [m for m in mutants.MUTANTS if not m.catches.startswith("nonin
 def test_state_machine_catches(mutant):
     # No shrink phase here: finding the bug is the point, and the failure message already
     # carries the whole trace (shrinking is exercised by the conformance suite).
-    quick = settings(max_examples=300, phases=[Phase.explicit, Phase.reuse, Phase.generate])
-    with mutants.installed(mutant), pytest.raises(campaign.StepFailure) as info:
-        run_state_machine_as_test(make_machine(), settings=quick)
-    assert any(name in str(info.value) for name in mutant.accepted), str(info.value)[:500]
+    # Fixed seeds, tried in turn (reproducible, and not hostage to one stream's luck: each
+    # stream alone catches every mutant almost always, 6 of 6 seeds in a sample).
+    quick = settings(max_examples=300, phases=[Phase.explicit, Phase.generate],
+                     derandomize=False, database=None)
+    caught: campaign.StepFailure | None = None
+    with mutants.installed(mutant):
+        for k in range(3):
+            try:
+                run_state_machine_as_test(seed(k)(make_machine()), settings=quick)
+            except campaign.StepFailure as exc:
+                caught = exc
+                break
+    assert caught is not None, f"{mutant.name} not caught with seeds 0-2"
+    assert any(name in str(caught) for name in mutant.accepted), str(caught)[:500]

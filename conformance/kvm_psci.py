@@ -1,0 +1,962 @@
+"""Drive the PSCI/SMCCC handler of Linux KVM/arm64 (nVHE or pKVM) from the PSCI guest agent.
+
+:class:`KvmPsciMachine` has the public API and the outcome types of
+:class:`conformance.qemu_psci.PsciMachine` (they are imported from there, not redefined), so
+code written for that driver works on this one; here the hypervisor that answers the
+agent's ``HVC #0`` is KVM, not QEMU.  Like that module, this one is only the transport: it
+reports raw register values, exceptions and "did not return", and judges nothing.
+
+The stack
+    ``qemu-system-aarch64 -M virt,virtualization=on`` (TCG: no host KVM is needed) boots
+    Debian's arm64 kernel (``scripts/fetch-arm64-kernel``, unpacked, never installed; KVM is
+    built in) at EL2 with ``kvm-arm.mode=nvhe`` or ``protected``, and an initramfs of ours
+    (``guests/kvm-init``, built by :func:`build_initrd`): a static ``/init`` that opens
+    ``/dev/kvm`` and is the VMM of one VM of ``cpus`` vCPUs (KVM_ARM_VCPU_PSCI_0_2; all but
+    vCPU 0 powered off), 128 MiB of RAM at 0x40000000, running ``guests/psci`` built with
+    ``-DKVM_GUEST`` (``agent-kvm.elf``).  The agent's memory map, mailbox layout and
+    trampolines are those of the QEMU build (same :class:`AgentInfo`).
+
+Why the serial console
+    The init reaches the VM's RAM directly (it mapped it), but this process cannot reach
+    the init's memory: the channel is the outer machine's PL011, QEMU's stdio.  The init
+    does the mailbox work itself (writes the arguments, waits for the acknowledgement) and
+    answers one line per request, so one :meth:`~KvmPsciMachine.call` is one line each way
+    (protocol in ``guests/kvm-init/init.c``).  Its lines carry a marker and a checksum:
+    kernel messages on the same console are ignored (the init also lowers the console log
+    level to emergencies), and a line a kernel message cut through is asked for again
+    (``A <seq>``).
+
+    Measured (QEMU 7.2 TCG, 2 host cores): QEMU's PL011 takes one input byte per
+    main-loop pass (``pl011_can_receive`` answers 1), ~50 us a byte, so the request's
+    length dominates; hence the short call form (``C <cpu> <x0..>``, HVC, the default
+    timeout, trailing zero registers left out) and answers without trailing zeros.
+    The alternatives tried: a second, dedicated port (``-device pci-serial``: 8250_pci is
+    built in) was slower (<= 370 round trips/s: QEMU's 16550 hands over at most the RX
+    trigger level per pass and the 8250 driver's trapped register accesses cost more);
+    virtio-serial needs modules Debian does not build in.  A shared-memory channel (as in
+    :mod:`conformance.qemu_psci`) would need ``/dev/mem`` on RAM hidden from the kernel and
+    a polling init; not done.
+
+Why a doorbell rather than polling
+    A polling vCPU would hold one of the outer machine's two emulated CPUs.  The KVM build
+    of the agent reads a per-CPU doorbell address with no memory behind it instead; the
+    init completes that MMIO read only once a request is pending, so an idle VM costs
+    nothing, and the read after each call tells the init at once that the answer is there.
+
+Speed
+    The init runs pinned to one outer CPU with its vCPU threads (each call hands over from
+    one thread to another twice; same-CPU wake-ups need no IPI).  Measured with QEMU 7.2
+    TCG on 2 host cores that other jobs were also using (medians over 5 x 300 calls):
+    calls inside the init (the ``B`` benchmark request, no serial line) 1,000-1,400/s
+    pinned, 730-880/s not; a bare serial round trip (``H``) ~1,000/s; end to end,
+    :meth:`call` 300-370/s (up to 530/s), :meth:`started` 700-800/s; :meth:`reset_vm`
+    45-75 ms.  nVHE and protected mode measure alike.  A vCPU started at an address
+    outside RAM spins in KVM on prefetch aborts (nothing maps its vectors) and roughly
+    halves the call rate until :meth:`reset_vm`.
+
+Cheap resets
+    The outer boot takes seconds (about 4 s here; 14-18 s was seen on other machines), so
+    one :meth:`~KvmPsciMachine.start` boots the kernel once, and
+    :meth:`~KvmPsciMachine.reset_vm` destroys the VM and creates a fresh one (new RAM: boot
+    counts restart at 1) inside the running kernel in milliseconds.  :meth:`restart` is the
+    full reboot, as in :class:`~conformance.qemu_psci.PsciMachine`.
+
+What the VMM does on the guest's system events
+    SYSTEM_OFF stops the VM: calls answer ``MachineExited(0)`` and :attr:`alive` is False
+    until :meth:`reset_vm` (the kernel keeps running).  SYSTEM_RESET resets it as QEMU would
+    a board: every vCPU back to its reset state (vCPU 0 on, the others off), the agent image
+    reloaded, the rest of RAM kept, so vCPU 0 cold-boots again (its boot count grows: a call
+    in flight on it reports ``NoReturn(restarted=True)``); with ``no_reboot`` it stops the
+    VM like SYSTEM_OFF.  Any other exit of a vCPU to the VMM (an internal error, a failed
+    entry) stops the VM with status 1 (:attr:`vm_exit_reason` says why).  When the outer
+    QEMU itself exits (a kernel panic, with ``panic=-1 -no-reboot``), calls answer
+    ``MachineExited`` with QEMU's status, or :data:`KERNEL_GONE` if that was 0, so that it
+    is never mistaken for the guest's SYSTEM_OFF.
+
+Memory coherence
+    The agent runs with its MMU off (Device memory) and the init reads the same RAM through
+    a cacheable mapping.  On hardware that needs cache maintenance (or FEAT_S2FWB); under
+    TCG, which models no caches, every access is coherent, which is all this driver
+    supports.
+
+Cleanup
+    As :class:`~conformance.qemu_psci.PsciMachine`: QEMU runs in its own session (process
+    group), optionally under ``setpriv --pdeathsig KILL``; :meth:`stop` (also the context
+    manager, a :func:`weakref.finalize` at garbage collection and at interpreter exit)
+    SIGKILLs the group, reaps QEMU, ends the reader thread and removes the temporary
+    directory, keeping the logs' text in memory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Literal
+
+from conformance.qemu_psci import (
+    _SERVING,
+    RAM_BASE,
+    RAM_SIZE,
+    AgentBuildError,
+    AgentInfo,
+    CallOutcome,
+    CpuState,
+    Insn,
+    MachineBootError,
+    MachineError,
+    MachineExited,
+    MachineNotRunning,
+    Mailbox,
+    NoReturn,
+    NotServing,
+    Raised,
+    Returned,
+    StartRecord,
+    _exit_status,
+)
+from conformance.results import clip_text
+
+__all__ = [
+    "DEFAULT_KERNEL_DIR",
+    "KERNEL_GONE",
+    "MAX_CPUS",
+    "MODES",
+    "InitBuildError",
+    "KvmPsciMachine",
+    "build_initrd",
+    "default_kernel",
+    "init_dir",
+    "missing_prerequisites",
+]
+
+MAX_CPUS = 8
+MODES = ("nvhe", "protected")
+DEFAULT_KERNEL_DIR = Path("/var/cache/pvspec/arm64-kernel")  # scripts/fetch-arm64-kernel
+KERNEL_GONE = 255  # MachineExited.status when QEMU exited with status 0 by itself
+LAYOUT_VERSION = 1
+_INFO_MAGIC = int.from_bytes(b"VPSCINFO", "little")
+_MASK64 = (1 << 64) - 1
+_MARK = b"@@PVK "
+_SLACK = 5.0  # seconds the host waits for an answer beyond the init's own timeout
+_RESEND = 2  # "A <seq>" requests before giving up on an answer
+_LOG_TAIL = 4000
+_CONSOLE_LINES = 4000  # console lines kept in memory
+_MODE_LINE = {"nvhe": "Hyp mode initialized successfully",
+              "protected": "Protected nVHE mode initialized successfully"}
+
+# info page word indices (conformance.qemu_psci / guests/psci/agent.c)
+_I_MAGIC, _I_VERSION, _I_MAX_CPUS, _I_MBOX_BASE, _I_MBOX_STRIDE = 0, 1, 2, 3, 4
+_I_N_TRAMPOLINES, _I_TRAMPOLINES, _I_IMAGE_ENTRY, _I_HVC_INSN, _I_VECTORS = 5, 6, 14, 15, 16
+_I_COLD_BOOTS, _I_BOOT_MPIDR, _I_CURRENT_EL, _I_SMC_INSN, _I_UDF_INSN = 17, 18, 19, 20, 21
+_I_CNTFRQ = 22
+
+
+class InitBuildError(AgentBuildError):
+    """``make -C guests/kvm-init`` failed or could not run; the message holds its output."""
+
+
+class _NoAnswer(MachineError):
+    """The init did not answer a request (QEMU may have exited)."""
+
+
+# --- building and finding what the outer machine boots -------------------------------------------
+def init_dir() -> Path:
+    """``guests/kvm-init`` of this checkout."""
+    return Path(__file__).resolve().parents[1] / "guests" / "kvm-init"
+
+
+def build_initrd(force: bool = False) -> Path:
+    """Build (``make -C guests/kvm-init``, which also builds ``agent-kvm.elf``; ``force``
+    rebuilds with ``-B``) and return the path of ``initrd.cpio``.  The cross compiler is
+    ``aarch64-linux-gnu-gcc`` unless ``CROSS`` is set.  :class:`InitBuildError` carries
+    make's output when it fails."""
+    src = init_dir()
+    make = shutil.which("make")
+    if make is None:
+        raise InitBuildError("cannot build the kvm-init initramfs: no `make` on PATH")
+    cross = os.environ.get("CROSS", "aarch64-linux-gnu-")
+    if shutil.which(cross + "gcc") is None:
+        raise InitBuildError(f"cannot build the kvm-init initramfs: no {cross}gcc on PATH")
+    argv = [make, "-C", str(src), *(["-B"] if force else [])]
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=300)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise InitBuildError(f"cannot build the kvm-init initramfs ({' '.join(argv)}): "
+                             f"{exc}") from exc
+    out = src / "build" / "initrd.cpio"
+    if proc.returncode != 0 or not out.is_file():
+        raise InitBuildError(f"building the kvm-init initramfs failed ({' '.join(argv)}, "
+                             f"status {proc.returncode}):\n"
+                             f"{clip_text(proc.stderr + proc.stdout, _LOG_TAIL)}")
+    return out
+
+
+def default_kernel() -> Path:
+    """The arm64 kernel image: ``$PVSPEC_ARM64_KERNEL`` if set, else ``vmlinuz`` in
+    ``$PVSPEC_ARM64_KERNEL_DIR`` or :data:`DEFAULT_KERNEL_DIR` (where
+    ``scripts/fetch-arm64-kernel`` puts it).  The path may not exist."""
+    env = os.environ.get("PVSPEC_ARM64_KERNEL")
+    if env:
+        return Path(env)
+    return Path(os.environ.get("PVSPEC_ARM64_KERNEL_DIR") or DEFAULT_KERNEL_DIR) / "vmlinuz"
+
+
+def missing_prerequisites(qemu: str = "qemu-system-aarch64") -> str | None:
+    """None if QEMU, the cross compiler with its static libc and the fetched kernel are
+    there, else why not."""
+    if shutil.which(qemu) is None and not Path(qemu).is_file():
+        return f"{qemu} is not installed (make system-deps, as root)"
+    cross = os.environ.get("CROSS", "aarch64-linux-gnu-")
+    gcc = shutil.which(cross + "gcc")
+    if gcc is None:
+        return f"{cross}gcc (AArch64 cross compiler) is not installed (make system-deps)"
+    try:  # the init is linked statically: it needs the cross libc (libc6-dev-arm64-cross)
+        libc = subprocess.run([gcc, "-print-file-name=libc.a"], capture_output=True,
+                              text=True, check=False, timeout=30).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"cannot run {gcc}: {exc}"
+    if not os.path.isabs(libc) or not os.path.isfile(libc):
+        return f"no static libc for {cross}gcc (install libc6-dev-arm64-cross: make system-deps)"
+    kernel = default_kernel()
+    if not kernel.is_file():
+        return (f"no arm64 kernel at {kernel} (run scripts/fetch-arm64-kernel as root, or "
+                f"make system-deps)")
+    return None
+
+
+def _fnv1a(data: bytes) -> int:
+    h = 2166136261
+    for b in data:
+        h = ((h ^ b) * 16777619) & 0xFFFF_FFFF
+    return h
+
+
+def _parse(line: bytes) -> tuple[str, list[str]] | None:
+    """(seq, fields) of a protocol line, None if the line is not one of ours or is torn."""
+    start = line.find(_MARK)
+    if start < 0:
+        return None
+    body = line[start:].rstrip(b"\r\n")
+    cut = body.rfind(b" #")
+    if cut < 0:
+        return None
+    try:
+        if int(body[cut + 2:], 16) != _fnv1a(body[:cut]):
+            return None
+        words = body[len(_MARK):cut].decode("ascii", "replace").split(" ")
+    except ValueError:
+        return None
+    words = [w for w in words if w]
+    if len(words) < 2:
+        return None
+    return words[0], words[1:]
+
+
+# --- the QEMU process, its console and the reader thread -----------------------------------------
+class _Channel:
+    """Everything one QEMU run holds, owned by a :func:`weakref.finalize` (which must not
+    reference the machine), and the reader thread's shared state."""
+
+    def __init__(self, tmpdir: Path) -> None:
+        self.tmpdir = tmpdir
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.reader: threading.Thread | None = None
+        self.cond = threading.Condition()
+        self.replies: dict[int, list[str]] = {}
+        self.console: deque[str] = deque(maxlen=_CONSOLE_LINES)
+        self.kvm_log: list[str] = []
+        self.agent_log: list[str] = []
+        self.ready: list[str] | None = None
+        self.vm_exit: tuple[int, str] | None = None  # (status, reason) of the stopped VM
+        self.system_resets = 0
+        self.eof = False
+        self.status: int | None = None
+        self.released = False
+        self.stderr_text = ""
+
+    @property
+    def stderr_log(self) -> Path:
+        return self.tmpdir / "qemu-stderr.log"
+
+    def read_loop(self) -> None:
+        proc = self.proc
+        assert proc is not None and proc.stdout is not None
+        fd = proc.stdout.fileno()
+        buf = b""
+        while True:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                break
+            buf += chunk
+            *lines, buf = buf.split(b"\n")
+            for line in lines:
+                self._line(line)
+        if buf:
+            self._line(buf)
+        with self.cond:
+            self.eof = True
+            self.cond.notify_all()
+
+    def _line(self, line: bytes) -> None:
+        text = line.rstrip(b"\r").decode("utf-8", "replace")
+        parsed = _parse(line)
+        with self.cond:
+            self.console.append(text)
+            if parsed is None:
+                return
+            seq, words = parsed
+            if seq != "-":
+                with contextlib.suppress(ValueError):
+                    self.replies[int(seq)] = words
+                    self.cond.notify_all()
+                return
+            kind, rest = words[0], words[1:]
+            if kind == "READY":
+                self.ready = rest
+            elif kind == "K":
+                self.kvm_log.append(" ".join(rest))
+            elif kind == "U":
+                self.agent_log.append(" ".join(rest))
+            elif kind == "X" and rest:
+                with contextlib.suppress(ValueError):
+                    self.vm_exit = (int(rest[0]), " ".join(rest[1:]))
+            elif kind == "Y":
+                self.system_resets += 1
+            self.cond.notify_all()
+
+    def console_text(self) -> str:
+        with self.cond:
+            text = "\n".join(self.console)
+        return clip_text(text[-_LOG_TAIL * 4:], _LOG_TAIL)
+
+
+def _tail(path: Path) -> str:
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return ""
+    return clip_text(data[-(_LOG_TAIL * 4):].decode("utf-8", "replace"), _LOG_TAIL)
+
+
+def _release(ch: _Channel) -> None:
+    """Kill QEMU's process group, reap it, end the reader thread, keep the logs' text and
+    remove the temporary directory.  Safe on any partial state; idempotent."""
+    proc = ch.proc
+    if proc is not None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)  # its own session: pgid == pid
+        with contextlib.suppress(OSError):
+            proc.kill()
+        with contextlib.suppress(Exception):
+            proc.wait(timeout=5)
+        ch.status = proc.returncode
+        if proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                proc.stdin.close()
+    if ch.reader is not None and ch.reader is not threading.current_thread():
+        ch.reader.join(timeout=5)
+    if proc is not None and proc.stdout is not None:
+        with contextlib.suppress(OSError):
+            proc.stdout.close()
+    if ch.tmpdir.exists():
+        ch.stderr_text = _tail(ch.stderr_log)
+        shutil.rmtree(ch.tmpdir, ignore_errors=True)
+    with ch.cond:
+        ch.released = True
+        ch.cond.notify_all()
+
+
+# --- the machine ---------------------------------------------------------------------------------
+class KvmPsciMachine:
+    """One outer QEMU running Linux with KVM in ``mode`` (``"nvhe"`` or ``"protected"``),
+    whose init runs the PSCI agent in a KVM VM of ``cpus`` vCPUs (1..8).
+
+    ``with KvmPsciMachine(cpus=2) as m: m.call(0, [0x8400_0000])`` boots it (building the
+    initramfs unless ``initrd`` names one; ``kernel`` defaults to :func:`default_kernel`)
+    and always stops it.  CPU indices are vCPU ids (MPIDR_EL1.Aff0 under KVM); vCPU 0 boots,
+    the others wait powered off for a CPU_ON naming one of :attr:`info` ``.trampolines`` (or
+    ``.image_entry``).
+
+    ``call_timeout`` bounds each :meth:`call`, ``boot_timeout`` the outer boot (kernel to
+    init), ``vm_timeout`` the creation of a VM up to the agent serving on vCPU 0.
+    ``no_reboot``: a guest SYSTEM_RESET stops the VM instead of resetting it.
+    ``host_cpus`` and ``memory_mb`` size the outer machine; ``extra_args`` are appended to
+    QEMU's command line, ``extra_append`` to the kernel's.  ``spin_us`` and ``doze_us`` are
+    accepted for compatibility and ignored (:meth:`set_idle`).  ``die_with_parent`` as in
+    :class:`~conformance.qemu_psci.PsciMachine`.  Not thread-safe: one caller drives a
+    machine.
+    """
+
+    def __init__(self, cpus: int = 2, *, mode: Literal["nvhe", "protected"] = "nvhe",
+                 call_timeout: float = 1.0, boot_timeout: float = 180.0,
+                 vm_timeout: float = 10.0, qemu: str = "qemu-system-aarch64",
+                 kernel: str | os.PathLike[str] | None = None,
+                 initrd: str | os.PathLike[str] | None = None, no_reboot: bool = False,
+                 host_cpus: int = 2, memory_mb: int = 1024, extra_args: Sequence[str] = (),
+                 extra_append: str = "", die_with_parent: bool = True, spin_us: int = 2000,
+                 doze_us: int = 1000) -> None:
+        if not 1 <= cpus <= MAX_CPUS:
+            raise ValueError(f"cpus must be 1..{MAX_CPUS}, not {cpus}")
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+        self.cpus = cpus
+        self.mode: Literal["nvhe", "protected"] = mode
+        self.call_timeout = call_timeout
+        self.boot_timeout = boot_timeout
+        self.vm_timeout = vm_timeout
+        self.qemu = qemu
+        self.kernel = Path(kernel) if kernel is not None else None
+        self.initrd = Path(initrd) if initrd is not None else None
+        self.no_reboot = no_reboot
+        self.host_cpus = host_cpus
+        self.memory_mb = memory_mb
+        self.extra_args = tuple(extra_args)
+        self.extra_append = extra_append
+        self.die_with_parent = die_with_parent
+        self._idle = self._check_idle(spin_us, doze_us)
+        self.boot_seconds: float | None = None  # launch to the first VM serving
+        self.kernel_seconds: float | None = None  # launch to the init's READY line
+        self.vm_seconds: float | None = None  # the latest VM creation (start or reset_vm)
+        self.kernel_release: str | None = None
+        self.vm_resets = 0  # reset_vm() calls since start()
+        self._ch: _Channel | None = None
+        self._finalizer: weakref.finalize | None = None
+        self._stopped_by_host = False
+        self._broken: str | None = None  # the init stopped answering
+        self._has_vm = False
+        self._info: AgentInfo | None = None
+        self._seq = 0
+        self._call_ms = int(call_timeout * 1000)  # the init's timeout of the short call form
+        self._argv: list[str] = []
+        self._insn: dict[int, Insn] = {}
+
+    # context manager
+    def __enter__(self) -> KvmPsciMachine:
+        self.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    # lifecycle
+    def command(self, kernel: Path, initrd: Path) -> list[str]:
+        """QEMU's command line for this machine.  ``-display none -nodefaults -serial
+        stdio`` rather than ``-nographic``: the latter multiplexes QEMU's monitor onto the
+        same stdio (escape sequences, monitor output); ``-nodefaults`` also means no NIC."""
+        wrapper: list[str] = []
+        if self.die_with_parent:
+            setpriv = shutil.which("setpriv")
+            if setpriv is not None:
+                wrapper = [setpriv, "--pdeathsig", "KILL", "--"]
+        append = (f"console=ttyAMA0 kvm-arm.mode={self.mode} panic=-1 rdinit=/init "
+                  f"{self.extra_append}").strip()
+        return [*wrapper, self.qemu,
+                "-M", "virt,virtualization=on,gic-version=3",
+                "-cpu", "max,pauth-impdef=on", "-smp", str(self.host_cpus),
+                "-m", str(self.memory_mb), "-display", "none", "-nodefaults",
+                "-no-user-config", "-serial", "stdio", "-no-reboot",
+                "-kernel", str(kernel), "-initrd", str(initrd), "-append", append,
+                *self.extra_args]
+
+    def start(self) -> None:
+        """Boot the outer machine and create the VM; return once the agent serves on vCPU
+        0.  Raises :class:`~conformance.qemu_psci.MachineBootError` (with QEMU's stderr and
+        the console's tail) when it cannot; nothing is left behind then."""
+        if self._ch is not None and not self._ch.released:
+            raise MachineError("the machine is already started (stop() or restart() it)")
+        kernel = self.kernel if self.kernel is not None else default_kernel()
+        if not kernel.is_file():
+            raise MachineBootError(f"no arm64 kernel at {kernel} (run "
+                                   f"scripts/fetch-arm64-kernel as root, or make system-deps)")
+        initrd = self.initrd if self.initrd is not None else build_initrd()
+        if not initrd.is_file():
+            raise MachineBootError(f"no initramfs at {initrd}")
+        if shutil.which(self.qemu) is None and not Path(self.qemu).is_file():
+            raise MachineBootError(f"QEMU not found: {self.qemu}")
+        ch = _Channel(Path(tempfile.mkdtemp(prefix="pvspec-kvm-psci-")))
+        self._ch = ch
+        self._finalizer = weakref.finalize(self, _release, ch)
+        self._stopped_by_host = False
+        self._broken = None
+        self._has_vm = False
+        self._info = None
+        self._insn.clear()
+        self.boot_seconds = self.kernel_seconds = self.vm_seconds = None
+        self.vm_resets = 0
+        try:
+            self._argv = self.command(kernel, initrd)
+            t0 = time.perf_counter()
+            with open(ch.stderr_log, "wb") as err:
+                ch.proc = subprocess.Popen(self._argv, stdin=subprocess.PIPE,
+                                           stdout=subprocess.PIPE, stderr=err,
+                                           start_new_session=True)
+            ch.reader = threading.Thread(target=ch.read_loop, name="kvm-psci-console",
+                                         daemon=True)
+            ch.reader.start()
+            self._wait_kernel(t0)
+            self._create_vm()
+            self.boot_seconds = time.perf_counter() - t0
+        except BaseException as exc:
+            if isinstance(exc, MachineBootError):
+                raise
+            logs = self._logs_text(ch)
+            self._finalizer()
+            self._ch = None
+            if isinstance(exc, OSError):
+                raise MachineBootError(f"cannot start QEMU: {exc}{logs}") from exc
+            if isinstance(exc, MachineError):
+                raise MachineBootError(f"{exc}{logs}") from exc
+            raise
+
+    def _wait_kernel(self, t0: float) -> None:
+        ch = self._ch
+        assert ch is not None and ch.proc is not None
+        deadline = t0 + self.boot_timeout
+        with ch.cond:
+            while ch.ready is None:
+                if ch.eof or _exit_status(ch.proc) is not None:
+                    break
+                left = deadline - time.perf_counter()
+                if left <= 0:
+                    break
+                ch.cond.wait(min(left, 0.5))
+            ready = ch.ready
+        if ready is None:
+            status = _exit_status(ch.proc)
+            if status is not None:
+                self._boot_failed(f"QEMU exited with status {status} before the init was "
+                                  f"ready")
+            self._boot_failed(f"the init was not ready within {self.boot_timeout} s")
+        self.kernel_seconds = time.perf_counter() - t0
+        assert ready is not None
+        api = int(ready[0]) if ready and ready[0].lstrip("-").isdigit() else -1
+        self.kernel_release = ready[3] if len(ready) > 3 else None
+        if api != 12:
+            self._boot_failed(f"/dev/kvm is not usable in the outer kernel (KVM API version "
+                              f"{api}; negative: -errno of opening it)")
+        if len(ready) > 2 and int(ready[2], 16) == 0:
+            self._boot_failed("the initramfs has no /agent.elf")
+        want = _MODE_LINE[self.mode]
+        if not any(line.endswith(want) for line in ch.kvm_log):
+            self._boot_failed(f"KVM did not come up in {self.mode} mode (no '{want}' in the "
+                              f"kernel log); its KVM lines:\n" + "\n".join(ch.kvm_log))
+
+    def _boot_failed(self, why: str) -> None:
+        ch = self._ch
+        assert ch is not None and self._finalizer is not None
+        self._finalizer()  # ends QEMU first, so its logs are complete
+        self._ch = None
+        raise MachineBootError(f"{why}\ncommand: {' '.join(self._argv)}{self._logs_text(ch)}")
+
+    @staticmethod
+    def _logs_text(ch: _Channel) -> str:
+        err = ch.stderr_text or _tail(ch.stderr_log)
+        return (f"\n--- QEMU stderr (tail) ---\n{err or '(empty)'}"
+                f"\n--- console (tail) ---\n{ch.console_text() or '(empty)'}")
+
+    def _create_vm(self) -> None:
+        """(Re)create the VM in the running kernel and wait for the agent on vCPU 0."""
+        ch = self._ch
+        assert ch is not None
+        t0 = time.perf_counter()
+        with ch.cond:
+            ch.vm_exit = None
+        self._has_vm = False
+        self._insn.clear()
+        self._call_ms = int(self.call_timeout * 1000)
+        words = self._request(f"V {self.cpus} {int(self.no_reboot)} "
+                              f"{int(self.vm_timeout * 1000)} {self._call_ms}",
+                              self.vm_timeout)
+        if words[0] != "OK":
+            raise MachineError(f"the init could not create the VM: {' '.join(words[1:])}")
+        self._has_vm = True
+        self.vm_seconds = time.perf_counter() - t0
+        info = self._read_info()
+        if info.version != LAYOUT_VERSION:
+            raise MachineError(f"the agent's mailbox layout is version {info.version}, this "
+                               f"driver's {LAYOUT_VERSION} (rebuild the initramfs)")
+        self._info = info
+
+    def reset_vm(self) -> None:
+        """Destroy the VM and create a fresh one (new RAM, vCPU 0 booted, the others off)
+        inside the running kernel: milliseconds instead of a reboot.  Boot counts start
+        again at 1 (a fresh machine).  Also brings back a VM stopped by SYSTEM_OFF or a
+        crash.  Raises :class:`~conformance.qemu_psci.MachineNotRunning` if the machine was
+        never started or was stopped, :class:`~conformance.qemu_psci.MachineError` if the
+        outer kernel is gone or the VM cannot be created."""
+        ch = self._ch
+        if ch is None or ch.released:
+            raise MachineNotRunning("the machine has not been started")
+        if not self.kernel_alive:
+            raise MachineError(f"the outer machine is not running (QEMU status "
+                               f"{self.exit_status}; {self._broken or 'exited'})"
+                               f"{self._logs_text(ch)}")
+        self._create_vm()
+        self.vm_resets += 1
+
+    def stop(self) -> None:
+        """Kill QEMU's process group, end the reader thread and remove the temporary
+        directory.  Idempotent; the logs' text and the last :attr:`info` stay readable."""
+        ch = self._ch
+        if ch is None or self._finalizer is None or ch.released:
+            return
+        if self.alive and self._info is not None:
+            with contextlib.suppress(MachineError):
+                self._info = self._read_info(timeout=1.0)
+        if ch.proc is not None and _exit_status(ch.proc) is None:
+            self._stopped_by_host = True
+        self._finalizer()
+
+    def restart(self) -> None:
+        """:meth:`stop`, then :meth:`start` (a full reboot of the outer machine; see
+        :meth:`reset_vm` for the cheap reset)."""
+        self.stop()
+        self.start()
+
+    @staticmethod
+    def _check_idle(spin_us: int, doze_us: int) -> tuple[int, int]:
+        for name, v in (("spin_us", spin_us), ("doze_us", doze_us)):
+            if not isinstance(v, int) or not 0 <= v <= 10_000_000:
+                raise ValueError(f"{name} must be 0..10,000,000 microseconds, not {v!r}")
+        return spin_us, doze_us
+
+    def set_idle(self, spin_us: int, doze_us: int) -> None:
+        """Accepted for compatibility with
+        :meth:`~conformance.qemu_psci.PsciMachine.set_idle` and ignored: idle vCPUs here
+        wait in their doorbell read, outside the guest, and cost nothing."""
+        self._idle = self._check_idle(spin_us, doze_us)
+
+    # state
+    @property
+    def kernel_alive(self) -> bool:
+        """The outer QEMU runs and its init answers."""
+        ch = self._ch
+        return (ch is not None and not ch.released and ch.proc is not None
+                and self._broken is None and not ch.eof and _exit_status(ch.proc) is None)
+
+    @property
+    def alive(self) -> bool:
+        """The outer machine runs and so does the VM (False after the guest's SYSTEM_OFF
+        until :meth:`reset_vm`)."""
+        ch = self._ch
+        return self.kernel_alive and self._has_vm and ch is not None and ch.vm_exit is None
+
+    @property
+    def exit_status(self) -> int | None:
+        """QEMU's return code once it has exited (None while running or never started)."""
+        ch = self._ch
+        if ch is None or ch.proc is None:
+            return None
+        return ch.status if ch.released else _exit_status(ch.proc)
+
+    @property
+    def vm_exit_reason(self) -> str | None:
+        """Why the VM stopped (``SYSTEM_OFF``, ``SYSTEM_RESET`` with ``no_reboot``, or a
+        VMM-level failure), None while it runs."""
+        ch = self._ch
+        return None if ch is None or ch.vm_exit is None else ch.vm_exit[1]
+
+    @property
+    def system_resets(self) -> int:
+        """Guest SYSTEM_RESETs the VMM carried out since :meth:`start`."""
+        return self._ch.system_resets if self._ch is not None else 0
+
+    @property
+    def pgid(self) -> int | None:
+        """QEMU's process group id (its pid), None if never started."""
+        ch = self._ch
+        return ch.proc.pid if ch is not None and ch.proc is not None else None
+
+    @property
+    def serial_output(self) -> str:
+        """The tail of the outer machine's console (kernel messages and protocol lines)."""
+        return self._ch.console_text() if self._ch is not None else ""
+
+    @property
+    def qemu_stderr(self) -> str:
+        """The tail of QEMU's stderr."""
+        ch = self._ch
+        if ch is None:
+            return ""
+        return ch.stderr_text if ch.released else _tail(ch.stderr_log)
+
+    @property
+    def kvm_log(self) -> tuple[str, ...]:
+        """The outer kernel's log lines about KVM (and its version and command line), as
+        the init reported them at boot."""
+        return tuple(self._ch.kvm_log) if self._ch is not None else ()
+
+    @property
+    def agent_output(self) -> tuple[str, ...]:
+        """Lines the agent wrote to its UART (``<cpu> <text>``)."""
+        return tuple(self._ch.agent_log) if self._ch is not None else ()
+
+    @property
+    def info(self) -> AgentInfo:
+        """The info page (trampoline addresses, mailbox base, ...), read afresh while the
+        VM runs (``cold_boots`` grows at a guest SYSTEM_RESET)."""
+        if self._ch is not None and not self._ch.released and self._has_vm \
+                and self.kernel_alive:
+            with contextlib.suppress(MachineError):
+                self._info = self._read_info()
+        if self._info is None:
+            raise MachineNotRunning("the machine has not been started")
+        return self._info
+
+    # the channel
+    def _request(self, text: str, wait: float, slack: float = _SLACK) -> list[str]:
+        """Send one request and return the answer's fields.  ``wait`` is how long the init
+        itself may take, ``slack`` how much longer the host waits before asking for the
+        answer again (a kernel message may have cut through it); :class:`_NoAnswer` if no
+        answer comes (QEMU exited, or the init is stuck: then the machine is marked
+        broken)."""
+        ch = self._ch
+        if ch is None or ch.released or ch.proc is None or ch.proc.stdin is None:
+            raise MachineNotRunning("the machine has not been started")
+        if self._broken is not None:
+            raise _NoAnswer(self._broken)
+        self._seq += 1
+        seq = self._seq
+        line = f"{seq} {text}\n".encode()
+        deadline = time.perf_counter() + wait + slack
+        for _ in range(_RESEND + 1):
+            try:
+                ch.proc.stdin.write(line)
+                ch.proc.stdin.flush()
+            except (OSError, ValueError) as exc:
+                raise _NoAnswer(f"cannot write to QEMU: {exc}") from exc
+            with ch.cond:
+                while seq not in ch.replies:
+                    left = deadline - time.perf_counter()
+                    if left <= 0 or ch.eof or ch.released:
+                        break
+                    ch.cond.wait(min(left, 0.25))
+                    if _exit_status(ch.proc) is not None and seq not in ch.replies:
+                        break
+                words = ch.replies.pop(seq, None)
+                for old in [s for s in ch.replies if s < seq]:
+                    del ch.replies[old]
+            if words is not None:
+                return words
+            if ch.eof or ch.released or _exit_status(ch.proc) is not None:
+                raise _NoAnswer("QEMU exited")
+            # maybe a kernel message cut through the answer: ask for it again
+            line = f"{seq} A {seq}\n".encode()
+            deadline = time.perf_counter() + min(slack, 2.0)
+        self._broken = f"the init did not answer {text.split(' ')[0]!r} (request {seq})"
+        raise _NoAnswer(self._broken)
+
+    def _exited(self) -> MachineExited | None:
+        """A :class:`MachineExited` when the VM or QEMU is not running (never started:
+        raises)."""
+        ch = self._ch
+        if ch is None or ch.proc is None:
+            raise MachineNotRunning("the machine has not been started")
+        if ch.released:
+            return MachineExited(ch.status, self._stopped_by_host)
+        status = _exit_status(ch.proc)
+        if status is not None:
+            return MachineExited(status if status != 0 else KERNEL_GONE, False)
+        if ch.vm_exit is not None:
+            return MachineExited(ch.vm_exit[0], False)
+        if not self._has_vm:
+            raise MachineNotRunning("the machine has no VM (reset_vm() failed)")
+        return None
+
+    def _gone(self, exc: _NoAnswer) -> MachineExited:
+        """The outcome of a request that got no answer: QEMU exited, else the error."""
+        ch = self._ch
+        assert ch is not None and ch.proc is not None
+        # Let QEMU finish exiting (its stdout may close before it is a zombie); never reaped
+        # here, so that its process group id cannot be reused before stop().
+        end = time.perf_counter() + (5.0 if ch.eof else 1.0)
+        while _exit_status(ch.proc) is None and time.perf_counter() < end:
+            time.sleep(0.01)
+        exited = self._exited()
+        if exited is None:
+            raise MachineError(f"{exc}{self._logs_text(ch)}") from exc
+        return exited
+
+    def _read_info(self, timeout: float = _SLACK) -> AgentInfo:
+        words = self._request("I", 0.0, timeout)
+        if words[0] != "OK" or len(words) < 24:
+            raise MachineError(f"bad info answer: {' '.join(words)}")
+        w = [int(x, 16) for x in words[1:25]]
+        if w[_I_MAGIC] != _INFO_MAGIC:
+            raise MachineError("the agent's info page is not written")
+        n = min(w[_I_N_TRAMPOLINES], 8)
+        return AgentInfo(version=w[_I_VERSION], max_cpus=w[_I_MAX_CPUS],
+                         mailbox_base=w[_I_MBOX_BASE], mailbox_stride=w[_I_MBOX_STRIDE],
+                         trampolines=tuple(w[_I_TRAMPOLINES + i] for i in range(n)),
+                         image_entry=w[_I_IMAGE_ENTRY], hvc_insn=w[_I_HVC_INSN],
+                         smc_insn=w[_I_SMC_INSN], udf_insn=w[_I_UDF_INSN],
+                         vectors=w[_I_VECTORS], cold_boots=w[_I_COLD_BOOTS],
+                         boot_mpidr=w[_I_BOOT_MPIDR], current_el=w[_I_CURRENT_EL],
+                         cntfrq=w[_I_CNTFRQ], ram_base=RAM_BASE, ram_size=RAM_SIZE)
+
+    def _check_cpu(self, cpu: int) -> int:
+        if not isinstance(cpu, int) or not 0 <= cpu < self.cpus:
+            raise ValueError(f"cpu must be 0..{self.cpus - 1}, not {cpu!r}")
+        return cpu
+
+    def _mailbox_words(self, cpu: int) -> tuple[bool, list[int]] | None:
+        """(VM running, [magic_ok mpidr boot entry context state ack calls heartbeat dozes
+        req exc_count]) or None when there is nothing to read."""
+        if self._ch is None or self._ch.released or not self._has_vm or not self.kernel_alive:
+            return None
+        try:
+            words = self._request(f"M {cpu}", 0.0)
+        except _NoAnswer:
+            return None
+        if words[0] != "OK" or len(words) < 14:
+            raise MachineError(f"bad mailbox answer: {' '.join(words)}")
+        return words[1] == "1", [int(x, 16) for x in words[2:14]]
+
+    @staticmethod
+    def _record(w: Sequence[int]) -> StartRecord | None:
+        magic_ok, mpidr, boot, entry, context = w[0], w[1], w[2], w[3], w[4]
+        if not magic_ok or boot == 0:
+            return None
+        entry_index = entry - (1 << 64) if entry >> 63 else entry
+        return StartRecord(boot_count=boot, entry_index=entry_index, context=context,
+                           mpidr=mpidr)
+
+    def mailbox(self, cpu: int) -> Mailbox | None:
+        """A raw snapshot of ``cpu``'s mailbox (None once the machine is stopped)."""
+        got = self._mailbox_words(self._check_cpu(cpu))
+        if got is None:
+            return None
+        w = got[1]
+        return Mailbox(magic_ok=bool(w[0]), state=CpuState.of(w[5]), boot_count=w[2],
+                       req_seq=w[10], ack_seq=w[6], calls=w[7], heartbeat=w[8],
+                       exc_count=w[11], dozes=w[9])
+
+    def started(self, cpu: int) -> StartRecord | None:
+        """``cpu``'s latest start, None if it never started (or the machine is stopped).
+        Whether it is still on is :meth:`serving`."""
+        got = self._mailbox_words(self._check_cpu(cpu))
+        return None if got is None else self._record(got[1])
+
+    def serving(self, cpu: int) -> bool:
+        """``cpu`` waits for a request: a call would be executed now."""
+        got = self._mailbox_words(self._check_cpu(cpu))
+        if got is None or not self.alive:
+            return False
+        running, w = got
+        return running and bool(w[0]) and w[5] in _SERVING and w[6] == w[10]
+
+    def wait_started(self, cpu: int, after_boot_count: int = 0,
+                     timeout: float | None = None) -> StartRecord | None:
+        """Wait until ``cpu`` has started more than ``after_boot_count`` times (pass
+        ``started(cpu).boot_count`` from before the CPU_ON) and return that start, or None
+        after ``timeout`` s (default ``call_timeout``) or if the VM stops.  A returned start
+        is already serving."""
+        self._check_cpu(cpu)
+        wait = max(0.0, self.call_timeout if timeout is None else timeout)
+        if not self.alive:
+            return None
+        try:
+            words = self._request(f"W {cpu} {after_boot_count & _MASK64:x} "
+                                  f"{int(wait * 1000)}", wait)
+        except _NoAnswer:
+            return None
+        if words[0] != "OK" or len(words) < 14:
+            return None
+        return self._record([int(x, 16) for x in words[2:14]])
+
+    # calls
+    def call(self, cpu: int, regs: Sequence[int], timeout: float | None = None, *,
+             insn: Insn = Insn.HVC) -> CallOutcome:
+        """Have ``cpu`` execute ``HVC #0`` (or ``insn``) with x0..x7 = ``regs`` (missing
+        ones 0) and report what happened (see
+        :data:`~conformance.qemu_psci.CallOutcome`).  ``timeout`` (default
+        ``call_timeout``) bounds the wait for the answer."""
+        self._check_cpu(cpu)
+        insn = Insn(insn)
+        if len(regs) > 8:
+            raise ValueError(f"at most 8 registers (x0..x7), got {len(regs)}")
+        args = [*regs, *[0] * (8 - len(regs))]
+        for i, v in enumerate(args):
+            if not isinstance(v, int) or not 0 <= v <= _MASK64:
+                raise ValueError(f"x{i} = {v!r} is not a 64-bit unsigned value")
+        exited = self._exited()
+        if exited is not None:
+            return exited
+        wait = max(0.0, self.call_timeout if timeout is None else timeout)
+        self._insn[cpu] = insn
+        while len(args) > 1 and args[-1] == 0:  # the init takes missing registers as 0
+            args.pop()
+        regs_hex = " ".join(f"{v:x}" for v in args)
+        ms = int(wait * 1000)
+        # every request byte costs ~50 us on the PL011: the short form when it will do
+        text = (f"C {cpu} {regs_hex}" if insn == Insn.HVC and ms == self._call_ms
+                else f"F {cpu} {int(insn)} {ms} {regs_hex}")
+        try:
+            words = self._request(text, wait)
+        except _NoAnswer as exc:
+            return self._gone(exc)
+        return self._outcome(cpu, words)
+
+    def wait_pending(self, cpu: int, timeout: float | None = None) -> CallOutcome | None:
+        """Keep waiting for the answer to ``cpu``'s last call that ended in a
+        :class:`~conformance.qemu_psci.NoReturn` without a restart; None if there is no
+        such call."""
+        self._check_cpu(cpu)
+        exited = self._exited()
+        if exited is not None:
+            return exited
+        wait = max(0.0, self.call_timeout if timeout is None else timeout)
+        try:
+            words = self._request(f"P {cpu} {int(wait * 1000)}", wait)
+        except _NoAnswer as exc:
+            return self._gone(exc)
+        if words[0] == "Z":
+            return None
+        return self._outcome(cpu, words)
+
+    def _outcome(self, cpu: int, words: list[str]) -> CallOutcome:
+        kind = words[0]
+        try:
+            nums = [int(x, 16) for x in words[1:]] if kind in "RETS" else []
+        except ValueError:
+            nums = []
+        if kind == "R" and 1 <= len(nums) <= 8:  # trailing zero registers left out
+            return Returned((*nums, *[0] * (8 - len(nums))))
+        if kind == "E" and len(nums) == 4:
+            esr, elr, far, vector = nums
+            return Raised(esr=esr, elr=elr, far=far, vector=vector,
+                          at_call=elr == self._insn_addr(cpu))
+        if kind == "T" and len(nums) == 2:
+            return NoReturn(CpuState.of(nums[0]), restarted=bool(nums[1]))
+        if kind == "S" and len(nums) == 2:
+            return NotServing(CpuState.of(nums[0]), nums[1])
+        if kind == "X" and len(words) >= 2:
+            ch = self._ch
+            assert ch is not None
+            status = int(words[1])
+            with ch.cond:
+                ch.vm_exit = (status, " ".join(words[2:]))
+            return MachineExited(status, False)
+        raise MachineError(f"unexpected answer from the init: {' '.join(words)}")
+
+    def _insn_addr(self, cpu: int) -> int | None:
+        info = self._info
+        if info is None:
+            return None
+        return {Insn.HVC: info.hvc_insn, Insn.SMC: info.smc_insn,
+                Insn.UDF: info.udf_insn}[self._insn.get(cpu, Insn.HVC)]

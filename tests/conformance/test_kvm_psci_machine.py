@@ -1,0 +1,217 @@
+"""The KVM/arm64 PSCI driver (conformance.kvm_psci) against a real nested KVM: QEMU (TCG,
+EL2 on) boots Debian's arm64 kernel, whose init (guests/kvm-init) runs the PSCI agent in a
+KVM VM; calls, CPU starts, CPUs that do not return, VM resets and the guest's system events
+come back through the serial console, and nothing is left behind.
+
+These tests check the transport only: they never judge KVM's PSCI answers (the oracle does).
+One outer boot per xdist worker (a module-scoped machine); every test starts from a fresh VM
+(:meth:`KvmPsciMachine.reset_vm`, milliseconds), so the tests do not depend on their order.
+They skip when qemu-system-aarch64, the aarch64 cross compiler or the fetched kernel
+(scripts/fetch-arm64-kernel, run by ``make system-deps``) is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conformance.kvm_psci import (
+    KvmPsciMachine,
+    _fnv1a,
+    _parse,
+    build_initrd,
+    missing_prerequisites,
+)
+from conformance.qemu_psci import (
+    ENTRY_IMAGE,
+    CpuState,
+    Insn,
+    MachineBootError,
+    MachineExited,
+    NoReturn,
+    NotServing,
+    Raised,
+    Returned,
+)
+
+PSCI_VERSION = 0x8400_0000
+CPU_OFF = 0x8400_0002
+CPU_ON64 = 0xC400_0003
+SYSTEM_OFF = 0x8400_0008
+SYSTEM_RESET = 0x8400_0009
+
+_MISSING = missing_prerequisites()
+
+TIMEOUT = 5.0  # generous: the suite may run beside busy xdist workers on two cores
+
+
+@pytest.fixture(scope="module")
+def initrd() -> Path:
+    if _MISSING is not None:
+        pytest.skip(_MISSING)
+    return build_initrd()
+
+
+@pytest.fixture(scope="module")
+def shared(initrd: Path) -> Iterator[KvmPsciMachine]:
+    m = KvmPsciMachine(cpus=2, initrd=initrd, call_timeout=TIMEOUT)
+    m.start()
+    try:
+        yield m
+    finally:
+        m.stop()
+
+
+@pytest.fixture
+def machine(shared: KvmPsciMachine) -> KvmPsciMachine:
+    """The shared machine with a fresh VM (rebooted if a test stopped it)."""
+    if shared.kernel_alive:
+        shared.reset_vm()
+    else:
+        shared.restart()
+    return shared
+
+
+def _group_gone(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def _line(body: bytes) -> bytes:
+    return body + b" #%08x\r\n" % _fnv1a(body)
+
+
+def test_protocol_lines_are_checked() -> None:
+    """Only whole lines of ours count: kernel noise before the marker is skipped, a line a
+    kernel message cut through (checksum mismatch) is dropped."""
+    good = _line(b"@@PVK 12 R 10001 0 5")
+    assert _parse(good) == ("12", ["R", "10001", "0", "5"])
+    assert _parse(b"[  3.1] random: crng init done" + good) == ("12", ["R", "10001", "0", "5"])
+    torn = good.replace(b"10001", b"10[  3.1] kvm: x001")
+    assert _parse(torn) is None
+    assert _parse(b"[    0.000000] Booting Linux on physical CPU 0x0\r\n") is None
+    assert _parse(_line(b"@@PVK 12")) is None  # no kind
+
+
+def test_initrd_build_is_idempotent(initrd: Path) -> None:
+    mtime = initrd.stat().st_mtime_ns
+    assert build_initrd() == initrd
+    assert initrd.stat().st_mtime_ns == mtime
+
+
+def test_boot(machine: KvmPsciMachine) -> None:
+    assert machine.alive and machine.kernel_alive
+    assert machine.mode == "nvhe"
+    assert any(line.endswith("Hyp mode initialized successfully") for line in machine.kvm_log)
+    info = machine.info
+    assert len(info.trampolines) == 4 and len(set(info.trampolines)) == 4
+    assert info.current_el == 1 and info.cold_boots == 1
+    rec = machine.started(0)
+    assert rec is not None and rec.entry_index == ENTRY_IMAGE and rec.boot_count == 1
+    assert machine.serving(0)
+    assert machine.started(1) is None and not machine.serving(1)
+
+
+def test_psci_version_returns(machine: KvmPsciMachine) -> None:
+    assert isinstance(machine.call(0, [PSCI_VERSION]), Returned)
+
+
+def test_cpu_on_start_call_and_cpu_off(machine: KvmPsciMachine) -> None:
+    m = machine
+    assert isinstance(m.call(1, [PSCI_VERSION]), NotServing)  # never started
+    tramp = m.info.trampolines[1]
+    on = m.call(0, [CPU_ON64, 1, tramp, 0xC0FFEE])
+    assert isinstance(on, Returned) and on.regs[0] == 0, on
+    rec = m.wait_started(1, 0, TIMEOUT)
+    assert rec is not None, m.serial_output
+    assert (rec.entry_index, rec.context, rec.mpidr & 0xFF) == (1, 0xC0FFEE, 1)
+    assert m.serving(1)
+    assert isinstance(m.call(1, [PSCI_VERSION]), Returned)
+    off = m.call(1, [CPU_OFF], 0.5)
+    assert isinstance(off, NoReturn) and not off.restarted
+    assert off.state == CpuState.IN_CALL
+    assert not m.serving(1)
+    assert isinstance(m.call(1, [PSCI_VERSION]), NotServing)
+    assert isinstance(m.call(0, [PSCI_VERSION]), Returned)  # CPU 0 unaffected
+
+
+def test_reset_vm_gives_a_fresh_vm(machine: KvmPsciMachine) -> None:
+    m = machine
+    m.call(0, [CPU_ON64, 1, m.info.trampolines[0], 7])
+    assert m.wait_started(1, 0, TIMEOUT) is not None
+    t0 = time.perf_counter()
+    m.reset_vm()
+    assert time.perf_counter() - t0 < 10.0
+    assert not m.serving(1) and m.started(1) is None
+    rec = m.started(0)
+    assert rec is not None and rec.boot_count == 1 and rec.entry_index == ENTRY_IMAGE
+    assert m.info.cold_boots == 1
+    assert isinstance(m.call(0, [PSCI_VERSION]), Returned)
+
+
+def test_exception_path(machine: KvmPsciMachine) -> None:
+    out = machine.call(0, [PSCI_VERSION], insn=Insn.UDF)
+    assert isinstance(out, Raised) and out.at_call and out.ec == 0
+    assert isinstance(machine.call(0, [PSCI_VERSION]), Returned)  # still serving
+
+
+def test_system_reset_reboots_the_vm(machine: KvmPsciMachine) -> None:
+    m = machine
+    before = m.system_resets
+    out = m.call(0, [SYSTEM_RESET])
+    assert isinstance(out, NoReturn) and out.restarted
+    assert m.system_resets == before + 1
+    assert m.info.cold_boots == 2
+    rec = m.started(0)
+    assert rec is not None and rec.boot_count == 2
+    assert isinstance(m.call(0, [PSCI_VERSION]), Returned)
+
+
+def test_system_off_stops_the_vm_until_reset(machine: KvmPsciMachine) -> None:
+    m = machine
+    assert m.call(0, [SYSTEM_OFF]) == MachineExited(0, by_host=False)
+    assert not m.alive and m.kernel_alive and m.vm_exit_reason == "SYSTEM_OFF"
+    assert m.call(0, [PSCI_VERSION]) == MachineExited(0, by_host=False)
+    m.reset_vm()
+    assert m.alive and m.vm_exit_reason is None
+    assert isinstance(m.call(0, [PSCI_VERSION]), Returned)
+
+
+def test_outer_qemu_exit_is_machine_exited(machine: KvmPsciMachine) -> None:
+    m = machine
+    pgid = m.pgid
+    assert pgid is not None
+    os.killpg(pgid, signal.SIGKILL)
+    out = m.call(0, [PSCI_VERSION])
+    assert out == MachineExited(-signal.SIGKILL, by_host=False)
+    assert not m.alive and not m.kernel_alive
+    m.stop()
+    assert _group_gone(pgid)
+
+
+def test_stop_leaves_no_process(machine: KvmPsciMachine) -> None:
+    m = machine
+    pgid = m.pgid
+    assert pgid is not None
+    m.stop()
+    assert _group_gone(pgid)
+    assert not m.alive and not m.kernel_alive
+    out = m.call(0, [PSCI_VERSION])
+    assert isinstance(out, MachineExited) and out.by_host
+    assert m.info.trampolines  # the last info stays readable
+    m.stop()  # idempotent
+
+
+def test_missing_kernel_is_a_boot_error(tmp_path: Path) -> None:
+    m = KvmPsciMachine(kernel=tmp_path / "no-such-vmlinuz", initrd=tmp_path / "x")
+    with pytest.raises(MachineBootError, match="no arm64 kernel"):
+        m.start()
+    assert not m.alive and m.pgid is None
