@@ -271,13 +271,18 @@ def _prepare_outputs(args: argparse.Namespace) -> None:
         check_writable_file(args.json)
 
 
-def _hypervisor_total(only: Sequence[str], skip: Sequence[str]) -> int:
+def _hypervisor_total(only: Sequence[str], skip: Sequence[str], target: str) -> int:
+    """How many checks a hypervisor run makes (for the progress estimate): the scenarios
+    selected and in the ABIs a managed firmware target speaks, and the oracle's."""
     from conformance.results import matches
     from conformance.scenarios import SCENARIOS
+    from spec.hypercalls import abi
 
+    firmware = target == "qemu-psci" or target.startswith("kvm-arm64")
     n = sum(1 for sc in SCENARIOS
             if (not only or matches(only, f"scenario:{sc.id}", f"abi:{sc.row}"))
-            and not matches(skip, f"scenario:{sc.id}", f"abi:{sc.row}"))
+            and not matches(skip, f"scenario:{sc.id}", f"abi:{sc.row}")
+            and not (firmware and any(abi.BY_NAME[op.row].abi == "pvspec" for op in sc.ops)))
     return n + 2
 
 
@@ -289,7 +294,7 @@ def _run(args: argparse.Namespace, target: str, extra: list[Any] | None = None,
     spec = target_specs.parse_target(target)
     prov = provenance(target, args.profile)
     bar = Progress("checks", None if spec.family == "vhost-user" else
-                   _hypervisor_total(args.only, args.skip), quiet=args.quiet,
+                   _hypervisor_total(args.only, args.skip, target), quiet=args.quiet,
                    verbose=args.verbose)
     try:
         if spec.family == "vhost-user":

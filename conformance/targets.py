@@ -27,7 +27,7 @@ __all__ = ["EXAMPLES", "HYPERVISOR", "VHOST_USER_MANAGED", "TargetSpec", "parse_
 HYPERVISOR = ("reference", "spec", "qemu-psci", "kvm-arm64", "kvm-arm64:nvhe",
               "kvm-arm64:protected")
 VHOST_USER_MANAGED = ("qemu-vhost-user-blk", "reference-vhost-user-blk", "virtiofsd")
-EXAMPLES = ("reference", "spec", "qemu-psci", "exec:./examples/c-adapter/pvhv",
+EXAMPLES = ("reference", "spec", "qemu-psci", "kvm-arm64", "exec:./examples/c-adapter/pvhv",
             "exec:'python3 my_adapter.py --fast'", "vhost-user:/run/my-blk.sock",
             *VHOST_USER_MANAGED)
 
@@ -74,5 +74,6 @@ def parse_target(text: str) -> TargetSpec:
 
 def help_text() -> str:
     """The target forms, for ``--help``."""
-    return ("reference | spec | qemu-psci | exec:COMMAND | vhost-user:SOCKET | "
+    return ("reference | spec | qemu-psci | kvm-arm64[:nvhe|:protected] | exec:COMMAND | "
+            "vhost-user:SOCKET | "
             + " | ".join(VHOST_USER_MANAGED) + " (e.g. exec:./examples/c-adapter/pvhv)")
