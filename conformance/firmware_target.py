@@ -114,14 +114,18 @@ class FirmwareTarget:
         if vcpu != 0 or words[0] & 0xFFFF_FFFF in (*_CPU_ON, *_SUSPEND, 0x84000002,
                                                     0x84000008, 0x84000009):
             self._dirty = True  # power states may differ from boot: restart at reset
+        started = self._new_start(m, vcpu)
         # a suspend that nothing wakes never returns: do not wait the full call timeout
         fid = words[0] & 0xFFFF_FFFF
         outcome = m.call(vcpu, words, SUSPEND_WAIT if fid in _SUSPEND else None)
         if isinstance(outcome, NotServing):
             outcome = self._after_start(m, vcpu, words)
+        if started is None:
+            started = self._new_start(m, vcpu)  # it started while the call waited for it
         if isinstance(outcome, Returned):
-            return {"x0": outcome.regs[0], "x1": outcome.regs[1], "x2": outcome.regs[2],
-                    "x3": outcome.regs[3]}
+            out = {"x0": outcome.regs[0], "x1": outcome.regs[1], "x2": outcome.regs[2],
+                   "x3": outcome.regs[3]}
+            return {**out, **started} if started else out
         if isinstance(outcome, NoReturn):
             self._dirty = True
             return {"returned": 0}
@@ -156,6 +160,21 @@ class FirmwareTarget:
             futures = [pool.submit(one, c) for c in calls]
             return [f.result() for f in futures]
 
+    def _new_start(self, m: Any, vcpu: int) -> dict[str, int] | None:
+        """Where a secondary vCPU started since the last look (its first call after a
+        CPU_ON, or a power-down's resume), in the model's terms: ``start_entry`` (the
+        image frame of the trampoline it ran, as a guest address) and ``start_context``
+        (x0 at its entry).  None for vCPU 0 and when nothing new started there."""
+        if vcpu == 0:
+            return None
+        rec = m.started(vcpu)
+        if rec is None or rec.boot_count <= self._boots.get(vcpu, 0):
+            return None
+        self._boots[vcpu] = rec.boot_count
+        if rec.entry_index < 0:
+            return None  # the image entry: a reboot, not a CPU_ON
+        return {"start_entry": rec.entry_index << 12, "start_context": rec.context}
+
     def _fresh(self, config: Config) -> Any:
         """A machine in its boot state for ``config``: by default a new one, started."""
         self._stop()
@@ -178,7 +197,6 @@ class FirmwareTarget:
             raise TargetTimeout(f"vCPU {vcpu} was not running the guest's code "
                                 f"{START_TIMEOUT} s after the call that should have started "
                                 f"it", definite=True)
-        self._boots[vcpu] = rec.boot_count
         return m.call(vcpu, words)
 
     def _entry(self, fid: int, entry: int) -> int:

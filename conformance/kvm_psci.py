@@ -1,7 +1,8 @@
 """Drive the PSCI/SMCCC handler of Linux KVM/arm64 (nVHE or pKVM) from the PSCI guest agent.
 
 :class:`KvmPsciMachine` has the public API and the outcome types of
-:class:`conformance.qemu_psci.PsciMachine` (they are imported from there, not redefined), so
+:class:`conformance.qemu_psci.PsciMachine` (both drivers take them, and what else they do
+alike, from :mod:`conformance.guest_machine`), so
 code written for that driver works on this one; here the hypervisor that answers the
 agent's ``HVC #0`` is KVM, not QEMU.  Like that module, this one is only the transport: it
 reports raw register values, exceptions and "did not return", and judges nothing.
@@ -92,45 +93,62 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import threading
 import time
-import weakref
 from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Literal
 
-from conformance.qemu_psci import (
-    _SERVING,
-    RAM_BASE,
-    RAM_SIZE,
-    AgentBuildError,
-    AgentInfo,
-    CallOutcome,
-    CpuState,
-    Insn,
-    MachineBootError,
-    MachineError,
-    MachineExited,
-    MachineNotRunning,
-    Mailbox,
-    NoReturn,
-    NotServing,
-    Raised,
-    Returned,
-    StartRecord,
-    _exit_status,
+from conformance.guest_machine import (
+    DRIVER_API,
+    I_MAGIC,
+    INFO_MAGIC,
+    LAYOUT_VERSION,
+    LOG_TAIL,
+    MASK64,
+    SERVING,
+    GuestMachine,
+    QemuRun,
+    agent_info,
+    cross_prefix,
+    exit_status,
+    guest_source,
+    parent_death_wrapper,
+    qemu_missing,
+    run_make,
+    start_record,
 )
+
+# the machine API shared with the other driver, re-exported (DRIVER_API)
+from conformance.guest_machine import ENTRY_IMAGE as ENTRY_IMAGE
+from conformance.guest_machine import INFO_ADDR as INFO_ADDR
+from conformance.guest_machine import MAX_CPUS as MAX_CPUS
+from conformance.guest_machine import RAM_BASE as RAM_BASE
+from conformance.guest_machine import RAM_SIZE as RAM_SIZE
+from conformance.guest_machine import AgentBuildError as AgentBuildError
+from conformance.guest_machine import AgentInfo as AgentInfo
+from conformance.guest_machine import CallOutcome as CallOutcome
+from conformance.guest_machine import CpuState as CpuState
+from conformance.guest_machine import Insn as Insn
+from conformance.guest_machine import MachineBootError as MachineBootError
+from conformance.guest_machine import MachineError as MachineError
+from conformance.guest_machine import MachineExited as MachineExited
+from conformance.guest_machine import MachineNotRunning as MachineNotRunning
+from conformance.guest_machine import Mailbox as Mailbox
+from conformance.guest_machine import NoReturn as NoReturn
+from conformance.guest_machine import NotServing as NotServing
+from conformance.guest_machine import Raised as Raised
+from conformance.guest_machine import Returned as Returned
+from conformance.guest_machine import StartRecord as StartRecord
 from conformance.results import clip_text
 
 __all__ = [
+    *DRIVER_API,
     "DEFAULT_KERNEL_DIR",
     "KERNEL_GONE",
-    "MAX_CPUS",
     "MODES",
     "InitBuildError",
     "KvmPsciMachine",
@@ -140,26 +158,15 @@ __all__ = [
     "missing_prerequisites",
 ]
 
-MAX_CPUS = 8
 MODES = ("nvhe", "protected")
 DEFAULT_KERNEL_DIR = Path("/var/cache/pvspec/arm64-kernel")  # scripts/fetch-arm64-kernel
 KERNEL_GONE = 255  # MachineExited.status when QEMU exited with status 0 by itself
-LAYOUT_VERSION = 1
-_INFO_MAGIC = int.from_bytes(b"VPSCINFO", "little")
-_MASK64 = (1 << 64) - 1
 _MARK = b"@@PVK "
 _SLACK = 5.0  # seconds the host waits for an answer beyond the init's own timeout
 _RESEND = 2  # "A <seq>" requests before giving up on an answer
-_LOG_TAIL = 4000
 _CONSOLE_LINES = 4000  # console lines kept in memory
 _MODE_LINE = {"nvhe": "Hyp mode initialized successfully",
               "protected": "Protected nVHE mode initialized successfully"}
-
-# info page word indices (conformance.qemu_psci / guests/psci/agent.c)
-_I_MAGIC, _I_VERSION, _I_MAX_CPUS, _I_MBOX_BASE, _I_MBOX_STRIDE = 0, 1, 2, 3, 4
-_I_N_TRAMPOLINES, _I_TRAMPOLINES, _I_IMAGE_ENTRY, _I_HVC_INSN, _I_VECTORS = 5, 6, 14, 15, 16
-_I_COLD_BOOTS, _I_BOOT_MPIDR, _I_CURRENT_EL, _I_SMC_INSN, _I_UDF_INSN = 17, 18, 19, 20, 21
-_I_CNTFRQ = 22
 
 
 class InitBuildError(AgentBuildError):
@@ -173,7 +180,7 @@ class _NoAnswer(MachineError):
 # --- building and finding what the outer machine boots -------------------------------------------
 def init_dir() -> Path:
     """``guests/kvm-init`` of this checkout."""
-    return Path(__file__).resolve().parents[1] / "guests" / "kvm-init"
+    return guest_source("kvm-init")
 
 
 def build_initrd(force: bool = False) -> Path:
@@ -182,24 +189,8 @@ def build_initrd(force: bool = False) -> Path:
     ``aarch64-linux-gnu-gcc`` unless ``CROSS`` is set.  :class:`InitBuildError` carries
     make's output when it fails."""
     src = init_dir()
-    make = shutil.which("make")
-    if make is None:
-        raise InitBuildError("cannot build the kvm-init initramfs: no `make` on PATH")
-    cross = os.environ.get("CROSS", "aarch64-linux-gnu-")
-    if shutil.which(cross + "gcc") is None:
-        raise InitBuildError(f"cannot build the kvm-init initramfs: no {cross}gcc on PATH")
-    argv = [make, "-C", str(src), *(["-B"] if force else [])]
-    try:
-        proc = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=300)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise InitBuildError(f"cannot build the kvm-init initramfs ({' '.join(argv)}): "
-                             f"{exc}") from exc
-    out = src / "build" / "initrd.cpio"
-    if proc.returncode != 0 or not out.is_file():
-        raise InitBuildError(f"building the kvm-init initramfs failed ({' '.join(argv)}, "
-                             f"status {proc.returncode}):\n"
-                             f"{clip_text(proc.stderr + proc.stdout, _LOG_TAIL)}")
-    return out
+    return run_make(src, "the kvm-init initramfs", src / "build" / "initrd.cpio",
+                    InitBuildError, 300, force=force)
 
 
 def default_kernel() -> Path:
@@ -215,9 +206,9 @@ def default_kernel() -> Path:
 def missing_prerequisites(qemu: str = "qemu-system-aarch64") -> str | None:
     """None if QEMU, the cross compiler with its static libc and the fetched kernel are
     there, else why not."""
-    if shutil.which(qemu) is None and not Path(qemu).is_file():
+    if qemu_missing(qemu):
         return f"{qemu} is not installed (make system-deps, as root)"
-    cross = os.environ.get("CROSS", "aarch64-linux-gnu-")
+    cross = cross_prefix()
     gcc = shutil.which(cross + "gcc")
     if gcc is None:
         return f"{cross}gcc (AArch64 cross compiler) is not installed (make system-deps)"
@@ -264,13 +255,12 @@ def _parse(line: bytes) -> tuple[str, list[str]] | None:
 
 
 # --- the QEMU process, its console and the reader thread -----------------------------------------
-class _Channel:
-    """Everything one QEMU run holds, owned by a :func:`weakref.finalize` (which must not
-    reference the machine), and the reader thread's shared state."""
+class _Channel(QemuRun):
+    """Everything one QEMU run holds (its stdin and stdout are the console) and the reader
+    thread's shared state."""
 
     def __init__(self, tmpdir: Path) -> None:
-        self.tmpdir = tmpdir
-        self.proc: subprocess.Popen[bytes] | None = None
+        super().__init__(tmpdir)
         self.reader: threading.Thread | None = None
         self.cond = threading.Condition()
         self.replies: dict[int, list[str]] = {}
@@ -281,13 +271,6 @@ class _Channel:
         self.vm_exit: tuple[int, str] | None = None  # (status, reason) of the stopped VM
         self.system_resets = 0
         self.eof = False
-        self.status: int | None = None
-        self.released = False
-        self.stderr_text = ""
-
-    @property
-    def stderr_log(self) -> Path:
-        return self.tmpdir / "qemu-stderr.log"
 
     def read_loop(self) -> None:
         proc = self.proc
@@ -341,47 +324,31 @@ class _Channel:
     def console_text(self) -> str:
         with self.cond:
             text = "\n".join(self.console)
-        return clip_text(text[-_LOG_TAIL * 4:], _LOG_TAIL)
+        return clip_text(text[-LOG_TAIL * 4:], LOG_TAIL)
 
+    def console_tail(self) -> str:
+        return self.console_text()
 
-def _tail(path: Path) -> str:
-    try:
-        data = path.read_bytes()
-    except OSError:
-        return ""
-    return clip_text(data[-(_LOG_TAIL * 4):].decode("utf-8", "replace"), _LOG_TAIL)
-
-
-def _release(ch: _Channel) -> None:
-    """Kill QEMU's process group, reap it, end the reader thread, keep the logs' text and
-    remove the temporary directory.  Safe on any partial state; idempotent."""
-    proc = ch.proc
-    if proc is not None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)  # its own session: pgid == pid
-        with contextlib.suppress(OSError):
-            proc.kill()
-        with contextlib.suppress(Exception):
-            proc.wait(timeout=5)
-        ch.status = proc.returncode
-        if proc.stdin is not None:
+    def free(self) -> None:
+        """Close QEMU's stdin, end the reader thread, close QEMU's stdout."""
+        proc = self.proc
+        if proc is not None and proc.stdin is not None:
             with contextlib.suppress(OSError):
                 proc.stdin.close()
-    if ch.reader is not None and ch.reader is not threading.current_thread():
-        ch.reader.join(timeout=5)
-    if proc is not None and proc.stdout is not None:
-        with contextlib.suppress(OSError):
-            proc.stdout.close()
-    if ch.tmpdir.exists():
-        ch.stderr_text = _tail(ch.stderr_log)
-        shutil.rmtree(ch.tmpdir, ignore_errors=True)
-    with ch.cond:
-        ch.released = True
-        ch.cond.notify_all()
+        if self.reader is not None and self.reader is not threading.current_thread():
+            self.reader.join(timeout=5)
+        if proc is not None and proc.stdout is not None:
+            with contextlib.suppress(OSError):
+                proc.stdout.close()
+
+    def mark_released(self) -> None:
+        with self.cond:
+            self.released = True
+            self.cond.notify_all()
 
 
 # --- the machine ---------------------------------------------------------------------------------
-class KvmPsciMachine:
+class KvmPsciMachine(GuestMachine[_Channel]):
     """One outer QEMU running Linux with KVM in ``mode`` (``"nvhe"`` or ``"protected"``),
     whose init runs the PSCI agent in a KVM VM of ``cpus`` vCPUs (1..8).
 
@@ -409,63 +376,36 @@ class KvmPsciMachine:
                  host_cpus: int = 2, memory_mb: int = 1024, extra_args: Sequence[str] = (),
                  extra_append: str = "", die_with_parent: bool = True, spin_us: int = 2000,
                  doze_us: int = 1000) -> None:
-        if not 1 <= cpus <= MAX_CPUS:
-            raise ValueError(f"cpus must be 1..{MAX_CPUS}, not {cpus}")
+        super().__init__(cpus, call_timeout=call_timeout, boot_timeout=boot_timeout, qemu=qemu,
+                         no_reboot=no_reboot, extra_args=extra_args,
+                         die_with_parent=die_with_parent)
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
-        self.cpus = cpus
         self.mode: Literal["nvhe", "protected"] = mode
-        self.call_timeout = call_timeout
-        self.boot_timeout = boot_timeout
         self.vm_timeout = vm_timeout
-        self.qemu = qemu
         self.kernel = Path(kernel) if kernel is not None else None
         self.initrd = Path(initrd) if initrd is not None else None
-        self.no_reboot = no_reboot
         self.host_cpus = host_cpus
         self.memory_mb = memory_mb
-        self.extra_args = tuple(extra_args)
         self.extra_append = extra_append
-        self.die_with_parent = die_with_parent
         self._idle = self._check_idle(spin_us, doze_us)
-        self.boot_seconds: float | None = None  # launch to the first VM serving
         self.kernel_seconds: float | None = None  # launch to the init's READY line
         self.vm_seconds: float | None = None  # the latest VM creation (start or reset_vm)
         self.kernel_release: str | None = None
         self.vm_resets = 0  # reset_vm() calls since start()
-        self._ch: _Channel | None = None
-        self._finalizer: weakref.finalize | None = None
-        self._stopped_by_host = False
         self._broken: str | None = None  # the init stopped answering
         self._has_vm = False
-        self._info: AgentInfo | None = None
         self._seq = 0
         self._call_ms = int(call_timeout * 1000)  # the init's timeout of the short call form
-        self._argv: list[str] = []
-        self._insn: dict[int, Insn] = {}
-
-    # context manager
-    def __enter__(self) -> KvmPsciMachine:
-        self.start()
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
 
     # lifecycle
     def command(self, kernel: Path, initrd: Path) -> list[str]:
         """QEMU's command line for this machine.  ``-display none -nodefaults -serial
         stdio`` rather than ``-nographic``: the latter multiplexes QEMU's monitor onto the
         same stdio (escape sequences, monitor output); ``-nodefaults`` also means no NIC."""
-        wrapper: list[str] = []
-        if self.die_with_parent:
-            setpriv = shutil.which("setpriv")
-            if setpriv is not None:
-                wrapper = [setpriv, "--pdeathsig", "KILL", "--"]
         append = (f"console=ttyAMA0 kvm-arm.mode={self.mode} panic=-1 rdinit=/init "
                   f"{self.extra_append}").strip()
-        return [*wrapper, self.qemu,
+        return [*parent_death_wrapper(self.die_with_parent), self.qemu,
                 "-M", "virt,virtualization=on,gic-version=3",
                 "-cpu", "max,pauth-impdef=on", "-smp", str(self.host_cpus),
                 "-m", str(self.memory_mb), "-display", "none", "-nodefaults",
@@ -477,7 +417,7 @@ class KvmPsciMachine:
         """Boot the outer machine and create the VM; return once the agent serves on vCPU
         0.  Raises :class:`~conformance.qemu_psci.MachineBootError` (with QEMU's stderr and
         the console's tail) when it cannot; nothing is left behind then."""
-        if self._ch is not None and not self._ch.released:
+        if self._run is not None and not self._run.released:
             raise MachineError("the machine is already started (stop() or restart() it)")
         kernel = self.kernel if self.kernel is not None else default_kernel()
         if not kernel.is_file():
@@ -486,15 +426,13 @@ class KvmPsciMachine:
         initrd = self.initrd if self.initrd is not None else build_initrd()
         if not initrd.is_file():
             raise MachineBootError(f"no initramfs at {initrd}")
-        if shutil.which(self.qemu) is None and not Path(self.qemu).is_file():
+        if qemu_missing(self.qemu):
             raise MachineBootError(f"QEMU not found: {self.qemu}")
         ch = _Channel(Path(tempfile.mkdtemp(prefix="pvspec-kvm-psci-")))
-        self._ch = ch
-        self._finalizer = weakref.finalize(self, _release, ch)
-        self._stopped_by_host = False
+        self._begin_run(ch)
+        assert self._finalizer is not None
         self._broken = None
         self._has_vm = False
-        self._info = None
         self._insn.clear()
         self.boot_seconds = self.kernel_seconds = self.vm_seconds = None
         self.vm_resets = 0
@@ -514,9 +452,9 @@ class KvmPsciMachine:
         except BaseException as exc:
             if isinstance(exc, MachineBootError):
                 raise
-            logs = self._logs_text(ch)
+            logs = ch.logs_text()
             self._finalizer()
-            self._ch = None
+            self._run = None
             if isinstance(exc, OSError):
                 raise MachineBootError(f"cannot start QEMU: {exc}{logs}") from exc
             if isinstance(exc, MachineError):
@@ -524,12 +462,12 @@ class KvmPsciMachine:
             raise
 
     def _wait_kernel(self, t0: float) -> None:
-        ch = self._ch
+        ch = self._run
         assert ch is not None and ch.proc is not None
         deadline = t0 + self.boot_timeout
         with ch.cond:
             while ch.ready is None:
-                if ch.eof or _exit_status(ch.proc) is not None:
+                if ch.eof or exit_status(ch.proc) is not None:
                     break
                 left = deadline - time.perf_counter()
                 if left <= 0:
@@ -537,7 +475,7 @@ class KvmPsciMachine:
                 ch.cond.wait(min(left, 0.5))
             ready = ch.ready
         if ready is None:
-            status = _exit_status(ch.proc)
+            status = exit_status(ch.proc)
             if status is not None:
                 self._boot_failed(f"QEMU exited with status {status} before the init was "
                                   f"ready")
@@ -556,22 +494,9 @@ class KvmPsciMachine:
             self._boot_failed(f"KVM did not come up in {self.mode} mode (no '{want}' in the "
                               f"kernel log); its KVM lines:\n" + "\n".join(ch.kvm_log))
 
-    def _boot_failed(self, why: str) -> None:
-        ch = self._ch
-        assert ch is not None and self._finalizer is not None
-        self._finalizer()  # ends QEMU first, so its logs are complete
-        self._ch = None
-        raise MachineBootError(f"{why}\ncommand: {' '.join(self._argv)}{self._logs_text(ch)}")
-
-    @staticmethod
-    def _logs_text(ch: _Channel) -> str:
-        err = ch.stderr_text or _tail(ch.stderr_log)
-        return (f"\n--- QEMU stderr (tail) ---\n{err or '(empty)'}"
-                f"\n--- console (tail) ---\n{ch.console_text() or '(empty)'}")
-
     def _create_vm(self) -> None:
         """(Re)create the VM in the running kernel and wait for the agent on vCPU 0."""
-        ch = self._ch
+        ch = self._run
         assert ch is not None
         t0 = time.perf_counter()
         with ch.cond:
@@ -599,41 +524,25 @@ class KvmPsciMachine:
         crash.  Raises :class:`~conformance.qemu_psci.MachineNotRunning` if the machine was
         never started or was stopped, :class:`~conformance.qemu_psci.MachineError` if the
         outer kernel is gone or the VM cannot be created."""
-        ch = self._ch
+        ch = self._run
         if ch is None or ch.released:
             raise MachineNotRunning("the machine has not been started")
         if not self.kernel_alive:
             raise MachineError(f"the outer machine is not running (QEMU status "
                                f"{self.exit_status}; {self._broken or 'exited'})"
-                               f"{self._logs_text(ch)}")
+                               f"{ch.logs_text()}")
         self._create_vm()
         self.vm_resets += 1
 
-    def stop(self) -> None:
-        """Kill QEMU's process group, end the reader thread and remove the temporary
-        directory.  Idempotent; the logs' text and the last :attr:`info` stay readable."""
-        ch = self._ch
-        if ch is None or self._finalizer is None or ch.released:
-            return
+    def _refresh_before_stop(self) -> None:
         if self.alive and self._info is not None:
             with contextlib.suppress(MachineError):
                 self._info = self._read_info(timeout=1.0)
-        if ch.proc is not None and _exit_status(ch.proc) is None:
-            self._stopped_by_host = True
-        self._finalizer()
 
     def restart(self) -> None:
         """:meth:`stop`, then :meth:`start` (a full reboot of the outer machine; see
         :meth:`reset_vm` for the cheap reset)."""
-        self.stop()
-        self.start()
-
-    @staticmethod
-    def _check_idle(spin_us: int, doze_us: int) -> tuple[int, int]:
-        for name, v in (("spin_us", spin_us), ("doze_us", doze_us)):
-            if not isinstance(v, int) or not 0 <= v <= 10_000_000:
-                raise ValueError(f"{name} must be 0..10,000,000 microseconds, not {v!r}")
-        return spin_us, doze_us
+        super().restart()
 
     def set_idle(self, spin_us: int, doze_us: int) -> None:
         """Accepted for compatibility with
@@ -645,78 +554,52 @@ class KvmPsciMachine:
     @property
     def kernel_alive(self) -> bool:
         """The outer QEMU runs and its init answers."""
-        ch = self._ch
+        ch = self._run
         return (ch is not None and not ch.released and ch.proc is not None
-                and self._broken is None and not ch.eof and _exit_status(ch.proc) is None)
+                and self._broken is None and not ch.eof and exit_status(ch.proc) is None)
 
     @property
     def alive(self) -> bool:
         """The outer machine runs and so does the VM (False after the guest's SYSTEM_OFF
         until :meth:`reset_vm`)."""
-        ch = self._ch
+        ch = self._run
         return self.kernel_alive and self._has_vm and ch is not None and ch.vm_exit is None
-
-    @property
-    def exit_status(self) -> int | None:
-        """QEMU's return code once it has exited (None while running or never started)."""
-        ch = self._ch
-        if ch is None or ch.proc is None:
-            return None
-        return ch.status if ch.released else _exit_status(ch.proc)
 
     @property
     def vm_exit_reason(self) -> str | None:
         """Why the VM stopped (``SYSTEM_OFF``, ``SYSTEM_RESET`` with ``no_reboot``, or a
         VMM-level failure), None while it runs."""
-        ch = self._ch
+        ch = self._run
         return None if ch is None or ch.vm_exit is None else ch.vm_exit[1]
 
     @property
     def system_resets(self) -> int:
         """Guest SYSTEM_RESETs the VMM carried out since :meth:`start`."""
-        return self._ch.system_resets if self._ch is not None else 0
-
-    @property
-    def pgid(self) -> int | None:
-        """QEMU's process group id (its pid), None if never started."""
-        ch = self._ch
-        return ch.proc.pid if ch is not None and ch.proc is not None else None
+        return self._run.system_resets if self._run is not None else 0
 
     @property
     def serial_output(self) -> str:
         """The tail of the outer machine's console (kernel messages and protocol lines)."""
-        return self._ch.console_text() if self._ch is not None else ""
-
-    @property
-    def qemu_stderr(self) -> str:
-        """The tail of QEMU's stderr."""
-        ch = self._ch
-        if ch is None:
-            return ""
-        return ch.stderr_text if ch.released else _tail(ch.stderr_log)
+        return self._run.console_text() if self._run is not None else ""
 
     @property
     def kvm_log(self) -> tuple[str, ...]:
         """The outer kernel's log lines about KVM (and its version and command line), as
         the init reported them at boot."""
-        return tuple(self._ch.kvm_log) if self._ch is not None else ()
+        return tuple(self._run.kvm_log) if self._run is not None else ()
 
     @property
     def agent_output(self) -> tuple[str, ...]:
         """Lines the agent wrote to its UART (``<cpu> <text>``)."""
-        return tuple(self._ch.agent_log) if self._ch is not None else ()
+        return tuple(self._run.agent_log) if self._run is not None else ()
 
-    @property
-    def info(self) -> AgentInfo:
-        """The info page (trampoline addresses, mailbox base, ...), read afresh while the
-        VM runs (``cold_boots`` grows at a guest SYSTEM_RESET)."""
-        if self._ch is not None and not self._ch.released and self._has_vm \
+    def _refresh_info(self) -> None:
+        """The info page is read afresh while the VM runs (``cold_boots`` grows at a guest
+        SYSTEM_RESET)."""
+        if self._run is not None and not self._run.released and self._has_vm \
                 and self.kernel_alive:
             with contextlib.suppress(MachineError):
                 self._info = self._read_info()
-        if self._info is None:
-            raise MachineNotRunning("the machine has not been started")
-        return self._info
 
     # the channel
     def _request(self, text: str, wait: float, slack: float = _SLACK) -> list[str]:
@@ -725,7 +608,7 @@ class KvmPsciMachine:
         answer again (a kernel message may have cut through it); :class:`_NoAnswer` if no
         answer comes (QEMU exited, or the init is stuck: then the machine is marked
         broken)."""
-        ch = self._ch
+        ch = self._run
         if ch is None or ch.released or ch.proc is None or ch.proc.stdin is None:
             raise MachineNotRunning("the machine has not been started")
         if self._broken is not None:
@@ -746,14 +629,14 @@ class KvmPsciMachine:
                     if left <= 0 or ch.eof or ch.released:
                         break
                     ch.cond.wait(min(left, 0.25))
-                    if _exit_status(ch.proc) is not None and seq not in ch.replies:
+                    if exit_status(ch.proc) is not None and seq not in ch.replies:
                         break
                 words = ch.replies.pop(seq, None)
                 for old in [s for s in ch.replies if s < seq]:
                     del ch.replies[old]
             if words is not None:
                 return words
-            if ch.eof or ch.released or _exit_status(ch.proc) is not None:
+            if ch.eof or ch.released or exit_status(ch.proc) is not None:
                 raise _NoAnswer("QEMU exited")
             # maybe a kernel message cut through the answer: ask for it again
             line = f"{seq} A {seq}\n".encode()
@@ -761,17 +644,19 @@ class KvmPsciMachine:
         self._broken = f"the init did not answer {text.split(' ')[0]!r} (request {seq})"
         raise _NoAnswer(self._broken)
 
+    def _exited_with(self, status: int) -> MachineExited:
+        """QEMU exited by itself: status 0 is reported as :data:`KERNEL_GONE`, so that it
+        is never mistaken for the guest's SYSTEM_OFF."""
+        return MachineExited(status if status != 0 else KERNEL_GONE, False)
+
     def _exited(self) -> MachineExited | None:
         """A :class:`MachineExited` when the VM or QEMU is not running (never started:
         raises)."""
-        ch = self._ch
-        if ch is None or ch.proc is None:
-            raise MachineNotRunning("the machine has not been started")
-        if ch.released:
-            return MachineExited(ch.status, self._stopped_by_host)
-        status = _exit_status(ch.proc)
-        if status is not None:
-            return MachineExited(status if status != 0 else KERNEL_GONE, False)
+        exited = super()._exited()
+        if exited is not None:
+            return exited
+        ch = self._run
+        assert ch is not None
         if ch.vm_exit is not None:
             return MachineExited(ch.vm_exit[0], False)
         if not self._has_vm:
@@ -780,16 +665,16 @@ class KvmPsciMachine:
 
     def _gone(self, exc: _NoAnswer) -> MachineExited:
         """The outcome of a request that got no answer: QEMU exited, else the error."""
-        ch = self._ch
+        ch = self._run
         assert ch is not None and ch.proc is not None
         # Let QEMU finish exiting (its stdout may close before it is a zombie); never reaped
         # here, so that its process group id cannot be reused before stop().
         end = time.perf_counter() + (5.0 if ch.eof else 1.0)
-        while _exit_status(ch.proc) is None and time.perf_counter() < end:
+        while exit_status(ch.proc) is None and time.perf_counter() < end:
             time.sleep(0.01)
         exited = self._exited()
         if exited is None:
-            raise MachineError(f"{exc}{self._logs_text(ch)}") from exc
+            raise MachineError(f"{exc}{ch.logs_text()}") from exc
         return exited
 
     def _read_info(self, timeout: float = _SLACK) -> AgentInfo:
@@ -797,27 +682,15 @@ class KvmPsciMachine:
         if words[0] != "OK" or len(words) < 24:
             raise MachineError(f"bad info answer: {' '.join(words)}")
         w = [int(x, 16) for x in words[1:25]]
-        if w[_I_MAGIC] != _INFO_MAGIC:
+        if w[I_MAGIC] != INFO_MAGIC:
             raise MachineError("the agent's info page is not written")
-        n = min(w[_I_N_TRAMPOLINES], 8)
-        return AgentInfo(version=w[_I_VERSION], max_cpus=w[_I_MAX_CPUS],
-                         mailbox_base=w[_I_MBOX_BASE], mailbox_stride=w[_I_MBOX_STRIDE],
-                         trampolines=tuple(w[_I_TRAMPOLINES + i] for i in range(n)),
-                         image_entry=w[_I_IMAGE_ENTRY], hvc_insn=w[_I_HVC_INSN],
-                         smc_insn=w[_I_SMC_INSN], udf_insn=w[_I_UDF_INSN],
-                         vectors=w[_I_VECTORS], cold_boots=w[_I_COLD_BOOTS],
-                         boot_mpidr=w[_I_BOOT_MPIDR], current_el=w[_I_CURRENT_EL],
-                         cntfrq=w[_I_CNTFRQ], ram_base=RAM_BASE, ram_size=RAM_SIZE)
-
-    def _check_cpu(self, cpu: int) -> int:
-        if not isinstance(cpu, int) or not 0 <= cpu < self.cpus:
-            raise ValueError(f"cpu must be 0..{self.cpus - 1}, not {cpu!r}")
-        return cpu
+        return agent_info(w)
 
     def _mailbox_words(self, cpu: int) -> tuple[bool, list[int]] | None:
         """(VM running, [magic_ok mpidr boot entry context state ack calls heartbeat dozes
         req exc_count]) or None when there is nothing to read."""
-        if self._ch is None or self._ch.released or not self._has_vm or not self.kernel_alive:
+        if self._run is None or self._run.released or not self._has_vm \
+                or not self.kernel_alive:
             return None
         try:
             words = self._request(f"M {cpu}", 0.0)
@@ -832,9 +705,7 @@ class KvmPsciMachine:
         magic_ok, mpidr, boot, entry, context = w[0], w[1], w[2], w[3], w[4]
         if not magic_ok or boot == 0:
             return None
-        entry_index = entry - (1 << 64) if entry >> 63 else entry
-        return StartRecord(boot_count=boot, entry_index=entry_index, context=context,
-                           mpidr=mpidr)
+        return start_record(boot, entry, context, mpidr)
 
     def mailbox(self, cpu: int) -> Mailbox | None:
         """A raw snapshot of ``cpu``'s mailbox (None once the machine is stopped)."""
@@ -858,7 +729,7 @@ class KvmPsciMachine:
         if got is None or not self.alive:
             return False
         running, w = got
-        return running and bool(w[0]) and w[5] in _SERVING and w[6] == w[10]
+        return running and bool(w[0]) and w[5] in SERVING and w[6] == w[10]
 
     def wait_started(self, cpu: int, after_boot_count: int = 0,
                      timeout: float | None = None) -> StartRecord | None:
@@ -871,7 +742,7 @@ class KvmPsciMachine:
         if not self.alive:
             return None
         try:
-            words = self._request(f"W {cpu} {after_boot_count & _MASK64:x} "
+            words = self._request(f"W {cpu} {after_boot_count & MASK64:x} "
                                   f"{int(wait * 1000)}", wait)
         except _NoAnswer:
             return None
@@ -886,14 +757,7 @@ class KvmPsciMachine:
         ones 0) and report what happened (see
         :data:`~conformance.qemu_psci.CallOutcome`).  ``timeout`` (default
         ``call_timeout``) bounds the wait for the answer."""
-        self._check_cpu(cpu)
-        insn = Insn(insn)
-        if len(regs) > 8:
-            raise ValueError(f"at most 8 registers (x0..x7), got {len(regs)}")
-        args = [*regs, *[0] * (8 - len(regs))]
-        for i, v in enumerate(args):
-            if not isinstance(v, int) or not 0 <= v <= _MASK64:
-                raise ValueError(f"x{i} = {v!r} is not a 64-bit unsigned value")
+        insn, args = self._call_args(cpu, regs, insn)
         exited = self._exited()
         if exited is not None:
             return exited
@@ -946,17 +810,10 @@ class KvmPsciMachine:
         if kind == "S" and len(nums) == 2:
             return NotServing(CpuState.of(nums[0]), nums[1])
         if kind == "X" and len(words) >= 2:
-            ch = self._ch
+            ch = self._run
             assert ch is not None
             status = int(words[1])
             with ch.cond:
                 ch.vm_exit = (status, " ".join(words[2:]))
             return MachineExited(status, False)
         raise MachineError(f"unexpected answer from the init: {' '.join(words)}")
-
-    def _insn_addr(self, cpu: int) -> int | None:
-        info = self._info
-        if info is None:
-            return None
-        return {Insn.HVC: info.hvc_insn, Insn.SMC: info.smc_insn,
-                Insn.UDF: info.udf_insn}[self._insn.get(cpu, Insn.HVC)]

@@ -72,67 +72,73 @@ from __future__ import annotations
 
 import array
 import contextlib
-import enum
 import mmap
 import os
-import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-import weakref
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
 
-import attrs
+from conformance.guest_machine import (
+    DRIVER_API,
+    I_MAGIC,
+    I_VERSION,
+    INFO_MAGIC,
+    LAYOUT_VERSION,
+    MASK64,
+    SERVING,
+    GuestMachine,
+    QemuRun,
+    agent_info,
+    exit_status,
+    guest_source,
+    log_tail,
+    parent_death_wrapper,
+    qemu_missing,
+    run_make,
+    start_record,
+)
 
-from conformance.results import clip_text
+# the machine API shared with the other driver, re-exported (DRIVER_API)
+from conformance.guest_machine import ENTRY_IMAGE as ENTRY_IMAGE
+from conformance.guest_machine import INFO_ADDR as INFO_ADDR
+from conformance.guest_machine import MAX_CPUS as MAX_CPUS
+from conformance.guest_machine import RAM_BASE as RAM_BASE
+from conformance.guest_machine import RAM_SIZE as RAM_SIZE
+from conformance.guest_machine import AgentBuildError as AgentBuildError
+from conformance.guest_machine import AgentInfo as AgentInfo
+from conformance.guest_machine import CallOutcome as CallOutcome
+from conformance.guest_machine import CpuState as CpuState
+from conformance.guest_machine import Insn as Insn
+from conformance.guest_machine import MachineBootError as MachineBootError
+from conformance.guest_machine import MachineError as MachineError
+from conformance.guest_machine import MachineExited as MachineExited
+from conformance.guest_machine import MachineNotRunning as MachineNotRunning
+from conformance.guest_machine import Mailbox as Mailbox
+from conformance.guest_machine import NoReturn as NoReturn
+from conformance.guest_machine import NotServing as NotServing
+from conformance.guest_machine import Raised as Raised
+from conformance.guest_machine import Returned as Returned
+from conformance.guest_machine import StartRecord as StartRecord
 
 __all__ = [
-    "ENTRY_IMAGE",
-    "INFO_ADDR",
+    *DRIVER_API,
     "MAILBOX_BASE",
     "MAILBOX_STRIDE",
-    "MAX_CPUS",
-    "RAM_BASE",
-    "RAM_SIZE",
-    "AgentBuildError",
-    "AgentInfo",
-    "CallOutcome",
-    "CpuState",
-    "Insn",
-    "MachineBootError",
-    "MachineError",
-    "MachineExited",
-    "MachineNotRunning",
-    "Mailbox",
-    "NoReturn",
-    "NotServing",
     "PsciMachine",
-    "Raised",
-    "Returned",
-    "StartRecord",
     "agent_dir",
     "build_agent",
 ]
 
-# --- guest memory map (mirrors guests/psci/agent.c and link.ld) ----------------------------------
-RAM_BASE = 0x4000_0000
-RAM_SIZE = 128 << 20
-INFO_ADDR = 0x47F0_0000
+# --- the mailboxes (the rest of the memory map is in conformance.guest_machine) ------------------
 MAILBOX_BASE = 0x47F0_1000
 MAILBOX_STRIDE = 0x1000
-MAX_CPUS = 8
-LAYOUT_VERSION = 1
-ENTRY_IMAGE = -1  # StartRecord.entry_index of a start at the image entry point (_start)
 _MAP_OFFSET = INFO_ADDR - RAM_BASE  # the host maps [INFO_ADDR, INFO_ADDR + _MAP_SIZE)
 _MAP_SIZE = 0x10000
-_INFO_MAGIC = int.from_bytes(b"VPSCINFO", "little")
 _MBOX_MAGIC = int.from_bytes(b"VPSCIMBX", "little")
-_MASK64 = (1 << 64) - 1
 
 # mailbox page word indices
 _W_MAGIC = 0
@@ -156,195 +162,19 @@ _W_EXC_VECTOR = 43
 _W_EXC_SPSR = 44
 _W_EXC_COUNT = 45
 
-# info page word indices
-_I_MAGIC = 0
-_I_VERSION = 1
-_I_MAX_CPUS = 2
-_I_MBOX_BASE = 3
-_I_MBOX_STRIDE = 4
-_I_N_TRAMPOLINES = 5
-_I_TRAMPOLINES = 6
-_I_IMAGE_ENTRY = 14
-_I_HVC_INSN = 15
-_I_VECTORS = 16
-_I_COLD_BOOTS = 17
-_I_BOOT_MPIDR = 18
-_I_CURRENT_EL = 19
-_I_SMC_INSN = 20
-_I_UDF_INSN = 21
-_I_CNTFRQ = 22
-_I_CFG_SPIN_US = 32  # host-written
+# host-written info page words
+_I_CFG_SPIN_US = 32
 _I_CFG_DOZE_US = 33
 
 _SPIN = 0.0005  # seconds of busy polling before sleeping between polls
 _SLEEP_MIN = 0.00005
 _SLEEP_MAX = 0.001
-_LOG_TAIL = 4000  # characters of a log quoted in an error
-
-
-class CpuState(enum.IntEnum):
-    """A mailbox's ``state`` word, as the guest wrote it."""
-
-    OFF = 0  # never started since the last cold boot (or off after a machine reset)
-    READY = 1  # started and polling; no call served since
-    IN_CALL = 2  # inside the call; stays so after CPU_OFF or a suspend that never returns
-    DONE = 3  # polling; the last call returned
-    EXCEPTION = 4  # polling; the last call took an exception
-
-    @classmethod
-    def of(cls, word: int) -> CpuState | int:
-        """The state for ``word``, or the raw word when the guest wrote something else."""
-        try:
-            return cls(word)
-        except ValueError:
-            return word
-
-
-_SERVING = (CpuState.READY, CpuState.DONE, CpuState.EXCEPTION)
-
-
-class Insn(enum.IntEnum):
-    """The instruction a call executes with x0..x7 loaded."""
-
-    HVC = 0  # HVC #0: QEMU's PSCI conduit
-    SMC = 1  # SMC #0 (EL3 is off: expected to UNDEF)
-    UDF = 2  # UDF #0: always UNDEF, a self-test of the agent's exception path
-
-
-# --- errors --------------------------------------------------------------------------------------
-class MachineError(Exception):
-    """Every error this module raises."""
-
-
-class AgentBuildError(MachineError):
-    """``make -C guests/psci`` failed or could not run; the message holds its output."""
-
-
-class MachineBootError(MachineError):
-    """QEMU could not be started, exited, or the agent did not become ready in time; the
-    message holds the tails of QEMU's stderr and of the serial log."""
-
-
-class MachineNotRunning(MachineError):
-    """The machine was never started (a call needs a started machine)."""
-
-
-# --- records -------------------------------------------------------------------------------------
-@attrs.frozen
-class Returned:
-    """The call returned: x0..x7 as they were right after it."""
-
-    regs: tuple[int, ...]
-
-
-@attrs.frozen
-class Raised:
-    """The call took a synchronous exception to EL1 (the agent resumed after it).
-    ``vector`` is the exception vector entry index (offset / 0x80: 4 = synchronous from the
-    current EL with SP_ELx); ``at_call`` says ELR is the call instruction itself (the
-    agent's HVC, SMC or UDF, whichever the call executed)."""
-
-    esr: int
-    elr: int
-    far: int
-    vector: int
-    at_call: bool
-
-    @property
-    def ec(self) -> int:
-        """ESR_EL1.EC (0 = unknown reason: an UNDEF)."""
-        return (self.esr >> 26) & 0x3F
-
-
-@attrs.frozen
-class NoReturn:
-    """No answer within the timeout (``restarted`` False: CPU_OFF, a suspend nothing
-    wakes, a hang), or the CPU started again during the call (``restarted`` True, e.g.
-    SYSTEM_RESET rebooted the machine).  ``state`` is the mailbox state at that moment.
-    A late answer can still be collected with :meth:`PsciMachine.wait_pending`."""
-
-    state: CpuState | int
-    restarted: bool = False
-
-
-@attrs.frozen
-class MachineExited:
-    """QEMU is not running: it exited by itself (``by_host`` False; SYSTEM_OFF exits with
-    status 0) or :meth:`PsciMachine.stop` ended it (``by_host`` True).  ``status`` is the
-    return code (negative: killed by that signal), None if unknown."""
-
-    status: int | None
-    by_host: bool = False
-
-
-@attrs.frozen
-class NotServing:
-    """The CPU's mailbox is not polling, so nothing was sent: the CPU is off, was never
-    started, or is still inside an earlier call (``state`` says which)."""
-
-    state: CpuState | int
-    boot_count: int
-
-
-CallOutcome = Returned | Raised | NoReturn | MachineExited | NotServing
-
-
-@attrs.frozen
-class StartRecord:
-    """The latest start of a CPU: ``boot_count`` starts so far (since the machine was
-    launched; a machine reset does not clear it), where it started (a trampoline index,
-    or :data:`ENTRY_IMAGE` for the image entry point, which the boot CPU takes at every
-    cold boot) and x0 as it received it there (the CPU_ON context id)."""
-
-    boot_count: int
-    entry_index: int
-    context: int
-    mpidr: int
-
-
-@attrs.frozen
-class Mailbox:
-    """A raw snapshot of one CPU's mailbox, for diagnostics and liveness checks
-    (``heartbeat`` grows while the CPU polls)."""
-
-    magic_ok: bool
-    state: CpuState | int
-    boot_count: int
-    req_seq: int
-    ack_seq: int
-    calls: int
-    heartbeat: int
-    exc_count: int
-    dozes: int  # WFI dozes since the CPU's latest start
-
-
-@attrs.frozen
-class AgentInfo:
-    """The agent's info page plus the machine constants."""
-
-    version: int
-    max_cpus: int
-    mailbox_base: int
-    mailbox_stride: int
-    trampolines: tuple[int, ...]  # CPU_ON entry points; trampoline i records entry_index i
-    image_entry: int  # _start: a CPU_ON there records entry_index ENTRY_IMAGE
-    hvc_insn: int  # addresses of the agent's HVC, SMC and UDF instructions
-    smc_insn: int
-    udf_insn: int
-    vectors: int  # VBAR_EL1 of every CPU
-    cold_boots: int  # the boot CPU's cold boots (1 + machine resets so far)
-    boot_mpidr: int
-    current_el: int  # the exception level the agent runs at (1)
-    cntfrq: int  # the generic timer's frequency (Hz)
-    ram_base: int = RAM_BASE
-    ram_size: int = RAM_SIZE
-    info_addr: int = INFO_ADDR
 
 
 # --- building the agent --------------------------------------------------------------------------
 def agent_dir() -> Path:
     """``guests/psci`` of this checkout."""
-    return Path(__file__).resolve().parents[1] / "guests" / "psci"
+    return guest_source("psci")
 
 
 def build_agent(force: bool = False) -> Path:
@@ -353,105 +183,52 @@ def build_agent(force: bool = False) -> Path:
     ``aarch64-linux-gnu-gcc`` unless ``CROSS`` is set in the environment.
     :class:`AgentBuildError` carries make's output when it fails."""
     src = agent_dir()
-    make = shutil.which("make")
-    if make is None:
-        raise AgentBuildError("cannot build the PSCI agent: no `make` on PATH")
-    cross = os.environ.get("CROSS", "aarch64-linux-gnu-")
-    if shutil.which(cross + "gcc") is None:
-        raise AgentBuildError(f"cannot build the PSCI agent: no {cross}gcc on PATH")
-    argv = [make, "-C", str(src), *(["-B"] if force else [])]
-    try:
-        proc = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=120)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise AgentBuildError(f"cannot build the PSCI agent ({' '.join(argv)}): {exc}") from exc
-    elf = src / "build" / "agent.elf"
-    if proc.returncode != 0 or not elf.is_file():
-        raise AgentBuildError(f"building the PSCI agent failed ({' '.join(argv)}, status "
-                              f"{proc.returncode}):\n"
-                              f"{clip_text(proc.stderr + proc.stdout, _LOG_TAIL)}")
-    return elf
+    return run_make(src, "the PSCI agent", src / "build" / "agent.elf", AgentBuildError, 120,
+                    force=force)
 
 
-# --- process and resource handling ---------------------------------------------------------------
-def _exit_status(proc: subprocess.Popen[bytes]) -> int | None:
-    """QEMU's return code once it has exited (None while it runs), without reaping it:
-    while it is an unreaped zombie its process group id cannot be reused, so killing the
-    group later cannot hit another process."""
-    if proc.returncode is not None:
-        return proc.returncode
-    try:
-        info = os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-    except ChildProcessError:
-        return proc.poll()
-    if info is None:
-        return None
-    if info.si_code == os.CLD_EXITED:
-        return info.si_status
-    return -info.si_status  # CLD_KILLED / CLD_DUMPED: the signal
+# --- resource handling ---------------------------------------------------------------------------
+class _Resources(QemuRun):
+    """Everything one QEMU run holds: the process, its logs, and the shared RAM file with
+    the host's mapping of its top (``words``: None once released)."""
 
-
-def _tail(path: Path) -> str:
-    try:
-        data = path.read_bytes()
-    except OSError:
-        return ""
-    return clip_text(data[-(_LOG_TAIL * 4):].decode("utf-8", "replace"), _LOG_TAIL)
-
-
-class _Resources:
-    """Everything one QEMU run holds, owned by a :func:`weakref.finalize` (which must not
-    reference the machine itself)."""
+    console_name = "serial log"
 
     def __init__(self, tmpdir: Path, shm_path: Path) -> None:
-        self.tmpdir = tmpdir
+        super().__init__(tmpdir)
         self.shm_path = shm_path
-        self.proc: subprocess.Popen[bytes] | None = None
         self.mm: mmap.mmap | None = None
         self.view: memoryview | None = None
         self.words: memoryview | None = None
-        self.status: int | None = None
         self.serial_text = ""
-        self.stderr_text = ""
 
     @property
     def serial_log(self) -> Path:
         return self.tmpdir / "serial.log"
 
-    @property
-    def stderr_log(self) -> Path:
-        return self.tmpdir / "qemu-stderr.log"
-
     def unlink_shm(self) -> None:
         with contextlib.suppress(OSError):
             self.shm_path.unlink()
 
-
-def _release(res: _Resources) -> None:
-    """End QEMU's process group, reap it, unmap and unlink the RAM file, keep the logs'
-    text and remove the temporary directory.  Safe to call on any partial state."""
-    proc = res.proc
-    if proc is not None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)  # its own session: pgid == pid
-        with contextlib.suppress(OSError):
-            proc.kill()  # in case QEMU left its group
-        with contextlib.suppress(Exception):
-            proc.wait(timeout=5)
-        res.status = proc.returncode
-    for view in (res.words, res.view):
-        if view is not None:
+    def free(self) -> None:
+        """Unmap and unlink the RAM file."""
+        for view in (self.words, self.view):
+            if view is not None:
+                with contextlib.suppress(Exception):
+                    view.release()
+        self.words = self.view = None
+        if self.mm is not None:
             with contextlib.suppress(Exception):
-                view.release()
-    res.words = res.view = None
-    if res.mm is not None:
-        with contextlib.suppress(Exception):
-            res.mm.close()
-        res.mm = None
-    res.unlink_shm()
-    if res.tmpdir.exists():
-        res.serial_text = _tail(res.serial_log)
-        res.stderr_text = _tail(res.stderr_log)
-        shutil.rmtree(res.tmpdir, ignore_errors=True)
+                self.mm.close()
+            self.mm = None
+        self.unlink_shm()
+
+    def keep_logs(self) -> None:
+        self.serial_text = log_tail(self.serial_log)
+        super().keep_logs()
+
+    def console_tail(self) -> str:
+        return self.serial_text or log_tail(self.serial_log)
 
 
 def _shm_dir() -> Path:
@@ -460,7 +237,7 @@ def _shm_dir() -> Path:
 
 
 # --- the machine ---------------------------------------------------------------------------------
-class PsciMachine:
+class PsciMachine(GuestMachine[_Resources]):
     """One QEMU ``virt`` machine running the PSCI agent on ``cpus`` vCPUs (1..8).
 
     ``with PsciMachine(cpus=2) as m: m.call(0, [0x8400_0000])`` starts it (building the
@@ -492,34 +269,12 @@ class PsciMachine:
                  no_reboot: bool = False, extra_args: Sequence[str] = (),
                  die_with_parent: bool = True, spin_us: int = 2000,
                  doze_us: int = 1000) -> None:
-        if not 1 <= cpus <= MAX_CPUS:
-            raise ValueError(f"cpus must be 1..{MAX_CPUS}, not {cpus}")
-        self.cpus = cpus
-        self.call_timeout = call_timeout
-        self.boot_timeout = boot_timeout
-        self.qemu = qemu
+        super().__init__(cpus, call_timeout=call_timeout, boot_timeout=boot_timeout, qemu=qemu,
+                         no_reboot=no_reboot, extra_args=extra_args,
+                         die_with_parent=die_with_parent)
         self.agent = Path(agent) if agent is not None else None
-        self.no_reboot = no_reboot
-        self.extra_args = tuple(extra_args)
-        self.die_with_parent = die_with_parent
         self._idle = self._check_idle(spin_us, doze_us)
-        self.boot_seconds: float | None = None  # launch to agent ready, of the latest start
-        self._res: _Resources | None = None
-        self._finalizer: weakref.finalize | None = None
-        self._stopped_by_host = False
-        self._info: AgentInfo | None = None
         self._pending: dict[int, tuple[int, int]] = {}  # cpu -> (req_seq, boot_count)
-        self._argv: list[str] = []
-        self._insn: dict[int, Insn] = {}  # cpu -> the instruction of its latest call
-
-    # context manager
-    def __enter__(self) -> PsciMachine:
-        self.start()
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
 
     # lifecycle
     def command(self, agent: Path, shm_path: Path, serial_log: Path) -> list[str]:
@@ -527,12 +282,7 @@ class PsciMachine:
         for p in (shm_path, serial_log):
             if "," in str(p):
                 raise MachineError(f"path not usable in a QEMU option (has a comma): {p}")
-        wrapper: list[str] = []
-        if self.die_with_parent:
-            setpriv = shutil.which("setpriv")
-            if setpriv is not None:
-                wrapper = [setpriv, "--pdeathsig", "KILL", "--"]
-        return [*wrapper, self.qemu,
+        return [*parent_death_wrapper(self.die_with_parent), self.qemu,
                 "-M", "virt,virtualization=off,secure=off,gic-version=3,memory-backend=ram0",
                 "-object", f"memory-backend-file,id=ram0,size={RAM_SIZE >> 20}M,"
                            f"mem-path={shm_path},share=on",
@@ -546,21 +296,19 @@ class PsciMachine:
         """Launch QEMU and wait until the agent serves on CPU 0.  Raises
         :class:`MachineBootError` (with QEMU's stderr and serial log tails) when it cannot;
         nothing is left behind then."""
-        if self._res is not None and self._res.words is not None:
+        if self._run is not None and self._run.words is not None:
             raise MachineError("the machine is already started (stop() or restart() it)")
         if sys.byteorder != "little":  # the mailbox words are read in native order
             raise MachineError("the QEMU PSCI driver needs a little-endian host")
         agent = self.agent if self.agent is not None else build_agent()
         if not agent.is_file():
             raise MachineBootError(f"no agent image at {agent}")
-        if shutil.which(self.qemu) is None and not Path(self.qemu).is_file():
+        if qemu_missing(self.qemu):
             raise MachineBootError(f"QEMU not found: {self.qemu}")
         tmpdir = Path(tempfile.mkdtemp(prefix="pvspec-qemu-psci-"))
         res = _Resources(tmpdir, _shm_dir() / f"pvspec-psci-{os.getpid()}-{uuid.uuid4().hex}")
-        self._res = res
-        self._finalizer = weakref.finalize(self, _release, res)
-        self._stopped_by_host = False
-        self._info = None
+        self._begin_run(res)
+        assert self._finalizer is not None
         self._pending.clear()
         self.boot_seconds = None
         try:
@@ -583,73 +331,40 @@ class PsciMachine:
             res.unlink_shm()  # QEMU and this process keep their mappings
         except BaseException as exc:
             self._finalizer()
-            self._res = None
+            self._run = None
             if isinstance(exc, OSError):
                 raise MachineBootError(f"cannot start QEMU: {exc}"
-                                       f"{self._logs_text(res)}") from exc
+                                       f"{res.logs_text()}") from exc
             raise
 
     def _wait_ready(self, t0: float) -> None:
-        res = self._res
+        res = self._run
         assert res is not None and res.proc is not None and res.words is not None
         w = res.words
         deadline = t0 + self.boot_timeout
         cpu0 = (MAILBOX_BASE - INFO_ADDR) // 8
         while True:
-            status = _exit_status(res.proc)
+            status = exit_status(res.proc)
             if status is not None:
                 self._boot_failed(f"QEMU exited with status {status} before the agent was "
                                   f"ready")
-            if (w[_I_MAGIC] == _INFO_MAGIC and w[cpu0 + _W_MAGIC] == _MBOX_MAGIC
-                    and w[cpu0 + _W_BOOT_COUNT] >= 1 and w[cpu0 + _W_STATE] in _SERVING):
+            if (w[I_MAGIC] == INFO_MAGIC and w[cpu0 + _W_MAGIC] == _MBOX_MAGIC
+                    and w[cpu0 + _W_BOOT_COUNT] >= 1 and w[cpu0 + _W_STATE] in SERVING):
                 break
             if time.perf_counter() > deadline:
                 self._boot_failed(f"the agent was not ready within {self.boot_timeout} s")
             time.sleep(0.002)
         self.boot_seconds = time.perf_counter() - t0
-        if w[_I_VERSION] != LAYOUT_VERSION:
-            self._boot_failed(f"the agent's mailbox layout is version {w[_I_VERSION]}, this "
+        if w[I_VERSION] != LAYOUT_VERSION:
+            self._boot_failed(f"the agent's mailbox layout is version {w[I_VERSION]}, this "
                               f"driver's {LAYOUT_VERSION} (rebuild the agent)")
         self._info = self._read_info()
 
-    def _boot_failed(self, why: str) -> None:
-        res = self._res
-        assert res is not None and self._finalizer is not None
-        self._finalizer()  # ends QEMU first, so its logs are complete
-        self._res = None
-        raise MachineBootError(f"{why}\ncommand: {' '.join(self._argv)}{self._logs_text(res)}")
-
-    @staticmethod
-    def _logs_text(res: _Resources) -> str:
-        err = res.stderr_text or _tail(res.stderr_log)
-        ser = res.serial_text or _tail(res.serial_log)
-        return (f"\n--- QEMU stderr (tail) ---\n{err or '(empty)'}"
-                f"\n--- serial log (tail) ---\n{ser or '(empty)'}")
-
-    def stop(self) -> None:
-        """Kill QEMU's process group, unmap and remove the RAM file and the temporary
-        directory.  Idempotent; the logs' text stays readable."""
-        res = self._res
-        if res is None or self._finalizer is None:
-            return
-        if res.words is not None and self._info is not None:
+    def _refresh_before_stop(self) -> None:
+        res = self._run
+        if res is not None and res.words is not None and self._info is not None:
             with contextlib.suppress(Exception):
                 self._info = self._read_info()
-        if res.proc is not None and _exit_status(res.proc) is None:
-            self._stopped_by_host = True
-        self._finalizer()
-
-    def restart(self) -> None:
-        """:meth:`stop`, then :meth:`start` a fresh machine (new RAM, new logs)."""
-        self.stop()
-        self.start()
-
-    @staticmethod
-    def _check_idle(spin_us: int, doze_us: int) -> tuple[int, int]:
-        for name, v in (("spin_us", spin_us), ("doze_us", doze_us)):
-            if not isinstance(v, int) or not 0 <= v <= 10_000_000:
-                raise ValueError(f"{name} must be 0..10,000,000 microseconds, not {v!r}")
-        return spin_us, doze_us
 
     def set_idle(self, spin_us: int, doze_us: int) -> None:
         """How idle CPUs wait for a request: poll for ``spin_us`` µs after their latest
@@ -667,97 +382,43 @@ class PsciMachine:
     @property
     def alive(self) -> bool:
         """QEMU is running."""
-        res = self._res
+        res = self._run
         return (res is not None and res.proc is not None and res.words is not None
-                and _exit_status(res.proc) is None)
-
-    @property
-    def exit_status(self) -> int | None:
-        """QEMU's return code once it has exited (None while running or never started)."""
-        res = self._res
-        if res is None or res.proc is None:
-            return None
-        return res.status if res.status is not None else _exit_status(res.proc)
-
-    @property
-    def pgid(self) -> int | None:
-        """QEMU's process group id (its pid), None if never started."""
-        res = self._res
-        return res.proc.pid if res is not None and res.proc is not None else None
+                and exit_status(res.proc) is None)
 
     @property
     def shm_path(self) -> Path | None:
         """The RAM file's path (unlinked once the agent was ready)."""
-        return self._res.shm_path if self._res is not None else None
+        return self._run.shm_path if self._run is not None else None
 
     @property
     def serial_output(self) -> str:
         """The tail of the guest's serial output."""
-        res = self._res
+        res = self._run
         if res is None:
             return ""
-        return res.serial_text if res.words is None else _tail(res.serial_log)
+        return res.serial_text if res.words is None else log_tail(res.serial_log)
 
-    @property
-    def qemu_stderr(self) -> str:
-        """The tail of QEMU's stderr/stdout."""
-        res = self._res
-        if res is None:
-            return ""
-        return res.stderr_text if res.words is None else _tail(res.stderr_log)
-
-    @property
-    def info(self) -> AgentInfo:
-        """The info page (trampoline addresses, mailbox base, ...), read afresh while the
-        machine runs (``cold_boots`` grows at a machine reset)."""
-        if self._res is not None and self._res.words is not None and self._info is not None:
+    def _refresh_info(self) -> None:
+        if self._run is not None and self._run.words is not None and self._info is not None:
             self._info = self._read_info()
-        if self._info is None:
-            raise MachineNotRunning("the machine has not been started")
-        return self._info
 
     # mailboxes
     def _words(self) -> memoryview | None:
-        return self._res.words if self._res is not None else None
+        return self._run.words if self._run is not None else None
 
-    def _check_cpu(self, cpu: int) -> int:
-        if not isinstance(cpu, int) or not 0 <= cpu < self.cpus:
-            raise ValueError(f"cpu must be 0..{self.cpus - 1}, not {cpu!r}")
-        return (MAILBOX_BASE - INFO_ADDR + cpu * MAILBOX_STRIDE) // 8
+    def _base(self, cpu: int) -> int:
+        """The index of ``cpu``'s mailbox page in the mapped words (``cpu`` checked)."""
+        return (MAILBOX_BASE - INFO_ADDR + self._check_cpu(cpu) * MAILBOX_STRIDE) // 8
 
     def _read_info(self) -> AgentInfo:
         w = self._words()
         assert w is not None
-        n = min(w[_I_N_TRAMPOLINES], 8)
-        return AgentInfo(version=w[_I_VERSION], max_cpus=w[_I_MAX_CPUS],
-                         mailbox_base=w[_I_MBOX_BASE], mailbox_stride=w[_I_MBOX_STRIDE],
-                         trampolines=tuple(w[_I_TRAMPOLINES + i] for i in range(n)),
-                         image_entry=w[_I_IMAGE_ENTRY], hvc_insn=w[_I_HVC_INSN],
-                         smc_insn=w[_I_SMC_INSN], udf_insn=w[_I_UDF_INSN],
-                         vectors=w[_I_VECTORS], cold_boots=w[_I_COLD_BOOTS],
-                         boot_mpidr=w[_I_BOOT_MPIDR], current_el=w[_I_CURRENT_EL],
-                         cntfrq=w[_I_CNTFRQ])
-
-    def _insn_addr(self, cpu: int) -> int | None:
-        info = self._info
-        if info is None:
-            return None
-        return {Insn.HVC: info.hvc_insn, Insn.SMC: info.smc_insn,
-                Insn.UDF: info.udf_insn}[self._insn.get(cpu, Insn.HVC)]
-
-    def _exited(self) -> MachineExited | None:
-        """A :class:`MachineExited` when QEMU is not running (never started: raises)."""
-        res = self._res
-        if res is None or res.proc is None:
-            raise MachineNotRunning("the machine has not been started")
-        if res.words is None:
-            return MachineExited(res.status, self._stopped_by_host)
-        status = _exit_status(res.proc)
-        return None if status is None else MachineExited(status, False)
+        return agent_info(w)
 
     def mailbox(self, cpu: int) -> Mailbox | None:
         """A raw snapshot of ``cpu``'s mailbox (None once the machine is stopped)."""
-        base = self._check_cpu(cpu)
+        base = self._base(cpu)
         w = self._words()
         if w is None:
             return None
@@ -771,7 +432,7 @@ class PsciMachine:
     def started(self, cpu: int) -> StartRecord | None:
         """``cpu``'s latest start, None if it never started (or the machine is stopped).
         Whether it is still on is :meth:`serving`."""
-        base = self._check_cpu(cpu)
+        base = self._base(cpu)
         w = self._words()
         if w is None or w[base + _W_MAGIC] != _MBOX_MAGIC:
             return None
@@ -783,16 +444,14 @@ class PsciMachine:
                 return None
             if w[base + _W_BOOT_COUNT] == count:
                 break
-        entry_index = entry - (1 << 64) if entry >> 63 else entry
-        return StartRecord(boot_count=count, entry_index=entry_index, context=context,
-                           mpidr=mpidr)
+        return start_record(count, entry, context, mpidr)
 
     def serving(self, cpu: int) -> bool:
         """``cpu`` polls its mailbox: a call would be executed now."""
-        base = self._check_cpu(cpu)
+        base = self._base(cpu)
         w = self._words()
         return (w is not None and self.alive and w[base + _W_MAGIC] == _MBOX_MAGIC
-                and w[base + _W_STATE] in _SERVING
+                and w[base + _W_STATE] in SERVING
                 and w[base + _W_ACK_SEQ] == w[base + _W_REQ_SEQ])
 
     def wait_started(self, cpu: int, after_boot_count: int = 0,
@@ -819,14 +478,8 @@ class PsciMachine:
         """Have ``cpu`` execute ``HVC #0`` (or ``insn``) with x0..x7 = ``regs`` (missing
         ones 0) and report what happened (see :data:`CallOutcome`).  ``timeout`` (default
         ``call_timeout``) bounds the wait for the answer."""
-        base = self._check_cpu(cpu)
-        insn = Insn(insn)
-        if len(regs) > 8:
-            raise ValueError(f"at most 8 registers (x0..x7), got {len(regs)}")
-        args = [*regs, *[0] * (8 - len(regs))]
-        for i, v in enumerate(args):
-            if not isinstance(v, int) or not 0 <= v <= _MASK64:
-                raise ValueError(f"x{i} = {v!r} is not a 64-bit unsigned value")
+        insn, args = self._call_args(cpu, regs, insn)
+        base = self._base(cpu)
         exited = self._exited()
         if exited is not None:
             return exited
@@ -835,13 +488,13 @@ class PsciMachine:
         state = w[base + _W_STATE]
         boot = w[base + _W_BOOT_COUNT]
         seq = w[base + _W_REQ_SEQ]
-        if (w[base + _W_MAGIC] != _MBOX_MAGIC or state not in _SERVING
+        if (w[base + _W_MAGIC] != _MBOX_MAGIC or state not in SERVING
                 or w[base + _W_ACK_SEQ] != seq):
             return NotServing(CpuState.of(state), boot)
         w[base + _W_IN:base + _W_IN + 8] = array.array("Q", args)
         w[base + _W_INSN] = insn
         self._insn[cpu] = insn
-        seq = (seq + 1) & _MASK64
+        seq = (seq + 1) & MASK64
         w[base + _W_REQ_SEQ] = seq  # after the arguments: the guest reads them after this
         return self._await(cpu, base, seq, boot,
                            self.call_timeout if timeout is None else timeout)
@@ -850,7 +503,7 @@ class PsciMachine:
         """Keep waiting for the answer to ``cpu``'s last call that ended in a
         :class:`NoReturn` without a restart (a suspend woken later); None if there is no
         such call."""
-        base = self._check_cpu(cpu)
+        base = self._base(cpu)
         pending = self._pending.get(cpu)
         if pending is None:
             return None
@@ -862,7 +515,7 @@ class PsciMachine:
                            self.call_timeout if timeout is None else timeout)
 
     def _await(self, cpu: int, base: int, seq: int, boot: int, timeout: float) -> CallOutcome:
-        res = self._res
+        res = self._run
         w = self._words()
         assert res is not None and res.proc is not None and w is not None
         proc = res.proc
@@ -890,7 +543,7 @@ class PsciMachine:
                 return NoReturn(CpuState.of(w[state_i]), restarted=True)
             now = time.perf_counter()
             if now >= spin_until:
-                status = _exit_status(proc)
+                status = exit_status(proc)
                 if status is not None:
                     return MachineExited(status, False)
                 if now >= deadline:

@@ -24,6 +24,10 @@ def _q1(decoded: object, regs: Mapping[str, int], ret: int, got: Mapping[str, in
 
 
 def _q2(decoded: object, regs: Mapping[str, int], ret: int, got: Mapping[str, int]) -> bool:
+    if decoded is None:  # a start: the context id kept the upper half of CPU_ON_32's x3
+        ctx = got.get("start_context", 0)
+        return (got.get("start_entry") == regs["entry"] and ctx >> 32 != 0
+                and ctx & 0xFFFF_FFFF == regs["context"])
     upper = any(regs.get(f"x{i}", 0) >> 32 for i in (1, 2, 3))
     return upper and ret != _INVALID and got.get("x0") == _INVALID
 
@@ -51,7 +55,7 @@ KNOWN_DEVIATIONS = (
           "expect": "-2 (INVALID_PARAMETERS)"},)),
     KnownDeviation(
         "Q2", "SMC32 PSCI calls read the upper halves of their argument registers",
-        "abi:AFFINITY_INFO_32", frozenset({"AFFINITY_INFO_32", "CPU_ON_32"}),
+        "abi:AFFINITY_INFO_32", frozenset({"AFFINITY_INFO_32", "CPU_ON_32", "START"}),
         "SMCCC DEN0028 (SMC32/HVC32 calls from AArch64 pass 32-bit arguments in W1-W7: "
         "the upper 32 bits of X1-X7 are ignored); PSCI DEN0022 5.1.4, 5.1.5 (SMC32 forms)",
         "x0 = 0 (ON: vCPU 0, the low half of x1)", "x0 = -2 (INVALID_PARAMETERS)", _q2,

@@ -65,6 +65,8 @@ class CpuCalls(_Base):
         if power == ON_PENDING:
             return P_ON_PENDING
         self.vcpu[i] = ON_PENDING
+        self.vcpu_entry[i] = entry
+        self.vcpu_ctx[i] = context
         return 0
 
     def h_cpu_off(self, vm: int, vcpu: int) -> int:
@@ -89,6 +91,10 @@ class CpuCalls(_Base):
         if power_state >> 16 & 1 and (
                 gfn >= self.G or flags is None or flags[gfn] & (VALID | HELD | 4) != VALID | 4):
             return P_INV_ADDR
+        if power_state >> 16 & 1:  # a power-down resumes at entry, with the context id
+            i = vm * self.C + vcpu
+            self.vcpu_entry[i] = entry
+            self.vcpu_ctx[i] = context
         return 0
 
     def h_migrate_info_type(self, vm: int, vcpu: int) -> int:

@@ -54,6 +54,8 @@ class StateTables:
         self.can = bytearray(V * C)  # 1 where vm RUNNING and vCPU ON: the caller check
         self.can[0] = 1
         self.irq = [0] * (V * C)
+        self.vcpu_entry = [0] * (V * C)  # where a vCPU starts (CPU_ON, power-down resume)
+        self.vcpu_ctx = [0] * (V * C)
         # host frames
         self.owner = array("H", (HYP,)) * n_hyp_frames + array("H", (FREE,)) * (H - n_hyp_frames)
         self.frame_tx = array("H", (NONE,)) * H

@@ -217,6 +217,8 @@ class Hypervisor(LifecycleCalls, MemoryCalls, EvtchnCalls, CpuCalls, StateTables
             "quota": tuple(self.quota),
             "vcpu": tuple(self.vcpu),
             "irq": tuple(self.irq),
+            "vcpu_entry": tuple(self.vcpu_entry),
+            "vcpu_ctx": tuple(self.vcpu_ctx),
             "owner": tuple(self.owner),
             "frame_tx": tuple(self.frame_tx),
             "s2_valid": tuple(valid),

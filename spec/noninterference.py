@@ -33,7 +33,8 @@ def view(s: State, b: Any) -> tuple[Any, ...]:
     out: list[Any] = [select(s.vm_state, b), select(s.quota, b)]
     for c in range(cfg.n_vcpus):
         i = s.vc(b, c)
-        out += [select(s.vcpu, i), select(s.irq, i)]
+        out += [select(s.vcpu, i), select(s.irq, i), select(s.vcpu_entry, i),
+                select(s.vcpu_ctx, i)]
     for g in range(cfg.n_gframes):
         i = s.vg(b, g)
         out += [select(s.s2_valid, i), select(s.s2_frame, i), select(s.s2_perm, i),

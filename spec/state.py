@@ -76,6 +76,10 @@ class State:
     quota: tuple[Any, ...]
     vcpu: tuple[Any, ...]  # power state per (vm, vcpu)
     irq: tuple[Any, ...]  # pending interrupt lines per (vm, vcpu), a bit mask
+    # where and with which context id the vCPU starts running (PSCI CPU_ON, or a power-down
+    # CPU_SUSPEND's resume point), per (vm, vcpu)
+    vcpu_entry: tuple[Any, ...]
+    vcpu_ctx: tuple[Any, ...]
     owner: tuple[Any, ...]  # per host frame: vm id, FREE, HYP or ORPHAN
     frame_tx: tuple[Any, ...]  # per host frame: the live transaction naming it, or NONE
     s2_valid: tuple[Any, ...]  # per (vm, guest frame)
@@ -146,6 +150,8 @@ def initial(cfg: Config | None = None) -> State:
         quota=(cfg.control_quota,) + (0,) * (v - 1),
         vcpu=(ON,) + (OFF,) * (v * c - 1),
         irq=(0,) * (v * c),
+        vcpu_entry=(0,) * (v * c),
+        vcpu_ctx=(0,) * (v * c),
         owner=(HYP,) * cfg.n_hyp_frames + (FREE,) * (h - cfg.n_hyp_frames),
         frame_tx=(NONE,) * h,
         s2_valid=(False,) * vg,

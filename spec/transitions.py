@@ -95,7 +95,9 @@ def cpu_on(s: State, me: Caller, row: Row, target: Any, entry: Any, context: Any
         return fail(s, row, "ALREADY_ON")
     if power == ON_PENDING:
         return fail(s, row, "ON_PENDING")
-    return ok(s.evolve(vcpu=store(s.vcpu, i, ON_PENDING)))
+    return ok(s.evolve(vcpu=store(s.vcpu, i, ON_PENDING),
+                       vcpu_entry=store(s.vcpu_entry, i, entry),
+                       vcpu_ctx=store(s.vcpu_ctx, i, context)))
 
 
 def cpu_off(s: State, me: Caller, row: Row) -> Result:
@@ -164,7 +166,11 @@ def cpu_suspend(s: State, me: Caller, row: Row, power_state: Any, entry: Any, co
     if s.cfg.profile.entry_check and bit(power_state, 16) and (
             not ult(gfn, s.cfg.n_gframes) or not bit(access(s, me.vm, gfn), 2)):
         return fail(s, row, "INVALID_ADDRESS")
-    return ok(s)
+    if not bit(power_state, 16):
+        return ok(s)
+    i = s.vc(me.vm, me.vcpu)  # a power-down resumes at entry, with context in x0
+    return ok(s.evolve(vcpu_entry=store(s.vcpu_entry, i, entry),
+                       vcpu_ctx=store(s.vcpu_ctx, i, context)))
 
 
 def migrate_info_type(s: State, me: Caller, row: Row) -> Result:

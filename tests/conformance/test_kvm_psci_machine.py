@@ -19,35 +19,35 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _machines import (
+    CPU_OFF,
+    CPU_ON64,
+    PSCI_VERSION,
+    SYSTEM_OFF,
+    SYSTEM_RESET,
+    TIMEOUT,
+    assert_build_is_idempotent,
+    group_gone,
+)
 
 from conformance.kvm_psci import (
-    KvmPsciMachine,
-    _fnv1a,
-    _parse,
-    build_initrd,
-    missing_prerequisites,
-)
-from conformance.qemu_psci import (
     ENTRY_IMAGE,
     CpuState,
     Insn,
+    KvmPsciMachine,
     MachineBootError,
     MachineExited,
     NoReturn,
     NotServing,
     Raised,
     Returned,
+    _fnv1a,
+    _parse,
+    build_initrd,
+    missing_prerequisites,
 )
 
-PSCI_VERSION = 0x8400_0000
-CPU_OFF = 0x8400_0002
-CPU_ON64 = 0xC400_0003
-SYSTEM_OFF = 0x8400_0008
-SYSTEM_RESET = 0x8400_0009
-
 _MISSING = missing_prerequisites()
-
-TIMEOUT = 5.0  # generous: the suite may run beside busy xdist workers on two cores
 
 
 @pytest.fixture(scope="module")
@@ -77,14 +77,6 @@ def machine(shared: KvmPsciMachine) -> KvmPsciMachine:
     return shared
 
 
-def _group_gone(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return True
-    return False
-
-
 def _line(body: bytes) -> bytes:
     return body + b" #%08x\r\n" % _fnv1a(body)
 
@@ -102,9 +94,7 @@ def test_protocol_lines_are_checked() -> None:
 
 
 def test_initrd_build_is_idempotent(initrd: Path) -> None:
-    mtime = initrd.stat().st_mtime_ns
-    assert build_initrd() == initrd
-    assert initrd.stat().st_mtime_ns == mtime
+    assert_build_is_idempotent(initrd, build_initrd)
 
 
 def test_boot(machine: KvmPsciMachine) -> None:
@@ -194,7 +184,7 @@ def test_outer_qemu_exit_is_machine_exited(machine: KvmPsciMachine) -> None:
     assert out == MachineExited(-signal.SIGKILL, by_host=False)
     assert not m.alive and not m.kernel_alive
     m.stop()
-    assert _group_gone(pgid)
+    assert group_gone(pgid)
 
 
 def test_stop_leaves_no_process(machine: KvmPsciMachine) -> None:
@@ -202,7 +192,7 @@ def test_stop_leaves_no_process(machine: KvmPsciMachine) -> None:
     pgid = m.pgid
     assert pgid is not None
     m.stop()
-    assert _group_gone(pgid)
+    assert group_gone(pgid)
     assert not m.alive and not m.kernel_alive
     out = m.call(0, [PSCI_VERSION])
     assert isinstance(out, MachineExited) and out.by_host

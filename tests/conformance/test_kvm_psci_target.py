@@ -6,8 +6,10 @@ shim is caught."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import pytest
+from _machines import campaign
 
 from conformance import oracle
 from conformance.kvm_psci_target import KvmPsciTarget, available
@@ -44,10 +46,6 @@ def test_kvm_psci_is_judged_and_shows_only_its_known_deviation(kvm: KvmPsciTarge
 
 
 def test_a_planted_misreport_is_caught() -> None:
-    t = MisreportsAffinity()
-    try:
-        out = oracle.run_oracle(t, max_examples=2)
-    finally:
-        t.close()
+    out: Any = campaign(MisreportsAffinity(), 2)
     assert out.status == "failed"
     assert out.failure is not None and out.failure.requirement.startswith("abi:AFFINITY_INFO")

@@ -19,6 +19,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _machines import (
+    CPU_OFF,
+    CPU_ON64,
+    CPU_SUSPEND64,
+    PSCI_VERSION,
+    SYSTEM_OFF,
+    SYSTEM_RESET,
+    TIMEOUT,
+    VENDOR_HYP,
+    assert_build_is_idempotent,
+    group_gone,
+)
 
 from conformance.qemu_psci import (
     ENTRY_IMAGE,
@@ -38,14 +50,6 @@ from conformance.qemu_psci import (
 QEMU = "qemu-system-aarch64"
 CROSS_GCC = os.environ.get("CROSS", "aarch64-linux-gnu-") + "gcc"
 
-PSCI_VERSION = 0x8400_0000
-CPU_SUSPEND64 = 0xC400_0001
-CPU_OFF = 0x8400_0002
-CPU_ON64 = 0xC400_0003
-SYSTEM_OFF = 0x8400_0008
-SYSTEM_RESET = 0x8400_0009
-VENDOR_HYP = 0xC600_0000
-
 pytestmark = [
     pytest.mark.skipif(shutil.which(QEMU) is None, reason=f"{QEMU} is not installed"),
     pytest.mark.skipif(shutil.which(CROSS_GCC) is None,
@@ -53,8 +57,6 @@ pytestmark = [
 ]
 if importlib.util.find_spec("pytest_timeout") is not None:  # pragma: no cover
     pytestmark.append(pytest.mark.timeout(60))
-
-TIMEOUT = 5.0  # generous: the suite may run beside busy xdist workers on two cores
 
 
 @pytest.fixture(scope="module")
@@ -68,18 +70,8 @@ def machine(agent: Path) -> Iterator[PsciMachine]:
         yield m
 
 
-def _group_gone(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return True
-    return False
-
-
 def test_build_is_idempotent(agent: Path) -> None:
-    mtime = agent.stat().st_mtime_ns
-    assert build_agent() == agent
-    assert agent.stat().st_mtime_ns == mtime
+    assert_build_is_idempotent(agent, build_agent)
 
 
 def test_boot_and_psci_version(machine: PsciMachine) -> None:
@@ -185,7 +177,7 @@ def test_system_off_exits_qemu_and_stop_cleans_up(machine: PsciMachine) -> None:
     assert machine.call(0, [PSCI_VERSION]) == MachineExited(0, by_host=False)
     machine.stop()
     assert machine.exit_status == 0
-    assert _group_gone(pgid)
+    assert group_gone(pgid)
     assert not shm.exists()
     assert "ready" in machine.serial_output
 
@@ -214,7 +206,7 @@ def test_stopped_and_killed_machines(agent: Path, capfd: pytest.CaptureFixture[s
     m.stop()
     m.stop()
     assert m.call(0, [PSCI_VERSION]) == MachineExited(-signal.SIGKILL, by_host=False)
-    assert _group_gone(pgid) and not tmp_shm.exists()
+    assert group_gone(pgid) and not tmp_shm.exists()
 
     m.restart()  # a stopped machine starts afresh
     assert isinstance(m.call(0, [PSCI_VERSION]), Returned)
@@ -222,7 +214,7 @@ def test_stopped_and_killed_machines(agent: Path, capfd: pytest.CaptureFixture[s
     assert pgid is not None
     m.stop()
     assert m.call(0, [PSCI_VERSION]) == MachineExited(-signal.SIGKILL, by_host=True)
-    assert m.started(0) is None and not m.serving(0) and _group_gone(pgid)
+    assert m.started(0) is None and not m.serving(0) and group_gone(pgid)
 
     m2 = PsciMachine(cpus=1, agent=agent)
     m2.start()
@@ -230,7 +222,7 @@ def test_stopped_and_killed_machines(agent: Path, capfd: pytest.CaptureFixture[s
     assert pgid2 is not None
     del m2
     gc.collect()  # the finalizer ends an abandoned machine
-    assert _group_gone(pgid2)
+    assert group_gone(pgid2)
     assert "Traceback" not in capfd.readouterr().err
 
 

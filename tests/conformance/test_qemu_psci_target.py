@@ -5,21 +5,18 @@ and a planted bug in the shim (one misreported answer) is caught."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import pytest
+from _machines import campaign
 
-from conformance import oracle
 from conformance.qemu_psci_target import QemuPsciTarget, available, double_cpu_on
 
 pytestmark = pytest.mark.skipif(available() is not None, reason=str(available()))
 
 
 def test_qemu_psci_is_judged_and_shows_only_its_known_deviations() -> None:
-    t = QemuPsciTarget()
-    try:
-        out = oracle.run_oracle(t, max_examples=8)
-    finally:
-        t.close()
+    out: Any = campaign(QemuPsciTarget(), 8)
     # a deviation QEMU shows is a result, not a test failure (docs/findings.md): the run
     # must end in a verdict on a PSCI/SMCCC requirement, never in an error
     assert out.status in ("passed", "failed"), out.error
@@ -43,11 +40,7 @@ class MisreportsVersion(QemuPsciTarget):
 
 
 def test_a_planted_misreport_is_caught() -> None:
-    t = MisreportsVersion()
-    try:
-        out = oracle.run_oracle(t, max_examples=8)
-    finally:
-        t.close()
+    out: Any = campaign(MisreportsVersion(), 8)
     assert out.status == "failed"
     assert out.failure is not None and out.failure.requirement == "abi:PSCI_VERSION"
 
@@ -60,3 +53,19 @@ def test_q3_double_cpu_on_is_still_there() -> None:
     hits = double_cpu_on(n)
     print(f"Q3: both CPU_ON calls succeeded in {hits} of {n} trials")
     assert hits >= 1
+
+
+class ReportsAnotherContext(QemuPsciTarget):
+    """The shim reports a started vCPU's context id with one bit flipped: the start check
+    (PSCI 5.1.4: the core starts with context_id in x0) must catch it."""
+
+    def _new_start(self, m: object, vcpu: int) -> dict[str, int] | None:
+        start = super()._new_start(m, vcpu)
+        return None if start is None else {**start, "start_context": start["start_context"] ^ 4}
+
+
+def test_a_wrong_start_context_is_caught() -> None:
+    out: Any = campaign(ReportsAnotherContext(), 8)
+    assert out.status == "failed"
+    assert out.failure is not None and out.failure.requirement == "abi:CPU_ON"
+    assert out.failure.kind == "observation" and "starts at" in out.failure.expected
