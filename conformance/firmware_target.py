@@ -51,7 +51,14 @@ PROFILE = {"abis": "psci,smccc", "power_on": "async", "memory": "image"}
 
 _CPU_ON = (0x84000003, 0xC4000003)
 _SUSPEND = (0x84000001, 0xC4000001)
-SUSPEND_WAIT = 0.2  # seconds a CPU_SUSPEND may take to return before it counts as "no return"
+# How long to wait for an answer, by what the call is (per request type): a suspend that
+# nothing wakes and a call that never returns on success are given up on quickly (that is
+# their usual outcome); every other call is expected to answer, and a slow host (two cores
+# emulating three vCPUs, under load) must not turn a late answer into "no return".
+SUSPEND_WAIT = 0.2
+NO_RETURN_WAIT = 1.0
+ANSWER_WAIT = 5.0
+_NEVER_RETURN = (0x84000002, 0x84000008, 0x84000009)  # CPU_OFF, SYSTEM_OFF, SYSTEM_RESET
 _RAM_END = qemu_psci.RAM_BASE + qemu_psci.RAM_SIZE
 _OUTSIDE_64 = 1 << 40  # above every region of the virt board's memory map
 _OUTSIDE_32 = 0x8000_0000  # below 4 GiB, above the 128 MiB of RAM: nothing there
@@ -67,7 +74,7 @@ class FirmwareTarget:
     capabilities = frozenset({"hypercall", "no_return"})
     known_deviations: tuple[KnownDeviation, ...] = ()
 
-    def __init__(self, call_timeout: float = 1.0) -> None:
+    def __init__(self, call_timeout: float = ANSWER_WAIT) -> None:
         self.profile = dict(PROFILE)
         self._call_timeout = call_timeout
         self._machine: Any = None  # a PsciMachine or a machine with its API
@@ -117,7 +124,8 @@ class FirmwareTarget:
         started = self._new_start(m, vcpu)
         # a suspend that nothing wakes never returns: do not wait the full call timeout
         fid = words[0] & 0xFFFF_FFFF
-        outcome = m.call(vcpu, words, SUSPEND_WAIT if fid in _SUSPEND else None)
+        outcome = m.call(vcpu, words, SUSPEND_WAIT if fid in _SUSPEND else
+                         NO_RETURN_WAIT if fid in _NEVER_RETURN else self._call_timeout)
         if isinstance(outcome, NotServing):
             outcome = self._after_start(m, vcpu, words)
         if started is None:

@@ -53,7 +53,7 @@ class KvmPsciTarget(FirmwareTarget):
 
     known_deviations = KNOWN_DEVIATIONS
 
-    def __init__(self, mode: Literal["nvhe", "protected"] = "nvhe", call_timeout: float = 2.0
+    def __init__(self, mode: Literal["nvhe", "protected"] = "nvhe", call_timeout: float = 5.0
                  ) -> None:
         super().__init__(call_timeout)
         self.mode = mode

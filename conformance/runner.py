@@ -269,6 +269,20 @@ def view_checks(target: Target) -> list[Check]:
     return out
 
 
+def _guarded_many(cid: str, fn: Callable[[], list[Check]]) -> list[Check]:
+    """A target's own list of checks (e.g. timing statistics); a defect of the suite
+    becomes one ``error`` check, as with :func:`_guarded`."""
+    made: list[Check] = []
+
+    def first() -> Check:
+        made.extend(fn())
+        return made[0] if made else not_judged(cid, "statistics", "target", (),
+                                               NotJudged.NOT_REACHED, "the target made none")
+
+    head = _guarded(cid, first)
+    return made if made and head is made[0] else [head]
+
+
 def _guarded(cid: str, fn: Callable[[], Check]) -> Check:
     """Run one check; a defect of the suite becomes an ``error`` check naming it."""
     try:
@@ -358,6 +372,10 @@ def run_conformance(target_spec: str, profile: str = "ci", report_dir: str | Non
             report.target_profile = {**report.target_profile,
                                      **{f"learned:{k}": v for k, v in learned.items()}}
             for c in deviation_checks(tgt, seen):
+                add(c)
+        stats = getattr(tgt, "statistical_checks", None)
+        if stats is not None and selected("statistics", ()):
+            for c in _guarded_many("statistics", stats):
                 add(c)
         if deselected:
             report.checks.append(not_judged(

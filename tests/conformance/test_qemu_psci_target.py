@@ -69,3 +69,11 @@ def test_a_wrong_start_context_is_caught() -> None:
     assert out.status == "failed"
     assert out.failure is not None and out.failure.requirement == "abi:CPU_ON"
     assert out.failure.kind == "observation" and "starts at" in out.failure.expected
+
+
+def test_the_report_states_q3_as_a_count() -> None:
+    """A timing-dependent finding is reported as k of N trials, never as one run's luck."""
+    [check] = QemuPsciTarget().statistical_checks(10)
+    assert check.id == "statistics:Q3" and check.judged == ("abi:CPU_ON",)
+    assert "of 10 trials" in check.detail
+    assert (str(check.status) == "failed") == (check.failure is not None)
