@@ -74,6 +74,8 @@ def test_a_wrong_start_context_is_caught() -> None:
 def test_the_report_states_q3_as_a_count() -> None:
     """A timing-dependent finding is reported as k of N trials, never as one run's luck."""
     [check] = QemuPsciTarget().statistical_checks(10)
-    assert check.id == "statistics:Q3" and check.judged == ("abi:CPU_ON",)
-    assert "of 10 trials" in check.detail
-    assert (str(check.status) == "failed") == (check.failure is not None)
+    assert check.id == "statistics:Q3" and "of 10 trials" in check.detail
+    if str(check.status) == "failed":
+        assert check.judged == ("abi:CPU_ON",) and check.failure is not None
+    else:  # not seen in 10 trials: reported, never credited as passed
+        assert str(check.status) == "not-judged" and check.judged == ()
