@@ -276,13 +276,21 @@ def _hypervisor_total(only: Sequence[str], skip: Sequence[str], target: str) -> 
     selected and in the ABIs a managed firmware target speaks, and the oracle's."""
     from conformance.results import matches
     from conformance.scenarios import SCENARIOS
-    from spec.hypercalls import abi
+    from conformance.target import target_rows
 
-    firmware = target == "qemu-psci" or target.startswith("kvm-arm64")
+    spoken: frozenset[str] | None = None
+    if target == "qemu-psci" or target.startswith("kvm-arm64"):
+        from conformance.firmware_target import PROFILE as FIRMWARE
+
+        spoken = target_rows(FIRMWARE)
+    elif target == "xen-arm64":
+        from conformance.xen_target import PROFILE as XEN
+
+        spoken = target_rows(XEN)
     n = sum(1 for sc in SCENARIOS
             if (not only or matches(only, f"scenario:{sc.id}", f"abi:{sc.row}"))
             and not matches(skip, f"scenario:{sc.id}", f"abi:{sc.row}")
-            and not (firmware and any(abi.BY_NAME[op.row].abi == "pvspec" for op in sc.ops)))
+            and (spoken is None or all(op.row in spoken for op in sc.ops)))
     return n + 2
 
 

@@ -42,7 +42,7 @@ from conformance.qemu_psci import (
     Returned,
 )
 from conformance.results import KnownDeviation
-from conformance.target import TargetCrashed, TargetError, TargetTimeout
+from conformance.target import ResultsOnly, TargetCrashed, TargetError, TargetTimeout
 from spec.state import Config
 
 __all__ = ["PROFILE", "FirmwareTarget"]
@@ -66,7 +66,7 @@ START_TIMEOUT = 2.0  # how long a vCPU may take to start running at its entry po
 
 
 
-class FirmwareTarget:
+class FirmwareTarget(ResultsOnly):
     """One guest with ``n_vcpus`` vCPUs on a firmware machine (the PsciMachine API);
     subclasses say which machine and how to reset it."""
 
@@ -228,15 +228,6 @@ class FirmwareTarget:
     def event(self, name: str, *args: int) -> None:
         raise TargetError(f"{self.name} takes no events ({name}): its vCPUs start by "
                           f"themselves", definite=True)
-
-    def probe_access(self, vm: int, gfn: int) -> int:
-        raise TargetError(f"{self.name} has no probes", definite=True)
-
-    def probe_dma(self, dev: int, gfn: int) -> int:
-        raise TargetError(f"{self.name} has no probes", definite=True)
-
-    def probe_irq(self, vm: int, vcpu: int) -> int:
-        raise TargetError(f"{self.name} has no probes", definite=True)
 
     def close(self) -> None:
         self._stop()

@@ -15,6 +15,10 @@ common lives here:
 * one QEMU process in its own session (:class:`QemuRun`: the kill of its process group and
   the reaping at cleanup, its logs kept in memory; :func:`exit_status` reads QEMU's status
   without reaping it);
+* the line protocol of the inits that run inside a Linux guest (``guests/kvm-init``,
+  ``guests/xen-dom0``): lines marked :data:`PROTOCOL_MARK` and checked with
+  :func:`fnv1a`, read by :func:`parse_line`, and :class:`ConsoleRun`, a QEMU run whose
+  console a thread reads for them (also used by :mod:`conformance.xen_machine`);
 * :class:`GuestMachine`, the part of the machine API both drivers implement alike
   (lifecycle, the checks of a call's arguments, QEMU's status and logs).
 
@@ -30,8 +34,10 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
 import weakref
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Generic, Never, Self, TypeVar
@@ -72,15 +78,19 @@ __all__ = [
     "LAYOUT_VERSION",
     "LOG_TAIL",
     "MASK64",
+    "PROTOCOL_MARK",
     "SERVING",
+    "ConsoleRun",
     "GuestMachine",
     "QemuRun",
     "agent_info",
     "cross_prefix",
     "exit_status",
+    "fnv1a",
     "guest_source",
     "log_tail",
     "parent_death_wrapper",
+    "parse_line",
     "qemu_missing",
     "run_make",
     "start_record",
@@ -439,6 +449,139 @@ class QemuRun:
         console = self.console_tail()
         return (f"\n--- QEMU stderr (tail) ---\n{err or '(empty)'}"
                 f"\n--- {self.console_name} (tail) ---\n{console or '(empty)'}")
+
+
+# --- the line protocol of the inits in a Linux guest (guests/kvm-init, guests/xen-dom0) ----------
+PROTOCOL_MARK = b"@@PVK "  # what starts each of their lines: MARK <seq> <kind> ... #<fnv1a>
+CONSOLE_LINES = 4000  # console lines a ConsoleRun keeps in memory
+
+
+def fnv1a(data: bytes) -> int:
+    """The 32-bit FNV-1a hash of ``data`` (the protocol's check)."""
+    h = 2166136261
+    for b in data:
+        h = ((h ^ b) * 16777619) & 0xFFFF_FFFF
+    return h
+
+
+def parse_line(line: bytes) -> tuple[str, list[str]] | None:
+    """(seq, fields) of a protocol line (``<PROTOCOL_MARK><seq> <kind> ... #<fnv1a, 8 hex
+    digits>``; anything before the mark is skipped), None if the line is not one of ours,
+    has no kind, or is torn (its check fails)."""
+    start = line.find(PROTOCOL_MARK)
+    if start < 0:
+        return None
+    body = line[start:].rstrip(b"\r\n")
+    cut = body.rfind(b" #")
+    if cut < 0:
+        return None
+    try:
+        if int(body[cut + 2:], 16) != fnv1a(body[:cut]):
+            return None
+        words = body[len(PROTOCOL_MARK):cut].decode("ascii", "replace").split(" ")
+    except ValueError:
+        return None
+    words = [w for w in words if w]
+    if len(words) < 2:
+        return None
+    return words[0], words[1:]
+
+
+class ConsoleRun(QemuRun):
+    """A QEMU run whose stdin and stdout are the guest's console, which a reader thread
+    (:meth:`read_loop`) reads: every line is kept (the last :data:`CONSOLE_LINES`), and the
+    protocol's lines (:meth:`protocol_line`) go to :attr:`replies` (by sequence number),
+    :attr:`ready` (``READY``) or :meth:`unsolicited`.  ``cond`` guards all of it and is
+    notified at each protocol line and at the end of the console (:attr:`eof`)."""
+
+    def __init__(self, tmpdir: Path) -> None:
+        super().__init__(tmpdir)
+        self.reader: threading.Thread | None = None
+        self.cond = threading.Condition()
+        self.replies: dict[int, list[str]] = {}
+        self.console: deque[str] = deque(maxlen=CONSOLE_LINES)
+        self.ready: list[str] | None = None
+        self.eof = False
+
+    def read_loop(self) -> None:
+        """The reader thread: QEMU's stdout, line by line, until it closes."""
+        proc = self.proc
+        assert proc is not None and proc.stdout is not None
+        fd = proc.stdout.fileno()
+        self.read_lines(lambda: os.read(fd, 65536), self._line)
+        with self.cond:
+            self.eof = True
+            self.cond.notify_all()
+
+    @staticmethod
+    def read_lines(read: Callable[[], bytes], take: Callable[[bytes], None]) -> None:
+        """``take`` each line (without its newline) that ``read`` returns, until it
+        returns nothing or raises OSError; then the last line, if it has no newline."""
+        buf = b""
+        while True:
+            try:
+                chunk = read()
+            except OSError:
+                chunk = b""
+            if not chunk:
+                break
+            *lines, buf = (buf + chunk).split(b"\n")
+            for line in lines:
+                take(line)
+        if buf:
+            take(buf)
+
+    def _line(self, line: bytes) -> None:
+        """A console line: kept, and read if it is one of the protocol's."""
+        with self.cond:
+            self.console.append(line.rstrip(b"\r").decode("utf-8", "replace"))
+        self.protocol_line(line)
+
+    def protocol_line(self, line: bytes) -> None:
+        """Take ``line`` if it is one of the protocol's (from the console or another
+        channel)."""
+        parsed = parse_line(line)
+        if parsed is None:
+            return
+        seq, words = parsed
+        with self.cond:
+            if seq != "-":
+                with contextlib.suppress(ValueError):
+                    self.replies[int(seq)] = words
+            elif words[0] == "READY":
+                self.ready = words[1:]
+            else:
+                self.unsolicited(words[0], words[1:])
+            self.cond.notify_all()
+
+    def unsolicited(self, kind: str, rest: list[str]) -> None:
+        """An unsolicited line (seq ``-``) other than READY; called with ``cond`` held."""
+
+    def console_text(self) -> str:
+        """The tail of the console (at most :data:`LOG_TAIL` characters)."""
+        with self.cond:
+            text = "\n".join(self.console)
+        return clip_text(text[-LOG_TAIL * 4:], LOG_TAIL)
+
+    def console_tail(self) -> str:
+        return self.console_text()
+
+    def free(self) -> None:
+        """Close QEMU's stdin, end the reader thread, close QEMU's stdout."""
+        proc = self.proc
+        if proc is not None and proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                proc.stdin.close()
+        if self.reader is not None and self.reader is not threading.current_thread():
+            self.reader.join(timeout=5)
+        if proc is not None and proc.stdout is not None:
+            with contextlib.suppress(OSError):
+                proc.stdout.close()
+
+    def mark_released(self) -> None:
+        with self.cond:
+            self.released = True
+            self.cond.notify_all()
 
 
 RunT = TypeVar("RunT", bound=QemuRun)

@@ -97,7 +97,6 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
@@ -107,11 +106,10 @@ from conformance.guest_machine import (
     I_MAGIC,
     INFO_MAGIC,
     LAYOUT_VERSION,
-    LOG_TAIL,
     MASK64,
     SERVING,
+    ConsoleRun,
     GuestMachine,
-    QemuRun,
     agent_info,
     cross_prefix,
     exit_status,
@@ -143,7 +141,6 @@ from conformance.guest_machine import NotServing as NotServing
 from conformance.guest_machine import Raised as Raised
 from conformance.guest_machine import Returned as Returned
 from conformance.guest_machine import StartRecord as StartRecord
-from conformance.results import clip_text
 
 __all__ = [
     *DRIVER_API,
@@ -161,10 +158,8 @@ __all__ = [
 MODES = ("nvhe", "protected")
 DEFAULT_KERNEL_DIR = Path("/var/cache/pvspec/arm64-kernel")  # scripts/fetch-arm64-kernel
 KERNEL_GONE = 255  # MachineExited.status when QEMU exited with status 0 by itself
-_MARK = b"@@PVK "
 _SLACK = 5.0  # seconds the host waits for an answer beyond the init's own timeout
 _RESEND = 2  # "A <seq>" requests before giving up on an answer
-_CONSOLE_LINES = 4000  # console lines kept in memory
 _MODE_LINE = {"nvhe": "Hyp mode initialized successfully",
               "protected": "Protected nVHE mode initialized successfully"}
 
@@ -226,125 +221,31 @@ def missing_prerequisites(qemu: str = "qemu-system-aarch64") -> str | None:
     return None
 
 
-def _fnv1a(data: bytes) -> int:
-    h = 2166136261
-    for b in data:
-        h = ((h ^ b) * 16777619) & 0xFFFF_FFFF
-    return h
-
-
-def _parse(line: bytes) -> tuple[str, list[str]] | None:
-    """(seq, fields) of a protocol line, None if the line is not one of ours or is torn."""
-    start = line.find(_MARK)
-    if start < 0:
-        return None
-    body = line[start:].rstrip(b"\r\n")
-    cut = body.rfind(b" #")
-    if cut < 0:
-        return None
-    try:
-        if int(body[cut + 2:], 16) != _fnv1a(body[:cut]):
-            return None
-        words = body[len(_MARK):cut].decode("ascii", "replace").split(" ")
-    except ValueError:
-        return None
-    words = [w for w in words if w]
-    if len(words) < 2:
-        return None
-    return words[0], words[1:]
-
 
 # --- the QEMU process, its console and the reader thread -----------------------------------------
-class _Channel(QemuRun):
-    """Everything one QEMU run holds (its stdin and stdout are the console) and the reader
-    thread's shared state."""
+class _Channel(ConsoleRun):
+    """Everything one QEMU run holds (its stdin and stdout are the console, read by
+    :class:`~conformance.guest_machine.ConsoleRun`'s thread) and the init's unsolicited
+    lines: K (a kernel message about KVM, relayed), U (a line of the agent's UART), X (the
+    VM stopped), Y (a SYSTEM_RESET)."""
 
     def __init__(self, tmpdir: Path) -> None:
         super().__init__(tmpdir)
-        self.reader: threading.Thread | None = None
-        self.cond = threading.Condition()
-        self.replies: dict[int, list[str]] = {}
-        self.console: deque[str] = deque(maxlen=_CONSOLE_LINES)
         self.kvm_log: list[str] = []
         self.agent_log: list[str] = []
-        self.ready: list[str] | None = None
         self.vm_exit: tuple[int, str] | None = None  # (status, reason) of the stopped VM
         self.system_resets = 0
-        self.eof = False
 
-    def read_loop(self) -> None:
-        proc = self.proc
-        assert proc is not None and proc.stdout is not None
-        fd = proc.stdout.fileno()
-        buf = b""
-        while True:
-            try:
-                chunk = os.read(fd, 65536)
-            except OSError:
-                chunk = b""
-            if not chunk:
-                break
-            buf += chunk
-            *lines, buf = buf.split(b"\n")
-            for line in lines:
-                self._line(line)
-        if buf:
-            self._line(buf)
-        with self.cond:
-            self.eof = True
-            self.cond.notify_all()
-
-    def _line(self, line: bytes) -> None:
-        text = line.rstrip(b"\r").decode("utf-8", "replace")
-        parsed = _parse(line)
-        with self.cond:
-            self.console.append(text)
-            if parsed is None:
-                return
-            seq, words = parsed
-            if seq != "-":
-                with contextlib.suppress(ValueError):
-                    self.replies[int(seq)] = words
-                    self.cond.notify_all()
-                return
-            kind, rest = words[0], words[1:]
-            if kind == "READY":
-                self.ready = rest
-            elif kind == "K":
-                self.kvm_log.append(" ".join(rest))
-            elif kind == "U":
-                self.agent_log.append(" ".join(rest))
-            elif kind == "X" and rest:
-                with contextlib.suppress(ValueError):
-                    self.vm_exit = (int(rest[0]), " ".join(rest[1:]))
-            elif kind == "Y":
-                self.system_resets += 1
-            self.cond.notify_all()
-
-    def console_text(self) -> str:
-        with self.cond:
-            text = "\n".join(self.console)
-        return clip_text(text[-LOG_TAIL * 4:], LOG_TAIL)
-
-    def console_tail(self) -> str:
-        return self.console_text()
-
-    def free(self) -> None:
-        """Close QEMU's stdin, end the reader thread, close QEMU's stdout."""
-        proc = self.proc
-        if proc is not None and proc.stdin is not None:
-            with contextlib.suppress(OSError):
-                proc.stdin.close()
-        if self.reader is not None and self.reader is not threading.current_thread():
-            self.reader.join(timeout=5)
-        if proc is not None and proc.stdout is not None:
-            with contextlib.suppress(OSError):
-                proc.stdout.close()
-
-    def mark_released(self) -> None:
-        with self.cond:
-            self.released = True
-            self.cond.notify_all()
+    def unsolicited(self, kind: str, rest: list[str]) -> None:
+        if kind == "K":
+            self.kvm_log.append(" ".join(rest))
+        elif kind == "U":
+            self.agent_log.append(" ".join(rest))
+        elif kind == "X" and rest:
+            with contextlib.suppress(ValueError):
+                self.vm_exit = (int(rest[0]), " ".join(rest[1:]))
+        elif kind == "Y":
+            self.system_resets += 1
 
 
 # --- the machine ---------------------------------------------------------------------------------

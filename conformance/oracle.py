@@ -15,6 +15,8 @@ batch programs; :func:`run_oracle` runs it, shrinks a mismatch to a minimal trac
 
 from __future__ import annotations
 
+import copy
+import functools
 import itertools
 import time
 from collections.abc import Callable
@@ -35,13 +37,14 @@ from conformance.target import (
     Target,
     TargetCrashed,
     TargetError,
+    codec_abi,
     observe,
     target_profile,
     target_rows,
 )
 from spec import campaign, checking, choices, machine
 from spec import profile as spec_profile
-from spec.hypercalls import abi, codec
+from spec.hypercalls import abi, codec, xen
 from spec.state import Config, State, initial
 from spec.transitions import Caller
 
@@ -85,13 +88,33 @@ def _signed(x: int) -> int:
     return x - (1 << 64) if x >> 63 else x
 
 
+_CH_STATES = ("closed", "unbound", "interdomain")
+
+
 def describe_result(row: abi.Row | None, x: int) -> str:
     v = _signed(x)
+    if v >= 0 and row is not None and row.name == "EVTCHN_STATUS":
+        return _describe_status(v)
     if v >= 0:
         return str(v)
     space = abi.ERROR_SPACES[row.space] if row else abi.HV_ERRORS
     names = [n for n, c in space.items() if c == v]
     return f"{v} ({names[0]})" if names else str(v)
+
+
+def _describe_status(v: int) -> str:
+    """EVTCHN_STATUS's fields (abi.py), as words."""
+    state = v & 0xFF
+    parts = [_CH_STATES[state] if state < len(_CH_STATES) else f"state {state}"]
+    parts += [name for name, b in (("pending", 8), ("masked", 9)) if v >> b & 1]
+    if v >> 10 & 0x3F:
+        parts.append(f"vcpu {v >> 10 & 0x3F}")
+    rvm, rport = v >> 16 & 0xFFFF, v >> 32
+    if rvm != 0xFFFF:
+        parts.append(f"remote vm {rvm}")
+    if rport != 0xFFFF:
+        parts.append(f"remote port {rport}")
+    return f"{v:#x} ({', '.join(parts)})"
 
 
 def _perm(p: int) -> str:
@@ -146,7 +169,10 @@ class Differ:
     # the requirements this Differ evaluated on the target (what a report may credit)
     judged: set[str] = attrs.field(factory=set, kw_only=True)
     reach: Reach | None = attrs.field(default=None, kw_only=True)  # what the run reached
-    _state_reqs: tuple[str, ...] = attrs.field(init=False, default=())
+    # invariants and step properties not yet judged -> the state fields they read (None:
+    # a step property that reads no field, judged by any compared state change)
+    _state_reqs: dict[str, frozenset[str] | None] = attrs.field(init=False, factory=dict)
+    _watched: frozenset[str] = attrs.field(init=False, default=frozenset())
     # the target's choices (spec/choices.py): its names, renamed; its own power-on steps
     profile: dict[str, str] = attrs.field(init=False, factory=dict)
     names: Names = attrs.field(init=False)
@@ -184,9 +210,13 @@ class Differ:
         # an invariant or step property is judged on the target when a state change was
         # compared through every view in which a violation of it would show
         views = self.observed_kinds | {"result"}
-        self._state_reqs = tuple(r.id for r in requirements.hypervisor()
-                                 if r.kind in ("invariant", "step")
-                                 and requirements.views_of(r.id) <= views)
+        reads = _fields_read(self.cfg, target_rows(self.profile))
+        self._state_reqs = {
+            r.id: reads.get(r.id) or None for r in requirements.hypervisor()
+            if r.kind in ("invariant", "step") and requirements.views_of(r.id) <= views
+            # an invariant that reads nothing in this configuration (no devices) is vacuous
+            and (r.kind == "step" or reads.get(r.id))}
+        self._watch()
         # a target that can, gets each operation and the observation after it in one
         # exchange (ExecTarget: one pipe round trip instead of two)
         self._pipelined = bool(self.observed_kinds) and "observe" in caps and all(
@@ -194,6 +224,13 @@ class Differ:
         fast = getattr(self.target, "observe", None)
         self._observe = fast if fast is not None and "observe" in caps else (
             lambda: observe(self.target, self.cfg))
+
+    def _watch(self) -> None:
+        """The fields a state change must touch to judge a requirement not yet judged
+        (every field while one is judged by any change)."""
+        reads = list(self._state_reqs.values())
+        self._watched = frozenset().union(*(r if r is not None else checking.STATE_FIELDS
+                                            for r in reads))
 
     @property
     def ops(self) -> list[dict[str, Any]]:
@@ -211,8 +248,10 @@ class Differ:
 
     def learned(self) -> dict[str, str]:
         """The profile as learned so far: each dimension's remaining allowed values."""
+        spoken = target_rows(self.profile)
         return {name: "|".join(spec_profile.render_value(v) for v in values)
-                for name, values in self.candidates.items()}
+                for name, values in self.candidates.items()
+                if spec_profile.BY_NAME[name].rows & spoken}
 
     def _settle(self) -> None:
         """The model's profile: each dimension's first remaining candidate."""
@@ -230,15 +269,30 @@ class Differ:
         a firmware target: nothing populates memory through its ABI) starts with the
         control VM's guest frames mapped, as a loaded image is."""
         s = initial(self.cfg)
+        if self.profile.get("boot") == "smp":  # a booted SMP control domain
+            return campaign.with_vcpus_running(s)
         return campaign.with_image(s) if self._image else s
 
     def reset(self) -> None:
         self.s = self._initial()
         self._start_unknown = set()
-        self.names = Names(self.cfg.n_vms, self.cfg.n_ports)
         self._records = []
         self._ops = []
         self._guard(lambda: self.target.reset(self.cfg))
+        self.names = self._new_names()
+
+    def _new_names(self) -> Names:
+        """A fresh renaming; a target with its own port space gives its pool of ports
+        for the run (``port_pools()``: per VM, then the first port it never allocates)."""
+        pools = getattr(self.target, "port_pools", None)
+        if pools is None:
+            return Names(self.cfg.n_vms, self.cfg.n_ports)
+        per_vm, invalid_from = self._guard(pools)
+        try:
+            return Names(self.cfg.n_vms, self.cfg.n_ports, per_vm, invalid_from)
+        except ValueError as exc:
+            raise TargetAbort(TargetError(f"the target's port pool: {exc}", definite=True),
+                              self.ops) from None
 
     def _guard(self, fn: Callable[[], Any]) -> Any:
         try:
@@ -324,21 +378,29 @@ class Differ:
             prepared.append((vm, vcpu, regs, conv, machine.decode_regs(regs, conv)))
         at_once = getattr(self.target, "hypercalls_at_once", None)
         group = self.steps
-        for vm, vcpu, regs, conv, decoded in prepared:
-            self._records.append(("hypercall", vm, vcpu, conv, regs, decoded.row, 0, None,
-                                  group))
+        # every call names ports and handles as they were before the group (the renaming)
+        sent_all = [self._rename(regs, conv, decoded, vm) if self._renaming else regs
+                    for vm, vcpu, regs, conv, decoded in prepared]
+        for (vm, vcpu, regs, conv, decoded), sent in zip(prepared, sent_all, strict=True):
+            self._records.append(("hypercall", vm, vcpu, conv, regs, decoded.row, 0,
+                                  sent if sent is not regs else None, group))
             self.steps += 1
         first = len(self._records) - len(prepared)
         if at_once is None:
             def one_by_one() -> list[dict[str, int]]:
-                return [self.target.hypercall(c[0], c[1], c[2], c[3]) for c in prepared]
+                return [self.target.hypercall(c[0], c[1], sent, c[3])
+                        for c, sent in zip(prepared, sent_all, strict=True)]
 
             got_all = self._guard(one_by_one)
         else:
-            got_all = self._guard(lambda: at_once([c[:4] for c in prepared]))
+            got_all = self._guard(lambda: at_once(
+                [(c[0], c[1], sent, c[3]) for c, sent in zip(prepared, sent_all, strict=True)]))
         explained = []
+        base_names = self.names
         for order in itertools.permutations(range(len(prepared))):
+            # names a call of this order hands out are bound before the next is judged
             s, steps, devs = self.s, [], []
+            self.names = copy.deepcopy(base_names) if self._renaming else base_names
             for i in order:
                 vm, vcpu, regs, conv, decoded = prepared[i]
                 step = self._explain(s, Caller(vm, vcpu), decoded, regs, conv, vm, got_all[i])
@@ -349,10 +411,13 @@ class Differ:
                         break
                     devs.append((known, decoded, vm))
                     step = (s, s, ret, False)
+                elif self._renaming and isinstance(decoded, codec.Call) and not step[2] >> 63:
+                    self._bind(decoded, vm, step[2], got_all[i])
                 steps.append((i, *step))
                 s = step[1]
             else:
-                explained.append((steps, devs))
+                explained.append((steps, devs, self.names))
+        self.names = explained[0][2] if explained else base_names
         if not explained:
             vm, vcpu, regs, conv, decoded = prepared[0]
             s2, ret, out = self._spec_step(self.s, Caller(vm, vcpu), decoded, regs, conv)
@@ -368,10 +433,15 @@ class Differ:
                           if 'returned' not in g else f"vCPU {c[1]}: did not return"
                           for c, g in zip(prepared, got_all, strict=True))
                 + (f" (in the order given: {bad.observed})" if bad else ""), self.ops)
-        steps, devs = explained[0]
+        steps, devs, _ = explained[0]
         finals = {id(e): e[0][-1][2] for e in explained}
         if any(f != steps[-1][2] for f in finals.values()):
             self.ambiguous += 1
+        if self.reach is not None:
+            f = self.reach.features
+            f[f"calls made at once: {len(prepared)}"] += 1
+            f["calls at once, " + ("one order explains them" if len(explained) == 1 else
+                                   "several orders explain them")] += 1
         for known, decoded, vm in devs:
             self._deviation_seen(known, decoded, vm)
         rets = [0] * len(prepared)
@@ -501,6 +571,8 @@ class Differ:
                 row.clause if row else DECODE_CLAUSE,
                 f"{first} = {describe_result(row, ret)}", "the call did not return",
                 self.ops)
+        if "errors" in got:  # a codec's failure: the model errors its error code may be
+            return self._judge_errors(row, decoded, ret, got)
         if row is not None and row.never_returns and ret == 0 and \
                 isinstance(decoded, codec.Call) and "no_return" in self.target.capabilities:
             # a target that can show a call not returning must not return from this one
@@ -526,11 +598,14 @@ class Differ:
             elif kind == "status":
                 out = {**out, first: self._status_to_target(s, out[first])}
         # the pvspec ABI zeroes the other result registers; PSCI and SMCCC calls define
-        # only w0/x0 (the rest are unused by them, SMCCC DEN0028), as does an unknown id
+        # only w0/x0 (the rest are unused by them, SMCCC DEN0028), as does an unknown id;
+        # a target speaking another ABI through a codec shows x0's ``seen`` bits only
+        visible = got.get("seen", MASK64)
         judged_regs = result_regs if row is not None and row.abi == "pvspec" \
-            and isinstance(decoded, codec.Call) else result_regs[:1]
+            and isinstance(decoded, codec.Call) and "seen" not in got else result_regs[:1]
         for r in judged_regs:
-            if got.get(r) != out[r]:
+            if got.get(r) != out[r] and (r != first or not isinstance(got.get(r), int)
+                                         or (got[r] ^ out[r]) & visible):
                 req = f"abi:{row.name}" if row else "abi:decode"
                 clause = row.clause if row else DECODE_CLAUSE
                 if isinstance(decoded, codec.DecodeError):
@@ -543,6 +618,23 @@ class Differ:
         if "start_entry" in got and vcpu is not None:
             return self._judge_start(s, vm, vcpu, got)
         return None
+
+    def _judge_errors(self, row: abi.Row | None, decoded: Any, ret: int,
+                      got: dict[str, int]) -> ConformanceFailure | None:
+        """A target speaking another ABI through a codec (spec/hypercalls/xen.py) failed
+        the call with an error code that stands for the model errors in ``got["errors"]``
+        (bit n: code -n): the model must have failed with one of them."""
+        code = -_signed(ret)
+        if ret >> 63 and 0 < code < 64 and got["errors"] >> code & 1:
+            return None
+        req = f"abi:{row.name}" if row else "abi:decode"
+        names = [n for n, v in abi.HV_ERRORS.items() if v < 0 and got["errors"] >> -v & 1]
+        errno = got.get("errno", 0)
+        return ConformanceFailure(
+            "result", req, row.clause if row else DECODE_CLAUSE,
+            f"x0 = {describe_result(row, ret)}",
+            f"error {-errno if errno else '?'} (errno), which stands for "
+            f"{' or '.join(names) if names else 'no error this call has'}", self.ops)
 
     def _judge_start(self, s: State, vm: int, vcpu: int, got: dict[str, int]
                      ) -> ConformanceFailure | None:
@@ -625,12 +717,19 @@ class Differ:
         changed = s2 is not self.s
         if changed and self.invariants == "step":  # same state: nothing to check
             self._invariant_failure(checking.check_step(self.s, caller, row, s2, ret))
+        touched = checking.fields_changed(self.s, s2, self._watched) \
+            if changed and self._state_reqs else None
         self.s = s2
         if self.observed_kinds:
             self.compare(seen if seen is not None else self._guard(self._observe))
-        if changed and self._state_reqs:  # a state change, compared through every view
-            self.judged.update(self._state_reqs)
-            self._state_reqs = ()
+        if touched:
+            # a state change, compared through every view, judges what reads what changed
+            done = [r for r, reads in self._state_reqs.items()
+                    if reads is None or reads & touched]
+            self.judged.update(done)
+            for r in done:
+                del self._state_reqs[r]
+            self._watch()
 
     def check_state(self) -> None:
         """Every invariant on the spec's current state (the ``end`` mode)."""
@@ -700,6 +799,12 @@ class Differ:
                                  f"{what} = {o}", self.ops, tuple(step))
 
 
+@functools.lru_cache(maxsize=16)
+def _fields_read(cfg: Config, rows: frozenset[str]) -> dict[str, frozenset[str]]:
+    """What each invariant and step property reads, for this size and these calls."""
+    return checking.fields_read(initial(cfg), (None, *(abi.BY_NAME[n] for n in sorted(rows))))
+
+
 def _op_dict(rec: Record) -> dict[str, Any]:
     """A recorded operation as a trace entry (what trace files and reports hold).  When the
     target got other names than the spec's, ``sent`` holds the registers it got."""
@@ -750,9 +855,20 @@ def is_firmware(target: Target) -> bool:
     return not any(abi.BY_NAME[n].abi == "pvspec" for n in target_rows(target_profile(target)))
 
 
+def speaks_event_channels_only(target: Target) -> bool:
+    """A target that speaks Xen's event-channel ABI and nothing else: one domain's
+    calls, driven by the event-channel workload (spec.campaign.EventChannelWorkload)."""
+    profile = target_profile(target)
+    return codec_abi(profile) == "xen" and target_rows(profile) <= xen.rows()
+
+
 def config_for(target: Target, cfg: Config) -> Config:
-    """The model size a run uses: a firmware target's by default."""
-    return campaign.FIRMWARE_CONFIG if cfg == SIM_CONFIG and is_firmware(target) else cfg
+    """The model size a run uses: a firmware or event-channel target's by default."""
+    if cfg != SIM_CONFIG:
+        return cfg
+    if is_firmware(target):
+        return campaign.FIRMWARE_CONFIG
+    return campaign.EVTCHN_CONFIG if speaks_event_channels_only(target) else cfg
 
 
 def make_oracle(target: Target, cfg: Config = SIM_CONFIG, log: OracleLog | None = None,
@@ -777,8 +893,10 @@ def make_oracle(target: Target, cfg: Config = SIM_CONFIG, log: OracleLog | None 
     own_move = campaign.registrar(own)
     rows = target_rows(target_profile(target))
     firmware = is_firmware(target)
+    evtchn = speaks_event_channels_only(target)
     cfg = config_for(target, cfg)
-    base: type[campaign.Workload] = campaign.FirmwareWorkload if firmware else campaign.Workload
+    base: type[campaign.Workload] = campaign.FirmwareWorkload if firmware else \
+        campaign.EventChannelWorkload if evtchn else campaign.Workload
 
     class OracleWorkload(base):  # type: ignore[valid-type,misc]
         """The campaign's workload, every call and event sent through the Differ."""
@@ -865,7 +983,8 @@ def make_oracle(target: Target, cfg: Config = SIM_CONFIG, log: OracleLog | None 
     # picks the same move whatever the registration order; a firmware target gets the
     # firmware workload's moves only
     MOVES = tuple(fn for _, fn in sorted(
-        (campaign.FIRMWARE_MOVES if firmware else {**campaign.MOVES, **own}).items()))
+        (campaign.FIRMWARE_MOVES if firmware else campaign.EVTCHN_MOVES if evtchn
+         else {**campaign.MOVES, **own}).items()))
 
     class Oracle(drivers.make_base(cfg)):  # type: ignore[misc]
         def __init__(self) -> None:

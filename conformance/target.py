@@ -36,7 +36,7 @@ from conformance import protocol
 from conformance.results import clip_text
 from spec import choices, machine
 from spec import profile as spec_profile
-from spec.hypercalls import abi
+from spec.hypercalls import abi, xen
 from spec.state import Config, State, access, initial
 
 __all__ = [
@@ -102,6 +102,23 @@ class Target(Protocol):
     def probe_dma(self, dev: int, gfn: int) -> int: ...
     def probe_irq(self, vm: int, vcpu: int) -> int: ...
     def close(self) -> None: ...
+
+
+class ResultsOnly:
+    """A mixin for a target that shows the results of its calls and nothing else (a real
+    hypervisor seen from a guest): its probes refuse, and the report says which
+    requirements could not be judged without them."""
+
+    name: str
+
+    def probe_access(self, vm: int, gfn: int) -> int:
+        raise TargetError(f"{self.name} has no probes", definite=True)
+
+    def probe_dma(self, dev: int, gfn: int) -> int:
+        raise TargetError(f"{self.name} has no probes", definite=True)
+
+    def probe_irq(self, vm: int, vcpu: int) -> int:
+        raise TargetError(f"{self.name} has no probes", definite=True)
 
 
 def observe(target: Target, cfg: Config) -> Observation:
@@ -194,11 +211,24 @@ def target_rows(profile: Mapping[str, str]) -> frozenset[str]:
     if listed is None:
         return frozenset(r.name for r in abi.TABLE if r.since == "1.0")
     names = {a.strip() for a in listed.split(",") if a.strip()}
-    unknown = names - set(abi.ABIS)
+    unknown = names - set(abi.ABIS) - set(CODEC_ABIS)
     if unknown:
         raise ValueError(f"unknown ABI {sorted(unknown)} in the profile (known: "
-                         f"{', '.join(abi.ABIS)})")
-    return frozenset(r.name for r in abi.TABLE if r.abi in names)
+                         f"{', '.join((*abi.ABIS, *CODEC_ABIS))})")
+    return frozenset(r.name for r in abi.TABLE if r.abi in names).union(
+        *(CODEC_ABIS[n] for n in names if n in CODEC_ABIS))
+
+
+# ABIs spoken through a codec over the model's calls (another encoding of some of them):
+# a target that lists one gets those calls in the model's registers and answers in the
+# model's terms, translated by the codec (spec/hypercalls/xen.py)
+CODEC_ABIS: dict[str, frozenset[str]] = {"xen": xen.rows()}
+
+
+def codec_abi(profile: Mapping[str, str]) -> str | None:
+    """The codec ABI a target speaks, if its profile lists one."""
+    listed = {a.strip() for a in (profile.get("abis") or "").split(",")}
+    return next((n for n in CODEC_ABIS if n in listed), None)
 
 
 def profile_of(declared: Mapping[str, str] | None, capabilities: frozenset[str]
@@ -907,5 +937,9 @@ def make_target(spec: str, timeout: float = 5.0, log_dir: str | None = None,
         from conformance.kvm_psci_target import KvmPsciTarget
 
         return KvmPsciTarget("protected" if spec.endswith(":protected") else "nvhe")
+    if spec == "xen-arm64":
+        from conformance.xen_target import XenTarget
+
+        return XenTarget()
     raise ValueError(f"unknown target {spec!r}: use spec, reference, qemu-psci, "
-                     f"kvm-arm64[:nvhe|:protected] or exec:COMMAND")
+                     f"kvm-arm64[:nvhe|:protected], xen-arm64 or exec:COMMAND")

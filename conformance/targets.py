@@ -7,6 +7,7 @@ one place before any work starts.
 ``exec:COMMAND``               your adapter speaking the stdio protocol (docs/PROTOCOL.md)
 ``qemu-psci``                  QEMU's own PSCI (virt board, EL2/EL3 off), a guest agent of ours
 ``kvm-arm64[:nvhe|:protected]`` Linux KVM/arm64's PSCI (Debian's kernel under TCG), ditto
+``xen-arm64``                  Xen 4.17's event channels (arm64, under TCG), from a dom0 of ours
 ``vhost-user:SOCKET``          a running vhost-user back-end (virtio-blk) on a Unix socket
 ``qemu-vhost-user-blk``        QEMU's qemu-storage-daemon, started and stopped here
 ``reference-vhost-user-blk``   pvspec's own virtio-blk back-end, in a thread
@@ -25,9 +26,10 @@ from conformance.results import UsageError
 __all__ = ["EXAMPLES", "HYPERVISOR", "VHOST_USER_MANAGED", "TargetSpec", "parse_target"]
 
 HYPERVISOR = ("reference", "spec", "qemu-psci", "kvm-arm64", "kvm-arm64:nvhe",
-              "kvm-arm64:protected")
+              "kvm-arm64:protected", "xen-arm64")
 VHOST_USER_MANAGED = ("qemu-vhost-user-blk", "reference-vhost-user-blk", "virtiofsd")
-EXAMPLES = ("reference", "spec", "qemu-psci", "kvm-arm64", "exec:./examples/c-adapter/pvhv",
+EXAMPLES = ("reference", "spec", "qemu-psci", "kvm-arm64", "xen-arm64",
+            "exec:./examples/c-adapter/pvhv",
             "exec:'python3 my_adapter.py --fast'", "vhost-user:/run/my-blk.sock",
             *VHOST_USER_MANAGED)
 
@@ -74,6 +76,7 @@ def parse_target(text: str) -> TargetSpec:
 
 def help_text() -> str:
     """The target forms, for ``--help``."""
-    return ("reference | spec | qemu-psci | kvm-arm64[:nvhe|:protected] | exec:COMMAND | "
+    return ("reference | spec | qemu-psci | kvm-arm64[:nvhe|:protected] | xen-arm64 | "
+            "exec:COMMAND | "
             "vhost-user:SOCKET | "
             + " | ".join(VHOST_USER_MANAGED) + " (e.g. exec:./examples/c-adapter/pvhv)")

@@ -609,6 +609,19 @@ def with_image(s: State) -> State:
     return s
 
 
+def with_vcpus_running(s: State) -> State:
+    """``s`` with the control VM's image mapped (:func:`with_image`) and every vCPU of it
+    running, as an SMP guest finds itself once booted (a real hypervisor's control
+    domain: all its vCPUs up before it makes its first call).  They are started the
+    model's way: CPU_ON from vCPU 0 at the image's first frame, then VCPU_START."""
+    s = with_image(s)
+    on = abi.BY_NAME["CPU_ON"]
+    for c in range(1, s.cfg.n_vcpus):
+        s, _ = machine.apply(s, Caller(0, 0), codec.Call(on, (c, 0, 0)))
+        s = machine.event(s, "VCPU_START", 0, c)
+    return s
+
+
 # A firmware target runs one guest (VM 0) with as many vCPUs as the platform has.
 FIRMWARE_CONFIG = Config(n_vms=2, n_vcpus=3, n_gframes=4, n_hframes=8, n_tx=1, n_ports=1,
                          n_devices=0, control_quota=3)
@@ -806,3 +819,167 @@ class FirmwareWorkload(Workload):
             return
         row = abi.BY_NAME[ch.pick(["SYSTEM_RESET", "SYSTEM_OFF"], label="row")]
         self.fw_call(ch.pick(callers, label="vcpu"), row, ())
+
+
+# --- a target that speaks only event channels, as one domain (Xen's dom0) ------------------
+# VM 0 is the domain making the calls; VM 1 does not exist (no domain has that id), so a
+# call naming it is judged as a call naming a missing domain.  Six ports: a channel's two
+# ends and room for stale and half-open ones.
+EVTCHN_CONFIG = Config(n_vms=2, n_vcpus=2, n_gframes=2, n_hframes=4, n_tx=1, n_ports=6,
+                       n_devices=0, control_quota=1)
+
+EVTCHN_MOVES: dict[str, Move] = {}
+evtchn_move = registrar(EVTCHN_MOVES)
+
+# remote domain ids an offer names: the caller itself, a missing domain, far ones (all
+# below Xen's reserved ids, DOMID_FIRST_RESERVED 0x7FF0, which are not domains)
+_REMOTES = (0, 0, 0, 1, 1, 2, 7, 0x7FEF)
+
+
+class EventChannelWorkload(Workload):
+    """The workload for a target whose only calls are event channels, made by one domain
+    (VM 0): a real hypervisor's control domain calling through its own ABI, from vCPU 0,
+    and from its first two vCPUs at once.  It never lets the model run out of ports: the
+    model has ``n_ports``, the target thousands, so a full model would judge the model's
+    size, not the target.  Its moves are the registry :data:`EVTCHN_MOVES`."""
+
+    def __init__(self, cfg: Config = EVTCHN_CONFIG, rows: frozenset[str] | None = None
+                 ) -> None:
+        super().__init__(cfg, rows)
+        self.s = with_vcpus_running(self.s)
+
+    def boot(self, ch: Chooser) -> None:
+        """The domain exists already; nothing to create."""
+
+    def boot_with(self, quotas: Sequence[int]) -> None:
+        """As :meth:`boot`."""
+
+    def ev(self, name: str, *args: int) -> int:
+        self._call(0, 0, abi.BY_NAME[name], args, "arm64")
+        return self._last_ret
+
+    def free_ports(self) -> int:
+        s, P = self.s, self.cfg.n_ports
+        return sum(1 for p in range(P) if s.ch_state[s.vp(0, p)] == 0)
+
+    def port(self, ch: Chooser) -> int:
+        """A port to name: mostly one that is open, else a closed or stale one, or one
+        out of range (just past the model's ports, or far)."""
+        s, P = self.s, self.cfg.n_ports
+        live = [p for p in range(P) if s.ch_state[s.vp(0, p)]]
+        kind = ch.integer(0, 7, label="port kind")
+        if live and kind < 5:
+            return ch.pick(live, label="port")
+        if kind < 7:
+            return ch.integer(0, P - 1, label="port")
+        return ch.pick([P, P + 1, 0x100, 0xFFFE, 0xFFFF], label="port")
+
+    @evtchn_move
+    def move_loopback(self, ch: Chooser) -> None:
+        """A whole channel with both ends in the caller: offer, bind, send both ways,
+        status of both ends, then close one end (its peer falls back to unbound) or both."""
+        if self.free_ports() < 2:
+            return
+        a = self.ev("EVTCHN_ALLOC_UNBOUND", 0)
+        if a >> 63:
+            return
+        if ch.boolean(label="send before bind"):
+            self.ev("EVTCHN_SEND", a)
+        b = self.ev("EVTCHN_BIND_INTERDOMAIN", 0, a)
+        if b >> 63:
+            return
+        for p in ch.pick([(a, b), (b, a)], label="order"):
+            self.ev("EVTCHN_SEND", p)
+            self.ev("EVTCHN_STATUS", p)
+        first, other = ch.pick([(a, b), (b, a)], label="close first")
+        self.ev("EVTCHN_CLOSE", first)
+        self.ev("EVTCHN_STATUS", other)
+        self.ev("EVTCHN_STATUS", first)
+        then = ch.pick(["close", "rebind", "keep", "send"], label="then")
+        if then == "close":
+            self.ev("EVTCHN_CLOSE", other)
+        elif then == "rebind":  # the surviving end is unbound again, offered to us
+            self.ev("EVTCHN_BIND_INTERDOMAIN", 0, other)
+        elif then == "send":
+            self.ev("EVTCHN_SEND", other)
+
+    @evtchn_move
+    def move_offer(self, ch: Chooser) -> None:
+        """Offer a port to some domain: the caller, a missing one, a far id."""
+        if self.free_ports() < 1:
+            return
+        p = self.ev("EVTCHN_ALLOC_UNBOUND", ch.pick(_REMOTES, label="remote"))
+        if not p >> 63 and ch.boolean(label="look"):
+            self.ev("EVTCHN_STATUS", p)
+
+    @evtchn_move
+    def move_bind(self, ch: Chooser) -> None:
+        """Bind to a port: an unbound one of ours (offered to us or to another domain),
+        a bound or closed one, or one of a missing domain."""
+        if self.free_ports() < 1:
+            return
+        remote = ch.pick([0, 0, 0, 1, 3], label="remote")
+        self.ev("EVTCHN_BIND_INTERDOMAIN", remote, self.port(ch))
+
+    @evtchn_move
+    def move_port_call(self, ch: Chooser) -> None:
+        """SEND, CLOSE, UNMASK or STATUS on an open, closed, stale or out-of-range port."""
+        name = ch.pick(["EVTCHN_SEND", "EVTCHN_CLOSE", "EVTCHN_UNMASK", "EVTCHN_STATUS",
+                        "EVTCHN_STATUS"], label="row")
+        self.ev(name, self.port(ch))
+
+    @evtchn_move
+    def move_stale(self, ch: Chooser) -> None:
+        """Close a port, then use its old name: every call on it must fail as on a port
+        never opened (the name may be handed out again only by a later allocation)."""
+        s, P = self.s, self.cfg.n_ports
+        live = [p for p in range(P) if s.ch_state[s.vp(0, p)]]
+        if not live:
+            return
+        p = ch.pick(live, label="port")
+        self.ev("EVTCHN_CLOSE", p)
+        self.ev(ch.pick(["EVTCHN_SEND", "EVTCHN_CLOSE", "EVTCHN_UNMASK", "EVTCHN_STATUS"],
+                        label="row"), p)
+
+    @evtchn_move
+    def move_at_once(self, ch: Chooser) -> None:
+        """Two calls at the same moment from vCPUs 0 and 1, on the same objects: two
+        offers (each must get its own fresh port), two binds of one offered port (one
+        wins), a bind racing the offer's close, both ends of a channel closed together,
+        a send racing the close of its peer, a status racing a close."""
+        if self.cfg.n_vcpus < 2:
+            return
+        s, P = self.s, self.cfg.n_ports
+        free = self.free_ports()
+        unbound = [p for p in range(P) if s.ch_state[s.vp(0, p)] == 1]
+        bound = [p for p in range(P) if s.ch_state[s.vp(0, p)] == 2]
+        alloc, bind = abi.BY_NAME["EVTCHN_ALLOC_UNBOUND"], abi.BY_NAME["EVTCHN_BIND_INTERDOMAIN"]
+        close, send = abi.BY_NAME["EVTCHN_CLOSE"], abi.BY_NAME["EVTCHN_SEND"]
+        status = abi.BY_NAME["EVTCHN_STATUS"]
+        kinds = [k for k, ok in (("offers", free >= 2), ("binds", unbound and free >= 2),
+                                 ("bind-close", unbound and free >= 1),
+                                 ("close-ends", bound), ("send-close", bound),
+                                 ("status-close", unbound or bound)) if ok]
+        if not kinds:
+            return
+        kind = ch.pick(kinds, label="race")
+        pair: list[tuple[abi.Row, tuple[int, ...]]]
+        if kind == "offers":
+            pair = [(alloc, (0,)), (alloc, (0,))]
+        elif kind == "binds":
+            p = ch.pick(unbound, label="port")
+            pair = [(bind, (0, p)), (bind, (0, p))]
+        elif kind == "bind-close":
+            p = ch.pick(unbound, label="port")
+            pair = [(bind, (0, p)), (close, (p,))]
+        elif kind in ("close-ends", "send-close"):
+            p = ch.pick(bound, label="port")
+            peer = s.ch_rport[s.vp(0, p)]
+            pair = [(close, (p,)), (close, (peer,))] if kind == "close-ends" else \
+                [(send, (p,)), (close, (peer,))]
+        else:
+            p = ch.pick(unbound + bound, label="port")
+            pair = [(status, (p,)), (close, (p,))]
+        if ch.boolean(label="swap vCPUs"):
+            pair.reverse()
+        self._at_once([(0, vcpu, row, args) for vcpu, (row, args) in enumerate(pair)])

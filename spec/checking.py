@@ -6,7 +6,7 @@ Hypothesis state machines and the conformance oracle judge by exactly the proved
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import attrs
 
@@ -46,3 +46,50 @@ def check_step(s: State, caller: Any, row: Row | None, s2: State, ret: Any) -> l
         if not ok:
             out.append(Violation(prop.name, "step", prop.clause, prop.why))
     return out
+
+
+class _Reading:
+    """A state that records which of its fields a predicate reads."""
+
+    def __init__(self, s: State, seen: set[str]) -> None:
+        self._s, self._seen = s, seen
+
+    def __getattr__(self, name: str) -> Any:
+        if name in _FIELDS:
+            self._seen.add(name)
+        return getattr(self._s, name)
+
+
+_FIELDS = frozenset(a.name for a in attrs.fields(State)) - {"cfg"}
+STATE_FIELDS = _FIELDS  # every field a predicate can read
+_ERROR = (1 << 64) - 2  # a failure's result word (INVALID_PARAMETERS)
+
+
+def fields_read(s: State, rows: tuple[Row | None, ...]) -> dict[str, frozenset[str]]:
+    """Per invariant (``invariant:NAME``) and step property (``step:NAME``): the state
+    fields it reads when evaluated on ``s`` (a step property: on ``s -> s`` after each of
+    ``rows``).  A change to other fields cannot break it, so a conformance run that saw
+    only such changes has not judged it.  The predicates are total loops over the
+    configured sizes, so one evaluation reads every field they depend on for that
+    configuration."""
+    from spec.transitions import Caller
+
+    out: dict[str, frozenset[str]] = {}
+    for inv in invariants.INVARIANTS:
+        seen: set[str] = set()
+        inv.holds(cast(State, _Reading(s, seen)))
+        out[f"invariant:{inv.name}"] = frozenset(seen)
+    for prop in invariants.STEP_PROPERTIES:
+        seen = set()
+        for row in rows:
+            for ret in (0, _ERROR):  # what it reads may depend on success or failure
+                before, after = cast(State, _Reading(s, seen)), cast(State, _Reading(s, seen))
+                prop.holds(before, Caller(0, 0), row, after, ret)
+        out[f"step:{prop.name}"] = frozenset(seen)
+    return out
+
+
+def fields_changed(s: State, s2: State, among: frozenset[str] = _FIELDS) -> frozenset[str]:
+    """The state fields (of ``among``) whose value differs between ``s`` and ``s2``."""
+    a, b = s.__dict__, s2.__dict__
+    return frozenset(f for f in among if a[f] is not b[f] and a[f] != b[f])

@@ -15,6 +15,7 @@ import attrs
 
 from spec import logic
 from spec.logic import and_, bit, implies, not_, or_, select, ule, ult
+from spec.profile import DOMID_FIRST_RESERVED
 from spec.state import (
     ABSENT,
     CLOSED,
@@ -120,8 +121,7 @@ def well_formed(s: State) -> Any:
             s.ch_rvm[i] == NONE, s.ch_rport[i] == NONE, not_(s.ch_pending[i]),
             not_(s.ch_masked[i]))) for i in range(V * P)],
         [implies(s.ch_state[i] == UNBOUND, and_(
-            or_(_is_vm(s, s.ch_rvm[i]), s.ch_rvm[i] == NONE), s.ch_rport[i] == NONE))
-         for i in range(V * P)],
+            _offer_names(s, s.ch_rvm[i]), s.ch_rport[i] == NONE)) for i in range(V * P)],
         [or_(_is_vm(s, d), d == NONE) for d in s.dev_owner],
     )
 
@@ -262,22 +262,36 @@ def quota_respected(s: State) -> Any:
 
 
 def channels_paired(s: State) -> Any:
-    """A bound port points at a bound port that points back, so a send has one receiver."""
+    """A bound port points at a bound port that points back, so a send has one receiver;
+    the other end is another VM's unless the profile allows loopback channels."""
     cfg = s.cfg
+    loop = cfg.profile.evtchn_loopback
     out = []
     for i in range(cfg.n_vms * cfg.n_ports):
         v = i // cfg.n_ports
         rvm, rport = s.ch_rvm[i], s.ch_rport[i]
         r = s.vp(rvm, rport)
+        other = True if loop else rvm != v
         out.append(implies(s.ch_state[i] == INTERDOMAIN, and_(
-            _is_vm(s, rvm), rvm != v, ult(rport, cfg.n_ports),
+            _is_vm(s, rvm), other, ult(rport, cfg.n_ports),
             select(s.vm_state, rvm, ABSENT) != ABSENT,
             select(s.ch_state, r, CLOSED) == INTERDOMAIN,
             select(s.ch_rvm, r, NONE) == v,
             select(s.ch_rport, r, NONE) == i % cfg.n_ports)))
-        out.append(implies(and_(s.ch_state[i] == UNBOUND, _is_vm(s, rvm)),
-                           and_(select(s.vm_state, rvm, ABSENT) != ABSENT, rvm != v)))
+        if not s.cfg.profile.evtchn_any_remote:  # an offer may name a domain yet to come
+            out.append(implies(and_(s.ch_state[i] == UNBOUND, _is_vm(s, rvm)),
+                               and_(select(s.vm_state, rvm, ABSENT) != ABSENT, other)))
+        elif not loop:
+            out.append(implies(s.ch_state[i] == UNBOUND, rvm != v))
     return and_(out)
+
+
+def _offer_names(s: State, rvm: Any) -> Any:
+    """What an unbound port may name as its remote: a VM, nobody (NONE: its peer is gone),
+    or -- where the profile lets an offer name any domain -- any domain id."""
+    if s.cfg.profile.evtchn_any_remote:
+        return or_(ult(rvm, DOMID_FIRST_RESERVED), rvm == NONE)
+    return or_(_is_vm(s, rvm), rvm == NONE)
 
 
 def devices_owned_by_live_vms(s: State) -> Any:

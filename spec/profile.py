@@ -45,6 +45,15 @@ class Profile:
     suspend_states: int = 0xF
     # SMCCC_ARCH_FEATURES asked about SMCCC_VERSION or SMCCC_ARCH_FEATURES themselves
     arch_features_self: int = 0
+    # Event channels (Xen event_channel.h leaves these open; pvspec's own ABI takes the
+    # strict reading): a port offered to, and bound by, the offering VM itself ...
+    evtchn_loopback: bool = False
+    # ... an offer naming a domain that does not exist (yet) ...
+    evtchn_any_remote: bool = False
+    # ... EVTCHNOP_send on a port nobody has bound yet (the event is dropped) ...
+    evtchn_send_unbound: bool = False
+    # ... EVTCHNOP_unmask of a closed port (nothing to unmask) succeed.
+    evtchn_unmask_closed: bool = False
 
 
 DEFAULT = Profile()
@@ -98,7 +107,27 @@ DIMENSIONS: tuple[Dimension, ...] = (
               "SMCCC_ARCH_FEATURES themselves may be queried is read both ways: Trusted "
               "Firmware-A answers 0, Linux KVM NOT_SUPPORTED; docs/findings.md)",
               "SMCCC_ARCH_FEATURES(SMCCC_VERSION or SMCCC_ARCH_FEATURES)"),
+    Dimension("evtchn_loopback", (False, True),
+              frozenset({"EVTCHN_ALLOC_UNBOUND", "EVTCHN_BIND_INTERDOMAIN"}),
+              "Xen event_channel.h EVTCHNOP_alloc_unbound / EVTCHNOP_bind_interdomain (the "
+              "remote domain may be DOMID_SELF; nothing says it must be another domain)",
+              "a VM may offer a port to itself and bind it (a loopback channel)"),
+    Dimension("evtchn_any_remote", (False, True), frozenset({"EVTCHN_ALLOC_UNBOUND"}),
+              "Xen event_channel.h EVTCHNOP_alloc_unbound (remote_dom names the domain "
+              "allowed to bind; nothing says it must exist when the port is offered)",
+              "EVTCHN_ALLOC_UNBOUND accepts any remote id below DOMID_FIRST_RESERVED "
+              "(0x7FF0), live or not"),
+    Dimension("evtchn_send_unbound", (False, True), frozenset({"EVTCHN_SEND"}),
+              "Xen event_channel.h EVTCHNOP_send (sends to the remote end of the channel; "
+              "an unbound port has none, and the header does not say whether that is an "
+              "error or a notification lost)",
+              "EVTCHN_SEND on an unbound port succeeds and changes nothing"),
+    Dimension("evtchn_unmask_closed", (False, True), frozenset({"EVTCHN_UNMASK"}),
+              "Xen event_channel.h EVTCHNOP_unmask (unmasks 'the specified local port'; "
+              "whether a closed one is an error is not said)",
+              "EVTCHN_UNMASK on a closed port (in range) succeeds and changes nothing"),
 )
+DOMID_FIRST_RESERVED = 0x7FF0  # Xen xen.h: ids from here on are not domains (DOMID_SELF...)
 BY_NAME = {d.name: d for d in DIMENSIONS}
 
 

@@ -20,6 +20,7 @@ import attrs
 from spec import logic
 from spec.hypercalls.abi import ABI_VERSION, ARCH_WORKAROUNDS, EVENTS, TABLE, Row
 from spec.logic import and_, bit, ite, not_, or_, select, set_bit, store, ule, ult
+from spec.profile import DOMID_FIRST_RESERVED
 from spec.state import (
     ABSENT,
     CLOSED,
@@ -627,8 +628,20 @@ def _free_port(s: State, vm: Any) -> tuple[Any, Any]:
     return logic.any_(frees), logic.first(frees, NONE)
 
 
+def _remote_ok(s: State, me: Caller, remote: Any, offer: bool) -> Any:
+    """Whether ``remote`` may be the other end of a channel of ``me``'s: a live VM other
+    than the caller -- unless the profile allows a loopback channel, or (for an offer)
+    any domain id, live or not (spec/profile.py ``evtchn_*``)."""
+    p = s.cfg.profile
+    if offer and p.evtchn_any_remote:
+        exists = ult(remote, DOMID_FIRST_RESERVED)
+    else:
+        exists = _live_vm(s, remote)
+    return exists if p.evtchn_loopback else and_(exists, remote != me.vm)
+
+
 def evtchn_alloc_unbound(s: State, me: Caller, row: Row, remote: Any) -> Result:
-    if not _live_vm(s, remote) or remote == me.vm:
+    if not _remote_ok(s, me, remote, offer=True):
         return fail(s, row, "INVALID_PARAMETERS")
     have, p = _free_port(s, me.vm)
     if not have:
@@ -642,7 +655,7 @@ def evtchn_alloc_unbound(s: State, me: Caller, row: Row, remote: Any) -> Result:
 
 
 def evtchn_bind_interdomain(s: State, me: Caller, row: Row, remote: Any, rport: Any) -> Result:
-    if not _live_vm(s, remote) or remote == me.vm or not ult(rport, s.cfg.n_ports):
+    if not _remote_ok(s, me, remote, offer=False) or not ult(rport, s.cfg.n_ports):
         return fail(s, row, "INVALID_PARAMETERS")
     r = s.vp(remote, rport)
     if select(s.ch_state, r) != UNBOUND or select(s.ch_rvm, r) != me.vm:
@@ -674,11 +687,14 @@ def _raise(s: State, vm: Any, vcpu: Any, line: Any) -> State:
 
 
 def evtchn_send(s: State, me: Caller, row: Row, port: Any) -> Result:
-    """Set the bound peer's pending bit; interrupt its vCPU 0 unless the peer port is masked."""
+    """Set the bound peer's pending bit; interrupt its vCPU 0 unless the peer port is masked.
+    On an unbound port: INVALID_PARAMETERS, or nothing happens where the profile drops it."""
     i, err = _own_port(s, row, me, port)
     if err:
         return err
     if select(s.ch_state, i) != INTERDOMAIN:
+        if s.cfg.profile.evtchn_send_unbound:
+            return ok(s)
         return fail(s, row, "INVALID_PARAMETERS")
     rvm, rport = select(s.ch_rvm, i), select(s.ch_rport, i)
     r = s.vp(rvm, rport)
@@ -717,7 +733,11 @@ def evtchn_mask(s: State, me: Caller, row: Row, port: Any) -> Result:
 
 
 def evtchn_unmask(s: State, me: Caller, row: Row, port: Any) -> Result:
-    """Unmask; an event that arrived while masked is delivered now (Xen EVTCHNOP_unmask)."""
+    """Unmask; an event that arrived while masked is delivered now (Xen EVTCHNOP_unmask).
+    A closed port (in range) has nothing to unmask: an error, or a no-op by the profile."""
+    if s.cfg.profile.evtchn_unmask_closed and ult(port, s.cfg.n_ports) and \
+            select(s.ch_state, s.vp(me.vm, port)) == CLOSED:
+        return ok(s)
     i, err = _own_port(s, row, me, port)
     if err:
         return err

@@ -7,6 +7,9 @@ The archive holds /dev (with the /dev/console node the kernel opens for init's s
 streams), /proc, /init (INIT, mode 0755) and /agent.elf (AGENT).  Written to OUT.tmp.PID
 and renamed, so a concurrent build never leaves a half-written archive.  Deterministic:
 every timestamp is 0.
+
+guests/xen-dom0/mkinitrd.py writes its archive with :func:`write_archive` and
+:func:`base_members` (it imports this file by its path).
 """
 
 from __future__ import annotations
@@ -14,7 +17,11 @@ from __future__ import annotations
 import os
 import stat
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+
+# an archive member: (path inside the archive, st_mode, contents, (rdev major, rdev minor))
+Member = tuple[str, int, bytes, tuple[int, int]]
 
 
 def _entry(ino: int, name: str, mode: int, data: bytes = b"",
@@ -27,14 +34,23 @@ def _entry(ino: int, name: str, mode: int, data: bytes = b"",
     return head + data + b"\0" * (-len(data) % 4)
 
 
-def build(out: Path, init: Path, agent: Path) -> None:
-    members = [
-        ("dev", stat.S_IFDIR | 0o755, b"", (0, 0)),
-        ("dev/console", stat.S_IFCHR | 0o600, b"", (5, 1)),
-        ("proc", stat.S_IFDIR | 0o755, b"", (0, 0)),
-        ("init", stat.S_IFREG | 0o755, init.read_bytes(), (0, 0)),
-        ("agent.elf", stat.S_IFREG | 0o644, agent.read_bytes(), (0, 0)),
-    ]
+def directory(name: str) -> Member:
+    return (name, stat.S_IFDIR | 0o755, b"", (0, 0))
+
+
+def regular(name: str, data: bytes, mode: int = 0o644) -> Member:
+    return (name, stat.S_IFREG | mode, data, (0, 0))
+
+
+def base_members(init: Path) -> list[Member]:
+    """/dev with /dev/console, /proc and /init (``init``'s contents, mode 0755)."""
+    return [directory("dev"), ("dev/console", stat.S_IFCHR | 0o600, b"", (5, 1)),
+            directory("proc"), regular("init", init.read_bytes(), 0o755)]
+
+
+def write_archive(out: Path, members: Sequence[Member]) -> None:
+    """Write ``members``, in order (inode numbers 1, 2, ...), and the trailer as a newc
+    archive padded to 512 bytes, to ``out`` (through ``OUT.tmp.PID``, renamed)."""
     blob = b"".join(_entry(i + 1, name, mode, data, rdev)
                     for i, (name, mode, data, rdev) in enumerate(members))
     blob += _entry(len(members) + 1, "TRAILER!!!", 0)
@@ -42,6 +58,10 @@ def build(out: Path, init: Path, agent: Path) -> None:
     tmp = out.with_name(f"{out.name}.tmp.{os.getpid()}")
     tmp.write_bytes(blob)
     os.replace(tmp, out)
+
+
+def build(out: Path, init: Path, agent: Path) -> None:
+    write_archive(out, [*base_members(init), regular("agent.elf", agent.read_bytes())])
 
 
 if __name__ == "__main__":

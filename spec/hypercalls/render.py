@@ -91,8 +91,34 @@ def markdown() -> str:
             regs = f"{CONVENTIONS['arm64']['args'][i]} / {CONVENTIONS['x86_64']['args'][i]}"
             out.append(f"| {regs} | {a.name} | {a.width} | {a.kind} | {a.meaning} |")
         out.append("")
+    out += _xen_codec()
     out += ["## Environment events", "", "Not hypercalls: things that happen to the machine. "
             "The proofs cover them too.", "", "| event | arguments | meaning |", "|---|---|---|"]
     for e in EVENTS:
         out.append(f"| {e.name} | {_args(e.args)} | {e.clause} |")
     return "\n".join(out) + "\n"
+
+
+def _xen_codec() -> list[str]:
+    """The Xen event-channel codec (spec/hypercalls/xen.py) as a table."""
+    from spec.hypercalls import xen
+
+    out = ["## Codec: Xen's event channels (`abis: xen`)", "",
+           f"A target that lists `xen` speaks these calls as Xen's `event_channel_op` "
+           f"(hypercall {xen.HYPERCALL_EVENT_CHANNEL_OP}): the command number and a pointer to "
+           "its struct (xen/include/public/event_channel.h), answered with 0 or -errno. "
+           "The caller names itself as DOMID_SELF; a model VM id is the Xen domain id. "
+           "EVTCHN_MASK and EVTCHN_CLEAR have no command (Xen's mask and pending bits are "
+           "in the shared-info page), and EVTCHN_STATUS's pending and masked bits are not "
+           "in `evtchn_status`: those are not judged through this ABI.", "",
+           "| model call | EVTCHNOP command | struct size | struct layout (Python struct) |",
+           "|---|---|---|---|"]
+    for c in xen.COMMANDS.values():
+        out.append(f"| {c.row} | {c.op.name.lower()} ({int(c.op)}) | {c.size} | "
+                   f"`{c.layout}` |")
+    out += ["", "| errno | stands for the model's |", "|---|---|"]
+    for name, number in xen.ERRNO.items():
+        meant = [m for m, es in xen.EXPRESSES.items() if number in es]
+        out.append(f"| -{name} (-{number}) | {', '.join(meant) or '(none)'} |")
+    out.append("")
+    return out

@@ -30,6 +30,7 @@ from _machines import (
     group_gone,
 )
 
+from conformance.guest_machine import fnv1a, parse_line
 from conformance.kvm_psci import (
     ENTRY_IMAGE,
     CpuState,
@@ -41,8 +42,6 @@ from conformance.kvm_psci import (
     NotServing,
     Raised,
     Returned,
-    _fnv1a,
-    _parse,
     build_initrd,
     missing_prerequisites,
 )
@@ -78,19 +77,19 @@ def machine(shared: KvmPsciMachine) -> KvmPsciMachine:
 
 
 def _line(body: bytes) -> bytes:
-    return body + b" #%08x\r\n" % _fnv1a(body)
+    return body + b" #%08x\r\n" % fnv1a(body)
 
 
 def test_protocol_lines_are_checked() -> None:
     """Only whole lines of ours count: kernel noise before the marker is skipped, a line a
     kernel message cut through (checksum mismatch) is dropped."""
     good = _line(b"@@PVK 12 R 10001 0 5")
-    assert _parse(good) == ("12", ["R", "10001", "0", "5"])
-    assert _parse(b"[  3.1] random: crng init done" + good) == ("12", ["R", "10001", "0", "5"])
+    assert parse_line(good) == ("12", ["R", "10001", "0", "5"])
+    assert parse_line(b"[  3.1] random: crng init done" + good) == ("12", ["R", "10001", "0", "5"])
     torn = good.replace(b"10001", b"10[  3.1] kvm: x001")
-    assert _parse(torn) is None
-    assert _parse(b"[    0.000000] Booting Linux on physical CPU 0x0\r\n") is None
-    assert _parse(_line(b"@@PVK 12")) is None  # no kind
+    assert parse_line(torn) is None
+    assert parse_line(b"[    0.000000] Booting Linux on physical CPU 0x0\r\n") is None
+    assert parse_line(_line(b"@@PVK 12")) is None  # no kind
 
 
 def test_initrd_build_is_idempotent(initrd: Path) -> None:

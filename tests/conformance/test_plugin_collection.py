@@ -107,7 +107,7 @@ def test_a_bad_target_is_a_usage_error_listing_the_forms(pytester, bad):
     err = res.stderr.str()
     assert err.startswith("ERROR: --pvspec-target:")
     assert ("accepted targets: reference | spec | qemu-psci | kvm-arm64[:nvhe|:protected] | "
-            "exec:COMMAND | vhost-user:SOCKET") in err
+            "xen-arm64 | exec:COMMAND | vhost-user:SOCKET") in err
     assert "Traceback" not in err + res.stdout.str()
 
 
