@@ -486,6 +486,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from conformance.benchmarks import oracle as conf_bench
 
         results["conformance"] = conf_bench.run()
+    if args.real_targets:
+        from conformance.benchmarks import real_targets
+
+        results["real_targets"] = real_targets.run()
     print(json.dumps(results, indent=1, default=str))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1, default=str))
@@ -603,6 +607,8 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--json", help="write the figures to this file")
     be.add_argument("--quick", action="store_true", help="short runs")
     be.add_argument("--conformance", action="store_true", help="also the oracle's steps/s")
+    be.add_argument("--real-targets", action="store_true",
+                    help="also boot time and checked calls/s on qemu-psci, kvm-arm64, xen-arm64")
     be.set_defaults(fn=cmd_bench)
 
     ab = sub.add_parser("abi", parents=[common], help="print the hypercall ABI table")

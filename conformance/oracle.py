@@ -193,10 +193,15 @@ class Differ:
         self.profile = target_profile(self.target)
         self._image = self.profile.get("memory") == "image" or not any(
             abi.BY_NAME[n].abi == "pvspec" for n in target_rows(self.profile))
+        codec_spoken = codec_abi(self.profile)
         for dim in spec_profile.DIMENSIONS:
             declared = self.profile.get(dim.name)
-            self.candidates[dim.name] = dim.values if declared is None else (
-                spec_profile.parse_value(dim.name, declared),)
+            if declared is not None:
+                self.candidates[dim.name] = (spec_profile.parse_value(dim.name, declared),)
+            elif dim.abi and dim.abi != codec_spoken:  # the target's ABI defines it
+                self.candidates[dim.name] = dim.values[:1]
+            else:
+                self.candidates[dim.name] = dim.values
         self._settle()
         self.s = self._initial()
         self.names = Names(self.cfg.n_vms, self.cfg.n_ports)

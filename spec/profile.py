@@ -66,6 +66,10 @@ class Dimension:
     rows: frozenset[str]  # the calls whose answer can depend on it
     clause: str
     meaning: str
+    # the ABI whose text leaves the answer open ("" for the firmware ABIs, whose calls a
+    # target speaks as they are): a target speaking the calls in another ABI (pvspec's
+    # own, which defines the answer) is held to the first value
+    abi: str = ""
 
 
 _WA = (-1, 0, 1, -2)  # not supported, required, not needed, not required (SMCCC 1.2+)
@@ -111,21 +115,21 @@ DIMENSIONS: tuple[Dimension, ...] = (
               frozenset({"EVTCHN_ALLOC_UNBOUND", "EVTCHN_BIND_INTERDOMAIN"}),
               "Xen event_channel.h EVTCHNOP_alloc_unbound / EVTCHNOP_bind_interdomain (the "
               "remote domain may be DOMID_SELF; nothing says it must be another domain)",
-              "a VM may offer a port to itself and bind it (a loopback channel)"),
+              "a VM may offer a port to itself and bind it (a loopback channel)", abi="xen"),
     Dimension("evtchn_any_remote", (False, True), frozenset({"EVTCHN_ALLOC_UNBOUND"}),
               "Xen event_channel.h EVTCHNOP_alloc_unbound (remote_dom names the domain "
               "allowed to bind; nothing says it must exist when the port is offered)",
               "EVTCHN_ALLOC_UNBOUND accepts any remote id below DOMID_FIRST_RESERVED "
-              "(0x7FF0), live or not"),
+              "(0x7FF0), live or not", abi="xen"),
     Dimension("evtchn_send_unbound", (False, True), frozenset({"EVTCHN_SEND"}),
               "Xen event_channel.h EVTCHNOP_send (sends to the remote end of the channel; "
               "an unbound port has none, and the header does not say whether that is an "
               "error or a notification lost)",
-              "EVTCHN_SEND on an unbound port succeeds and changes nothing"),
+              "EVTCHN_SEND on an unbound port succeeds and changes nothing", abi="xen"),
     Dimension("evtchn_unmask_closed", (False, True), frozenset({"EVTCHN_UNMASK"}),
               "Xen event_channel.h EVTCHNOP_unmask (unmasks 'the specified local port'; "
               "whether a closed one is an error is not said)",
-              "EVTCHN_UNMASK on a closed port (in range) succeeds and changes nothing"),
+              "EVTCHN_UNMASK on a closed port (in range) succeeds and changes nothing", abi="xen"),
 )
 DOMID_FIRST_RESERVED = 0x7FF0  # Xen xen.h: ids from here on are not domains (DOMID_SELF...)
 BY_NAME = {d.name: d for d in DIMENSIONS}

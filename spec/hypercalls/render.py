@@ -77,7 +77,9 @@ def markdown() -> str:
         if len(d.values) > 8:
             values = f"{profile.render_value(d.values[0])}, then any of " \
                      f"{profile.render_value(d.values[1])}..{profile.render_value(d.values[-1])}"
-        out.append(f"| {d.name} | {values} | {', '.join(sorted(d.rows))} | {d.clause} |")
+        where = f" (open in the `{d.abi}` ABI; pvspec's own ABI fixes the first value)" \
+            if d.abi else ""
+        out.append(f"| {d.name} | {values} | {', '.join(sorted(d.rows))} | {d.clause}{where} |")
     out += ["", "## Arguments", ""]
     for row in TABLE:
         out.append(f"### {row.name}")

@@ -1,0 +1,70 @@
+"""Boot time and oracle-checked calls per second on the real hypervisors (issue targets
+``qemu-psci``, ``kvm-arm64``, ``xen-arm64``), each under QEMU's TCG on this host.
+
+Per target: ``boot_s``, the first reset (QEMU started, the hypervisor booted, our agent or
+init serving); then a conformance campaign of ``examples`` examples, as ``pvspec conform``
+runs it, giving ``checked_calls_per_s`` (every call run on the target and the spec and
+compared) over the campaign's own time, which includes every later reset (a fresh QEMU per
+example for qemu-psci, a fresh KVM VM for kvm-arm64, closing the suite's ports for Xen):
+the boot amortized, as a long campaign sees it.  A target whose prerequisites are missing
+is listed with the reason instead of figures.
+
+Run ``pvspec bench --real-targets`` (or ``python -m conformance.benchmarks.real_targets``).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+from conformance import oracle
+from conformance.target import make_target
+
+TARGETS = ("qemu-psci", "kvm-arm64", "xen-arm64")
+EXAMPLES = 10
+
+
+def _missing(name: str) -> str | None:
+    if name == "qemu-psci":
+        from conformance.qemu_psci_target import available
+    elif name == "kvm-arm64":
+        from conformance.kvm_psci_target import available
+    else:
+        from conformance.xen_target import available
+    return available()
+
+
+def measure(name: str, examples: int = EXAMPLES) -> dict[str, Any]:
+    missing = _missing(name)
+    if missing is not None:
+        return {"skipped": missing}
+    target = make_target(name)
+    try:
+        start = time.perf_counter()
+        target.reset(oracle.config_for(target, oracle.SIM_CONFIG))
+        boot = time.perf_counter() - start
+        out = oracle.run_oracle(target, max_examples=examples)
+    finally:
+        target.close()
+    return {"boot_s": round(boot, 2), "status": out.status, "examples": out.examples,
+            "checked_calls": out.steps, "seconds": round(out.seconds, 1),
+            "checked_calls_per_s": round(out.steps / out.seconds) if out.seconds else 0}
+
+
+def run(examples: int = EXAMPLES, targets: tuple[str, ...] = TARGETS) -> dict[str, Any]:
+    """The figures of every target, one after the other."""
+    return {name: measure(name, examples) for name in targets}
+
+
+def main(argv: list[str]) -> None:
+    for name, r in run(targets=tuple(argv) or TARGETS).items():
+        if "skipped" in r:
+            print(f"{name:12} skipped: {r['skipped']}")
+        else:
+            print(f"{name:12} boot {r['boot_s']:6.2f} s   {r['checked_calls_per_s']:6d} checked "
+                  f"calls/s ({r['checked_calls']} in {r['seconds']} s, {r['status']})")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
