@@ -65,6 +65,11 @@ EXPECTED_DEVIATIONS: dict[tuple[str, str, str], str] = {
         "F1: QEMU 7.2 vhost-user-blk GET_ID writes 15 of 20 bytes but reports len 21",
     ("qemu-vhost-user-blk", "get-id-len-bytes", "VIRTIO-5.2.6-GET-ID-NUL-PADDED"):
         "F1: the id string's padding is left as the driver's bytes, not NUL",
+    ("qemu-vhost-user-blk", "blk-semantics", "VIRTIO-5.2.6-GET-ID-NUL-PADDED"):
+        "F1: the id string's padding is left as the driver's bytes, not NUL",
+    ("qemu-vhost-user-blk", "read-past-capacity-len-bytes", "VIRTIO-2.7.8-DEV-WRITE-LEN-BYTES"):
+        "F2: QEMU 7.2 vhost-user-blk answers a read past capacity with IOERR and len 1025 "
+        "but writes only the status byte",
 }
 
 # What each check is about (its ``covers``): a check that breaks leaves these unjudged
@@ -77,11 +82,13 @@ STEP_RULES = (
     "VIRTIO-2.7.10-DEV-FLAGS-ZERO-EVENT-IDX", "VIRTIO-6.2-DEV-IN-ORDER",
 )
 # virtio-blk rules judged on each completion against the disk model: they need the
-# disk's contents, which only a managed target shows
+# disk's contents, which only a managed target shows.  (A request past capacity breaks a
+# driver rule, 5.2.6.1, and binds the device to no answer: it credits none of these.)
 BLK_DATA_RULES = (
-    "VIRTIO-5.2.6-DEV-DATA-INTEGRITY", "VIRTIO-5.2.6.2-DEV-OUT-OF-RANGE-IOERR",
-    "VIRTIO-5.2.6.2-DEV-STABLE-WRITES", "VIRTIO-5.2.6.2-DEV-UNSUPP-FLAGS",
-    "VIRTIO-5.2.6.2-DEV-WRITE-ZEROES-READ-ZERO", "VIRTIO-5.2.6.2-DEV-RO-IOERR",
+    "VIRTIO-5.2.6-DEV-DATA-INTEGRITY", "VIRTIO-5.2.6-GET-ID-NUL-PADDED",
+    "VIRTIO-5.2.6-DEV-UNSUPP-TYPE", "VIRTIO-5.2.6.2-DEV-STABLE-WRITES",
+    "VIRTIO-5.2.6.2-DEV-UNSUPP-FLAGS", "VIRTIO-5.2.6.2-DEV-WRITE-ZEROES-READ-ZERO",
+    "VIRTIO-5.2.6.2-DEV-RO-IOERR",
 )
 DISK_UNKNOWN = ("the blk data checks need the disk's contents: this target (a running "
                 "back-end on a socket) does not show what its disk holds, so the statuses, "
@@ -96,13 +103,14 @@ PLATFORM_DETAIL = ("a vhost-user front-end sees guest memory before and after ea
                    "buffers (2.7.5.1) cannot be observed on this platform")
 COVERS: dict[str, tuple[str, ...]] = {
     "features": ("VIRTIO-2.2.2-DEV-NO-UNDEFINED", "VIRTIO-6.2-DEV-OFFER-VERSION-1",
+                 *(F.dependency_requirement(F.BLOCK, f) for f in F.DEPENDENCIES[F.BLOCK]),
                  "VHOST-USER-REPLY", "VIRTIO-5.2.5.2-DEV-PADDING-ZERO",
                  "VIRTIO-5.2.5.2-DEV-WRITEBACK-ZERO", "VIRTIO-5.2.6-DEV-DATA-INTEGRITY"),
     "blk-semantics": STEP_RULES + BLK_DATA_RULES,
     "chains": (*STEP_RULES, "VIRTIO-2.7.5.3-DEV-MIXED-CHAIN",
                "VIRTIO-5.2.6-DEV-DATA-INTEGRITY", "VIRTIO-5.2.6.2-DEV-STABLE-WRITES"),
     "used-len": (*STEP_RULES, "VIRTIO-5.2.6-GET-ID-NUL-PADDED",
-                 "VIRTIO-5.2.6-DEV-DATA-INTEGRITY", "VIRTIO-5.2.6.2-DEV-UNSUPP-FLAGS"),
+                 "VIRTIO-5.2.6-DEV-DATA-INTEGRITY"),
     "notifications": (*STEP_RULES, "VIRTIO-2.7.7-DEV-NOTIFY-FLAGS0",
                       "VIRTIO-2.7.7-DEV-NO-NOTIFY-FLAGS1", "VIRTIO-2.7.10-DEV-FLAGS-VALUES"),
     "index-wrap": (*STEP_RULES, "VHOST-USER-VRING-BASE"),
@@ -255,11 +263,16 @@ def check_features(t: Target) -> list[Result]:
     c = Ctx(t, "features")
     with _session(t) as s:
         offer = s.offered & ~VHOST_ONLY_BITS & ~LEGACY_BITS
-        v = F.check_device_offer(F.BLOCK, offer)
-        c.add(v.requirement if v else "VIRTIO-2.2.2-DEV-NO-UNDEFINED", v is None,
-              f"offered {s.offered:#x} (vhost bits and legacy {s.offered & LEGACY_BITS:#x} "
-              f"set aside){': ' + v.detail if v else ''}")
-        c.add("VIRTIO-6.2-DEV-OFFER-VERSION-1", F.has(s.offered, F.VERSION_1))
+        seen = (f"offered {s.offered:#x} (vhost bits and legacy {s.offered & LEGACY_BITS:#x} "
+                f"set aside)")
+        # each rule the offer gives occasion to judge (a dependency: when its feature is
+        # offered), under its own id
+        for rule, v in F.judge_device_offer(F.BLOCK, offer):
+            c.add(rule, v is None, seen + (f": {v.detail}" if v else ""))
+        for feat in F.DEPENDENCIES[F.BLOCK]:
+            if not F.has(offer, feat):
+                c.skip(F.dependency_requirement(F.BLOCK, feat),
+                       f"{F.feature_name(F.BLOCK, feat)} not offered", NotJudged.NOT_OFFERED)
         drv = F.check_driver_accept(F.BLOCK, offer, s.acked & ~VHOST_ONLY_BITS)
         # a driver rule: the front-end's own conduct, never credited to the device
         if drv is not None:
@@ -284,7 +297,9 @@ def check_features(t: Target) -> list[Result]:
 
 
 def check_blk_semantics(t: Target) -> list[Result]:
-    """Read, write + read-back, flush, get-id, discard/write-zeroes, out-of-range, unsupp."""
+    """Read, write + read-back, flush, get-id, discard/write-zeroes and their flags, an
+    unknown type; out-of-range requests (a driver error: the answer is the device's choice,
+    only the ring rules are judged)."""
     c = Ctx(t, "blk-semantics")
     with _session(t) as s:
         cap = s.capacity
@@ -300,12 +315,22 @@ def check_blk_semantics(t: Target) -> list[Result]:
             ("unsupported-type", [R(99, 0, in_len=0)]),
         ]
         if F.has(s.virtio_features, blk.FB["WRITE_ZEROES"]):
+            # 5.2.6.2: an unknown flag (bit 1) ends in UNSUPP; sector 20 holds data, so a
+            # device that zeroes it anyway shows
             reqs += [("write-zeroes", [R(blk.T_WRITE_ZEROES, data=blk.encode_segment(8, 2))]),
-                     ("read-zeroes", [R(blk.T_IN, 8, in_len=1024)])]
+                     ("read-zeroes", [R(blk.T_IN, 8, in_len=1024)]),
+                     ("write-zeroes-unknown-flag",
+                      [R(blk.T_WRITE_ZEROES, data=blk.encode_segment(20, 1, flags=2))])]
         if F.has(s.virtio_features, blk.FB["DISCARD"]):
             reqs += [("discard", [R(blk.T_DISCARD, data=blk.encode_segment(40, 1))]),
                      ("discard-unmap-flag",
-                      [R(blk.T_DISCARD, data=blk.encode_segment(40, 1, unmap=True))])]
+                      [R(blk.T_DISCARD, data=blk.encode_segment(40, 1, unmap=True))]),
+                     ("discard-unknown-flag",
+                      [R(blk.T_DISCARD, data=blk.encode_segment(44, 1, flags=2))])]
+        if not F.has(s.virtio_features, blk.FB["DISCARD"]) and not F.has(
+                s.virtio_features, blk.FB["WRITE_ZEROES"]):
+            c.skip("VIRTIO-5.2.6.2-DEV-UNSUPP-FLAGS", "neither DISCARD nor WRITE_ZEROES "
+                   "offered: no range command to set flags in", NotJudged.NOT_OFFERED)
         if s.disk is None:
             for rule in BLK_DATA_RULES:
                 c.skip(rule, DISK_UNKNOWN, NotJudged.NOT_IMPLEMENTED)
@@ -336,21 +361,39 @@ def check_chains(t: Target) -> list[Result]:
     return c.results
 
 
+USED_LEN_CASES: dict[str, Callable[[int], blk.Request]] = {  # capacity -> request
+    "read-len-bytes": lambda cap: R(blk.T_IN, 2, in_len=512),
+    "get-id-len-bytes": lambda cap: R(blk.T_GET_ID, in_len=blk.ID_BYTES),
+    # F2: a read past capacity (a driver error: its status is the device's choice, but
+    # 2.7.8.2 binds whatever len it reports)
+    "read-past-capacity-len-bytes": lambda cap: R(blk.T_IN, cap - 1, in_len=1024),
+}
+
+
 def check_used_len(t: Target) -> list[Result]:
     """2.7.8.2: the first ``len`` writable bytes are written before used.idx (two poisons).
 
     The same request runs twice, its writable bytes poisoned 0xA5, then 0x5A: a byte the
     device wrote reads the same both times, a byte it left keeps the poison.  When the
     device does not complete both (a progress failure, reported by the step), there is
-    nothing to compare and the two-poison rules are not judged.
+    nothing to compare and the two-poison rules are not judged.  The cases: a read, GET_ID
+    (its id is also judged, 5.2.6) and a read past capacity (docs/findings.md F2).
     """
     results: list[Result] = []
-    for name, req in (("read-len-bytes", R(blk.T_IN, 2, in_len=512)),
-                      ("get-id-len-bytes", R(blk.T_GET_ID, in_len=blk.ID_BYTES))):
+    for name, make in USED_LEN_CASES.items():
         c = Ctx(t, name)
         seen: list[tuple[bytes, int]] = []
         steps: list[ss.Step] = []
         with _session(t) as s:
+            req = make(s.capacity)
+            rules = ["VIRTIO-2.7.8-DEV-WRITE-LEN-BYTES"] + (
+                ["VIRTIO-5.2.6-GET-ID-NUL-PADDED"] if req.type == blk.T_GET_ID else [])
+            if req.sector < 0:
+                for rule in rules:
+                    c.skip(rule, f"{name}: the device shows no capacity (no config space)",
+                           NotJudged.NOT_REACHED)
+                results.extend(c.results)
+                continue
             for poison in (0xA5, 0x5A):
                 placed, _ = s.submit([req])
                 head = placed[0][0]
@@ -364,8 +407,6 @@ def check_used_len(t: Target) -> list[Result]:
                 if comp is None or comp.length is None:
                     break
                 seen.append((comp.data_in + bytes([comp.status or 0]), comp.length))
-        rules = ["VIRTIO-2.7.8-DEV-WRITE-LEN-BYTES"] + (
-            ["VIRTIO-5.2.6-GET-ID-NUL-PADDED"] if req.type == blk.T_GET_ID else [])
         if len(seen) < 2:
             for rule in rules:
                 c.skip(rule, f"{name}: the device completed {len(seen)} of the 2 poisoned "
@@ -381,9 +422,7 @@ def check_used_len(t: Target) -> list[Result]:
               f"driver's poison" if unwritten else f"len {la}: all written", trace)
         if req.type == blk.T_GET_ID and a:
             ident = a[: blk.ID_BYTES]
-            nul = ident.find(b"\0")
-            padded = nul < 0 or not any(ident[nul:])
-            c.add("VIRTIO-5.2.6-GET-ID-NUL-PADDED", padded and a[:20] == b[:20],
+            c.add("VIRTIO-5.2.6-GET-ID-NUL-PADDED", blk.id_string_ok(ident) and ident == b[:20],
                   f"id {ident!r}", trace)
         results.extend(c.results)
     return results

@@ -263,7 +263,8 @@ class BlkSession:
             # the id is the device's choice (5.2.6): adopt it, check its shape only
             self.disk = blk.Disk(self.disk.data, self.disk.stable,
                                  data_in[:blk.ID_BYTES].rstrip(b"\0"))
-        obs = blk.Outcome(status, data_in if req.type == blk.T_IN else b"", observed_disk)
+        obs = blk.Outcome(status, data_in if req.type in (blk.T_IN, blk.T_GET_ID) else b"",
+                          observed_disk)
         comp.violation = blk.check_completion(self.disk, req, self.virtio_features, obs)
         comp.rule = blk.rule_for(self.disk, req, self.virtio_features, obs)
         if comp.violation is None and observed_disk is not None:

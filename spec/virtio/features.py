@@ -128,7 +128,7 @@ _N = NET_FEATURES
 
 # Dependencies as stated by the spec: feature -> clauses that must all hold.
 DEPENDENCIES: dict[int | None, dict[int, tuple[Clause, ...]]] = {
-    None: {},  # chapter 6 states no "requires" between transport bits
+    None: {},  # chapter 6 states no "requires" between transport bits (1.3 and 1.4)
     NET: {  # §5.1.3.1
         _N["GUEST_TSO4"]: ((_N["GUEST_CSUM"],),),
         _N["GUEST_TSO6"]: ((_N["GUEST_CSUM"],),),
@@ -157,6 +157,46 @@ DEPENDENCIES: dict[int | None, dict[int, tuple[Clause, ...]]] = {
     },
     GPU: {GPU_FEATURES["CONTEXT_INIT"]: ((GPU_FEATURES["VIRGL"],),)},  # §5.7.3
 }
+
+# The section stating each device's dependencies: net and gpu list them ("requires") in
+# their feature-bit sections, which §2.2.2's MUST NOT turns into a device rule; blk states
+# its one dependency as a device MUST of its own in §5.2.5.2.
+DEPENDENCY_SECTIONS: dict[int, str] = {NET: "5.1.3.1", BLOCK: "5.2.5.2", GPU: "5.7.3"}
+# ids fixed by hand where the spec words the dependency as a statement of its own
+_DEPENDENCY_IDS: dict[tuple[int, int], str] = {
+    (BLOCK, BLK_FEATURES["CONFIG_WCE"]): "VIRTIO-5.2.5.2-DEV-WCE-NEEDS-FLUSH",
+}
+
+
+def feature_name(device_id: int | None, bit: int) -> str:
+    """The spec's name of ``bit`` for ``device_id`` (a transport bit's own name)."""
+    for table in (DEVICE_FEATURES.get(device_id or -1, {}), TRANSPORT_FEATURES):
+        for name, b in table.items():
+            if b == bit:
+                return name
+    return f"bit {bit}"
+
+
+def dependency_requirement(device_id: int | None, feature: int) -> str:
+    """The requirement id of the statement that ``feature`` of ``device_id`` needs its
+    DEPENDENCIES clauses: one id per dependency, named after the features it links (a
+    chapter 6 dependency, of which 1.3 states none, would fall under §2.2.2's own rule)."""
+    if device_id is None:
+        return "VIRTIO-2.2.2-DEV-DEPENDENCY"
+    fixed = _DEPENDENCY_IDS.get((device_id, feature))
+    if fixed is not None:
+        return fixed
+    clauses = DEPENDENCIES[device_id][feature]
+    needs = "-AND-".join("-OR-".join(feature_name(device_id, b) for b in c) for c in clauses)
+    return (f"VIRTIO-{DEPENDENCY_SECTIONS[device_id]}-DEV-{feature_name(device_id, feature)}"
+            f"-NEEDS-{needs}").replace("_", "-")
+
+
+def dependency_text(device_id: int | None, feature: int) -> str:
+    """A paraphrase of one dependency: what offering ``feature`` obliges a device to offer."""
+    clauses = DEPENDENCIES[device_id][feature]
+    needs = ", and ".join(" or ".join(feature_name(device_id, b) for b in c) for c in clauses)
+    return f"A device offering {feature_name(device_id, feature)} also offers {needs}."
 
 
 def has(features: int, bit: int) -> bool:
@@ -206,29 +246,43 @@ def bits_of(features: int) -> list[int]:
 # --- checks --------------------------------------------------------------------------
 
 
+def judge_device_offer(
+    device_id: int, offered: int, transport: Transport = "pci"
+) -> list[tuple[str, Violation | None]]:
+    """Device side of §2.2.2, §6.2 and the device sections' dependencies: every rule this
+    offer gives occasion to judge, each with its violation (``None``: it held).
+
+    A dependency is judged only when its feature is offered, the SR-IOV rule only off PCI
+    (on PCI it depends on the device's capability structure, which an offer does not show).
+    """
+    out: list[tuple[str, Violation | None]] = []
+
+    def rule(rid: str, bad: bool, detail: str) -> None:
+        out.append((rid, Violation(rid, "device", detail) if bad else None))
+
+    rule("VIRTIO-6.2-DEV-OFFER-VERSION-1", not has(offered, VERSION_1), "VERSION_1 not offered")
+    if transport != "pci":
+        rule("VIRTIO-6.2-DEV-SR-IOV-PCI-ONLY", has(offered, SR_IOV), f"SR_IOV on {transport}")
+    undefined = offered & ~defined_bits(device_id, transport)
+    rule("VIRTIO-2.2.2-DEV-NO-UNDEFINED", bool(undefined),
+         f"offers undefined bits {bits_of(undefined)}")
+    for dev in (None, device_id):
+        for feat, clauses in DEPENDENCIES.get(dev, {}).items():
+            if not has(offered, feat):
+                continue
+            unmet = [c for c in clauses if not any(has(offered, b) for b in c)]
+            rule(dependency_requirement(dev, feat), bool(unmet),
+                 f"{feature_name(dev, feat)} (bit {feat}) offered without "
+                 + " and without ".join(" or ".join(f"{feature_name(dev, b)} (bit {b})"
+                                                    for b in c) for c in unmet))
+    return out
+
+
 def check_device_offer(
     device_id: int, offered: int, transport: Transport = "pci"
 ) -> Violation | None:
-    """Device side of §2.2.2 and §6.2: what a device may offer."""
-    if not has(offered, VERSION_1):
-        return Violation("VIRTIO-6.2-DEV-OFFER-VERSION-1", "device", "VERSION_1 not offered")
-    if transport != "pci" and has(offered, SR_IOV):
-        return Violation("VIRTIO-6.2-DEV-SR-IOV-PCI-ONLY", "device", f"SR_IOV on {transport}")
-    undefined = offered & ~defined_bits(device_id, transport)
-    if undefined:
-        return Violation(
-            "VIRTIO-2.2.2-DEV-NO-UNDEFINED", "device", f"offers undefined bits {bits_of(undefined)}"
-        )
-    missing = missing_dependencies(device_id, offered)
-    if missing:
-        feat, clause = missing[0]
-        rid = (
-            "VIRTIO-5.2.5.2-DEV-WCE-NEEDS-FLUSH"
-            if device_id == BLOCK
-            else "VIRTIO-2.2.2-DEV-DEPENDENCY"
-        )
-        return Violation(rid, "device", f"bit {feat} offered without any of {list(clause)}")
-    return None
+    """Device side of §2.2.2 and §6.2: what a device may offer (the first rule broken)."""
+    return next((v for _, v in judge_device_offer(device_id, offered, transport) if v), None)
 
 
 def check_driver_accept(

@@ -62,11 +62,17 @@ IMPLIED_RULES: dict[str, tuple[str, str]] = {
                                     "writable bytes of its list"),
     "PVSPEC-RING-PACKED-DESC-RING": ("2.8.12", "the device writes a descriptor slot only to "
                                      "mark a list used, at its next used position"),
-    "VIRTIO-6.2-DEV-IN-ORDER": ("6.2", "with IN_ORDER, buffers are used in the order they "
-                                "were made available"),
-    # descriptive text of 5.2.6 rather than a Device Requirements statement
+    # descriptive text of blk's 5.2.6 rather than a Device Requirements statement (a device
+    # chapter's rule is in the universe of that device type only)
     "VIRTIO-5.2.6-GET-ID-NUL-PADDED": ("5.2.6", "GET_ID answers the device ID string in 20 "
-                                       "bytes, NUL-padded when shorter"),
+                                       "bytes: ASCII, NUL-padded when shorter"),
+    "VIRTIO-5.2.6-DEV-UNSUPP-TYPE": ("5.2.6", "a request of a type the device does not "
+                                     "support (here: one VIRTIO does not define) ends with "
+                                     "status UNSUPP"),
+    "VIRTIO-5.2.6-DEV-DATA-INTEGRITY": ("5.2.6", "the device presents its disk as it is: "
+                                        "capacity counts its sectors, a read returns what "
+                                        "the addressed sectors hold, a write changes those "
+                                        "sectors and no others"),
 }
 
 PayloadOracle = Callable[[Chain, bytes, bytes, int | None], Sequence["Violation"]]

@@ -144,9 +144,12 @@ CORE = (
         "2.2.2",
         "MUST NOT",
         "device",
-        "The device does not offer a feature without the features it depends on.",
+        "The device does not offer a feature without the features it depends on.  Each "
+        "dependency a device section states has a record of its own (§5.1.3.1, §5.2.5.2, "
+        "§5.7.3) naming the features; this one is the rule itself, which chapter 6 gives no "
+        "instance of.",
         FE + "check_device_offer",
-        T_FE + "test_planted_offer_without_dependency_is_flagged",
+        T_FE + "test_each_dependency_has_its_own_requirement",
     ),
     R(
         "VIRTIO-2.2.2-DEV-ACCEPT-VALID",
@@ -360,6 +363,17 @@ CORE = (
         "device",
         "Only a PCI device with an SR-IOV capability offers SR_IOV.",
         FE + "check_device_offer",
+    ),
+    # §6.2 in VIRTIO 1.3 and in 1.4 alike (Device Requirements: Reserved Feature Bits)
+    R(
+        "VIRTIO-6.2-DEV-IN-ORDER",
+        "6.2",
+        "MUST",
+        "device",
+        "With IN_ORDER negotiated, the device uses buffers in the order they were made "
+        "available.",
+        "spec.virtio.oracle:judge_split",
+        "tests/virtio/test_oracle.py::test_planted_split_bug_caught",
     ),
 )
 

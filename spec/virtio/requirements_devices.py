@@ -6,6 +6,7 @@ config and transmit-header basics are not yet registered.
 
 from __future__ import annotations
 
+from spec.virtio import features as F
 from spec.virtio.registry import Requirement, register
 
 BK = "spec.virtio.devices.block:"
@@ -49,6 +50,7 @@ BLOCK = (
         "A device offering CONFIG_WCE also offers FLUSH (and SHOULD always offer FLUSH).",
         FE + "check_device_offer",
         T_BK + "test_planted_wce_without_flush_is_flagged",
+        "tests/virtio/test_features.py::test_each_dependency_has_its_own_requirement",
     ),
     R(
         "VIRTIO-5.2.5.2-DEV-WRITEBACK-ZERO",
@@ -519,4 +521,21 @@ INPUT = (
     ),
 )
 
-register(*BLOCK, *NET, *CONSOLE, *ENTROPY, *GPU, *INPUT)
+# One record per "requires" line of §5.1.3.1 (net) and §5.7.3 (gpu): §2.2.2 forbids a
+# device to offer a feature without those it requires.  Blk's one dependency is a MUST of
+# §5.2.5.2 (VIRTIO-5.2.5.2-DEV-WCE-NEEDS-FLUSH above).
+DEPENDENCIES = tuple(
+    R(
+        F.dependency_requirement(dev, feat),
+        F.DEPENDENCY_SECTIONS[dev],
+        "MUST NOT",
+        "device",
+        F.dependency_text(dev, feat) + " (§2.2.2: no feature without those it requires)",
+        FE + "check_device_offer",
+        "tests/virtio/test_features.py::test_each_dependency_has_its_own_requirement",
+    )
+    for dev in (F.NET, F.GPU)
+    for feat in F.DEPENDENCIES[dev]
+)
+
+register(*BLOCK, *NET, *CONSOLE, *ENTROPY, *GPU, *INPUT, *DEPENDENCIES)

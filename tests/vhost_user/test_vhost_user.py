@@ -14,12 +14,16 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from conformance.requirements import virtio_device
 from conformance.vhost_user import checks as ck
 from conformance.vhost_user.frontend import Frontend
 from conformance.vhost_user.protocol import ProtocolViolation, Req, ViolationKind
 from conformance.vhost_user.report import build_report, run_conformance, to_checks
 from conformance.vhost_user.session import BlkSession
-from conformance.vhost_user.targets import Target
+from conformance.vhost_user.targets import Target, start_reference_blk
+from reference_impl.virtio import server as ref_server
+from reference_impl.virtio import split as ref_split
+from reference_impl.virtio.blk import blk_features as ref_blk_features
 from spec.virtio.devices import block as blk
 
 R = blk.Request
@@ -40,21 +44,93 @@ def test_qemu_blk(qemu_blk: Target, check: str) -> None:
 
 
 def test_qemu_known_deviation_is_still_there(qemu_blk: Target) -> None:
-    """F1 (docs/findings.md): strict — if QEMU fixes it, update the expected list."""
+    """F1 and F2 (docs/findings.md): strict — if QEMU fixes one, update the expected list."""
     rules = {"VIRTIO-2.7.8-DEV-WRITE-LEN-BYTES", "VIRTIO-5.2.6-GET-ID-NUL-PADDED"}
-    res = [r for r in ck.check_used_len(qemu_blk)
-           if r.check == "get-id-len-bytes" and r.rule in rules]
+    used = ck.check_used_len(qemu_blk)
+    res = [r for r in used if r.check == "get-id-len-bytes" and r.rule in rules]
     # per-step oracle judgements may pass; the two-poison comparison must still deviate
     assert {r.rule for r in res if r.status == "expected-deviation"} == rules
     assert all(r.status in ("pass", "expected-deviation") for r in res), res
+    f2 = [r for r in used if r.check == "read-past-capacity-len-bytes"
+          and r.rule == "VIRTIO-2.7.8-DEV-WRITE-LEN-BYTES" and r.status != "pass"]
+    assert [r.status for r in f2] == ["expected-deviation"], f2
+    assert "kept the driver's poison" in f2[0].detail and "F2" in f2[0].detail
+    # the single-step GET_ID judgement sees F1's poisoned padding too
+    sem = [r for r in ck.check_blk_semantics(qemu_blk)
+           if r.rule == "VIRTIO-5.2.6-GET-ID-NUL-PADDED"]
+    assert [r.status for r in sem] == ["expected-deviation"], sem
 
 
 @pytest.mark.parametrize("check", list(ck.BLK_CHECKS))
 def test_reference_blk(ref_blk: Target, check: str) -> None:
     results = ck.BLK_CHECKS[check](ref_blk)
     assert results
-    assert all(r.status in ("pass", "warn") for r in results), \
-        [r for r in results if r.status not in ("pass", "warn")]
+    # a rule about a feature ours does not offer (CONFIG_WCE) is not judged, not failed
+    bad = [r for r in results if r.status not in ("pass", "warn")
+           and (r.status, r.reason) != ("skip", "not-offered")]
+    assert not bad, bad
+
+
+def _credits(results: list[ck.Result], rule: str) -> set[str]:
+    """The steps (``what`` of a step, before ': head') that credited ``rule`` a pass."""
+    return {r.detail.split(":")[0] for r in results if r.rule == rule and r.status == "pass"}
+
+
+def test_blk_semantics_credits_each_rule_only_for_its_own_case(ref_blk: Target) -> None:
+    """A completion credits only what it evaluated: the flags rule its flag cases, GET_ID
+    and an unknown type their own 5.2.6 rules; a request past capacity (a driver error)
+    no payload rule at all."""
+    results = ck.check_blk_semantics(ref_blk)
+    assert all(r.status == "pass" for r in results), results
+    assert _credits(results, "VIRTIO-5.2.6.2-DEV-UNSUPP-FLAGS") == {
+        "discard-unmap-flag", "discard-unknown-flag", "write-zeroes-unknown-flag"}
+    assert _credits(results, "VIRTIO-5.2.6-GET-ID-NUL-PADDED") == {"get-id"}
+    assert _credits(results, "VIRTIO-5.2.6-DEV-UNSUPP-TYPE") == {"unsupported-type"}
+    payload = {rule for rule in ck.BLK_DATA_RULES} | {"VIRTIO-5.2.6-DEV-DATA-INTEGRITY"}
+    past = {r.rule for r in results if r.detail.split(":")[0].endswith("past-capacity")}
+    assert past and not past & payload, past
+    assert not [r for r in results if "OUT-OF-RANGE" in r.rule]
+    universe = {r.id for r in virtio_device("blk")}
+    assert {r.rule for r in results} <= universe
+
+
+def test_features_check_credits_each_dependency_it_judged(ref_blk: Target,
+                                                          monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """CONFIG_WCE's dependency (5.2.5.2) is judged when CONFIG_WCE is offered, under its
+    own id: not offered, it is not judged; offered without FLUSH, it fails."""
+    rule = "VIRTIO-5.2.5.2-DEV-WCE-NEEDS-FLUSH"
+    (skip,) = [r for r in ck.check_features(ref_blk) if r.rule == rule]
+    assert skip.status == "skip" and skip.reason == "not-offered"
+    wce, flush = 1 << blk.FB["CONFIG_WCE"], 1 << blk.FB["FLUSH"]
+    monkeypatch.setattr(ref_server, "blk_features", lambda: ref_blk_features() & ~flush | wce)
+    bad = [r for r in ck.check_features(ref_blk) if r.status == "fail"]
+    assert [(r.rule, r.detail.rsplit(": ", 1)[-1]) for r in bad] == [
+        (rule, "CONFIG_WCE (bit 11) offered without FLUSH (bit 9)")]
+    monkeypatch.setattr(ref_server, "blk_features", lambda: ref_blk_features() | wce)
+    (ok,) = [r for r in ck.check_features(ref_blk) if r.rule == rule]
+    assert ok.status == "pass"
+
+
+def test_planted_ioerr_len_over_unwritten_bytes_is_caught(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """F2's rule on our back-end with a planted bug: an IOERR answer that writes only the
+    status byte but reports the whole writable part as ``len`` (2.7.8.2)."""
+    real = ref_split._scatter
+
+    def lying(wr: list[memoryview], reply: bytes, in_len: int) -> int:
+        if reply and reply[-1] == blk.S_IOERR:
+            wr[-1][-1:] = reply[-1:]
+            return in_len
+        return real(wr, reply, in_len)
+
+    monkeypatch.setattr(ref_split, "_scatter", lying)
+    t = start_reference_blk()
+    try:
+        results = ck.check_used_len(t)
+    finally:
+        t.stop()
+    bad = [r for r in results if r.status != "pass"]
+    assert [(r.check, r.rule, r.status) for r in bad] == [
+        ("read-past-capacity-len-bytes", "VIRTIO-2.7.8-DEV-WRITE-LEN-BYTES", "fail")], bad
 
 
 def test_virtiofsd_fuse_init(virtiofsd: Target) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import attrs
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -25,13 +26,44 @@ def test_data_written_is_read_back(sector: int, n: int, fill: bytes) -> None:
     assert got.status == B.S_OK and got.written_in == data
 
 
-@given(st.integers(CAP, 1 << 40))
-def test_out_of_range_sector_gives_ioerr(sector: int) -> None:
+@given(st.integers(CAP, 1 << 40), st.sampled_from([B.T_IN, B.T_OUT]),
+       st.sampled_from([B.S_OK, B.S_IOERR, B.S_UNSUPP]))
+def test_out_of_range_answer_is_the_devices_choice(sector: int, typ: int, status: int) -> None:
+    """§5.2.6.1 forbids the driver to go past capacity; §5.2.6.2 states no device answer
+    for it (5.2.6 only describes IOERR as the status of a device or driver error).  So no
+    status is a violation, and the completion credits no device requirement."""
     disk = B.Disk.blank(CAP)
-    req = B.Request(B.T_IN, sector, in_len=B.SECTOR)
-    assert B.check_completion(disk, req, V1, B.Outcome(B.S_IOERR)) is None
-    v = B.check_completion(disk, req, V1, B.Outcome(B.S_OK, bytes(B.SECTOR)))  # planted bug
-    assert v is not None and v.requirement == "VIRTIO-5.2.6.2-DEV-OUT-OF-RANGE-IOERR"
+    req = B.Request(typ, sector, b"\1" * B.SECTOR if typ == B.T_OUT else b"",
+                    B.SECTOR if typ == B.T_IN else 0)
+    drv = B.check_driver_request(req, CAP, {})
+    assert drv is not None and drv.requirement == "VIRTIO-5.2.6.1-DRV-WITHIN-CAPACITY"
+    observed = B.Outcome(status, bytes(B.SECTOR) if typ == B.T_IN else b"")
+    assert B.check_completion(disk, req, V1, observed) is None
+    assert B.rule_for(disk, req, V1, observed) == ""
+    assert B.reference_device(disk, req, V1).status == B.S_IOERR  # what 5.2.6 describes
+
+
+def test_no_out_of_range_device_requirement() -> None:
+    """5.2.6.2 has no device statement about out-of-range requests: no id may cite one."""
+    from spec.virtio.oracle import IMPLIED_RULES
+    from spec.virtio.registry import all_requirements
+
+    ids = {r.id for r in all_requirements()} | set(IMPLIED_RULES)
+    assert not [i for i in ids if "OUT-OF-RANGE" in i]
+    seg = B.Request(B.T_WRITE_ZEROES, data=B.encode_segment(CAP - 1, 2))
+    wz = V1 | (1 << B.FB["WRITE_ZEROES"])
+    for status in (B.S_OK, B.S_IOERR, B.S_UNSUPP):  # a segment past capacity: the same
+        assert B.check_completion(B.Disk.blank(CAP), seg, wz, B.Outcome(status)) is None
+        assert B.rule_for(B.Disk.blank(CAP), seg, wz, B.Outcome(status)) == ""
+
+
+def test_in_range_read_credits_data_integrity_not_a_driver_rule() -> None:
+    disk = B.Disk.blank(CAP)
+    req = B.Request(B.T_IN, CAP - 1, in_len=B.SECTOR)
+    good = B.reference_device(disk, req, V1)
+    assert B.rule_for(disk, req, V1, good) == "VIRTIO-5.2.6-DEV-DATA-INTEGRITY"
+    v = B.check_completion(disk, req, V1, B.Outcome(B.S_OK, b"\7" * B.SECTOR))
+    assert v is not None and v.requirement == "VIRTIO-5.2.6-DEV-DATA-INTEGRITY"
 
 
 def test_planted_write_to_ro_is_flagged() -> None:
@@ -45,11 +77,53 @@ def test_planted_write_to_ro_is_flagged() -> None:
 
 
 def test_planted_unknown_flag_accepted() -> None:
+    disc = V1 | (1 << B.FB["DISCARD"]) | (1 << B.FB["WRITE_ZEROES"])
+    for req in (B.Request(B.T_DISCARD, data=B.encode_segment(0, 1, unmap=True)),
+                B.Request(B.T_DISCARD, data=B.encode_segment(0, 1, flags=2)),
+                B.Request(B.T_WRITE_ZEROES, data=B.encode_segment(0, 1, flags=2))):
+        assert B.check_completion(B.Disk.blank(CAP), req, disc, B.Outcome(B.S_UNSUPP)) is None
+        assert B.rule_for(B.Disk.blank(CAP), req, disc, B.Outcome(B.S_UNSUPP)) == \
+            "VIRTIO-5.2.6.2-DEV-UNSUPP-FLAGS"
+        v = B.check_completion(B.Disk.blank(CAP), req, disc, B.Outcome(B.S_OK))
+        assert v is not None and v.requirement == "VIRTIO-5.2.6.2-DEV-UNSUPP-FLAGS"
+
+
+def test_unknown_flags_rule_is_credited_only_for_its_own_case() -> None:
+    """A plain discard, GET_ID or an unknown type does not evaluate the flags rule."""
     disc = V1 | (1 << B.FB["DISCARD"])
-    req = B.Request(B.T_DISCARD, data=B.encode_segment(0, 1, unmap=True))
-    assert B.check_completion(B.Disk.blank(CAP), req, disc, B.Outcome(B.S_UNSUPP)) is None
-    v = B.check_completion(B.Disk.blank(CAP), req, disc, B.Outcome(B.S_OK))
-    assert v is not None and v.requirement == "VIRTIO-5.2.6.2-DEV-UNSUPP-FLAGS"
+    disk = B.Disk.blank(CAP)
+    plain = B.Request(B.T_DISCARD, data=B.encode_segment(0, 1))
+    assert B.rule_for(disk, plain, disc, B.Outcome(B.S_OK)) == ""
+    get_id = B.Request(B.T_GET_ID, in_len=B.ID_BYTES)
+    ok = B.reference_device(disk, get_id, V1)
+    assert B.rule_for(disk, get_id, V1, ok) == "VIRTIO-5.2.6-GET-ID-NUL-PADDED"
+    assert B.rule_for(disk, get_id, V1, B.Outcome(B.S_UNSUPP)) == ""  # not supported: a choice
+    unknown = B.Request(99)
+    assert B.rule_for(disk, unknown, V1, B.Outcome(B.S_UNSUPP)) == "VIRTIO-5.2.6-DEV-UNSUPP-TYPE"
+
+
+def test_planted_unknown_type_not_unsupp() -> None:
+    """5.2.6: a request the device does not support ends in UNSUPP (not IOERR, not OK)."""
+    for status in (B.S_OK, B.S_IOERR):
+        v = B.check_completion(B.Disk.blank(CAP), B.Request(99), V1, B.Outcome(status))
+        assert v is not None and v.requirement == "VIRTIO-5.2.6-DEV-UNSUPP-TYPE"
+    assert B.check_completion(B.Disk.blank(CAP), B.Request(99), V1, B.Outcome(B.S_UNSUPP)) is None
+
+
+@pytest.mark.parametrize(("ident", "ok"), [
+    (b"pvspec-disk".ljust(20, b"\0"), True),
+    (b"x" * 20, True),  # 20 bytes: no terminator
+    (bytes(20), True),  # the empty string
+    (b"vhost_user_blk\0" + b"\xa5" * 5, False),  # QEMU 7.2 (F1): padding left unwritten
+    (b"\xa5" * 20, False),  # nothing written: not ASCII
+    (b"caf\xc3\xa9".ljust(20, b"\0"), False),  # not ASCII
+])
+def test_planted_get_id_not_nul_padded(ident: bytes, ok: bool) -> None:
+    req = B.Request(B.T_GET_ID, in_len=B.ID_BYTES)
+    v = B.check_completion(B.Disk.blank(CAP), req, V1, B.Outcome(B.S_OK, ident))
+    assert (v is None) == ok, v
+    if not ok:
+        assert v is not None and v.requirement == "VIRTIO-5.2.6-GET-ID-NUL-PADDED"
 
 
 def test_planted_write_zeroes_keeps_data() -> None:

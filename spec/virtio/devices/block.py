@@ -2,8 +2,15 @@
 
 The oracle is a pure function from (disk, request, features) to the *set* of outcomes a
 conforming device may produce; :func:`check_completion` judges one observed completion
-against it and names the requirement that was broken.  Zoned-device commands are only
+against it and names the requirement that was broken, :func:`rule_for` the requirement a
+completion was judged against ("" when it evaluates none).  Zoned-device commands are only
 modelled as far as the non-zoned rule: without VIRTIO_BLK_F_ZONED they are UNSUPP.
+
+A request that breaks a rule §5.2.6.1 sets for the driver (reading or writing past
+``capacity``, a length that is no multiple of 512, a range segment past ``capacity``)
+binds the device to no answer: §5.2.6.2 states none, and §5.2.6 only describes IOERR as
+the status for a device *or driver* error.  Whatever the device answers is its choice
+and is not judged (the ring rules still are).
 """
 
 from __future__ import annotations
@@ -21,6 +28,9 @@ SECTOR = 512
 T_IN, T_OUT, T_FLUSH, T_GET_ID, T_GET_LIFETIME = 0, 1, 4, 8, 10
 T_DISCARD, T_WRITE_ZEROES, T_SECURE_ERASE = 11, 13, 14
 T_ZONE = (15, 16, 18, 20, 22, 24, 26)  # append, report, open, close, finish, reset, reset_all
+T_RANGES = (T_DISCARD, T_WRITE_ZEROES, T_SECURE_ERASE)
+# every request type §5.2.6 defines; any other is a type the device does not support
+T_DEFINED = frozenset({T_IN, T_OUT, T_FLUSH, T_GET_ID, T_GET_LIFETIME, *T_RANGES, *T_ZONE})
 S_OK, S_IOERR, S_UNSUPP = 0, 1, 2
 ID_BYTES = 20
 SEGMENT = struct.Struct("<QII")  # virtio_blk_discard_write_zeroes
@@ -118,17 +128,53 @@ def _write_through(features: int, writeback: int) -> bool:
     return (not wce and not flush) or (wce and writeback == 0)
 
 
+def driver_fault(req: Request, capacity: int) -> Violation | None:
+    """The §5.2.6.1 rule ``req`` breaks that leaves the device's answer open: past
+    ``capacity``, an IN/OUT length no multiple of 512, range data no whole number of
+    segments.  (Not unmap on a discard, which §5.2.6.2 answers with UNSUPP, nor the
+    segment count, which needs the config: see :func:`check_driver_request`.)"""
+
+    def v(rid: str, d: str) -> Violation:
+        return Violation(rid, "driver", d)
+
+    if req.type in (T_IN, T_OUT):
+        length = req.in_len if req.type == T_IN else len(req.data)
+        if length % SECTOR:
+            return v("VIRTIO-5.2.6.1-DRV-DATA-MULTIPLE-512", f"{length} bytes")
+        if req.sector + length // SECTOR > capacity:
+            return v("VIRTIO-5.2.6.1-DRV-WITHIN-CAPACITY", f"sector {req.sector}")
+    if req.type in T_RANGES:
+        if len(req.data) % SEGMENT.size:
+            return v("VIRTIO-5.2.6.1-DRV-SEGMENT-MULTIPLE", f"{len(req.data)} bytes")
+        if any(s + n > capacity for s, n, _ in decode_segments(req.data)):
+            return v("VIRTIO-5.2.6.1-DRV-WITHIN-CAPACITY", "segment past capacity")
+    return None
+
+
+def _any_status() -> list[Outcome]:
+    """The device's choice after a driver error: IOERR (the status §5.2.6 describes for
+    one) first, so :func:`reference_device` answers with it."""
+    return [Outcome(S_IOERR), Outcome(S_UNSUPP), Outcome(S_OK)]
+
+
+def _bad_flags(req: Request) -> bool:
+    """§5.2.6.2: an unknown flag in a range segment, or unmap in a discard segment."""
+    return any(flags & ~1 or (req.type == T_DISCARD and flags & 1)
+               for _, _, flags in decode_segments(req.data))
+
+
 def allowed(disk: Disk, req: Request, features: int, writeback: int = 0) -> list[Outcome]:
     """Every outcome a conforming device may give for ``req`` (§5.2.6)."""
     ioerr = Outcome(S_IOERR)
-    if req.type in T_ZONE and not F.has(features, FB["ZONED"]):
-        return [Outcome(S_UNSUPP)]  # §5.2.6.2
+    if req.type in T_ZONE:
+        if not F.has(features, FB["ZONED"]):
+            return [Outcome(S_UNSUPP)]  # §5.2.6.2
+        return _any_status()  # zoned operation is not modelled
     if req.type in (T_IN, T_OUT):
-        length = req.in_len if req.type == T_IN else len(req.data)
-        end = req.sector + length // SECTOR
-        if length % SECTOR or end > disk.capacity:
-            return [ioerr]  # a driver error (§5.2.6.1) reported as IOERR (§5.2.6)
-        lo, hi = req.sector * SECTOR, end * SECTOR
+        if driver_fault(req, disk.capacity):
+            return _any_status()
+        lo, hi = req.sector * SECTOR, req.sector * SECTOR + (
+            req.in_len if req.type == T_IN else len(req.data))
         if req.type == T_IN:
             return [Outcome(S_OK, disk.data[lo:hi]), ioerr]
         if F.has(features, FB["RO"]):
@@ -147,21 +193,21 @@ def allowed(disk: Disk, req: Request, features: int, writeback: int = 0) -> list
     if req.type == T_GET_ID:
         ident = disk.device_id[:ID_BYTES].ljust(ID_BYTES, b"\0")
         return [Outcome(S_OK, ident[: req.in_len]), Outcome(S_UNSUPP), ioerr]
-    if req.type in (T_DISCARD, T_WRITE_ZEROES, T_SECURE_ERASE):
+    if req.type in T_RANGES:
         return _allowed_ranges(disk, req, features)
-    return [Outcome(S_UNSUPP), ioerr]
+    if req.type == T_GET_LIFETIME:
+        return [Outcome(S_UNSUPP), ioerr]  # lifetime metrics are not modelled
+    return [Outcome(S_UNSUPP)]  # §5.2.6: a type the device does not support
 
 
 def _allowed_ranges(disk: Disk, req: Request, features: int) -> list[Outcome]:
-    feat = {T_DISCARD: "DISCARD", T_WRITE_ZEROES: "WRITE_ZEROES", T_SECURE_ERASE: "SECURE_ERASE"}
-    if not F.has(features, FB[feat[req.type]]):
+    if not F.has(features, FB[_RANGE_FEATURE[req.type]]):
         return [Outcome(S_UNSUPP), Outcome(S_IOERR)]
     segs = decode_segments(req.data)
-    for _, _, flags in segs:
-        if flags & ~1 or (req.type == T_DISCARD and flags & 1):
-            return [Outcome(S_UNSUPP)]  # §5.2.6.2: unknown flag, or unmap on discard
-    if any(s + n > disk.capacity for s, n, _ in segs):
-        return [Outcome(S_IOERR)]
+    if _bad_flags(req):
+        return [Outcome(S_UNSUPP)]  # §5.2.6.2: unknown flag, or unmap on discard
+    if driver_fault(req, disk.capacity):
+        return _any_status()
     if req.type != T_WRITE_ZEROES:
         return [Outcome(S_OK), Outcome(S_IOERR)]  # discarded content is unspecified
     data = bytearray(disk.data)
@@ -170,12 +216,16 @@ def _allowed_ranges(disk: Disk, req: Request, features: int) -> list[Outcome]:
     return [Outcome(S_OK, disk=Disk(bytes(data), disk.stable, disk.device_id)), Outcome(S_IOERR)]
 
 
-_RULE = {
-    T_OUT: "VIRTIO-5.2.6.2-DEV-RO-IOERR",
-    T_WRITE_ZEROES: "VIRTIO-5.2.6.2-DEV-WRITE-ZEROES-READ-ZERO",
-    T_DISCARD: "VIRTIO-5.2.6.2-DEV-UNSUPP-FLAGS",
-    T_FLUSH: "VIRTIO-5.2.6.2-DEV-STABLE-WRITES",
-}
+_RANGE_FEATURE = {T_DISCARD: "DISCARD", T_WRITE_ZEROES: "WRITE_ZEROES",
+                  T_SECURE_ERASE: "SECURE_ERASE"}
+
+
+def id_string_ok(ident: bytes) -> bool:
+    """§5.2.6: GET_ID's answer is an ASCII string of up to 20 bytes, NUL-padded (no
+    terminator when it is 20 bytes long)."""
+    nul = ident.find(b"\0")
+    text, pad = (ident, b"") if nul < 0 else (ident[:nul], ident[nul:])
+    return len(ident) == ID_BYTES and text.isascii() and not any(pad)
 
 
 def check_completion(
@@ -186,13 +236,17 @@ def check_completion(
     ``observed.disk`` is the disk after the request (``None`` = untouched).
     """
     outs = allowed(disk, req, features, writeback)
+    if outs == _any_status():
+        return None  # the device's choice (a driver error): no device requirement binds it
     after = observed.disk or disk
     for o in outs:
         if o.status != observed.status:
             continue
         want_disk = o.disk or disk
         data_ok = (o.status != S_OK or req.type != T_IN) or observed.written_in == o.written_in
-        if o.status == S_IOERR and req.type not in (T_DISCARD, T_WRITE_ZEROES, T_SECURE_ERASE):
+        if o.status == S_OK and req.type == T_GET_ID and req.in_len == ID_BYTES:
+            data_ok = id_string_ok(observed.written_in[:ID_BYTES])  # the id is the device's
+        if o.status == S_IOERR and req.type not in T_RANGES:
             disk_ok = after.data == disk.data  # a failed read/write leaves data unchanged
         elif req.type in (T_DISCARD, T_SECURE_ERASE):
             disk_ok = True  # content after discard is unspecified
@@ -201,9 +255,10 @@ def check_completion(
         if data_ok and disk_ok:
             return None
     return Violation(
-        rule_for(disk, req, features, observed),
+        rule_for(disk, req, features, observed) or "VIRTIO-5.2.6-DEV-DATA-INTEGRITY",
         "device",
-        f"type {req.type} sector {req.sector}: status {observed.status}",
+        f"type {req.type} sector {req.sector}: status {observed.status}"
+        + (f", id {observed.written_in[:ID_BYTES]!r}" if req.type == T_GET_ID else ""),
     )
 
 
@@ -232,25 +287,42 @@ def _xor(a: bytes, b: bytes) -> bytes:
 
 
 def rule_for(disk: Disk, req: Request, features: int, observed: Outcome) -> str:
-    """The requirement a completion of ``req`` is judged against (5.2.6, 5.2.6.2)."""
+    """The requirement a completion of ``req`` was judged against (5.2.6, 5.2.6.2), or ""
+    when it evaluates none: a request breaking a driver rule (:func:`driver_fault`, the
+    answer is the device's choice), a GET_ID the device does not support, a plain discard,
+    a failed flush or write zeroes, an unmodelled type (zoned with ZONED, GET_LIFETIME), a
+    range command that was not negotiated."""
+    status = observed.status
     if req.type in T_ZONE:
-        return "VIRTIO-5.2.6.2-DEV-ZONE-UNSUPP"
+        return "" if F.has(features, FB["ZONED"]) else "VIRTIO-5.2.6.2-DEV-ZONE-UNSUPP"
+    if req.type in T_RANGES:
+        if not F.has(features, FB[_RANGE_FEATURE[req.type]]):
+            return ""
+        if _bad_flags(req):
+            return "VIRTIO-5.2.6.2-DEV-UNSUPP-FLAGS"
+        if driver_fault(req, disk.capacity):
+            return ""
+        if req.type == T_WRITE_ZEROES and status == S_OK:
+            return "VIRTIO-5.2.6.2-DEV-WRITE-ZEROES-READ-ZERO"
+        return ""
     if req.type in (T_IN, T_OUT):
-        end = req.sector + (req.in_len if req.type == T_IN else len(req.data)) // SECTOR
-        if end > disk.capacity:
-            return "VIRTIO-5.2.6.2-DEV-OUT-OF-RANGE-IOERR"
+        if driver_fault(req, disk.capacity):
+            return ""
         if req.type == T_OUT and F.has(features, FB["RO"]):
             return "VIRTIO-5.2.6.2-DEV-RO-IOERR"
-        if req.type == T_OUT and observed.status == S_OK:
+        if req.type == T_OUT and status == S_OK:
             return "VIRTIO-5.2.6.2-DEV-STABLE-WRITES"
         return "VIRTIO-5.2.6-DEV-DATA-INTEGRITY"
-    if (
-        req.type == T_WRITE_ZEROES
-        and observed.status == S_OK
-        and not any(flags & ~1 for _, _, flags in decode_segments(req.data))
-    ):
-        return "VIRTIO-5.2.6.2-DEV-WRITE-ZEROES-READ-ZERO"
-    return _RULE.get(req.type, "VIRTIO-5.2.6.2-DEV-UNSUPP-FLAGS")
+    if req.type == T_FLUSH:
+        flush = F.has(features, FB["FLUSH"])
+        return "VIRTIO-5.2.6.2-DEV-STABLE-WRITES" if flush and status == S_OK else ""
+    if req.type == T_GET_ID:
+        if req.in_len != ID_BYTES or status in (S_UNSUPP, S_IOERR):
+            return ""
+        return "VIRTIO-5.2.6-GET-ID-NUL-PADDED"
+    if req.type == T_GET_LIFETIME:
+        return ""
+    return "VIRTIO-5.2.6-DEV-UNSUPP-TYPE"
 
 
 def reference_device(disk: Disk, req: Request, features: int, writeback: int = 0) -> Outcome:
@@ -268,19 +340,11 @@ def check_driver_request(req: Request, capacity: int, cfg: dict[str, int]) -> Vi
     def v(rid: str, d: str) -> Violation:
         return Violation(rid, "driver", d)
 
-    if req.type in (T_IN, T_OUT):
-        length = req.in_len if req.type == T_IN else len(req.data)
-        if length % SECTOR:
-            return v("VIRTIO-5.2.6.1-DRV-DATA-MULTIPLE-512", f"{length} bytes")
-        if req.sector + length // SECTOR > capacity:
-            return v("VIRTIO-5.2.6.1-DRV-WITHIN-CAPACITY", f"sector {req.sector}")
     if req.type == T_FLUSH and req.sector != 0:
         return v("VIRTIO-5.2.6.1-DRV-FLUSH-SECTOR-ZERO", f"sector {req.sector}")
     if req.type == T_GET_ID and req.in_len != ID_BYTES:
         return v("VIRTIO-5.2.6.1-DRV-GET-ID-20", f"{req.in_len} bytes")
-    if req.type in (T_DISCARD, T_WRITE_ZEROES, T_SECURE_ERASE):
-        if len(req.data) % SEGMENT.size:
-            return v("VIRTIO-5.2.6.1-DRV-SEGMENT-MULTIPLE", f"{len(req.data)} bytes")
+    if req.type in T_RANGES and not len(req.data) % SEGMENT.size:
         limit = cfg.get(
             {
                 T_DISCARD: "max_discard_seg",
@@ -294,9 +358,7 @@ def check_driver_request(req: Request, capacity: int, cfg: dict[str, int]) -> Vi
             return v("VIRTIO-5.2.6.1-DRV-MAX-SEGMENTS", f"{len(segs)} > {limit}")
         if req.type == T_DISCARD and any(f & 1 for _, _, f in segs):
             return v("VIRTIO-5.2.6.1-DRV-DISCARD-NO-UNMAP", "unmap set on discard")
-        if any(s + n > capacity for s, n, _ in segs):
-            return v("VIRTIO-5.2.6.1-DRV-WITHIN-CAPACITY", "segment past capacity")
-    return None
+    return driver_fault(req, capacity)
 
 
 def check_config(raw: bytes, offered: int, negotiated: int) -> Violation | None:
