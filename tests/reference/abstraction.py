@@ -29,6 +29,12 @@ _RARE = {"CPU_OFF", "VM_DESTROY", "VM_PAUSE", "PSCI_VERSION", "HV_VERSION",
 _TERMINAL = {"SYSTEM_OFF", "SYSTEM_RESET"}  # once in a while: each ends the VM's run
 _WEIGHTED = tuple(r for r in abi.TABLE if r.name not in _TERMINAL
                   for _ in range(1 if r.name in _RARE else 3))
+# every (call, argument) whose argument is an index into a table: bait for off-by-one
+# bounds checks, probed by the at_limit rule (drawing the row among all calls reaches a
+# given index at its limit too rarely for a bounded run to count on it)
+_INDEXED = ("vm", "vcpu", "mpidr", "frame", "handle", "port", "device", "line")
+_SIZED = tuple((r, i) for r in abi.TABLE if r.name not in _TERMINAL
+               for i, a in enumerate(r.args) if a.kind in _INDEXED)
 
 
 class Divergence(AssertionError):
@@ -251,6 +257,21 @@ def make_differential(cfg: Config = SIM_CONFIG,
             else:
                 args = tuple(data.draw(_arg_strategy(a, cfg), label=a.name) for a in row.args)
             self._call(vm, vcpu, row, args, conv)
+
+        @rule(data=st.data(), pick=st.sampled_from(_SIZED))
+        def at_limit(self, data: st.DataObject, pick: tuple[abi.Row, int]) -> None:
+            """One index argument at its limit (the first invalid value) or just below,
+            the others aimed, from a vCPU that can call."""
+            row, i = pick
+            s = self.s
+            callers = [(v, c) for v in range(cfg.n_vms) for c in range(cfg.n_vcpus)
+                       if s.vm_state[v] == 1 and s.vcpu[s.vc(v, c)] == 2]
+            if not callers:
+                return
+            vm, vcpu = data.draw(st.sampled_from(callers), label="caller")
+            args = [self._aimed(data, a, vm) for a in row.args]
+            args[i] = self._edge(data, row.args[i])
+            self._call(vm, vcpu, row, tuple(args), "arm64")
 
         @rule(data=st.data(), kind=st.sampled_from(["MEM_SHARE", "MEM_LEND", "MEM_DONATE"]))
         def transaction(self, data: st.DataObject, kind: str) -> None:
