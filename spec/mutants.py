@@ -343,6 +343,75 @@ def _bind_reveals_closed_port(orig: Handler) -> Handler:
     return bug
 
 
+
+def _populate_checks_before_bounds(orig: Handler) -> Handler:
+    """MEM_POPULATE tests "already mapped" on the flat index vm * n_gframes + gfn before it
+    checks gfn, so a gfn one row too far answers DENIED exactly when the next VM has that
+    frame populated (INVALID_PARAMETERS otherwise): an error-code oracle on another VM's
+    stage-2 table."""
+    def bug(s: State, me: Caller, row: Any, gfn: Any, perm: Any) -> tuple[State, Any]:
+        G = s.cfg.n_gframes
+        nxt = add(me.vm, 1)
+        if not ult(gfn, G) and ult(gfn, 2 * G) and ult(nxt, s.cfg.n_vms) and select(
+                s.s2_valid, s.vg(nxt, sub(gfn, G))):
+            return transitions.fail(s, row, "DENIED")
+        return orig(s, me, row, gfn, perm)
+    return bug
+
+
+def _standby_returns_stale_context(orig: Handler) -> Handler:
+    """A standby CPU_SUSPEND returns with x0 still holding the context id of the vCPU that
+    ran before on the physical CPU -- here the same vCPU of the previous VM -- instead of
+    SUCCESS: a stale register hands one guest another's resume context."""
+    def bug(s: State, me: Caller, row: Any, power_state: Any, entry: Any, context: Any
+            ) -> tuple[State, Any]:
+        s2, ret = orig(s, me, row, power_state, entry, context)
+        if _failed(ret) or bit(power_state, 16) or me.vm == 0:
+            return s2, ret
+        return s2, select(s.vcpu_ctx, s.vc(sub(me.vm, 1), me.vcpu))
+    return bug
+
+
+def _channels_from_one_pool(orig: Handler) -> Handler:
+    """EVTCHN_ALLOC_UNBOUND takes its port from one machine-wide pool of n_ports bound
+    channels instead of the caller's own table: NO_MEMORY once the pool is full tells the
+    caller how many channels other VMs hold, even channels between two other VMs."""
+    def bug(s: State, me: Caller, row: Any, remote: Any) -> tuple[State, Any]:
+        s2, ret = orig(s, me, row, remote)
+        if _failed(ret) or ult(logic.count(x == INTERDOMAIN for x in s.ch_state),
+                               s.cfg.n_ports):
+            return s2, ret
+        return transitions.fail(s, row, "NO_MEMORY")
+    return bug
+
+
+def _ack_reveals_device_owner(orig: Handler) -> Handler:
+    """IRQ_ACK refuses a device line whose device another VM holds (DENIED) but accepts a
+    free device's line: the error code maps which devices the other VMs were given."""
+    def bug(s: State, me: Caller, row: Any, line: Any) -> tuple[State, Any]:
+        if ult(0, line) and ult(line, s.cfg.n_lines):
+            holder = select(s.dev_owner, sub(line, 1))
+            if holder != NONE and holder != me.vm:
+                return transitions.fail(s, row, "DENIED")
+        return orig(s, me, row, line)
+    return bug
+
+
+def _bind_checks_remote_ports(orig: Handler) -> Handler:
+    """EVTCHN_BIND_INTERDOMAIN looks for a free port in the remote VM's table instead of
+    the caller's: NO_MEMORY then reveals whether the remote's *other* ports -- those it
+    shares with nobody, or with a third VM -- are all open."""
+    def bug(s: State, me: Caller, row: Any, remote: Any, rport: Any) -> tuple[State, Any]:
+        s2, ret = orig(s, me, row, remote, rport)
+        if _failed(ret):
+            return s2, ret
+        if logic.any_(select(s.ch_state, s.vp(remote, p)) == CLOSED
+                      for p in range(s.cfg.n_ports)):
+            return s2, ret
+        return transitions.fail(s, row, "NO_MEMORY")
+    return bug
+
+
 MUTANTS: tuple[Mutant, ...] = (
     Mutant("feature_flags_bit31", "psci_features", "PSCI_FEATURES",
            "firmware_results_well_formed", "PSCI_FEATURES flags with bit 31 set",
@@ -401,7 +470,9 @@ MUTANTS: tuple[Mutant, ...] = (
            "one frame mapped twice (XSA-224 class)", _populate_aliases_frame),
     # Leaks: the state stays sound and nobody else's view changes, but a call's result or
     # the caller's own view depends on another VM's private state.  Only the two-run
-    # confidentiality obligation can see them.
+    # confidentiality obligation can see them.  Three guard the relation itself: the stale
+    # context is missed if a vCPU's start context is left public, the device oracle if
+    # devices are, and the channel pool if the other VMs' secrets vary one VM at a time.
     Mutant("status_reads_next_vm", "evtchn_status", "EVTCHN_STATUS",
            "noninterference_confidential", "out-of-bounds read of another VM's port",
            _status_reads_next_vm),
@@ -411,11 +482,25 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant("unmask_sees_next_vm_pending", "evtchn_unmask", "EVTCHN_UNMASK",
            "noninterference_confidential", "caller's interrupts reveal another VM's event",
            _unmask_sees_next_vm_pending),
+    Mutant("populate_checks_before_bounds", "mem_populate", "MEM_POPULATE",
+           "noninterference_confidential", "error code reveals another VM's populated frame",
+           _populate_checks_before_bounds),
+    Mutant("standby_returns_stale_context", "cpu_suspend", "CPU_SUSPEND",
+           "noninterference_confidential", "stale register: another VM's resume context",
+           _standby_returns_stale_context),
+    Mutant("ack_reveals_device_owner", "irq_ack", "IRQ_ACK", "noninterference_confidential",
+           "error code reveals another VM's devices", _ack_reveals_device_owner),
     # A call that names another VM may depend on its lifecycle and on what it shares with
     # the caller, and on nothing else of it.
     Mutant("bind_reveals_closed_port", "evtchn_bind_interdomain", "EVTCHN_BIND_INTERDOMAIN",
            "noninterference_confidential_named", "error code reveals another VM's ports",
            _bind_reveals_closed_port),
+    Mutant("bind_checks_remote_ports", "evtchn_bind_interdomain", "EVTCHN_BIND_INTERDOMAIN",
+           "noninterference_confidential_named",
+           "wrong table checked: another VM's unshared ports", _bind_checks_remote_ports),
+    Mutant("channels_from_one_pool", "evtchn_alloc_unbound", "EVTCHN_ALLOC_UNBOUND",
+           "noninterference_confidential_named",
+           "global pool reveals channels between other VMs", _channels_from_one_pool),
 )
 BY_NAME = {m.name: m for m in MUTANTS}
 
