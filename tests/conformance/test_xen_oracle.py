@@ -28,6 +28,10 @@ def test_a_faithful_xen_passes_and_every_call_is_judged() -> None:
     assert out.status == "passed", out.failure or out.error
     assert out.steps > 1000
     assert {f"abi:{r}" for r in xen.rows()} <= out.judged
+    # only what the calls' state changes touch is credited: channels, not memory or VMs
+    assert {"invariant:channels_paired", "step:bind_requires_consent"} <= out.judged
+    assert not {"invariant:quota_respected", "invariant:transactions_consistent",
+                "step:lifecycle_by_control_only", "step:handles_stable"} & out.judged
     # the kernel's ports (1..5) were never closed or bound by the suite
     assert all(fake.ports[p][0] in ("virq", "ipi") for p in range(1, 6))
 
