@@ -215,12 +215,16 @@ class Differ:
         # an invariant or step property is judged on the target when a state change was
         # compared through every view in which a violation of it would show
         views = self.observed_kinds | {"result"}
-        reads = _fields_read(self.cfg, target_rows(self.profile))
+        spoken = target_rows(self.profile)
+        reads, refuses = _fields_read(self.cfg, spoken)
         self._state_reqs = {
             r.id: reads.get(r.id) or None for r in requirements.hypervisor()
             if r.kind in ("invariant", "step") and requirements.views_of(r.id) <= views
-            # an invariant that reads nothing in this configuration (no devices) is vacuous
-            and (r.kind == "step" or reads.get(r.id))}
+            # vacuous here: an invariant that reads nothing in this configuration (no
+            # devices), a step property that only refuses results of calls the target
+            # does not speak (firmware results on a Xen target)
+            and (reads.get(r.id) if r.kind == "invariant" else
+                 reads.get(r.id) or not refuses[r.id] or refuses[r.id] & spoken)}
         self._watch()
         # a target that can, gets each operation and the observation after it in one
         # exchange (ExecTarget: one pipe round trip instead of two)
@@ -805,9 +809,13 @@ class Differ:
 
 
 @functools.lru_cache(maxsize=16)
-def _fields_read(cfg: Config, rows: frozenset[str]) -> dict[str, frozenset[str]]:
-    """What each invariant and step property reads, for this size and these calls."""
-    return checking.fields_read(initial(cfg), (None, *(abi.BY_NAME[n] for n in sorted(rows))))
+def _fields_read(cfg: Config, rows: frozenset[str]
+                 ) -> tuple[dict[str, frozenset[str]], dict[str, frozenset[str]]]:
+    """What each invariant and step property reads, for this size and these calls, and
+    which calls' results each step property can refuse."""
+    spoken = tuple(abi.BY_NAME[n] for n in sorted(rows))
+    s = initial(cfg)
+    return checking.fields_read(s, (None, *spoken)), checking.results_constrained(s, abi.TABLE)
 
 
 def _op_dict(rec: Record) -> dict[str, Any]:

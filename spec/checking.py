@@ -93,3 +93,28 @@ def fields_changed(s: State, s2: State, among: frozenset[str] = _FIELDS) -> froz
     """The state fields (of ``among``) whose value differs between ``s`` and ``s2``."""
     a, b = s.__dict__, s2.__dict__
     return frozenset(f for f in among if a[f] is not b[f] and a[f] != b[f])
+
+
+# results a well-formedness property may refuse: bit 31 set on success, an odd error code
+_ODD_RESULTS = (1 << 31, (1 << 64) - 0x7F, 1 << 40)
+
+
+def results_constrained(s: State, rows: tuple[Row, ...]) -> dict[str, frozenset[str]]:
+    """Per step property (``step:NAME``): the calls whose *result* it can refuse with the
+    state unchanged -- what it judges when it reads no state field.  A property that
+    refuses nothing for any of ``rows`` is vacuous for a target speaking only them."""
+    from spec.transitions import Caller
+
+    out: dict[str, frozenset[str]] = {}
+    for prop in invariants.STEP_PROPERTIES:
+        hit = set()
+        for row in rows:
+            for ret in _ODD_RESULTS:
+                try:
+                    ok = bool(prop.holds(s, Caller(0, 0), row, s, ret))
+                except (IndexError, TypeError):
+                    ok = False
+                if not ok:
+                    hit.add(row.name)
+        out[f"step:{prop.name}"] = frozenset(hit)
+    return out
