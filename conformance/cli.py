@@ -301,10 +301,15 @@ def _run(args: argparse.Namespace, target: str, extra: list[Any] | None = None,
 
     spec = target_specs.parse_target(target)
     prov = provenance(target, args.profile)
-    bar = Progress("checks", None if spec.family == "vhost-user" else
+    bar = Progress("checks", None if spec.family in ("vhost-user", "linux-virtio") else
                    _hypervisor_total(args.only, args.skip, target), quiet=args.quiet,
                    verbose=args.verbose)
     try:
+        if spec.family == "linux-virtio":
+            from conformance.linux_virtio.report import run_conformance as run_linux
+
+            return run_linux(target, args.report, json_file=args.json, provenance=prov,
+                             progress=lambda n, c: bar.step(n, str(c.status) if c else ""))
         if spec.family == "vhost-user":
             from conformance.vhost_user import run_conformance as run_vhost_user
 
@@ -342,7 +347,14 @@ def _list(target: str) -> int:
     from conformance import requirements
 
     spec = target_specs.parse_target(target)
-    if spec.family == "vhost-user":
+    if spec.family == "linux-virtio":
+        from conformance.linux_virtio import report as lreport
+
+        reqs = tuple(requirements.Requirement(r, "virtio", c)
+                     for r, c in lreport.universe().items())
+        checks = [("workload:blk", "one boot of Linux driving pvspec's back-end; every "
+                   "ring operation judged")]
+    elif spec.family == "vhost-user":
         reqs = requirements.virtio_device(spec.device)
         from conformance.vhost_user import report as vreport
 

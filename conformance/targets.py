@@ -12,6 +12,8 @@ one place before any work starts.
 ``qemu-vhost-user-blk``        QEMU's qemu-storage-daemon, started and stopped here
 ``reference-vhost-user-blk``   pvspec's own virtio-blk back-end, in a thread
 ``virtiofsd``                  QEMU's virtiofsd on a scratch directory
+``linux-virtio:blk``           Linux's virtio-blk *driver* (Debian amd64 under TCG) driving
+                               pvspec's back-end, every ring operation judged
 =============================  =======================================================
 """
 
@@ -23,21 +25,23 @@ import attrs
 
 from conformance.results import UsageError
 
-__all__ = ["EXAMPLES", "HYPERVISOR", "VHOST_USER_MANAGED", "TargetSpec", "parse_target"]
+__all__ = ["EXAMPLES", "HYPERVISOR", "LINUX_VIRTIO", "VHOST_USER_MANAGED", "TargetSpec",
+           "parse_target"]
 
 HYPERVISOR = ("reference", "spec", "qemu-psci", "kvm-arm64", "kvm-arm64:nvhe",
               "kvm-arm64:protected", "xen-arm64")
 VHOST_USER_MANAGED = ("qemu-vhost-user-blk", "reference-vhost-user-blk", "virtiofsd")
+LINUX_VIRTIO = ("linux-virtio:blk",)  # a guest's driver judged (:net is not built yet)
 EXAMPLES = ("reference", "spec", "qemu-psci", "kvm-arm64", "xen-arm64",
             "exec:./examples/c-adapter/pvhv",
             "exec:'python3 my_adapter.py --fast'", "vhost-user:/run/my-blk.sock",
-            *VHOST_USER_MANAGED)
+            *VHOST_USER_MANAGED, *LINUX_VIRTIO)
 
 
 @attrs.frozen
 class TargetSpec:
     text: str
-    family: str  # "hypervisor" | "vhost-user"
+    family: str  # "hypervisor" | "vhost-user" | "linux-virtio" (a driver)
     kind: str  # reference | spec | exec | socket | a managed vhost-user name
     arg: str = ""  # the command of exec:, the socket path of vhost-user:
 
@@ -55,6 +59,8 @@ def parse_target(text: str) -> TargetSpec:
         return TargetSpec(t, "hypervisor", t)
     if t in VHOST_USER_MANAGED:
         return TargetSpec(t, "vhost-user", t)
+    if t in LINUX_VIRTIO:
+        return TargetSpec(t, "linux-virtio", t)
     if t.startswith("exec:"):
         cmd = t[5:].strip()
         try:
@@ -79,4 +85,5 @@ def help_text() -> str:
     return ("reference | spec | qemu-psci | kvm-arm64[:nvhe|:protected] | xen-arm64 | "
             "exec:COMMAND | "
             "vhost-user:SOCKET | "
-            + " | ".join(VHOST_USER_MANAGED) + " (e.g. exec:./examples/c-adapter/pvhv)")
+            + " | ".join((*VHOST_USER_MANAGED, *LINUX_VIRTIO))
+            + " (e.g. exec:./examples/c-adapter/pvhv)")

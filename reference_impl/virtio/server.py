@@ -5,6 +5,12 @@ front-end at a time on a Unix socket, maps the SET_MEM_TABLE memfds, translates 
 addresses (front-end userspace) and buffer addresses (guest physical) through the
 region table, serves kicks from a select loop and signals the call eventfd.  A broken
 ring stops that queue; a malformed message ends the connection.  No ``spec`` import.
+
+An optional :class:`RingObserver` sees what the back-end sees, as raw bytes and
+guest-physical addresses: the features the front-end sets, each queue's layout when it
+starts, every kick (before the ring is read) and every batch served (after used.idx is
+written, before the call is signalled).  A judge of the *driver* on the other side
+(conformance/linux_virtio) is such an observer; the back-end itself never judges.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ import select
 import socket
 import struct
 import threading
+from collections.abc import Callable
+from typing import Protocol
 
 from reference_impl.virtio.blk import BlkDevice, blk_features
 from reference_impl.virtio.split import SplitQueue
@@ -35,6 +43,34 @@ PF_REPLY_ACK, PF_CONFIG = 3, 9
 GET_CONFIG, RESET_DEVICE = 24, 34
 WITH_REPLY = {GET_FEATURES, GET_PROTOCOL_FEATURES, GET_QUEUE_NUM, GET_VRING_BASE, GET_CONFIG}
 MAX_PAYLOAD = 4096
+
+# read(gpa, n): the n bytes of guest memory at guest-physical address gpa, or None when
+# they are not all in the regions the front-end shared
+ReadGuest = Callable[[int, int], "bytes | None"]
+
+
+class RingObserver(Protocol):
+    """What a back-end shows an observer.  Callbacks run on the back-end's thread, in the
+    order the back-end acts; they must not raise (an observer records its own errors)."""
+
+    def negotiated(self, offered: int, accepted: int, config: bytes) -> None:
+        """SET_FEATURES: the device features offered and the ones set (vhost-user's
+        protocol-features bit 30 removed from both), and the device config space."""
+
+    def started(self, queue: int, size: int, desc: int, avail: int, used: int,
+                read: ReadGuest) -> None:
+        """A queue is ready to be served: its size and the guest-physical addresses of its
+        three parts (2.7), the next index the back-end will take being its base."""
+
+    def kicked(self, queue: int) -> None:
+        """An available-buffer notification arrived; the back-end has not read the ring."""
+
+    def served(self, queue: int, last_avail: int, used_idx: int, notify: bool) -> None:
+        """The back-end took every head below ``last_avail`` and published ``used_idx``;
+        ``notify``: it is about to signal a used-buffer notification."""
+
+    def stopped(self, queue: int, last_avail: int) -> None:
+        """The queue was stopped (GET_VRING_BASE) or the connection closed."""
 
 
 class _Region:
@@ -64,9 +100,11 @@ class _Vring:
 class _Conn:
     """State of one front-end connection."""
 
-    def __init__(self, sock: socket.socket, dev: BlkDevice) -> None:
+    def __init__(self, sock: socket.socket, dev: BlkDevice,
+                 observer: RingObserver | None = None) -> None:
         self.sock = sock
         self.dev = dev
+        self.observer = observer
         self.features = 0
         self.protocol = 0
         self.regions: list[_Region] = []
@@ -82,8 +120,23 @@ class _Conn:
     def gpa_view(self, addr: int, n: int) -> memoryview | None:
         return self._view(addr, n, False)
 
+    def read_gpa(self, addr: int, n: int) -> bytes | None:
+        """A copy of guest memory (what an observer gets: never a live view)."""
+        view = self._view(addr, n, False)
+        return None if view is None else bytes(view)
+
+    def gpa_of(self, uaddr: int) -> int | None:
+        """The guest-physical address of a front-end userspace address (ring addresses are
+        given in the latter)."""
+        for r in self.regions:
+            if r.uaddr <= uaddr < r.uaddr + r.size:
+                return r.gpa + uaddr - r.uaddr
+        return None
+
     def close(self) -> None:
         v = self.vring
+        if v.queue is not None and self.observer is not None:
+            self.observer.stopped(0, v.queue.last_avail)
         for fd in (v.kick, v.call):
             if fd >= 0:
                 os.close(fd)
@@ -128,6 +181,10 @@ class _Conn:
             out = U64.pack(blk_features() | 1 << PROTOCOL_FEATURES_BIT)
         elif req == SET_FEATURES:
             self.features = U64.unpack_from(p)[0]
+            if self.observer is not None:
+                proto = 1 << PROTOCOL_FEATURES_BIT
+                self.observer.negotiated(blk_features() & ~proto, self.features & ~proto,
+                                         self.dev.config())
         elif req == GET_PROTOCOL_FEATURES:
             out = U64.pack(1 << PF_REPLY_ACK | 1 << PF_CONFIG)
         elif req == SET_PROTOCOL_FEATURES:
@@ -177,6 +234,8 @@ class _Conn:
         elif req == GET_VRING_BASE:
             q = v.queue
             out = STATE.pack(0, q.last_avail if q else v.base)
+            if q is not None and self.observer is not None:
+                self.observer.stopped(0, q.last_avail)
             v.queue = None
             if v.kick >= 0:
                 os.close(v.kick)
@@ -207,6 +266,9 @@ class _Conn:
             v.queue = None
             return
         v.queue = SplitQueue(n, *views, self.gpa_view, self.features, v.base)  # type: ignore[misc]
+        gd, ga, gu = (self.gpa_of(a) for a in (desc, avail, used))
+        if self.observer is not None and gd is not None and ga is not None and gu is not None:
+            self.observer.started(0, n, gd, ga, gu, self.read_gpa)
 
     def on_kick(self) -> None:
         v = self.vring
@@ -217,14 +279,20 @@ class _Conn:
         active = v.enabled or not self.features >> PROTOCOL_FEATURES_BIT & 1
         if v.queue is None or not active:
             return
+        if self.observer is not None:
+            self.observer.kicked(0)
         signal = v.queue.process(self.dev, 0)  # a broken ring just stops (queue.fault says why)
+        if self.observer is not None:
+            self.observer.served(0, v.queue.last_avail, v.queue.used_idx, signal)
         if signal and v.call >= 0:
             os.eventfd_write(v.call, 1)
 
 
 def serve_vhost_user_blk(socket_path: str, disk_bytes: bytearray,
-                         stop: threading.Event | None = None, once: bool = False) -> None:
-    """Serve ``disk_bytes`` as vhost-user-blk on ``socket_path`` until ``stop`` is set."""
+                         stop: threading.Event | None = None, once: bool = False,
+                         observer: RingObserver | None = None) -> None:
+    """Serve ``disk_bytes`` as vhost-user-blk on ``socket_path`` until ``stop`` is set;
+    ``observer`` (if any) is shown every ring event of every connection."""
     stop = stop or threading.Event()
     dev = BlkDevice(disk_bytes)
     with contextlib.suppress(FileNotFoundError):
@@ -238,7 +306,7 @@ def serve_vhost_user_blk(socket_path: str, disk_bytes: bytearray,
             if not r:
                 continue
             sock, _ = lsock.accept()
-            conn = _Conn(sock, dev)
+            conn = _Conn(sock, dev, observer)
             try:
                 _serve(conn, stop)
             finally:

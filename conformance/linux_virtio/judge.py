@@ -1,0 +1,478 @@
+"""The driver judge: every ring operation a virtio-blk *driver* makes, judged by the spec.
+
+pvspec's vhost-user back-end (:mod:`reference_impl.virtio.server`) shows a
+:class:`DriverJudge` what it sees (its ``RingObserver`` hook): the features set, each
+queue's layout, every kick and every served batch.  The judge then reads the driver's
+work from guest memory and holds it to the driver-side rules that a back-end can observe:
+
+* features (2.2.1, 6.1): what the driver accepted, as QEMU relays it in SET_FEATURES;
+* ring setup (2.7.1 alignment, 2.7.10.1 used.flags zeroed);
+* at each kick, every head published since the last look: avail.idx moves forward by at
+  most the queue size (2.7.6.1), avail.flags is legal (2.7.7.1), and each chain is walked
+  with :func:`spec.virtio.split.walk_chain`, whose faults are driver violations (2.7.4.2,
+  2.7.5.x); its bytes are decoded as a blk request and judged by 5.2.6.1 (capacity,
+  512-byte multiples, flush sector, GET_ID length, discard segments);
+* when the queue stops, that no head was left published without the notification
+  2.7.10.1 calls for;
+* the device side, where cheap (our back-end under a real driver's load): used ids name
+  heads in flight, and a read returns what a model of the disk says it holds (5.2.6).
+
+Callbacks run on the back-end's thread and never raise: an exception inside the judge is
+kept as a suite defect (:attr:`DriverJudge.defects`) rather than killing the back-end.
+A head the back-end took before the judge had looked (the driver published it between
+the judge's look and the back-end's) is judged right after it was served (``late``):
+the driver cannot have reused it before seeing it used, and that takes a guest far longer.
+"""
+
+from __future__ import annotations
+
+import threading
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+from spec.virtio import features as F
+from spec.virtio import ring_math as rm
+from spec.virtio import split as sp
+from spec.virtio.devices import block as blk
+from spec.virtio.memory import OutOfRange
+from spec.virtio.ring_math import RingFeatures
+from spec.virtio.verdict import Violation
+
+__all__ = ["DRIVER_RULES", "FAULT_RULE", "DriverJudge", "GuestReader", "Tally"]
+
+ReadGuest = Callable[[int, int], "bytes | None"]
+
+# Driver rules the judge reads from VIRTIO's descriptive text rather than a Driver
+# Requirements statement (the registry holds only the latter): id -> (section, text).
+DRIVER_RULES: dict[str, tuple[str, str]] = {
+    "PVSPEC-DRV-HEAD-IN-TABLE": ("2.7.6", "an available ring entry names a descriptor of "
+                                 "the table (an index below the queue size)"),
+    "PVSPEC-DRV-NEXT-IN-TABLE": ("2.7.5", "a chained descriptor's next names an entry of "
+                                 "its table"),
+    "PVSPEC-DRV-BUFFER-IN-MEMORY": ("2.7.5", "descriptors, indirect tables and buffers lie "
+                                    "in the guest memory shared with the device"),
+    "PVSPEC-DRV-INDIRECT-WHOLE": ("2.7.5.3", "an indirect table's length is a non-zero "
+                                  "multiple of the 16-byte descriptor"),
+    "PVSPEC-BLK-REQUEST-LAYOUT": ("5.2.6", "a blk request is the 16-byte header (type, "
+                                  "reserved, sector) device-readable first, the status "
+                                  "byte device-writable last"),
+}
+
+# walk_chain's fault vocabulary -> the requirement a driver breaks with it
+FAULT_RULE: dict[sp.Fault, str] = {
+    sp.Fault.READ_AFTER_WRITE: "VIRTIO-2.7.4-DRV-WRITABLE-AFTER-READABLE",
+    sp.Fault.CHAIN_TOO_LONG: "VIRTIO-2.7.5.3-DRV-CHAIN-LE-QSIZE",
+    sp.Fault.LOOP: "VIRTIO-2.7.5-DRV-CHAIN-LEN-4G",
+    sp.Fault.LEN_OVERFLOW: "VIRTIO-2.7.5-DRV-CHAIN-LEN-4G",
+    sp.Fault.INDIRECT_NOT_NEGOTIATED: "VIRTIO-2.7.5.3-DRV-INDIRECT-NEGOTIATED",
+    sp.Fault.NESTED_INDIRECT: "VIRTIO-2.7.5.3-DRV-NO-NESTED-INDIRECT",
+    sp.Fault.INDIRECT_WITH_NEXT: "VIRTIO-2.7.5.3-DRV-NO-INDIRECT-NEXT",
+    sp.Fault.HEAD_OUT_OF_RANGE: "PVSPEC-DRV-HEAD-IN-TABLE",
+    sp.Fault.NEXT_OUT_OF_RANGE: "PVSPEC-DRV-NEXT-IN-TABLE",
+    sp.Fault.BAD_ADDRESS: "PVSPEC-DRV-BUFFER-IN-MEMORY",
+    sp.Fault.INDIRECT_BAD_LEN: "PVSPEC-DRV-INDIRECT-WHOLE",
+    sp.Fault.AVAIL_OVERRUN: "VIRTIO-2.7.6-DRV-NO-DECREMENT",
+}
+# the rules every walked chain gives occasion to judge; the indirect ones only a chain
+# that goes through an indirect table
+CHAIN_RULES = ("VIRTIO-2.7.4-DRV-WRITABLE-AFTER-READABLE", "VIRTIO-2.7.5.3-DRV-CHAIN-LE-QSIZE",
+               "VIRTIO-2.7.5-DRV-CHAIN-LEN-4G", "PVSPEC-DRV-HEAD-IN-TABLE",
+               "PVSPEC-DRV-NEXT-IN-TABLE", "PVSPEC-DRV-BUFFER-IN-MEMORY")
+INDIRECT_RULES = ("VIRTIO-2.7.5.3-DRV-INDIRECT-NEGOTIATED", "VIRTIO-2.7.5.3-DRV-NO-NESTED-INDIRECT",
+                  "VIRTIO-2.7.5.3-DRV-NO-INDIRECT-NEXT", "PVSPEC-DRV-INDIRECT-WHOLE")
+_SEG_LIMIT = {blk.T_DISCARD: "max_discard_seg", blk.T_WRITE_ZEROES: "max_write_zeroes_seg",
+              blk.T_SECURE_ERASE: "max_secure_erase_seg"}
+TYPE_NAMES = {blk.T_IN: "IN", blk.T_OUT: "OUT", blk.T_FLUSH: "FLUSH", blk.T_GET_ID: "GET_ID",
+              blk.T_GET_LIFETIME: "GET_LIFETIME", blk.T_DISCARD: "DISCARD",
+              blk.T_WRITE_ZEROES: "WRITE_ZEROES", blk.T_SECURE_ERASE: "SECURE_ERASE"}
+
+
+class GuestReader:
+    """:class:`spec.virtio.memory.GuestMemory` over the back-end's ``read(gpa, n)``:
+    read-only (a judge never writes guest memory)."""
+
+    def __init__(self, read: ReadGuest) -> None:
+        self._read = read
+
+    def read(self, addr: int, n: int) -> bytes:
+        data = self._read(addr, n) if addr >= 0 and n >= 0 else None
+        if data is None:
+            raise OutOfRange(addr, n)
+        return data
+
+    def write(self, addr: int, data: bytes) -> None:
+        raise PermissionError("the driver judge never writes guest memory")
+
+    def contains(self, addr: int, n: int) -> bool:
+        return n >= 0 and addr >= 0 and (n == 0 or self._read(addr, n) is not None)
+
+
+@attrs.frozen
+class Tally:
+    """One rule's record: how often it was evaluated, the first violation and its trace."""
+
+    judged: int = 0
+    violations: int = 0
+    first: Violation | None = None
+    trace: tuple[dict[str, Any], ...] = ()
+    level: str = "MUST"
+
+
+@attrs.frozen
+class Taken:
+    """A head the driver published: its chain and, if it decodes, its blk request."""
+
+    head: int
+    chain: sp.Chain
+    request: blk.Request | None
+    avail_pos: int
+
+
+@attrs.frozen
+class RingState:
+    """What the judge knows of one queue: its layout and features, the next available
+    index it has not looked at, avail.idx at the last look, the next used index to judge
+    and the heads in flight (published, not yet used)."""
+
+    layout: sp.SplitLayout
+    features: RingFeatures
+    seen: int
+    avail_idx: int
+    used: int
+    inflight: tuple[Taken, ...] = ()
+
+
+@attrs.define
+class DriverJudge:
+    """The :class:`reference_impl.virtio.server.RingObserver` that judges the driver.
+
+    ``initial``: the disk's contents when the back-end started (the model of the disk the
+    device side is judged against).
+    """
+
+    initial: bytes
+    tallies: dict[str, Tally] = attrs.field(factory=dict)
+    offered: int = 0
+    accepted: int = 0
+    cfg: dict[str, int] = attrs.field(factory=dict)
+    ring: RingState | None = None
+    mem: GuestReader | None = None
+    kicks: int = 0
+    chains: int = 0
+    late: int = 0
+    completions: int = 0
+    requests: dict[str, int] = attrs.field(factory=dict)
+    defects: list[str] = attrs.field(factory=list)
+    shadow: bytearray = attrs.field(init=False)
+    unknown: bytearray = attrs.field(init=False)  # per sector: 1 = content unspecified
+    lock: threading.Lock = attrs.field(factory=threading.Lock)
+
+    def __attrs_post_init__(self) -> None:
+        self.shadow = bytearray(self.initial)
+        self.unknown = bytearray(len(self.initial) // blk.SECTOR)
+
+    # --- bookkeeping ----------------------------------------------------------------------
+    @property
+    def capacity(self) -> int:
+        return int(self.cfg.get("capacity", len(self.initial) // blk.SECTOR))
+
+    @property
+    def operations(self) -> int:
+        """Judged ring operations: kicks looked at, chains walked, completions checked."""
+        return self.kicks + self.chains + self.completions
+
+    def judge(self, rule: str, ok: bool, detail: str = "", side: str = "driver",
+              trace: tuple[dict[str, Any], ...] = (), level: str = "MUST") -> None:
+        """One evaluation of ``rule``: kept as a count, and the first violation in full."""
+        t = self.tallies.get(rule, Tally(level=level))
+        if ok:
+            self.tallies[rule] = attrs.evolve(t, judged=t.judged + 1)
+        else:
+            first = t.first or Violation(rule, side, detail)
+            self.tallies[rule] = attrs.evolve(t, judged=t.judged + 1, violations=t.violations + 1,
+                                              first=first, trace=t.trace or trace)
+
+    def _guard(self, what: str, fn: Callable[[], None]) -> None:
+        with self.lock:
+            try:
+                fn()
+            except Exception:
+                self.defects.append(f"{what}: {traceback.format_exc(limit=6)}")
+
+    # --- the observer --------------------------------------------------------------------
+    def negotiated(self, offered: int, accepted: int, config: bytes) -> None:
+        self._guard("negotiated", lambda: self._negotiated(offered, accepted, config))
+
+    def started(self, queue: int, size: int, desc: int, avail: int, used: int,
+                read: ReadGuest) -> None:
+        self._guard("started", lambda: self._started(size, desc, avail, used, read))
+
+    def kicked(self, queue: int) -> None:
+        self._guard("kicked", self._kicked)
+
+    def served(self, queue: int, last_avail: int, used_idx: int, notify: bool) -> None:
+        self._guard("served", lambda: self._served(last_avail, used_idx))
+
+    def stopped(self, queue: int, last_avail: int) -> None:
+        self._guard("stopped", lambda: self._stopped(last_avail))
+
+    # --- features (2.2.1, 6.1) ---------------------------------------------------------------
+    def _negotiated(self, offered: int, accepted: int, config: bytes) -> None:
+        self.offered, self.accepted = offered, accepted
+        self.cfg = {k: v for k, v in blk.CONFIG.decode(config).items() if isinstance(v, int)}
+        trace = ({"op": "SET_FEATURES", "offered": hex(offered), "accepted": hex(accepted)},)
+        extra = accepted & ~offered
+        self.judge("VIRTIO-2.2.1-DRV-SUBSET", not extra,
+                   f"accepts unoffered bits {F.bits_of(extra)}", trace=trace)
+        undefined = accepted & ~F.defined_bits(F.BLOCK, "pci")
+        self.judge("VIRTIO-2.2.1-DRV-NO-UNDEFINED", not undefined,
+                   f"accepts undefined bits {F.bits_of(undefined)}", trace=trace)
+        missing = F.missing_dependencies(F.BLOCK, accepted)
+        self.judge("VIRTIO-2.2.1-DRV-DEPENDENCY", not missing,
+                   f"bit {missing[0][0]} without any of {list(missing[0][1])}" if missing
+                   else "", trace=trace)
+        if F.has(offered, F.VERSION_1):
+            self.judge("VIRTIO-6.1-DRV-ACCEPT-VERSION-1", F.has(accepted, F.VERSION_1),
+                       "VERSION_1 offered, not accepted", trace=trace)
+
+    # --- ring setup (2.7.1, 2.7.10.1) -------------------------------------------------------
+    def _started(self, size: int, desc: int, avail: int, used: int, read: ReadGuest) -> None:
+        self.mem = mem = GuestReader(read)
+        layout = sp.SplitLayout(size, desc, avail, used)
+        feats = RingFeatures.from_bits(self.accepted)
+        trace = ({"op": "ring-start", "size": size, "desc": hex(desc), "avail": hex(avail),
+                  "used": hex(used)},)
+        self.judge("VIRTIO-2.7.1-DRV-ALIGN", sp.Fault.MISALIGNED not in layout.faults(),
+                   "a ring part is misaligned", trace=trace)
+        flags = sp.read_le16(mem, rm.used_flags_addr(used))
+        self.judge("VIRTIO-2.7.10-DRV-INIT-USED-FLAGS", flags == 0, f"used.flags {flags:#x}",
+                   trace=trace)
+        idx = sp.read_avail_idx(mem, layout)
+        used_idx = sp.read_used_idx(mem, layout)
+        # the back-end starts at the ring's used.idx (SET_VRING_BASE gave the same base)
+        self.ring = RingState(layout, feats, used_idx, idx, used_idx)
+
+    # --- kicks: what the driver published ---------------------------------------------------
+    def _kicked(self) -> None:
+        self.kicks += 1
+        self._look(None)
+
+    def _look(self, upto: int | None) -> None:
+        """Judge avail.idx and every head published since the last look (up to ``upto``,
+        the back-end's own position, when it took heads the judge had not seen)."""
+        ring, mem = self.ring, self.mem
+        if ring is None or mem is None:
+            return
+        lay = ring.layout
+        idx = sp.read_avail_idx(mem, lay) if upto is None else upto
+        flags = sp.read_le16(mem, rm.avail_flags_addr(lay.avail))
+        trace = ({"op": "kick", "avail.idx": idx, "avail.flags": flags, "seen": ring.seen},)
+        if ring.features.event_idx:
+            self.judge("VIRTIO-2.7.7-DRV-FLAGS-ZERO-EVENT-IDX", flags == 0,
+                       f"avail.flags {flags:#x} with EVENT_IDX", trace=trace)
+        else:
+            self.judge("VIRTIO-2.7.7-DRV-FLAGS-VALUES", flags in (0, 1),
+                       f"avail.flags {flags:#x}", trace=trace)
+        # 2.7.6.1: heads are never taken back, and at most a ring's worth is outstanding
+        ahead = rm.idx_sub(idx, ring.seen)
+        ok = ahead <= lay.size
+        self.judge("VIRTIO-2.7.6-DRV-NO-DECREMENT", ok,
+                   f"avail.idx {idx} is {ahead} ahead of the {ring.seen} already published "
+                   f"(queue size {lay.size}): moved back, or overran the ring", trace=trace)
+        if not ok:
+            self.ring = attrs.evolve(ring, avail_idx=idx)
+            return
+        taken = list(ring.inflight)
+        pos = ring.seen
+        while pos != idx:
+            taken.append(self._take(pos))
+            pos = rm.idx_add(pos, 1)
+        self.ring = attrs.evolve(ring, seen=idx, avail_idx=idx, inflight=tuple(taken))
+
+    def _take(self, pos: int) -> Taken:
+        ring, mem = self.ring, self.mem
+        assert ring is not None and mem is not None
+        head = sp.read_avail_head(mem, ring.layout, pos)
+        chain = sp.walk_chain(mem, ring.layout, head, ring.features)
+        self.chains += 1
+        trace = (_chain_op(pos, chain),)
+        for rule in CHAIN_RULES:
+            bad = [f for f in chain.faults if FAULT_RULE.get(f) == rule]
+            self.judge(rule, not bad, f"head {head}: {', '.join(f.value for f in bad)}",
+                       trace=trace)
+        indirect = [f for f in chain.faults if FAULT_RULE.get(f) in INDIRECT_RULES]
+        if chain.tables or indirect:
+            for rule in INDIRECT_RULES:
+                bad = [f for f in indirect if FAULT_RULE[f] == rule]
+                self.judge(rule, not bad, f"head {head}: {', '.join(f.value for f in bad)}",
+                           trace=trace)
+        req = self._request(chain, trace) if chain.processable() else None
+        return Taken(head, chain, req, pos)
+
+    # --- the blk request (5.2.6, 5.2.6.1) ------------------------------------------------
+    def _request(self, chain: sp.Chain, trace: tuple[dict[str, Any], ...]
+                 ) -> blk.Request | None:
+        mem = self.mem
+        assert mem is not None
+        rd_len, wr_len = chain.readable_len, chain.writable_len
+        ok = rd_len >= blk.HEADER.size and wr_len >= 1
+        self.judge("PVSPEC-BLK-REQUEST-LAYOUT", ok,
+                   f"{rd_len} readable bytes (a header needs {blk.HEADER.size}), {wr_len} "
+                   f"writable (the status needs 1)", trace=trace)
+        if not ok:
+            return None
+        out = b"".join(mem.read(s.addr, s.len) for s in chain.readable)
+        typ, reserved, sector = blk.decode_header(out)
+        req = blk.Request(typ, sector, out[blk.HEADER.size:], wr_len - 1, reserved)
+        name = TYPE_NAMES.get(typ, f"type-{typ}")
+        self.requests[name] = self.requests.get(name, 0) + 1
+        trace = (*trace, _request_op(req))
+        for rule, bad, detail in self._request_rules(req):
+            self.judge(rule, not bad, f"{name} sector {sector}: {detail}", trace=trace)
+        return req
+
+    def _request_rules(self, req: blk.Request) -> list[tuple[str, bool, str]]:
+        """Each 5.2.6.1 rule ``req`` gives occasion to judge: (rule, broken, detail)."""
+        cap = self.capacity
+        out: list[tuple[str, bool, str]] = []
+        if req.type in (blk.T_IN, blk.T_OUT):
+            n = req.in_len if req.type == blk.T_IN else len(req.data)
+            out.append(("VIRTIO-5.2.6.1-DRV-DATA-MULTIPLE-512", n % blk.SECTOR != 0,
+                        f"{n} data bytes"))
+            end = req.sector + n // blk.SECTOR + (1 if n % blk.SECTOR else 0)
+            out.append(("VIRTIO-5.2.6.1-DRV-WITHIN-CAPACITY", end > cap,
+                        f"sectors {req.sector}..{end} past capacity {cap}"))
+        elif req.type == blk.T_FLUSH:
+            out.append(("VIRTIO-5.2.6.1-DRV-FLUSH-SECTOR-ZERO", req.sector != 0,
+                        f"sector {req.sector}"))
+        elif req.type == blk.T_GET_ID:
+            out.append(("VIRTIO-5.2.6.1-DRV-GET-ID-20", req.in_len != blk.ID_BYTES,
+                        f"{req.in_len} data bytes"))
+        elif req.type in blk.T_RANGES:
+            whole = len(req.data) % blk.SEGMENT.size == 0
+            out.append(("VIRTIO-5.2.6.1-DRV-SEGMENT-MULTIPLE", not whole,
+                        f"{len(req.data)} data bytes"))
+            if whole:
+                segs = blk.decode_segments(req.data)
+                limit = self.cfg.get(_SEG_LIMIT[req.type], 1)
+                out.append(("VIRTIO-5.2.6.1-DRV-MAX-SEGMENTS", len(segs) > limit,
+                            f"{len(segs)} segments, limit {limit}"))
+                past = [(s, n) for s, n, _ in segs if s + n > cap]
+                out.append(("VIRTIO-5.2.6.1-DRV-WITHIN-CAPACITY", bool(past),
+                            f"segments {past} past capacity {cap}"))
+                if req.type == blk.T_DISCARD:
+                    out.append(("VIRTIO-5.2.6.1-DRV-DISCARD-NO-UNMAP",
+                                any(f & 1 for _, _, f in segs), "unmap set"))
+        return out
+
+    # --- completions: the device side, where cheap -------------------------------------------
+    def _served(self, last_avail: int, used_idx: int) -> None:
+        ring, mem = self.ring, self.mem
+        if ring is None or mem is None:
+            return
+        if ring.seen != last_avail and rm.idx_sub(last_avail, ring.seen) <= ring.layout.size:
+            self.late += rm.idx_sub(last_avail, ring.seen)
+            self._look(last_avail)
+            ring = self.ring
+            assert ring is not None
+        inflight = list(ring.inflight)
+        pos = ring.used
+        while pos != used_idx:
+            ident, length = sp.read_used_elem(mem, ring.layout, pos)
+            k = next((i for i, t in enumerate(inflight) if t.head == ident), None)
+            self.judge("PVSPEC-RING-USED-ID", k is not None,
+                       f"used entry {pos} names head {ident}, not in flight", side="device",
+                       trace=({"op": "used", "pos": pos, "id": ident, "len": length},))
+            if k is not None:
+                self._complete(inflight.pop(k), length)
+            pos = rm.idx_add(pos, 1)
+        self.ring = attrs.evolve(ring, used=used_idx, inflight=tuple(inflight))
+
+    def _complete(self, taken: Taken, length: int) -> None:
+        """Check one completed request against the model disk (5.2.6) and update it."""
+        self.completions += 1
+        req, chain, mem = taken.request, taken.chain, self.mem
+        if req is None or mem is None or not chain.writable:
+            return
+        wr = b"".join(mem.read(s.addr, s.len) for s in chain.writable)
+        status, data = wr[-1], wr[:-1]
+        lo = req.sector * blk.SECTOR
+        if req.type == blk.T_IN and blk.driver_fault(req, self.capacity) is None:
+            n = req.in_len
+            window = bytearray(self.shadow[lo: lo + n])
+            for s in range(n // blk.SECTOR):  # discarded sectors may read as anything
+                if self.unknown[req.sector + s]:
+                    window[s * blk.SECTOR: (s + 1) * blk.SECTOR] = \
+                        data[s * blk.SECTOR: (s + 1) * blk.SECTOR]
+            disk = blk.Disk(bytes(window), bytes(window))
+            local = attrs.evolve(req, sector=0)
+            observed = blk.Outcome(status, data)
+            v = blk.check_completion(disk, local, self.accepted, observed)
+            rule = blk.rule_for(disk, local, self.accepted, observed)
+            if rule:
+                self.judge(rule, v is None, v.detail if v else "", side="device",
+                           trace=(_request_op(req), {"op": "completion", "status": status,
+                                                     "len": length}))
+        elif req.type == blk.T_OUT and status == blk.S_OK and \
+                blk.driver_fault(req, self.capacity) is None:
+            self.shadow[lo: lo + len(req.data)] = req.data
+            self.unknown[req.sector: req.sector + len(req.data) // blk.SECTOR] = \
+                bytes(len(req.data) // blk.SECTOR)
+        elif req.type in (blk.T_DISCARD, blk.T_WRITE_ZEROES) and status == blk.S_OK and \
+                blk.driver_fault(req, self.capacity) is None:
+            for s, n, _ in blk.decode_segments(req.data):
+                if req.type == blk.T_DISCARD:
+                    self.unknown[s: s + n] = b"\1" * n
+                else:
+                    self.shadow[s * blk.SECTOR: (s + n) * blk.SECTOR] = bytes(n * blk.SECTOR)
+                    self.unknown[s: s + n] = bytes(n)
+        elif req.type == blk.T_GET_ID and req.in_len == blk.ID_BYTES:
+            disk = blk.Disk(b"", b"")
+            observed = blk.Outcome(status, data)
+            v = blk.check_completion(disk, req, self.accepted, observed)
+            rule = blk.rule_for(disk, req, self.accepted, observed)
+            if rule:
+                self.judge(rule, v is None, v.detail if v else "", side="device",
+                           trace=(_request_op(req), {"op": "completion", "status": status}))
+        if req.type == blk.T_FLUSH and not F.has(self.accepted, blk.FB["FLUSH"]):
+            self.requests["FLUSH-unnegotiated"] = self.requests.get("FLUSH-unnegotiated", 0) + 1
+
+    # --- the end: nothing left published without a notification (2.7.10.1) -------------
+    def _stopped(self, last_avail: int) -> None:
+        ring, mem = self.ring, self.mem
+        if ring is None or mem is None:
+            return
+        idx = sp.read_avail_idx(mem, ring.layout)
+        left = rm.idx_sub(idx, last_avail)
+        rule = ("VIRTIO-2.7.10-DRV-KICK-AVAIL-EVENT" if ring.features.event_idx
+                else "VIRTIO-2.7.10-DRV-KICK-FLAGS0")
+        # the back-end asked for a kick at every head (avail_event = its next index; used
+        # flags 0), so a head still waiting when the queue stops was never notified
+        self.judge(rule, left == 0 or left > ring.layout.size,
+                   f"{left} head(s) published at avail.idx {idx} after the back-end's last "
+                   f"look at {last_avail}, never notified",
+                   trace=({"op": "stop", "avail.idx": idx, "last_avail": last_avail},))
+        self.ring = None
+
+    def finish(self) -> None:
+        """The run is over: judge what the whole run shows (5.2.5.1's FLUSH SHOULD NOT)."""
+        with self.lock:
+            if F.has(self.accepted, blk.FB["FLUSH"]):
+                self.judge("VIRTIO-5.2.5.1-DRV-FLUSH-CAPABLE", self.requests.get("FLUSH", 0) > 0,
+                           "FLUSH negotiated, never sent", level="SHOULD")
+
+
+def _chain_op(pos: int, chain: sp.Chain) -> dict[str, Any]:
+    return {"op": "chain", "avail_pos": pos, "head": chain.head,
+            "segments": [[hex(s.addr), s.len, "w" if s.writable else "r"]
+                         for s in chain.segments[:8]],
+            "faults": [f.value for f in chain.faults]}
+
+
+def _request_op(req: blk.Request) -> dict[str, Any]:
+    return {"op": "blk-request", "type": TYPE_NAMES.get(req.type, req.type),
+            "sector": req.sector, "readable_data": len(req.data), "writable_data": req.in_len,
+            "reserved": req.reserved}
