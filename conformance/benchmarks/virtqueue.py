@@ -141,7 +141,7 @@ class _Layout:
 def _spec_blk() -> Callable[[int, bytes, int], bytes]:
     from spec.virtio.devices import block as blk
 
-    state = {"disk": blk.Disk.blank(DISK // 512)}
+    state: dict[str, blk.AnyDisk] = {"disk": blk.Disk.blank(DISK // 512)}
 
     def serve(queue: int, out: bytes, in_len: int) -> bytes:
         typ, _, sector = blk.decode_header(out)

@@ -1,6 +1,6 @@
 """Targets: where a vhost-user back-end comes from, and how to stop it.
 
-* ``vhost-user:SOCKET`` — a running back-end (not managed; disk not observable);
+* ``vhost-user:SOCKET`` — a running back-end (not managed; its disk is learned as it is read);
 * ``qemu-vhost-user-blk`` — qemu-storage-daemon exporting a scratch raw file as
   vhost-user-blk over a temp socket (started and killed here);
 * ``reference-vhost-user-blk`` — our own back-end (reference_impl.virtio) in a thread;

@@ -193,3 +193,48 @@ def test_header_roundtrip() -> None:
 def test_lifetime_reserved_values() -> None:
     assert B.check_lifetime(bytes([1, 0, 11, 0, 0, 0])) is None
     assert B.check_lifetime(bytes([4, 0, 0, 0, 0, 0])) is not None
+
+
+def test_learned_disk_binds_first_read_and_judges_later_ones() -> None:
+    """A disk nobody told the suite about: any first read is allowed and binds the
+    sectors it covers; a second read must agree; a write makes its range known."""
+    disk: B.AnyDisk = B.LearnedDisk(1 << 40)  # capacity costs nothing: sparse
+    read = B.Request(B.T_IN, 5, in_len=2 * B.SECTOR)
+    first = B.Outcome(B.S_OK, b"\x11" * B.SECTOR + b"\x22" * B.SECTOR)
+    assert B.check_completion(disk, read, V1, first) is None
+    disk = B.settle(disk, read, V1, first)
+    assert B.check_completion(disk, read, V1, first) is None
+    v = B.check_completion(disk, read, V1, B.Outcome(B.S_OK, b"\x11" * 2 * B.SECTOR))
+    assert v is not None and v.requirement == "VIRTIO-5.2.6-DEV-DATA-INTEGRITY"
+    wr = B.Request(B.T_OUT, 6, b"\x33" * B.SECTOR)
+    disk = B.settle(disk, wr, V1, B.reference_device(disk, wr, V1))
+    assert B.check_completion(disk, read, V1, first) is not None  # sector 6 was rewritten
+    assert B.check_completion(
+        disk, read, V1, B.Outcome(B.S_OK, b"\x11" * B.SECTOR + b"\x33" * B.SECTOR)) is None
+
+
+def test_unspecified_content_is_forgotten() -> None:
+    """A discard, or a write that failed (IOERR), leaves its range unspecified: whatever a
+    later read returns there is allowed (and bound)."""
+    disc = V1 | (1 << B.FB["DISCARD"])
+    disk: B.AnyDisk = B.LearnedDisk(CAP)
+    wr = B.Request(B.T_OUT, 1, b"\x44" * B.SECTOR)
+    disk = B.settle(disk, wr, disc, B.reference_device(disk, wr, disc))
+    read = B.Request(B.T_IN, 1, in_len=B.SECTOR)
+    other = B.Outcome(B.S_OK, b"\x55" * B.SECTOR)
+    assert B.check_completion(disk, read, disc, other) is not None
+    for req, status in ((B.Request(B.T_DISCARD, data=B.encode_segment(1, 1)), B.S_OK),
+                        (wr, B.S_IOERR)):
+        assert B.check_completion(disk, req, disc, B.Outcome(status)) is None
+        assert B.rule_for(disk, req, disc, B.Outcome(status)) == ""
+        after = B.settle(disk, req, disc, B.Outcome(status))
+        assert B.check_completion(after, read, disc, other) is None
+    # a whole disk: the failed write's range may hold anything, the rest must not move
+    whole = B.Disk.blank(CAP)
+    partly = B.Disk(b"\x44" * 100 + bytes(CAP * B.SECTOR - 100), bytes(CAP * B.SECTOR))
+    assert B.check_completion(whole, B.Request(B.T_OUT, 0, b"\x44" * B.SECTOR), V1,
+                              B.Outcome(B.S_IOERR, disk=partly)) is None
+    elsewhere = B.Disk(bytes(B.SECTOR) + b"\x44" + bytes(CAP * B.SECTOR - B.SECTOR - 1),
+                       bytes(CAP * B.SECTOR))
+    assert B.check_completion(whole, B.Request(B.T_OUT, 0, b"\x44" * B.SECTOR), V1,
+                              B.Outcome(B.S_IOERR, disk=elsewhere)) is not None

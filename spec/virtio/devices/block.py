@@ -99,7 +99,8 @@ def decode_segments(data: bytes) -> list[tuple[int, int, int]]:
 
 @attrs.frozen
 class Disk:
-    """What reads return (``data``) and what survives power loss (``stable``)."""
+    """What reads return (``data``) and what survives power loss (``stable``): a disk the
+    suite knows whole (it created it, or sees its backing store)."""
 
     data: bytes
     stable: bytes
@@ -114,12 +115,104 @@ class Disk:
     def capacity(self) -> int:
         return len(self.data) // SECTOR
 
+    def read(self, lo: int, hi: int) -> bytes:
+        return self.data[lo:hi]
+
+    def matches(self, lo: int, got: bytes) -> bool:
+        """Whether ``got``, read from byte ``lo``, is what the disk holds."""
+        return self.data[lo:lo + len(got)] == got
+
+    def written(self, lo: int, data: bytes, stable: bool) -> Disk:
+        hi = lo + len(data)
+        return Disk(self.data[:lo] + data + self.data[hi:],
+                    self.stable[:lo] + data + self.stable[hi:] if stable else self.stable,
+                    self.device_id)
+
+    def forgotten(self, lo: int, hi: int) -> Disk:
+        """Content the standard leaves unspecified (discarded, or a write that failed):
+        a whole-disk model keeps its bytes, and the judge lets the device's answer there
+        stand (``unspecified`` in :func:`check_completion`)."""
+        return self
+
+    def bound(self, lo: int, got: bytes) -> Disk:
+        return self  # nothing is unknown
+
+    def flushed(self) -> Disk:
+        return Disk(self.data, self.data, self.device_id)
+
+    def with_id(self, ident: bytes) -> Disk:
+        return Disk(self.data, self.stable, ident)
+
+
+@attrs.frozen
+class LearnedDisk:
+    """A device's disk as far as the suite has seen it: the disk of a back-end it did not
+    create (a socket target) is unknown until observed.  A sector becomes known when it is
+    first read (its content is then bound: every later read must return it), written or
+    zeroed; it becomes unknown again when the standard leaves its content unspecified (a
+    discard, a write that failed).  Sparse, so a disk of any capacity costs what was
+    touched.  What survives power loss cannot be observed, so it has no ``stable`` part:
+    5.2.6.2's stable-write rule is not judged on such a disk."""
+
+    capacity: int
+    sectors: dict[int, bytes] = attrs.field(factory=dict, eq=True, hash=False)
+    device_id: bytes = b""
+
+    def _span(self, lo: int, hi: int) -> range:
+        return range(lo // SECTOR, -(-hi // SECTOR))
+
+    def read(self, lo: int, hi: int) -> bytes:
+        """Known bytes, zero where unknown (the answer of a device that never wrote)."""
+        return b"".join(self.sectors.get(i, bytes(SECTOR)) for i in self._span(lo, hi))[
+            lo % SECTOR: lo % SECTOR + hi - lo]
+
+    def matches(self, lo: int, got: bytes) -> bool:
+        """``got`` agrees with every known sector it covers (reads are whole sectors)."""
+        if lo % SECTOR or len(got) % SECTOR:
+            return False
+        base = lo // SECTOR
+        return all(self.sectors.get(base + k) in (None, got[k * SECTOR:(k + 1) * SECTOR])
+                   for k in range(len(got) // SECTOR))
+
+    def _with(self, lo: int, data: bytes | None, hi: int) -> LearnedDisk:
+        sectors = dict(self.sectors)
+        for i in self._span(lo, hi):
+            if data is None:
+                sectors.pop(i, None)
+            else:
+                k = i * SECTOR - lo
+                sectors[i] = data[k:k + SECTOR]
+        return LearnedDisk(self.capacity, sectors, self.device_id)
+
+    def written(self, lo: int, data: bytes, stable: bool) -> LearnedDisk:
+        return self._with(lo, data, lo + len(data))
+
+    def forgotten(self, lo: int, hi: int) -> LearnedDisk:
+        return self._with(lo, None, hi)
+
+    def bound(self, lo: int, got: bytes) -> LearnedDisk:
+        """A read's answer binds the sectors it covers (known ones are unchanged: the judge
+        has checked they agree)."""
+        return self._with(lo, got, lo + len(got))
+
+    def flushed(self) -> LearnedDisk:
+        return self
+
+    def with_id(self, ident: bytes) -> LearnedDisk:
+        return LearnedDisk(self.capacity, self.sectors, ident)
+
+
+AnyDisk = Disk | LearnedDisk
+
 
 @attrs.frozen
 class Outcome:
     status: int
     written_in: bytes = b""  # bytes the device put in the writable data part
-    disk: Disk | None = None  # the disk afterwards (None: unchanged)
+    disk: AnyDisk | None = None  # the disk afterwards (None: unchanged)
+    # byte ranges whose content the standard leaves open after this outcome (a discard,
+    # a failed write): whatever the device left there is accepted
+    unspecified: tuple[tuple[int, int], ...] = ()
 
 
 def _write_through(features: int, writeback: int) -> bool:
@@ -163,7 +256,7 @@ def _bad_flags(req: Request) -> bool:
                for _, _, flags in decode_segments(req.data))
 
 
-def allowed(disk: Disk, req: Request, features: int, writeback: int = 0) -> list[Outcome]:
+def allowed(disk: AnyDisk, req: Request, features: int, writeback: int = 0) -> list[Outcome]:
     """Every outcome a conforming device may give for ``req`` (§5.2.6)."""
     ioerr = Outcome(S_IOERR)
     if req.type in T_ZONE:
@@ -176,20 +269,18 @@ def allowed(disk: Disk, req: Request, features: int, writeback: int = 0) -> list
         lo, hi = req.sector * SECTOR, req.sector * SECTOR + (
             req.in_len if req.type == T_IN else len(req.data))
         if req.type == T_IN:
-            return [Outcome(S_OK, disk.data[lo:hi]), ioerr]
+            return [Outcome(S_OK, disk.read(lo, hi)), ioerr]
         if F.has(features, FB["RO"]):
             return [ioerr]  # §5.2.6.2: no data written
-        data = disk.data[:lo] + req.data + disk.data[hi:]
-        stable = (
-            disk.stable[:lo] + req.data + disk.stable[hi:]
-            if _write_through(features, writeback)
-            else disk.stable
-        )
-        return [Outcome(S_OK, disk=Disk(data, stable, disk.device_id)), ioerr]
+        written = disk.written(lo, req.data, _write_through(features, writeback))
+        # a write that failed (§5.2.6: IOERR) may have reached part of its range: no
+        # statement says what the range then holds
+        return [Outcome(S_OK, disk=written),
+                Outcome(S_IOERR, disk=disk.forgotten(lo, hi), unspecified=((lo, hi),))]
     if req.type == T_FLUSH:
         if not F.has(features, FB["FLUSH"]):
             return [Outcome(S_UNSUPP), Outcome(S_OK), ioerr]
-        return [Outcome(S_OK, disk=Disk(disk.data, disk.data, disk.device_id)), ioerr]
+        return [Outcome(S_OK, disk=disk.flushed()), ioerr]
     if req.type == T_GET_ID:
         ident = disk.device_id[:ID_BYTES].ljust(ID_BYTES, b"\0")
         return [Outcome(S_OK, ident[: req.in_len]), Outcome(S_UNSUPP), ioerr]
@@ -200,20 +291,34 @@ def allowed(disk: Disk, req: Request, features: int, writeback: int = 0) -> list
     return [Outcome(S_UNSUPP)]  # §5.2.6: a type the device does not support
 
 
-def _allowed_ranges(disk: Disk, req: Request, features: int) -> list[Outcome]:
+def _allowed_ranges(disk: AnyDisk, req: Request, features: int) -> list[Outcome]:
     if not F.has(features, FB[_RANGE_FEATURE[req.type]]):
         return [Outcome(S_UNSUPP), Outcome(S_IOERR)]
-    segs = decode_segments(req.data)
     if _bad_flags(req):
         return [Outcome(S_UNSUPP)]  # §5.2.6.2: unknown flag, or unmap on discard
     if driver_fault(req, disk.capacity):
         return _any_status()
-    if req.type != T_WRITE_ZEROES:
-        return [Outcome(S_OK), Outcome(S_IOERR)]  # discarded content is unspecified
-    data = bytearray(disk.data)
-    for s, n, _ in segs:
-        data[s * SECTOR : (s + n) * SECTOR] = bytes(n * SECTOR)
-    return [Outcome(S_OK, disk=Disk(bytes(data), disk.stable, disk.device_id)), Outcome(S_IOERR)]
+    spans = tuple(byte_ranges(req))
+    unknown = disk
+    for lo, hi in spans:
+        unknown = unknown.forgotten(lo, hi)
+    failed = Outcome(S_IOERR, disk=unknown, unspecified=spans)
+    if req.type != T_WRITE_ZEROES:  # discarded (or erased) content is unspecified
+        return [Outcome(S_OK, disk=unknown, unspecified=spans), failed]
+    zeroed = disk
+    for lo, hi in spans:
+        zeroed = zeroed.written(lo, bytes(hi - lo), stable=False)
+    return [Outcome(S_OK, disk=zeroed), failed]
+
+
+def byte_ranges(req: Request) -> list[tuple[int, int]]:
+    """The bytes of the disk a request may change (an OUT's range, a range command's
+    segments)."""
+    if req.type == T_OUT:
+        return [(req.sector * SECTOR, req.sector * SECTOR + len(req.data))]
+    if req.type in T_RANGES:
+        return [(lo * SECTOR, (lo + n) * SECTOR) for lo, n, _ in decode_segments(req.data)]
+    return []
 
 
 _RANGE_FEATURE = {T_DISCARD: "DISCARD", T_WRITE_ZEROES: "WRITE_ZEROES",
@@ -229,7 +334,7 @@ def id_string_ok(ident: bytes) -> bool:
 
 
 def check_completion(
-    disk: Disk, req: Request, features: int, observed: Outcome, writeback: int = 0
+    disk: AnyDisk, req: Request, features: int, observed: Outcome, writeback: int = 0
 ) -> Violation | None:
     """Judge one completion: status, returned bytes and disk effect must match an allowed outcome.
 
@@ -243,16 +348,12 @@ def check_completion(
         if o.status != observed.status:
             continue
         want_disk = o.disk or disk
-        data_ok = (o.status != S_OK or req.type != T_IN) or observed.written_in == o.written_in
+        data_ok = (o.status != S_OK or req.type != T_IN) or (
+            len(observed.written_in) == req.in_len
+            and disk.matches(req.sector * SECTOR, observed.written_in))
         if o.status == S_OK and req.type == T_GET_ID and req.in_len == ID_BYTES:
             data_ok = id_string_ok(observed.written_in[:ID_BYTES])  # the id is the device's
-        if o.status == S_IOERR and req.type not in T_RANGES:
-            disk_ok = after.data == disk.data  # a failed read/write leaves data unchanged
-        elif req.type in (T_DISCARD, T_SECURE_ERASE):
-            disk_ok = True  # content after discard is unspecified
-        else:
-            disk_ok = after.data == want_disk.data and _stable_ok(after, want_disk)
-        if data_ok and disk_ok:
+        if data_ok and _same(after, want_disk, o.unspecified):
             return None
     return Violation(
         rule_for(disk, req, features, observed) or "VIRTIO-5.2.6-DEV-DATA-INTEGRITY",
@@ -260,6 +361,40 @@ def check_completion(
         f"type {req.type} sector {req.sector}: status {observed.status}"
         + (f", id {observed.written_in[:ID_BYTES]!r}" if req.type == T_GET_ID else ""),
     )
+
+
+def _same(after: AnyDisk, want: AnyDisk, unspecified: tuple[tuple[int, int], ...]) -> bool:
+    """The disk the device left agrees with the model's, outside the ``unspecified``
+    ranges (a whole disk: its data, and every byte the model has stable stays so)."""
+    if not (isinstance(after, Disk) and isinstance(want, Disk)):
+        for lo, hi in unspecified:
+            after = after.forgotten(lo, hi)
+        return after == want
+    if unspecified:
+        data, stable = bytearray(after.data), bytearray(after.stable)
+        for lo, hi in unspecified:
+            data[lo:hi], stable[lo:hi] = want.data[lo:hi], want.stable[lo:hi]
+        after = Disk(bytes(data), bytes(stable), after.device_id)
+    return after.data == want.data and _stable_ok(after, want)
+
+
+def settle(disk: AnyDisk, req: Request, features: int, observed: Outcome,
+           writeback: int = 0) -> AnyDisk:
+    """The model's disk after a completion :func:`check_completion` accepted: the allowed
+    outcome's disk (or the one the platform showed, ``observed.disk``), with a read's
+    answer bound where the disk was unknown (:class:`LearnedDisk`), and the id of a
+    GET_ID adopted (the id string is the device's choice)."""
+    if observed.disk is not None:
+        after = observed.disk
+    else:
+        match = next((o for o in allowed(disk, req, features, writeback)
+                      if o.status == observed.status), None)
+        after = match.disk if match is not None and match.disk is not None else disk
+    if req.type == T_IN and observed.status == S_OK and not driver_fault(req, disk.capacity):
+        after = after.bound(req.sector * SECTOR, observed.written_in)
+    if req.type == T_GET_ID and observed.status == S_OK and req.in_len == ID_BYTES:
+        after = after.with_id(observed.written_in[:ID_BYTES].rstrip(b"\0"))
+    return after
 
 
 def _stable_ok(after: Disk, want: Disk) -> bool:
@@ -286,7 +421,7 @@ def _xor(a: bytes, b: bytes) -> bytes:
     return (int.from_bytes(a, "little") ^ int.from_bytes(b, "little")).to_bytes(len(a), "little")
 
 
-def rule_for(disk: Disk, req: Request, features: int, observed: Outcome) -> str:
+def rule_for(disk: AnyDisk, req: Request, features: int, observed: Outcome) -> str:
     """The requirement a completion of ``req`` was judged against (5.2.6, 5.2.6.2), or ""
     when it evaluates none: a request breaking a driver rule (:func:`driver_fault`, the
     answer is the device's choice), a GET_ID the device does not support, a plain discard,
@@ -312,6 +447,8 @@ def rule_for(disk: Disk, req: Request, features: int, observed: Outcome) -> str:
             return "VIRTIO-5.2.6.2-DEV-RO-IOERR"
         if req.type == T_OUT and status == S_OK:
             return "VIRTIO-5.2.6.2-DEV-STABLE-WRITES"
+        if status == S_IOERR:
+            return ""  # a device error: allowed, and what it left is unspecified
         return "VIRTIO-5.2.6-DEV-DATA-INTEGRITY"
     if req.type == T_FLUSH:
         flush = F.has(features, FB["FLUSH"])
@@ -325,7 +462,7 @@ def rule_for(disk: Disk, req: Request, features: int, observed: Outcome) -> str:
     return "VIRTIO-5.2.6-DEV-UNSUPP-TYPE"
 
 
-def reference_device(disk: Disk, req: Request, features: int, writeback: int = 0) -> Outcome:
+def reference_device(disk: AnyDisk, req: Request, features: int, writeback: int = 0) -> Outcome:
     """A conforming device: the first (successful when possible) allowed outcome."""
     o = allowed(disk, req, features, writeback)[0]
     return attrs.evolve(o, disk=o.disk or disk)
