@@ -620,7 +620,8 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--quick", action="store_true", help="short runs")
     be.add_argument("--conformance", action="store_true", help="also the oracle's steps/s")
     be.add_argument("--real-targets", action="store_true",
-                    help="also boot time and checked calls/s on qemu-psci, kvm-arm64, xen-arm64")
+                    help="also boot time and checked calls/s on qemu-psci, kvm-arm64, "
+                         "xen-arm64, and judged ring operations/s on linux-virtio:blk")
     be.set_defaults(fn=cmd_bench)
 
     ab = sub.add_parser("abi", parents=[common], help="print the hypercall ABI table")

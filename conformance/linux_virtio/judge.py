@@ -161,6 +161,7 @@ class DriverJudge:
     ring: RingState | None = None
     mem: GuestReader | None = None
     kicks: int = 0
+    looks: int = 0  # second looks of the back-end before it goes idle (no notification)
     chains: int = 0
     late: int = 0
     completions: int = 0
@@ -210,8 +211,8 @@ class DriverJudge:
                 read: ReadGuest) -> None:
         self._guard("started", lambda: self._started(size, desc, avail, used, read))
 
-    def kicked(self, queue: int) -> None:
-        self._guard("kicked", self._kicked)
+    def kicked(self, queue: int, again: bool = False) -> None:
+        self._guard("kicked", lambda: self._kicked(again))
 
     def served(self, queue: int, last_avail: int, used_idx: int, notify: bool) -> None:
         self._guard("served", lambda: self._served(last_avail, used_idx))
@@ -256,8 +257,9 @@ class DriverJudge:
         self.ring = RingState(layout, feats, used_idx, idx, used_idx)
 
     # --- kicks: what the driver published ---------------------------------------------------
-    def _kicked(self) -> None:
-        self.kicks += 1
+    def _kicked(self, again: bool) -> None:
+        self.kicks += 0 if again else 1
+        self.looks += 1 if again else 0
         self._look(None)
 
     def _look(self, upto: int | None) -> None:
@@ -445,17 +447,23 @@ class DriverJudge:
         ring, mem = self.ring, self.mem
         if ring is None or mem is None:
             return
-        idx = sp.read_avail_idx(mem, ring.layout)
+        lay = ring.layout
+        idx = sp.read_avail_idx(mem, lay)
         left = rm.idx_sub(idx, last_avail)
+        event = sp.read_le16(mem, rm.avail_event_addr(lay.used, lay.size))
         rule = ("VIRTIO-2.7.10-DRV-KICK-AVAIL-EVENT" if ring.features.event_idx
                 else "VIRTIO-2.7.10-DRV-KICK-FLAGS0")
-        # the back-end asked for a kick at every head (avail_event = its next index; used
-        # flags 0), so a head still waiting when the queue stops was never notified
-        self.judge(rule, left == 0 or left > ring.layout.size,
+        self.ring = None
+        if ring.features.event_idx and event != last_avail:
+            return  # the back-end did not ask for a kick at the next head: nothing to judge
+        # the back-end asked for a kick at its next head (avail_event, or used.flags 0),
+        # wrote that before its last look at avail.idx (with a barrier) and found nothing
+        # new, so a head still waiting now was published later and never notified
+        self.judge(rule, left == 0 or left > lay.size,
                    f"{left} head(s) published at avail.idx {idx} after the back-end's last "
                    f"look at {last_avail}, never notified",
-                   trace=({"op": "stop", "avail.idx": idx, "last_avail": last_avail},))
-        self.ring = None
+                   trace=({"op": "stop", "avail.idx": idx, "last_avail": last_avail,
+                           "avail_event": event},))
 
     def finish(self) -> None:
         """The run is over: judge what the whole run shows (5.2.5.1's FLUSH SHOULD NOT)."""

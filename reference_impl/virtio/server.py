@@ -25,6 +25,7 @@ import threading
 from collections.abc import Callable
 from typing import Protocol
 
+from reference_impl.virtio._wire import F_EVENT_IDX, feature, need_event
 from reference_impl.virtio.blk import BlkDevice, blk_features
 from reference_impl.virtio.split import SplitQueue
 
@@ -43,6 +44,19 @@ PF_REPLY_ACK, PF_CONFIG = 3, 9
 GET_CONFIG, RESET_DEVICE = 24, 34
 WITH_REPLY = {GET_FEATURES, GET_PROTOCOL_FEATURES, GET_QUEUE_NUM, GET_VRING_BASE, GET_CONFIG}
 MAX_PAYLOAD = 4096
+_FENCE = threading.Lock()
+
+
+def _fence() -> None:
+    """A full memory barrier between this thread's stores to the rings and its next loads:
+    taking a lock is a locked read-modify-write (x86: LOCK CMPXCHG), which the store
+    buffer cannot be reordered across.  2.7.10 and 2.7.7.2 need one: the device publishes
+    (avail_event, used.idx) and then reads what the driver published (avail.idx,
+    used_event), while the driver does the mirror image; without the barrier both sides
+    can miss each other and a head or an interrupt is lost."""
+    with _FENCE:
+        pass
+
 
 # read(gpa, n): the n bytes of guest memory at guest-physical address gpa, or None when
 # they are not all in the regions the front-end shared
@@ -62,8 +76,9 @@ class RingObserver(Protocol):
         """A queue is ready to be served: its size and the guest-physical addresses of its
         three parts (2.7), the next index the back-end will take being its base."""
 
-    def kicked(self, queue: int) -> None:
-        """An available-buffer notification arrived; the back-end has not read the ring."""
+    def kicked(self, queue: int, again: bool = False) -> None:
+        """An available-buffer notification arrived (``again``: no notification, the
+        back-end looks once more before going idle); it has not read the ring yet."""
 
     def served(self, queue: int, last_avail: int, used_idx: int, notify: bool) -> None:
         """The back-end took every head below ``last_avail`` and published ``used_idx``;
@@ -270,6 +285,20 @@ class _Conn:
         if self.observer is not None and gd is not None and ga is not None and gu is not None:
             self.observer.started(0, n, gd, ga, gu, self.read_gpa)
 
+    def _ring_u16(self, part: int, offset: int) -> int | None:
+        """A 16-bit ring field (``part``: 1 avail, 2 used) at ``offset`` bytes in."""
+        v = self.vring
+        if v.addr is None:
+            return None
+        view = self._view(v.addr[part] + offset, 2, True)
+        return None if view is None else int.from_bytes(view, "little")
+
+    def _avail_idx(self) -> int | None:
+        return self._ring_u16(1, 2)
+
+    def _used_event(self) -> int | None:
+        return self._ring_u16(1, 4 + 2 * self.vring.num)
+
     def on_kick(self) -> None:
         v = self.vring
         try:
@@ -281,9 +310,29 @@ class _Conn:
             return
         if self.observer is not None:
             self.observer.kicked(0)
-        signal = v.queue.process(self.dev, 0)  # a broken ring just stops (queue.fault says why)
+        q = v.queue
+        old_used = q.used_idx
+        signal = q.process(self.dev, 0)  # a broken ring just stops (queue.fault says why)
+        # A head the driver published while this batch was served, before avail_event said
+        # "kick me for it", came without a kick (2.7.10): look again after the barrier
+        # until nothing new is there.  Likewise a used_event the driver moved while used.idx
+        # was being published (2.7.7.2): decide again after the barrier.
+        while not q.broken:
+            _fence()
+            idx, last = self._avail_idx(), q.last_avail
+            if idx is None or idx == last:
+                break
+            if self.observer is not None:
+                self.observer.kicked(0, again=True)
+            signal = q.process(self.dev, 0) or signal
+            if q.last_avail == last:
+                break  # nothing taken (the device is not ready): the next kick resumes
+        if not signal and q.used_idx != old_used and feature(self.features, F_EVENT_IDX):
+            _fence()
+            used_event = self._used_event()
+            signal = used_event is not None and need_event(used_event, q.used_idx, old_used)
         if self.observer is not None:
-            self.observer.served(0, v.queue.last_avail, v.queue.used_idx, signal)
+            self.observer.served(0, q.last_avail, q.used_idx, signal)
         if signal and v.call >= 0:
             os.eventfd_write(v.call, 1)
 
