@@ -59,6 +59,8 @@ SUSPEND_WAIT = 0.2
 NO_RETURN_WAIT = 1.0
 ANSWER_WAIT = 5.0
 _NEVER_RETURN = (0x84000002, 0x84000008, 0x84000009)  # CPU_OFF, SYSTEM_OFF, SYSTEM_RESET
+_CPU_OFF, _AFFINITY_INFO_64, _AFF_OFF = 0x84000002, 0xC4000004, 1
+OFF_GLANCE = 0.02  # a CPU_OFF that fails answers within this on an idle host
 _RAM_END = qemu_psci.RAM_BASE + qemu_psci.RAM_SIZE
 _OUTSIDE_64 = 1 << 40  # above every region of the virt board's memory map
 _OUTSIDE_32 = 0x8000_0000  # below 4 GiB, above the 128 MiB of RAM: nothing there
@@ -124,10 +126,14 @@ class FirmwareTarget(ResultsOnly):
         started = self._new_start(m, vcpu)
         # a suspend that nothing wakes never returns: do not wait the full call timeout
         fid = words[0] & 0xFFFF_FFFF
-        outcome = m.call(vcpu, words, SUSPEND_WAIT if fid in _SUSPEND else
-                         NO_RETURN_WAIT if fid in _NEVER_RETURN else self._call_timeout)
+        wait = (SUSPEND_WAIT if fid in _SUSPEND else
+                NO_RETURN_WAIT if fid in _NEVER_RETURN else self._call_timeout)
+        if fid == _CPU_OFF and vcpu != 0:
+            outcome = self._cpu_off(m, vcpu, words, wait)
+        else:
+            outcome = m.call(vcpu, words, wait)
         if isinstance(outcome, NotServing):
-            outcome = self._after_start(m, vcpu, words)
+            outcome = self._after_start(m, vcpu, words, wait)
         if started is None:
             started = self._new_start(m, vcpu)  # it started while the call waited for it
         if isinstance(outcome, Returned):
@@ -193,11 +199,27 @@ class FirmwareTarget(ResultsOnly):
     def _new_machine(self, config: Config) -> Any:
         raise NotImplementedError
 
-    def _after_start(self, m: Any, vcpu: int, words: list[int]) -> CallOutcome:
+    def _cpu_off(self, m: Any, vcpu: int, words: list[int], wait: float) -> CallOutcome:
+        """CPU_OFF from a secondary: a success never returns (DEN0022 5.1.3), so rather
+        than wait ``wait`` seconds for an answer that will not come, ask the platform
+        once the call has had a moment: AFFINITY_INFO from vCPU 0 (side-effect free)
+        saying OFF settles it.  Anything else (vCPU 0 not serving, ON, an error) keeps
+        waiting the full ``wait``: only an observed OFF cuts it short."""
+        outcome = m.call(vcpu, words, OFF_GLANCE)
+        if not isinstance(outcome, NoReturn) or outcome.restarted:
+            return outcome  # type: ignore[no-any-return]
+        if m.serving(0):
+            probe = m.call(0, [_AFFINITY_INFO_64, vcpu, 0], self._call_timeout)
+            if isinstance(probe, Returned) and probe.regs[0] == _AFF_OFF:
+                return outcome  # type: ignore[no-any-return]
+        later = m.wait_pending(vcpu, wait)
+        return later if later is not None else outcome
+
+    def _after_start(self, m: Any, vcpu: int, words: list[int], wait: float) -> CallOutcome:
         """A call from a vCPU that is not serving yet: wait (bounded) for its start after
-        CPU_ON, then make the call."""
+        CPU_ON, then make the call (waiting ``wait`` for its answer)."""
         if m.serving(vcpu):  # it started between the two looks
-            return m.call(vcpu, words)
+            return m.call(vcpu, words, wait)
         now = m.started(vcpu)
         seen = now.boot_count if now is not None else 0
         rec = m.wait_started(vcpu, seen, START_TIMEOUT)
@@ -205,7 +227,7 @@ class FirmwareTarget(ResultsOnly):
             raise TargetTimeout(f"vCPU {vcpu} was not running the guest's code "
                                 f"{START_TIMEOUT} s after the call that should have started "
                                 f"it", definite=True)
-        return m.call(vcpu, words)
+        return m.call(vcpu, words, wait)
 
     def _entry(self, fid: int, entry: int) -> int:
         """A model entry point as an address in the real guest (see the module text)."""
