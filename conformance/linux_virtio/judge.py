@@ -27,6 +27,7 @@ the driver cannot have reused it before seeing it used, and that takes a guest f
 from __future__ import annotations
 
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -167,6 +168,7 @@ class DriverJudge:
     completions: int = 0
     requests: dict[str, int] = attrs.field(factory=dict)
     defects: list[str] = attrs.field(factory=list)
+    busy: float = 0.0  # seconds spent judging (on the back-end's thread)
     shadow: bytearray = attrs.field(init=False)
     unknown: bytearray = attrs.field(init=False)  # per sector: 1 = content unspecified
     lock: threading.Lock = attrs.field(factory=threading.Lock)
@@ -198,10 +200,13 @@ class DriverJudge:
 
     def _guard(self, what: str, fn: Callable[[], None]) -> None:
         with self.lock:
+            t0 = time.perf_counter()
             try:
                 fn()
             except Exception:
                 self.defects.append(f"{what}: {traceback.format_exc(limit=6)}")
+            finally:
+                self.busy += time.perf_counter() - t0
 
     # --- the observer --------------------------------------------------------------------
     def negotiated(self, offered: int, accepted: int, config: bytes) -> None:

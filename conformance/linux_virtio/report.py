@@ -252,7 +252,8 @@ def run_conformance(target: str = TARGET, report_dir: str | Path | None = None,
             f"workload: {w.ended} in {w.seconds:.1f} s (disk probed at "
             f"{w.boot_seconds or 0:.1f} s); {judge.operations} ring operations judged "
             f"({judge.kicks} kicks, {judge.chains} chains, {judge.completions} completions; "
-            f"{judge.late} heads judged after the back-end took them); requests "
+            f"{judge.late} heads judged after the back-end took them; {judge.busy:.2f} s of "
+            f"judging); requests "
             f"{dict(sorted(judge.requests.items()))}; features accepted "
             f"{judge.accepted:#x} of {judge.offered:#x}")
         for rule, fid in EXPECTED.items():
