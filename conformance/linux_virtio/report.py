@@ -125,9 +125,11 @@ def _check(**kw: Any) -> Check:
     return Check(**kw)
 
 
-def checks_of(judge: DriverJudge, workload_ok: bool | None = None) -> list[Check]:
+def checks_of(judge: DriverJudge, interrupted: bool = False) -> list[Check]:
     """One check per rule the judge evaluated, one per reason for the rest of the
-    universe, and one for the judge's own defects (an ``error``: it broke)."""
+    universe, and one for the judge's own defects (an ``error``: it broke).
+    ``interrupted``: the run stopped early, so a rule the workload had not yet given a
+    case is ``interrupted`` rather than ``not-reached``."""
     out: list[Check] = []
     for rule, t in sorted(judge.tallies.items()):
         out.append(_rule_check(rule, t))
@@ -144,6 +146,8 @@ def checks_of(judge: DriverJudge, workload_ok: bool | None = None) -> list[Check
         if rule in judge.tallies:
             continue
         reason, detail = unjudged_reason(rule, levels.get(rule, "MUST"), judge.accepted)
+        if interrupted and reason is NotJudged.NOT_REACHED:
+            reason, detail = NotJudged.INTERRUPTED, "the run stopped before a case came"
         groups.setdefault((reason, detail), []).append(rule)
     for (reason, detail), rules in groups.items():
         out.append(not_judged(f"not-judged:{reason}:{len(out)}", f"{len(rules)} rule(s) "
@@ -245,12 +249,13 @@ def run_conformance(target: str = TARGET, report_dir: str | Path | None = None,
         judge = DriverJudge(bytes(disk))
         t0 = time.perf_counter()
         w = machine.run_blk(judge, disk, timeout or machine.BOOT_TIMEOUT)
-        for c in checks_of(judge):
+        for c in checks_of(judge, interrupted=not w.done):
             rec.add(c, write=False)
         rec.add(_workload_check(w, time.perf_counter() - t0))
         report.notes.append(
-            f"workload: {w.ended} in {w.seconds:.1f} s (disk probed at "
-            f"{w.boot_seconds or 0:.1f} s); {judge.operations} ring operations judged "
+            f"workload: {w.ended} in {w.seconds:.1f} s (disk probed "
+            + (f"at {w.boot_seconds:.1f} s" if w.boot_seconds is not None else "never")
+            + f"); {judge.operations} ring operations judged "
             f"({judge.kicks} kicks, {judge.chains} chains, {judge.completions} completions; "
             f"{judge.late} heads judged after the back-end took them; {judge.busy:.2f} s of "
             f"judging); requests "
@@ -265,7 +270,7 @@ def run_conformance(target: str = TARGET, report_dir: str | Path | None = None,
     except ENDINGS as exc:  # never a traceback, never a lost report
         record_ending(report, exc)
         if judge is not None and not any(c.id.startswith("driver:") for c in report.checks):
-            report.checks += checks_of(judge)
+            report.checks += checks_of(judge, interrupted=True)
     finally:
         rec.finish(None, "stopping the guest")
     return report

@@ -312,3 +312,27 @@ def test_linux_drives_the_back_end_and_is_judged(tmp_path: Path) -> None:
                  "VIRTIO-2.7.10-DRV-KICK-AVAIL-EVENT", "VIRTIO-5.2.6-DEV-DATA-INTEGRITY"):
         assert rule in judged, rule
     assert (tmp_path / "rep" / "report.html").exists()
+
+
+def test_an_interrupted_run_says_interrupted_not_not_reached() -> None:
+    r = rig()
+    checks = lreport.checks_of(r.judge, interrupted=True)
+    reasons = {x: c.reason for c in checks if c.status is Status.NOT_JUDGED for x in c.covers}
+    assert reasons["VIRTIO-5.2.6.1-DRV-GET-ID-20"] is NotJudged.INTERRUPTED
+    assert reasons["VIRTIO-4.1.4.3.2-DRV-QUEUE-SIZE-VALUE"] is NotJudged.PLATFORM
+
+
+def test_the_workload_check_fails_on_disagreeing_checksums_and_errs_on_a_hang() -> None:
+    from conformance.linux_virtio.machine import Workload
+
+    steps = {"raw": {"wrote": "a", "read": "a"}, "tail": {"wrote": "b", "read": "b"},
+             "fs": {"before": "c", "after": "d"}}
+    w = Workload(steps, "done", "", 10.0, 8.0, 0, {"tail": "b"})
+    c = lreport._workload_check(w, 10.0)
+    assert c.status is Status.FAILED and c.failure is not None
+    assert c.failure.requirement == "VIRTIO-5.2.6-DEV-DATA-INTEGRITY" and "fs" in c.detail
+    ok = lreport._workload_check(attrs.evolve(w, steps={**steps, "fs": {"before": "c",
+                                                                          "after": "c"}}), 1)
+    assert ok.status is Status.PASSED
+    hung = lreport._workload_check(attrs.evolve(w, ended="timeout"), 1)
+    assert hung.status is Status.ERROR and not hung.judged
