@@ -515,6 +515,9 @@ def cmd_campaign(args: argparse.Namespace) -> int:
 
     from conformance.report import prepare_report_dir
 
+    if target_specs.parse_target(args.target).family == "linux-virtio":
+        raise UsageError(f"{args.target}: a driver target is one guest boot, not a campaign; "
+                         f"run: pvspec conform --target {args.target}")
     prepare_report_dir(args.report, force=args.force)
     with tempfile.TemporaryDirectory(prefix="pvspec-campaign-") as empty:
         # collect nothing but the plugin's items: an empty rootdir, no config file

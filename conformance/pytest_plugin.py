@@ -104,6 +104,9 @@ def pytest_configure(config: pytest.Config) -> None:
     except UsageError as exc:
         raise pytest.UsageError(f"--pvspec-target: {exc}\naccepted targets: {help_text()}") \
             from None
+    if spec.family == "linux-virtio":
+        raise pytest.UsageError(f"--pvspec-target {text}: a driver target is one guest boot, "
+                                f"not a suite of items; run: pvspec conform --target {text}")
     if config.getoption("pvspec_seeds") < 0:
         raise pytest.UsageError("--pvspec-seeds must be 0 or more")
     config.addinivalue_line("markers", "pvspec: a pvspec conformance check")
