@@ -27,6 +27,7 @@ from typing import Protocol
 
 from reference_impl.virtio._wire import F_EVENT_IDX, feature, need_event
 from reference_impl.virtio.blk import BlkDevice, blk_features
+from reference_impl.virtio.device import Device
 from reference_impl.virtio.split import SplitQueue
 
 HDR = struct.Struct("<III")
@@ -42,6 +43,8 @@ PF_REPLY_ACK, PF_CONFIG = 3, 9
 (SET_VRING_KICK, SET_VRING_CALL, SET_VRING_ERR) = (12, 13, 14)
 (GET_PROTOCOL_FEATURES, SET_PROTOCOL_FEATURES, GET_QUEUE_NUM, SET_VRING_ENABLE) = (15, 16, 17, 18)
 GET_CONFIG, RESET_DEVICE = 24, 34
+_PER_RING = {SET_VRING_NUM, SET_VRING_ADDR, SET_VRING_BASE, GET_VRING_BASE, SET_VRING_KICK,
+             SET_VRING_CALL, SET_VRING_ERR, SET_VRING_ENABLE}
 WITH_REPLY = {GET_FEATURES, GET_PROTOCOL_FEATURES, GET_QUEUE_NUM, GET_VRING_BASE, GET_CONFIG}
 MAX_PAYLOAD = 4096
 _FENCE = threading.Lock()
@@ -113,17 +116,28 @@ class _Vring:
 
 
 class _Conn:
-    """State of one front-end connection."""
+    """State of one front-end connection: ``dev`` serves ``nqueues`` queues and offers
+    ``offered`` (blk: one request queue; net: receiveq0 and transmitq0, the control queue
+    being QEMU's own).  ``pump`` (if any) runs after every served batch: the wire on the
+    far side of a net device (frames sent -> frames to deliver)."""
 
-    def __init__(self, sock: socket.socket, dev: BlkDevice,
-                 observer: RingObserver | None = None) -> None:
+    def __init__(self, sock: socket.socket, dev: Device, observer: RingObserver | None = None,
+                 offered: int | None = None, nqueues: int = 1,
+                 pump: Callable[[Device], None] | None = None) -> None:
         self.sock = sock
         self.dev = dev
         self.observer = observer
+        self.offered = blk_features() if offered is None else offered
+        self.pump = pump
         self.features = 0
         self.protocol = 0
         self.regions: list[_Region] = []
-        self.vring = _Vring()
+        self.vrings = [_Vring() for _ in range(nqueues)]
+
+    @property
+    def vring(self) -> _Vring:
+        """Queue 0 (a blk device has no other)."""
+        return self.vrings[0]
 
     def _view(self, addr: int, n: int, user: bool) -> memoryview | None:
         for r in self.regions:
@@ -149,14 +163,14 @@ class _Conn:
         return None
 
     def close(self) -> None:
-        v = self.vring
-        if v.queue is not None and self.observer is not None:
-            self.observer.stopped(0, v.queue.last_avail)
-        for fd in (v.kick, v.call):
-            if fd >= 0:
-                os.close(fd)
-        v.kick = v.call = -1
-        v.queue = None
+        for idx, v in enumerate(self.vrings):
+            if v.queue is not None and self.observer is not None:
+                self.observer.stopped(idx, v.queue.last_avail)
+            for fd in (v.kick, v.call):
+                if fd >= 0:
+                    os.close(fd)
+            v.kick = v.call = -1
+            v.queue = None
         for r in self.regions:
             r.close()
         self.regions = []
@@ -188,17 +202,37 @@ class _Conn:
     def reply(self, req: int, payload: bytes) -> None:
         self.sock.sendall(HDR.pack(req, 1 | F_REPLY, len(payload)) + payload)
 
+    def _ring(self, p: bytes) -> int | None:
+        """The queue a vring message names (its first le32; bits 0-7 of a kick/call u64),
+        None past the device's queues."""
+        idx = int(struct.unpack_from("<I", p)[0]) & 0xFF
+        return idx if idx < len(self.vrings) else None
+
     def handle(self, req: int, flags: int, p: bytes, fds: list[int]) -> None:
-        v = self.vring
         ok = 0
         out: bytes | None = None
-        if req == GET_FEATURES:
-            out = U64.pack(blk_features() | 1 << PROTOCOL_FEATURES_BIT)
+        idx, v = 0, self.vrings[0]
+        ring = self._ring(p) if req in _PER_RING else 0
+        if ring is None:  # a queue the device does not have: refused, nothing changes
+            ok = 1
+            for fd in fds:
+                os.close(fd)
+            if req == GET_VRING_BASE:
+                out = p[:8].ljust(8, b"\0")
+        elif req in _PER_RING:
+            idx, v = ring, self.vrings[ring]
+        if ring is None:
+            pass
+        elif req == GET_FEATURES:
+            out = U64.pack(self.offered | 1 << PROTOCOL_FEATURES_BIT)
         elif req == SET_FEATURES:
             self.features = U64.unpack_from(p)[0]
+            proto = 1 << PROTOCOL_FEATURES_BIT
+            negotiate = getattr(self.dev, "negotiate", None)
+            if negotiate is not None:
+                negotiate(self.features & ~proto)
             if self.observer is not None:
-                proto = 1 << PROTOCOL_FEATURES_BIT
-                self.observer.negotiated(blk_features() & ~proto, self.features & ~proto,
+                self.observer.negotiated(self.offered & ~proto, self.features & ~proto,
                                          self.dev.config())
         elif req == GET_PROTOCOL_FEATURES:
             out = U64.pack(1 << PF_REPLY_ACK | 1 << PF_CONFIG)
@@ -217,17 +251,18 @@ class _Conn:
                     r.close()
                 self.regions = [_Region(*REGION.unpack_from(p, 8 + 32 * k), fds[k])
                                 for k in range(n)]
-                if v.queue is not None:
-                    self._start()
+                for k, vr in enumerate(self.vrings):
+                    if vr.queue is not None:
+                        self._start(k)
         elif req == SET_VRING_NUM:
-            idx, num = STATE.unpack_from(p)
-            ok = 0 if idx == 0 and 0 < num <= 32768 and num & (num - 1) == 0 else 1
+            _i, num = STATE.unpack_from(p)
+            ok = 0 if 0 < num <= 32768 and num & (num - 1) == 0 else 1
             if not ok:
                 v.num = num
         elif req == SET_VRING_BASE:
-            idx, v.base = STATE.unpack_from(p)
+            _i, v.base = STATE.unpack_from(p)
         elif req == SET_VRING_ADDR:
-            idx, _f, desc, used, avail, _log = ADDR.unpack_from(p)
+            _i, _f, desc, used, avail, _log = ADDR.unpack_from(p)
             v.addr = (desc, avail, used)
         elif req in (SET_VRING_KICK, SET_VRING_CALL, SET_VRING_ERR):
             word = U64.unpack_from(p)[0]
@@ -236,7 +271,7 @@ class _Conn:
                 if v.kick >= 0:
                     os.close(v.kick)
                 v.kick = fd
-                self._start()
+                self._start(idx)
             elif req == SET_VRING_CALL:
                 if v.call >= 0:
                     os.close(v.call)
@@ -248,9 +283,9 @@ class _Conn:
             v.enabled = bool(on)
         elif req == GET_VRING_BASE:
             q = v.queue
-            out = STATE.pack(0, q.last_avail if q else v.base)
+            out = STATE.pack(idx, q.last_avail if q else v.base)
             if q is not None and self.observer is not None:
-                self.observer.stopped(0, q.last_avail)
+                self.observer.stopped(idx, q.last_avail)
             v.queue = None
             if v.kick >= 0:
                 os.close(v.kick)
@@ -269,8 +304,8 @@ class _Conn:
         elif flags & F_NEED_REPLY and self.protocol >> PF_REPLY_ACK & 1:
             self.reply(req, U64.pack(ok))
 
-    def _start(self) -> None:
-        v = self.vring
+    def _start(self, idx: int = 0) -> None:
+        v = self.vrings[idx]
         if v.addr is None or not v.num or v.kick < 0 or not self.regions:
             return
         desc, avail, used = v.addr
@@ -283,67 +318,73 @@ class _Conn:
         v.queue = SplitQueue(n, *views, self.gpa_view, self.features, v.base)  # type: ignore[misc]
         gd, ga, gu = (self.gpa_of(a) for a in (desc, avail, used))
         if self.observer is not None and gd is not None and ga is not None and gu is not None:
-            self.observer.started(0, n, gd, ga, gu, self.read_gpa)
+            self.observer.started(idx, n, gd, ga, gu, self.read_gpa)
 
-    def _ring_u16(self, part: int, offset: int) -> int | None:
+    def _ring_u16(self, v: _Vring, part: int, offset: int) -> int | None:
         """A 16-bit ring field (``part``: 1 avail, 2 used) at ``offset`` bytes in."""
-        v = self.vring
         if v.addr is None:
             return None
         view = self._view(v.addr[part] + offset, 2, True)
         return None if view is None else int.from_bytes(view, "little")
 
-    def _avail_idx(self) -> int | None:
-        return self._ring_u16(1, 2)
-
-    def _used_event(self) -> int | None:
-        return self._ring_u16(1, 4 + 2 * self.vring.num)
-
-    def on_kick(self) -> None:
-        v = self.vring
+    def on_kick(self, idx: int = 0) -> None:
+        """An available-buffer notification on queue ``idx``: serve it, then whatever the
+        device has become ready for (a net device's receive queue after the pump)."""
+        v = self.vrings[idx]
         try:
             os.eventfd_read(v.kick)
         except BlockingIOError:
             return
+        self.serve(idx, kicked=True)
+        if self.pump is not None:
+            self.pump(self.dev)
+            for k in range(len(self.vrings)):
+                if k != idx and self.dev.ready(k):
+                    self.serve(k, kicked=False)
+
+    def serve(self, idx: int, kicked: bool) -> None:
+        """Serve queue ``idx`` until nothing new is there; signal its call if due."""
+        v = self.vrings[idx]
         active = v.enabled or not self.features >> PROTOCOL_FEATURES_BIT & 1
         if v.queue is None or not active:
             return
         if self.observer is not None:
-            self.observer.kicked(0)
+            self.observer.kicked(idx, again=not kicked)
         q = v.queue
         old_used = q.used_idx
-        signal = q.process(self.dev, 0)  # a broken ring just stops (queue.fault says why)
+        signal = q.process(self.dev, idx)  # a broken ring just stops (queue.fault says why)
         # A head the driver published while this batch was served, before avail_event said
         # "kick me for it", came without a kick (2.7.10): look again after the barrier
         # until nothing new is there.  Likewise a used_event the driver moved while used.idx
         # was being published (2.7.7.2): decide again after the barrier.
         while not q.broken:
             _fence()
-            idx, last = self._avail_idx(), q.last_avail
-            if idx is None or idx == last:
+            avail, last = self._ring_u16(v, 1, 2), q.last_avail
+            if avail is None or avail == last:
                 break
             if self.observer is not None:
-                self.observer.kicked(0, again=True)
-            signal = q.process(self.dev, 0) or signal
+                self.observer.kicked(idx, again=True)
+            signal = q.process(self.dev, idx) or signal
             if q.last_avail == last:
                 break  # nothing taken (the device is not ready): the next kick resumes
         if not signal and q.used_idx != old_used and feature(self.features, F_EVENT_IDX):
             _fence()
-            used_event = self._used_event()
+            used_event = self._ring_u16(v, 1, 4 + 2 * v.num)
             signal = used_event is not None and need_event(used_event, q.used_idx, old_used)
         if self.observer is not None:
-            self.observer.served(0, q.last_avail, q.used_idx, signal)
+            self.observer.served(idx, q.last_avail, q.used_idx, signal)
         if signal and v.call >= 0:
             os.eventfd_write(v.call, 1)
 
 
-def serve_vhost_user_blk(socket_path: str, disk_bytes: bytearray,
-                         stop: threading.Event | None = None, once: bool = False,
-                         observer: RingObserver | None = None) -> None:
-    """Serve ``disk_bytes`` as vhost-user-blk on ``socket_path`` until ``stop`` is set;
-    ``observer`` (if any) is shown every ring event of every connection."""
+def serve_vhost_user(socket_path: str, dev: Device, stop: threading.Event | None = None,
+                     once: bool = False, observer: RingObserver | None = None,
+                     offered: int | None = None, nqueues: int = 1,
+                     pump: Callable[[Device], None] | None = None) -> None:
+    """Serve ``dev`` (``nqueues`` queues, offering ``offered``) over vhost-user on
+    ``socket_path``, one front-end at a time, until ``stop`` is set; ``observer`` (if any)
+    is shown every ring event of every connection, ``pump`` runs after every batch."""
     stop = stop or threading.Event()
-    dev = BlkDevice(disk_bytes)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(socket_path)
     lsock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -355,7 +396,7 @@ def serve_vhost_user_blk(socket_path: str, disk_bytes: bytearray,
             if not r:
                 continue
             sock, _ = lsock.accept()
-            conn = _Conn(sock, dev, observer)
+            conn = _Conn(sock, dev, observer, offered, nqueues, pump)
             try:
                 _serve(conn, stop)
             finally:
@@ -368,12 +409,18 @@ def serve_vhost_user_blk(socket_path: str, disk_bytes: bytearray,
             os.unlink(socket_path)
 
 
+def serve_vhost_user_blk(socket_path: str, disk_bytes: bytearray,
+                         stop: threading.Event | None = None, once: bool = False,
+                         observer: RingObserver | None = None) -> None:
+    """Serve ``disk_bytes`` as vhost-user-blk on ``socket_path`` until ``stop`` is set;
+    ``observer`` (if any) is shown every ring event of every connection."""
+    serve_vhost_user(socket_path, BlkDevice(disk_bytes), stop, once, observer)
+
+
 def _serve(conn: _Conn, stop: threading.Event) -> None:
     while not stop.is_set():
-        fds: list[object] = [conn.sock]
-        if conn.vring.kick >= 0:
-            fds.append(conn.vring.kick)
-        r, _, _ = select.select(fds, [], [], 0.1)
+        kicks = {v.kick: k for k, v in enumerate(conn.vrings) if v.kick >= 0}
+        r, _, _ = select.select([conn.sock, *kicks], [], [], 0.1)
         for x in r:
             if x is conn.sock:
                 try:
@@ -381,8 +428,10 @@ def _serve(conn: _Conn, stop: threading.Event) -> None:
                     conn.handle(req, flags, payload, mfds)
                 except (ConnectionError, OSError, struct.error):
                     return
+            elif isinstance(x, int) and kicks.get(x, 0) != 0:
+                conn.on_kick(kicks[x])
             else:
-                conn.on_kick()
+                conn.on_kick()  # queue 0 (tests replace on_kick(self) for a blk device)
 
 
 def main(argv: list[str] | None = None) -> int:
