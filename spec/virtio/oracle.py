@@ -69,6 +69,12 @@ IMPLIED_RULES: dict[str, tuple[str, str]] = {
     "VIRTIO-5.2.6-DEV-UNSUPP-TYPE": ("5.2.6", "a request of a type the device does not "
                                      "support (here: one VIRTIO does not define) ends with "
                                      "status UNSUPP"),
+    # net's loopback delivery (spec.virtio.devices.net.judge_loopback): what a loopback
+    # back-end owes by 5.1.6.2's description of transmission and 5.1.6.4's of reception
+    "PVSPEC-NET-LOOPBACK": ("5.1.6.2", "a frame transmitted to a loopback back-end comes "
+                            "back byte for byte, but for a checksum the driver asked the "
+                            "device to complete (NEEDS_CSUM): completed, or left partial "
+                            "with NEEDS_CSUM for the driver"),
     "VIRTIO-5.2.6-DEV-DATA-INTEGRITY": ("5.2.6", "the device presents its disk as it is: "
                                         "capacity counts its sectors, a read returns what "
                                         "the addressed sectors hold, a write changes those "

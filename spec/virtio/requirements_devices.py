@@ -1,7 +1,8 @@
 """Registry records for device types: VIRTIO 1.3 §5.1 (basics), §5.2, §5.3, §5.4, §5.7, §5.8.
 
-Blk zoned-device rules (§5.2.5.x / §5.2.6.x under VIRTIO_BLK_F_ZONED) and net beyond the
-config and transmit-header basics are not yet registered.
+Blk zoned-device rules (§5.2.5.x / §5.2.6.x under VIRTIO_BLK_F_ZONED) and net's control
+queue, hashing and RSS are not yet registered; net's device rules on transmission
+(§5.1.6.2.2) and reception (§5.1.6.3.2, §5.1.6.4.1) are.
 """
 
 from __future__ import annotations
@@ -296,6 +297,298 @@ NET = (
         "A GSO request also sets NEEDS_CSUM (and gso_size).",
         NT + "check_tx_header",
         T_NT + "test_tx_header",
+    ),
+    R(
+        "VIRTIO-5.1.6.2.2-DEV-IGNORE-UNKNOWN-FLAGS",
+        "5.1.6.2.2",
+        "MUST",
+        "device",
+        "Flag bits of a transmit header the device does not know are ignored.",
+        NT + "not_observable",
+    ),
+    R(
+        "VIRTIO-5.1.6.2.2-DEV-NO-CSUM-FIELDS",
+        "5.1.6.2.2",
+        "MUST NOT",
+        "device",
+        "Without NEEDS_CSUM in a transmit header, csum_start and csum_offset are not used.",
+        NT + "not_observable",
+    ),
+    R(
+        "VIRTIO-5.1.6.2.2-DEV-MAY-USE-HDR-LEN",
+        "5.1.6.2.2",
+        "MAY",
+        "device",
+        (
+            "With a HOST_* segmentation feature and GUEST_HDRLEN negotiated and a GSO packet,"
+            " hdr_len may be taken as the transport header size."
+        ),
+    ),
+    R(
+        "VIRTIO-5.1.6.2.2-DEV-HDR-LEN-NOT-RELIED",
+        "5.1.6.2.2",
+        "MUST NOT",
+        "device",
+        (
+            "With a HOST_* segmentation feature but no GUEST_HDRLEN (or GSO_NONE), hdr_len is"
+            " at most a hint and is never relied on."
+        ),
+        NT + "not_observable",
+    ),
+    R(
+        "VIRTIO-5.1.6.2.2-DEV-NO-RELY-CSUM",
+        "5.1.6.2.2",
+        "MUST NOT",
+        "device",
+        "Without NEEDS_CSUM, a transmitted packet's checksum is not assumed correct.",
+        NT + "not_observable",
+    ),
+    R(
+        "VIRTIO-5.1.6.3.2-DEV-NUM-BUFFERS-COUNT",
+        "5.1.6.3.2",
+        "MUST",
+        "device",
+        "num_buffers says how many buffers (descriptor chains) hold the received packet.",
+        NT + "judge_rx_packet",
+        "tests/vhost_user/test_net_judge.py::test_planted_rx_bugs_are_caught",
+    ),
+    R(
+        "VIRTIO-5.1.6.3.2-DEV-SINGLE-DESC",
+        "5.1.6.3.2",
+        "MUST",
+        "device",
+        "Without MRG_RXBUF a received packet goes into one buffer only.",
+        NT + "judge_rx_packet",
+        "tests/vhost_user/test_net_judge.py::test_planted_rx_bugs_are_caught",
+    ),
+    R(
+        "VIRTIO-5.1.6.4.1-DEV-NUM-BUFFERS-ONE",
+        "5.1.6.4.1",
+        "MUST",
+        "device",
+        "Without MRG_RXBUF, num_buffers is 1.",
+        NT + "judge_rx_packet",
+        "tests/vhost_user/test_net_judge.py::test_planted_rx_bugs_are_caught",
+    ),
+    R(
+        "VIRTIO-5.1.6.4.1-DEV-NUM-BUFFERS-MRG",
+        "5.1.6.4.1",
+        "MUST",
+        "device",
+        "With MRG_RXBUF, num_buffers counts the buffers the packet, header included, occupies.",
+        NT + "judge_rx_packet",
+        "tests/vhost_user/test_net_judge.py::test_planted_rx_bugs_are_caught",
+    ),
+    R(
+        "VIRTIO-5.1.6.4.1-DEV-MRG-FILL-FULL",
+        "5.1.6.4.1",
+        "MUST",
+        "device",
+        "A packet spread over several buffers fills every buffer but the last to its full length.",
+        NT + "judge_rx_packet",
+        "tests/vhost_user/test_net_judge.py::test_planted_rx_bugs_are_caught",
+    ),
+    R(
+        "VIRTIO-5.1.6.4.1-DEV-MRG-TOGETHER",
+        "5.1.6.4.1",
+        "MUST",
+        "device",
+        (
+            "The buffers of one packet are returned together: the driver sees at least "
+            "num_buffers of them used."
+        ),
+        NT + "judge_rx_packet",
+        "tests/vhost_user/test_net_judge.py::test_planted_rx_bugs_are_caught",
+    ),
+    R(
+        "VIRTIO-5.1.6.4.1-DEV-FLAGS-ZERO",
+        "5.1.6.4.1",
+        "MUST",
+        "device",
+        "Without GUEST_CSUM, received headers have flags 0 (so neither NEEDS_CSUM nor DATA_VALID).",
+        NT + "judge_rx_packet",
+        "tests/vhost_user/test_net_judge.py::test_planted_rx_bugs_are_caught",
+    ),
+    R(
+        "VIRTIO-5.1.6.4.1-DEV-FULL-CSUM",
+        "5.1.6.4.1",
+        "SHOULD",
+        "device",
+        "Without GUEST_CSUM, a received packet arrives with its checksums complete.",
+        NT + "judge_rx_packet",
+        "tests/vhost_user/test_net_judge.py::test_planted_rx_bugs_are_caught",
+    ),
+    R(
+        "VIRTIO-5.1.6.4.1-DEV-NO-GSO-TCPV4",
+        "5.1.6.4.1",
+        "MUST NOT",
+        "device",
+        "gso_type TCPV4 only when GUEST_TSO4 was negotiated.",
+        NT + "judge_rx_packet",
+        "tests/vhost_user/test_net_judge.py::test_planted_rx_bugs_are_caught",
+    ),
+    R(
+        "VIRTIO-5.1.6.4.1-DEV-NO-GSO-UDP",
+        "5.1.6.4.1",
+        "MUST NOT",
+        "device",
+        (
+            "gso_type UDP only when GUEST_UFO was negotiated (the spec names it GUEST_UDP, a "
+            "feature §5.1.3 does not define)."
+        ),
+        NT + "judge_rx_packet",
+        "tests/vhost_user/test_net_judge.py::test_planted_rx_bugs_are_caught",
+    ),
+    R(
+        "VIRTIO-5.1.6.4.1-DEV-NO-GSO-TCPV6",
+        "5.1.6.4.1",
+        "MUST NOT",
+        "device",
+        "gso_type TCPV6 only when GUEST_TSO6 was negotiated.",
+        NT + "judge_rx_packet",
+        "tests/vhost_user/test_net_judge.py::test_planted_rx_bugs_are_caught",
+    ),
+    R(
+        "VIRTIO-5.1.6.4.1-DEV-NO-GSO-UDP-L4",
+        "5.1.6.4.1",
+        "MUST NOT",
+        "device",
+        "gso_type UDP_L4 only when GUEST_USO4 or GUEST_USO6 was negotiated.",
+        NT + "judge_rx_packet",
+        "tests/vhost_user/test_net_judge.py::test_planted_rx_bugs_are_caught",
+    ),
+    R(
+        "VIRTIO-5.1.6.4.1-DEV-ECN-UNNEGOTIATED",
+        "5.1.6.4.1",
+        "SHOULD NOT",
+        "device",
+        (
+            "Without GUEST_ECN, no segmentation-offload TCP packet with ECN set is passed to "
+            "the driver."
+        ),
+        NT + "judge_rx_packet",
+        "tests/vhost_user/test_net_judge.py::test_planted_rx_bugs_are_caught",
+    ),
+    R(
+        "VIRTIO-5.1.6.4.1-DEV-GSO-ECN-BIT",
+        "5.1.6.4.1",
+        "MUST",
+        "device",
+        "With GUEST_ECN, a segmentation-offload TCP packet with ECN set carries the GSO_ECN bit.",
+        NT + "judge_rx_packet",
+        "tests/vhost_user/test_net_judge.py::test_planted_rx_bugs_are_caught",
+    ),
+    R(
+        "VIRTIO-5.1.6.4.1-DEV-MAY-NEEDS-CSUM",
+        "5.1.6.4.1",
+        "MAY",
+        "device",
+        "With GUEST_CSUM, NEEDS_CSUM may be set on a received packet.",
+    ),
+    R(
+        "VIRTIO-5.1.6.4.1-DEV-NEEDS-CSUM-VALIDATE",
+        "5.1.6.4.1",
+        "MUST",
+        "device",
+        (
+            "A received packet flagged NEEDS_CSUM had its checksums up to csum_start + "
+            "csum_offset validated by the device."
+        ),
+        NT + "not_observable",
+    ),
+    R(
+        "VIRTIO-5.1.6.4.1-DEV-NEEDS-CSUM-PSEUDO",
+        "5.1.6.4.1",
+        "MUST",
+        "device",
+        (
+            "A received packet flagged NEEDS_CSUM holds the TCP/UDP pseudo-header sum in its "
+            "checksum field."
+        ),
+        NT + "judge_rx_packet",
+        "tests/vhost_user/test_net_judge.py::test_planted_rx_bugs_are_caught",
+    ),
+    R(
+        "VIRTIO-5.1.6.4.1-DEV-NEEDS-CSUM-RANGE",
+        "5.1.6.4.1",
+        "MUST",
+        "device",
+        (
+            "With NEEDS_CSUM, csum_start and csum_offset lie in the packet and checksumming "
+            "from csum_start to the end, stored at csum_offset, completes the packet."
+        ),
+        NT + "judge_rx_packet",
+        "tests/vhost_user/test_net_judge.py::test_planted_rx_bugs_are_caught",
+    ),
+    R(
+        "VIRTIO-5.1.6.4.1-DEV-GSO-NONE",
+        "5.1.6.4.1",
+        "MUST",
+        "device",
+        "Without any GUEST_TSO4/TSO6/UFO/USO4/USO6 negotiated, gso_type is NONE.",
+        NT + "judge_rx_packet",
+        "tests/vhost_user/test_net_judge.py::test_planted_rx_bugs_are_caught",
+    ),
+    R(
+        "VIRTIO-5.1.6.4.1-DEV-GSO-NEEDS-CSUM",
+        "5.1.6.4.1",
+        "MUST",
+        "device",
+        "A received GSO packet also has NEEDS_CSUM set and gso_size giving the MSS.",
+        NT + "judge_rx_packet",
+        "tests/vhost_user/test_net_judge.py::test_planted_rx_bugs_are_caught",
+    ),
+    R(
+        "VIRTIO-5.1.6.4.1-DEV-RSC-INFO",
+        "5.1.6.4.1",
+        "MUST",
+        "device",
+        (
+            "With RSC_EXT, a received GSO packet has RSC_INFO set and segment and duplicate-"
+            "ACK counts in csum_start/csum_offset."
+        ),
+        NT + "judge_rx_packet",
+        "tests/vhost_user/test_net_judge.py::test_planted_rx_bugs_are_caught",
+    ),
+    R(
+        "VIRTIO-5.1.6.4.1-DEV-NO-RSC-INFO",
+        "5.1.6.4.1",
+        "MUST NOT",
+        "device",
+        "Without RSC_EXT, RSC_INFO is never set.",
+        NT + "judge_rx_packet",
+        "tests/vhost_user/test_net_judge.py::test_planted_rx_bugs_are_caught",
+    ),
+    R(
+        "VIRTIO-5.1.6.4.1-DEV-HDR-LEN",
+        "5.1.6.4.1",
+        "SHOULD",
+        "device",
+        (
+            "With a GUEST_* segmentation feature, hdr_len is at least the length of the "
+            "headers up to and including the transport header."
+        ),
+        NT + "judge_rx_packet",
+        "tests/vhost_user/test_net_judge.py::test_planted_rx_bugs_are_caught",
+    ),
+    R(
+        "VIRTIO-5.1.6.4.1-DEV-MAY-DATA-VALID",
+        "5.1.6.4.1",
+        "MAY",
+        "device",
+        "With GUEST_CSUM, DATA_VALID may be set on a received packet.",
+    ),
+    R(
+        "VIRTIO-5.1.6.4.1-DEV-DATA-VALID-VALIDATED",
+        "5.1.6.4.1",
+        "MUST",
+        "device",
+        (
+            "DATA_VALID is set only on a packet whose checksum the device validated (one "
+            "level of encapsulation)."
+        ),
+        NT + "judge_rx_packet",
+        "tests/vhost_user/test_net_judge.py::test_planted_rx_bugs_are_caught",
     ),
 )
 
