@@ -4,7 +4,10 @@
 * ``qemu-vhost-user-blk`` — qemu-storage-daemon exporting a scratch raw file as
   vhost-user-blk over a temp socket (started and killed here);
 * ``reference-vhost-user-blk`` — our own back-end (reference_impl.virtio) in a thread;
-* ``virtiofsd`` — QEMU's vhost-user-fs daemon on a temp shared directory.
+* ``virtiofsd`` — QEMU's vhost-user-fs daemon on a temp shared directory;
+* ``dpdk-vhost-net`` (``:tso`` with ``tso=1``) — DPDK 22.11's rte_vhost virtio-net back-end
+  (net_vhost PMD) in guests/dpdk-loopback, which returns every frame the driver transmits
+  on its receive queue (built on first use against Debian's libdpdk-dev).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -53,7 +57,7 @@ def disk_pattern(size: int) -> bytes:
 @attrs.define
 class Target:
     name: str
-    kind: str  # "blk" | "fs"
+    kind: str  # "blk" | "fs" | "net"
     socket_path: str
     initial: bytes | None = None  # known initial disk contents
     disk_view: Callable[[], bytes] | None = None  # direct look at the backing store
@@ -248,8 +252,86 @@ def start_virtiofsd(within: float = 10.0) -> Target:
     return _ready(t, proc, log, within)
 
 
+DPDK_NET = ("dpdk-vhost-net", "dpdk-vhost-net:tso")
+DPDK_DIR = Path(__file__).resolve().parents[2] / "guests" / "dpdk-loopback"
+DPDK_FIX = "apt-get install libdpdk-dev pkg-config (scripts/install-system-deps)"
+
+
+def build_dpdk_loopback(within: float = 180.0) -> str:
+    """guests/dpdk-loopback/build/dpdk-loopback, built (make, idempotent) if needed;
+    :class:`TargetUnavailable` saying what to install when it cannot be."""
+    exe = DPDK_DIR / "build" / "dpdk-loopback"
+    if shutil.which("pkg-config") is None:
+        raise TargetUnavailable(f"pkg-config not installed: {DPDK_FIX}")
+    if subprocess.run(["pkg-config", "--exists", "libdpdk"], check=False).returncode != 0:
+        raise TargetUnavailable(f"DPDK's development files (libdpdk) not found: {DPDK_FIX}")
+    if shutil.which("make") is None or shutil.which(os.environ.get("CC", "cc")) is None:
+        raise TargetUnavailable("make or a C compiler is missing: apt-get install make gcc")
+    try:
+        done = subprocess.run(["make", "-s", "-C", str(DPDK_DIR)], capture_output=True,
+                              timeout=within, check=False)
+    except subprocess.TimeoutExpired:
+        raise TargetUnavailable(f"building {exe} took over {within:g}s") from None
+    if done.returncode != 0 or not os.access(exe, os.X_OK):
+        err = (done.stderr or done.stdout).decode(errors="replace")[-600:]
+        raise TargetUnavailable(f"building {exe} failed: {err}")
+    return str(exe)
+
+
+def start_dpdk_net(tso: bool = False, within: float = 15.0) -> Target:
+    """DPDK's vhost-user net back-end (guests/dpdk-loopback): EAL without hugepages or
+    PCI, one net_vhost port on a temp socket, every transmitted frame looped back.  Its
+    EAL runtime directory (``--file-prefix``, unique per start) is removed on stop."""
+    exe = build_dpdk_loopback()
+    tmp = tempfile.mkdtemp(prefix="pvspec-dpdk-")
+    sock, log = os.path.join(tmp, "net.sock"), os.path.join(tmp, "dpdk.log")
+    prefix = f"pvspec-{os.getpid()}-{os.path.basename(tmp).rsplit('-', 1)[-1]}"
+    vdev = f"net_vhost0,iface={sock},queues=1" + (",tso=1" if tso else "")
+    cmd = [exe, "--no-huge", "--no-pci", "-m", "256", "-l", "0", "--no-shconf",
+           f"--file-prefix={prefix}", "--log-level=lib.eal:error", "--vdev", vdev]
+    proc = _spawn(cmd, log)
+
+    def cleanup() -> None:
+        for run in ("/var/run/dpdk", os.path.join(os.environ.get("XDG_RUNTIME_DIR", "/tmp"),
+                                                  "dpdk")):
+            shutil.rmtree(os.path.join(run, prefix), ignore_errors=True)
+
+    name = "dpdk-vhost-net:tso" if tso else "dpdk-vhost-net"
+    t = Target(name, "net", sock, None, None, proc, tmp, log_path=log)
+    _ready(t, proc, log, within)
+    try:
+        _wait_log(log, "ready", proc, within)
+    except BaseException:
+        t.stop()
+        cleanup()
+        raise
+    def halt() -> None:  # the process first, then its runtime directory
+        _kill_group(proc)
+        cleanup()
+
+    t.stop_hook = halt
+    return t
+
+
+def _wait_log(path: str, word: str, proc: subprocess.Popen[bytes], within: float) -> None:
+    """Until ``word`` is a line of the log ``path`` (the process announces it is up)."""
+    deadline = time.monotonic() + within
+    while True:
+        with open(path, errors="replace") as f:
+            text = f.read()
+        if word in text.split("\n"):
+            return
+        if proc.poll() is not None:
+            raise TargetUnavailable(f"exited with {proc.returncode}: {text[-800:]}")
+        if time.monotonic() > deadline:
+            raise TargetUnavailable(f"no {word!r} within {within}s: {text[-400:]}")
+        time.sleep(0.02)
+
+
 def target_kind(spec: str) -> str:
     """The device type a target spec speaks (``vhost-user:SOCKET`` is taken as blk)."""
+    if spec in DPDK_NET:
+        return "net"
     return "fs" if spec == "virtiofsd" else "blk"
 
 
@@ -278,4 +360,6 @@ def _start_managed(spec: str) -> Target:
         return start_reference_blk()
     if spec == "virtiofsd":
         return start_virtiofsd()
+    if spec in DPDK_NET:
+        return start_dpdk_net(tso=spec.endswith(":tso"))
     raise UnknownTarget(f"unknown vhost-user target {spec!r}")

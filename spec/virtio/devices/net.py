@@ -468,12 +468,18 @@ def judge_loopback(sent_hdr: NetHdr, sent: bytes, got: RxJudgement, negotiated: 
     if len(frame) != len(sent):
         return Violation(LOOPBACK_RULE, "device",
                          f"{len(frame)} bytes came back for {len(sent)} sent")
+    asked = bool(sent_hdr.flags & F_NEEDS_CSUM)
+    if asked:
+        done = complete_checksum(sent, sent_hdr.csum_start, sent_hdr.csum_offset)
+        if frame == done and done != sent:
+            return None
+        if frame == sent and not got.hdr.flags & F_NEEDS_CSUM:
+            return Violation(LOOPBACK_RULE, "device", (
+                f"the frame sent with NEEDS_CSUM came back with its checksum still "
+                f"partial and flags {got.hdr.flags:#x}: neither completed nor left to the "
+                f"driver with NEEDS_CSUM"))
     if frame == sent:
         return None
-    if sent_hdr.flags & F_NEEDS_CSUM:
-        done = complete_checksum(sent, sent_hdr.csum_start, sent_hdr.csum_offset)
-        if frame == done:
-            return None
     diff = next(i for i, (a, b) in enumerate(zip(frame, sent, strict=True)) if a != b)
     return Violation(LOOPBACK_RULE, "device",
                      f"frame differs from the one sent at byte {diff}: "
