@@ -12,6 +12,8 @@ one place before any work starts.
 ``qemu-vhost-user-blk``        QEMU's qemu-storage-daemon, started and stopped here
 ``reference-vhost-user-blk``   pvspec's own virtio-blk back-end, in a thread
 ``virtiofsd``                  QEMU's virtiofsd on a scratch directory
+``dpdk-vhost-net[:tso]``       DPDK 22.11's rte_vhost virtio-net (net_vhost PMD), frames
+                               looped back (guests/dpdk-loopback; ``:tso`` with tso=1)
 ``linux-virtio:blk``           Linux's virtio-blk *driver* (Debian amd64 under TCG) driving
                                pvspec's back-end, every ring operation judged
 =============================  =======================================================
@@ -30,7 +32,8 @@ __all__ = ["EXAMPLES", "HYPERVISOR", "LINUX_VIRTIO", "VHOST_USER_MANAGED", "Targ
 
 HYPERVISOR = ("reference", "spec", "qemu-psci", "kvm-arm64", "kvm-arm64:nvhe",
               "kvm-arm64:protected", "xen-arm64")
-VHOST_USER_MANAGED = ("qemu-vhost-user-blk", "reference-vhost-user-blk", "virtiofsd")
+VHOST_USER_MANAGED = ("qemu-vhost-user-blk", "reference-vhost-user-blk", "virtiofsd",
+                      "dpdk-vhost-net", "dpdk-vhost-net:tso")
 LINUX_VIRTIO = ("linux-virtio:blk",)  # a guest's driver judged (:net is not built yet)
 EXAMPLES = ("reference", "spec", "qemu-psci", "kvm-arm64", "xen-arm64",
             "exec:./examples/c-adapter/pvhv",
@@ -47,7 +50,9 @@ class TargetSpec:
 
     @property
     def device(self) -> str:
-        """The VIRTIO device type a vhost-user target serves (``fs`` or ``blk``)."""
+        """The VIRTIO device type a vhost-user target serves (``fs``, ``net`` or ``blk``)."""
+        if self.kind.startswith("dpdk-vhost-net"):
+            return "net"
         return "fs" if self.kind == "virtiofsd" else "blk"
 
 

@@ -70,6 +70,14 @@ EXPECTED_DEVIATIONS: dict[tuple[str, str, str], str] = {
     ("qemu-vhost-user-blk", "read-past-capacity-len-bytes", "VIRTIO-2.7.8-DEV-WRITE-LEN-BYTES"):
         "F2: QEMU 7.2 vhost-user-blk answers a read past capacity with IOERR and len 1025 "
         "but writes only the status byte",
+    # DPDK 22.11 rte_vhost (net_vhost PMD), docs/findings.md "DPDK 22.11 vhost-user net"
+    ("dpdk-vhost-net", "net-features", "VIRTIO-5.1.3.1-DEV-HOST-ECN-NEEDS-HOST-TSO4-OR-HOST-TSO6"):
+        "D1: without tso=1 the net_vhost PMD withdraws HOST_TSO4/HOST_TSO6 but keeps "
+        "offering HOST_ECN",
+    ("dpdk-vhost-net", "net-loopback-no-mrg", "VIRTIO-5.1.6.4.1-DEV-NUM-BUFFERS-ONE"):
+        "D2: without MRG_RXBUF rte_vhost never writes num_buffers (the driver's bytes stay)",
+    ("dpdk-vhost-net", "net-loopback-no-mrg", "VIRTIO-5.1.6.3.2-DEV-NUM-BUFFERS-COUNT"):
+        "D2: without MRG_RXBUF rte_vhost never writes num_buffers (the driver's bytes stay)",
 }
 
 # What each check is about (its ``covers``): a check that breaks leaves these unjudged
@@ -261,25 +269,33 @@ def _session(t: Target, **kw: object) -> ss.BlkSession:
 # --- negotiation and config ---------------------------------------------------------------
 
 
+def judge_offer(c: Ctx, device: int, offered: int, acked: int, aside: int = 0,
+                what: str = "") -> None:
+    """2.2.2 / 6.2 and the device type's dependencies on an offer, bits in ``aside``
+    (vhost-only and legacy ones) set aside; the front-end's own acceptance is asserted."""
+    aside |= VHOST_ONLY_BITS | LEGACY_BITS
+    offer = offered & ~aside
+    seen = (f"offered {offered:#x} (vhost bits and legacy {offered & LEGACY_BITS:#x} "
+            f"set aside{what})")
+    # each rule the offer gives occasion to judge (a dependency: when its feature is
+    # offered), under its own id
+    for rule, v in F.judge_device_offer(device, offer):
+        c.add(rule, v is None, seen + (f": {v.detail}" if v else ""))
+    for feat in F.DEPENDENCIES[device]:
+        if not F.has(offer, feat):
+            c.skip(F.dependency_requirement(device, feat),
+                   f"{F.feature_name(device, feat)} not offered", NotJudged.NOT_OFFERED)
+    drv = F.check_driver_accept(device, offer, acked & ~VHOST_ONLY_BITS)
+    # a driver rule: the front-end's own conduct, never credited to the device
+    if drv is not None:
+        raise AssertionError(f"the front-end accepted features it may not: {drv}")
+
+
 def check_features(t: Target) -> list[Result]:
     """2.2.2 / 6.2: the device's offer; vhost-user header rules on every reply."""
     c = Ctx(t, "features")
     with _session(t) as s:
-        offer = s.offered & ~VHOST_ONLY_BITS & ~LEGACY_BITS
-        seen = (f"offered {s.offered:#x} (vhost bits and legacy {s.offered & LEGACY_BITS:#x} "
-                f"set aside)")
-        # each rule the offer gives occasion to judge (a dependency: when its feature is
-        # offered), under its own id
-        for rule, v in F.judge_device_offer(F.BLOCK, offer):
-            c.add(rule, v is None, seen + (f": {v.detail}" if v else ""))
-        for feat in F.DEPENDENCIES[F.BLOCK]:
-            if not F.has(offer, feat):
-                c.skip(F.dependency_requirement(F.BLOCK, feat),
-                       f"{F.feature_name(F.BLOCK, feat)} not offered", NotJudged.NOT_OFFERED)
-        drv = F.check_driver_accept(F.BLOCK, offer, s.acked & ~VHOST_ONLY_BITS)
-        # a driver rule: the front-end's own conduct, never credited to the device
-        if drv is not None:
-            raise AssertionError(f"the front-end accepted features it may not: {drv}")
+        judge_offer(c, F.BLOCK, s.offered, s.acked)
         c.add("VHOST-USER-REPLY", True,
               f"protocol features {s.poffered:#x}, acked {s.packed:#x}")
         if s.config:

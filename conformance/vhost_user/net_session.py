@@ -86,8 +86,9 @@ class QueueStep:
     ring: dict[str, Any]
 
     def evidence(self) -> tuple[dict[str, Any], ...]:
-        return ev.step_records(self.before, self.after, self.layout, list(self.placed),
-                               self.ring)
+        # the chains as the ring shows them (a net buffer is no blk request)
+        return ev.step_records(self.before, self.after, self.layout,
+                               [(h, None) for h, _ in self.placed], self.ring)
 
 
 @attrs.frozen
@@ -111,7 +112,7 @@ class NetSession:
     MRG_RXBUF, checksum offloads, EVENT_IDX, INDIRECT_DESC."""
 
     def __init__(self, target: Target, want: int = NET_WANT, qsize: int = QSIZE,
-                 timeout: float = 2.0) -> None:
+                 timeout: float = 2.0, base: int = 0) -> None:
         self.target = target
         self.timeout = timeout
         self.fe: Frontend = connect(target, timeout)
@@ -127,18 +128,21 @@ class NetSession:
             self.rx_lay = sp.SplitLayout.contiguous(RX_BASE, qsize)
             self.tx_lay = sp.SplitLayout.contiguous(TX_BASE, qsize)
             self.feats = RingFeatures.from_bits(self.acked)
-            self.rx_drv = sp.driver_init(self.rx_mem, self.rx_lay, self.feats,
+            self.rx_drv = sp.driver_init(self.rx_mem, self.rx_lay, self.feats, start=base,
                                          scratch=RX_BASE + SCRATCH, max_indirect=MAX_INDIRECT)
-            self.tx_drv = sp.driver_init(self.tx_mem, self.tx_lay, self.feats,
+            self.tx_drv = sp.driver_init(self.tx_mem, self.tx_lay, self.feats, start=base,
                                          scratch=TX_BASE + SCRATCH, max_indirect=MAX_INDIRECT)
+            for mem, lay in ((self.rx_mem, self.rx_lay), (self.tx_mem, self.tx_lay)):
+                # the device area as a device that has processed up to ``base`` leaves it
+                write_le16(mem, rm.avail_event_addr(lay.used, qsize), base)
             self.fe.set_mem_table([self.rx_mem, self.tx_mem])
-            self.rx_vring: Vring = self.fe.setup_vring(RX_Q, self.rx_mem, self.rx_lay)
-            self.tx_vring: Vring = self.fe.setup_vring(TX_Q, self.tx_mem, self.tx_lay)
+            self.rx_vring: Vring = self.fe.setup_vring(RX_Q, self.rx_mem, self.rx_lay, base)
+            self.tx_vring: Vring = self.fe.setup_vring(TX_Q, self.tx_mem, self.tx_lay, base)
         except BaseException:
             self.close()
             raise
-        self.rx_view = orc.SplitView.start(self.rx_lay, self.feats)
-        self.tx_view = orc.SplitView.start(self.tx_lay, self.feats)
+        self.rx_view = orc.SplitView.start(self.rx_lay, self.feats, base)
+        self.tx_view = orc.SplitView.start(self.tx_lay, self.feats, base)
         self.virtio_features = self.acked & ~(1 << 30)
         self.rx_sizes: dict[int, int] = {}  # posted receive head -> its writable bytes
         self.closed = False

@@ -39,6 +39,7 @@ from conformance.results import (
     not_judged,
 )
 from conformance.vhost_user import evidence as ev
+from conformance.vhost_user import net_checks as _net_checks  # noqa: F401  (registers net)
 from conformance.vhost_user.checks import (
     COVERS,
     PLATFORM_DETAIL,

@@ -172,13 +172,19 @@ def test_loopback_judge() -> None:
     assert v is not None and v.requirement == N.LOOPBACK_RULE and "byte 299" in v.detail
     short = N.judge_rx_packet(V1, single(N.NetHdr(num_buffers=1), fr[:200]))
     assert N.judge_loopback(N.NetHdr(), fr, short, V1) is not None
-    # NEEDS_CSUM sent: completed or left partial, both delivered
+    # NEEDS_CSUM sent: completed, or left partial and flagged NEEDS_CSUM, is delivered;
+    # left partial without the flag is not (the checksum was never completed)
     part = nf.frame(300, nf.TCP, partial=True)
     s, o = nf.csum_fields(part)
     sent = N.NetHdr(N.F_NEEDS_CSUM, csum_start=s, csum_offset=o)
-    for back in (part, fr):
-        got = N.judge_rx_packet(V1, single(N.NetHdr(num_buffers=1), back))
-        assert N.judge_loopback(sent, part, got, V1) is None
+    done = N.judge_rx_packet(V1, single(N.NetHdr(num_buffers=1), fr))
+    assert N.judge_loopback(sent, part, done, V1) is None
+    flagged = N.judge_rx_packet(V1 | GCSUM, single(
+        N.NetHdr(N.F_NEEDS_CSUM, csum_start=s, csum_offset=o, num_buffers=1), part))
+    assert flagged.ok and N.judge_loopback(sent, part, flagged, V1 | GCSUM) is None
+    dropped = N.judge_rx_packet(V1 | GCSUM, single(N.NetHdr(num_buffers=1), part))
+    v = N.judge_loopback(sent, part, dropped, V1 | GCSUM)
+    assert v is not None and "still partial" in v.detail
 
 
 def test_rx_rules_registered_with_sections() -> None:

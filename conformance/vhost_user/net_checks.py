@@ -1,0 +1,341 @@
+"""virtio-net checks over vhost-user, against a loopback back-end (dpdk-vhost-net).
+
+Each check opens its own :class:`NetSession` with the features it needs (as offered),
+exchanges frames and folds every judged exchange into :class:`Ctx` results: both rings'
+oracle verdicts (2.7), every received packet's §5.1.6.3.2/§5.1.6.4.1 verdict, and the
+loopback delivery of every frame (PVSPEC-NET-LOOPBACK).  The checks register themselves
+in :data:`conformance.vhost_user.checks.CHECKS` under the device kind ``net``, with their
+COVERS, when this module is imported (conformance.vhost_user.report imports it).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from conformance.results import NotJudged
+from conformance.vhost_user import checks as ck
+from conformance.vhost_user import net_frames as nf
+from conformance.vhost_user.checks import Ctx, Result
+from conformance.vhost_user.evidence import text_ops
+from conformance.vhost_user.net_session import FN, NET_WANT, NetSession, NetStep, Sent
+from conformance.vhost_user.protocol import ProtocolViolation, ViolationKind
+from conformance.vhost_user.targets import Target
+from spec.virtio import features as F
+from spec.virtio import ring_math as rm
+from spec.virtio import split as sp
+from spec.virtio.devices import net as N
+
+LEGACY_NET_BITS = F.mask(6)  # VIRTIO_NET_F_GSO: §5.1.3.2, legacy interface only
+CONFIG_RULES = ("VIRTIO-5.1.4.1-DEV-MAX-PAIRS", "VIRTIO-5.1.4.1-DEV-MTU-RANGE",
+                "VIRTIO-5.1.4.1-DEV-MTU-FIXED", "VIRTIO-5.1.4.1-DEV-RSS-KEY",
+                "VIRTIO-5.1.4.1-DEV-RSS-TABLE", "VIRTIO-5.1.4.1-DEV-RX-WITHIN-MTU")
+CONFIG_FEATURE = {"VIRTIO-5.1.4.1-DEV-MAX-PAIRS": ("MQ",),
+                  "VIRTIO-5.1.4.1-DEV-MTU-RANGE": ("MTU",),
+                  "VIRTIO-5.1.4.1-DEV-MTU-FIXED": ("MTU",),
+                  "VIRTIO-5.1.4.1-DEV-RX-WITHIN-MTU": ("MTU",),
+                  "VIRTIO-5.1.4.1-DEV-RSS-KEY": ("RSS", "HASH_REPORT"),
+                  "VIRTIO-5.1.4.1-DEV-RSS-TABLE": ("RSS",)}
+NO_CONFIG = ("the back-end offers no CONFIG protocol feature: over vhost-user the front-end "
+             "(the VMM) supplies net's config space, so the device's mtu and "
+             "max_virtqueue_pairs are not readable here")
+STEP_RULES = ck.STEP_RULES
+NET_RX_RULES = N.RX_RULES
+LOOPBACK = N.LOOPBACK_RULE
+# frames a check sends: (size, protocol)
+SIZES = ((60, nf.UDP), (61, nf.UDP), (342, nf.TCP), (1514, nf.UDP), (1514, nf.TCP),
+         (1200, nf.TCP))
+# with MRG_RXBUF: 512-byte receive buffers, so a 1514-byte frame spans 3 (§5.1.6.4)
+MRG_BUF, FULL_BUF = 512, 2048
+
+
+def _session(t: Target, want: int = NET_WANT, **kw: Any) -> NetSession:
+    return NetSession(t, want=want, **kw)
+
+
+def fold(c: Ctx, st: NetStep, what: str, judged: set[str]) -> None:
+    """One exchange into results: the two ring verdicts, every packet, the delivery.
+
+    Every rule judged without a violation is one pass; ``judged`` collects the receive
+    rules evaluated (what is left is skipped with its reason by :func:`_rest`).  An
+    exchange the back-end did not survive raises :class:`ProtocolViolation`."""
+    for q, step in (("transmitq", st.tx), ("receiveq", st.rx)):
+        for v in step.verdict.violations:
+            c.add(v.rule, False, f"{what}: {q}: {v.detail}", step.evidence(), v.level)
+    if st.outcome in ("closed", "crashed"):
+        kind = ViolationKind.CRASHED if st.outcome == "crashed" else ViolationKind.CLOSED
+        gone = (f"exited ({c.target.exit_status()})" if st.outcome == "crashed" else
+                "closed the connection")
+        raise ProtocolViolation(kind, 0, f"{what}: the back-end {gone} while frames were in "
+                                         f"flight", st.evidence() + ck._log_ops(c.target))
+    for q, step in (("transmitq", st.tx), ("receiveq", st.rx)):
+        for rule in sorted(step.verdict.judged - step.verdict.rules()):
+            c.add(rule, True, f"{what}: {q}")
+    ok = st.outcome == "completed" and st.tx.verdict.ok
+    c.add("PVSPEC-RING-PROGRESS", ok, f"{what}: outcome {st.outcome}, {st.tx_done} transmit "
+          f"buffer(s) used", () if ok else st.evidence())
+    sent = [p for p in st.packets if p.sent is not None]
+    for p in st.packets:
+        j = p.judgement
+        where = f"{what}: packet in receive head(s) {list(p.heads)}"
+        bad = {v.requirement for v in j.violations} | {w.requirement for w in j.warnings}
+        for v in j.violations:
+            c.add(v.requirement, False, f"{where}: {v.detail}", st.rx.evidence())
+        for w in j.warnings:
+            c.add(w.requirement, False, f"{where}: {w.detail}", st.rx.evidence(), "SHOULD")
+        for rule in sorted(j.judged - bad):
+            c.add(rule, True, where)
+        judged |= j.judged
+        if p.sent is not None and p.sent.hdr.gso_type == N.GSO_NONE:
+            lb = p.loopback
+            c.add(LOOPBACK, lb is None, f"{where}: {len(p.sent.frame)}-byte frame"
+                  + (f": {lb.detail}" if lb else " came back as sent"),
+                  () if lb is None else st.evidence())
+    frames = st.tx.placed
+    if len(sent) < len(frames):
+        c.add(LOOPBACK, False, f"{what}: {len(sent)} of {len(frames)} frames came back "
+              f"(receive buffers were posted for all)", st.evidence())
+
+
+def _rest(c: Ctx, s: NetSession, judged: set[str]) -> None:
+    """Skip the receive rules no packet of this check gave occasion to judge, with why."""
+    for rule in NET_RX_RULES:
+        if rule in judged:
+            continue
+        why, reason = _why_not(rule, s)
+        c.skip(rule, why, reason)
+
+
+def _why_not(rule: str, s: NetSession) -> tuple[str, NotJudged]:
+    feats = s.virtio_features
+    has = lambda n: F.has(feats, FN[n])  # noqa: E731
+    if rule == "VIRTIO-5.1.4.1-DEV-RX-WITHIN-MTU":
+        if not has("MTU"):
+            return "MTU not negotiated", NotJudged.NOT_OFFERED
+        return NO_CONFIG, NotJudged.PLATFORM
+    if rule == "VIRTIO-5.1.6.4.1-DEV-RSC-INFO" and not has("RSC_EXT"):
+        return "RSC_EXT not negotiated", NotJudged.NOT_OFFERED
+    if rule == "VIRTIO-5.1.6.4.1-DEV-NO-RSC-INFO" and has("RSC_EXT"):
+        return "RSC_EXT negotiated: the rule does not apply", NotJudged.NOT_APPLICABLE
+    mrg_rules = ("VIRTIO-5.1.6.4.1-DEV-NUM-BUFFERS-MRG", "VIRTIO-5.1.6.4.1-DEV-MRG-FILL-FULL",
+                 "VIRTIO-5.1.6.4.1-DEV-MRG-TOGETHER")
+    if rule in mrg_rules and not s.mrg:
+        return "MRG_RXBUF not negotiated in this check", NotJudged.NOT_APPLICABLE
+    if rule in ("VIRTIO-5.1.6.4.1-DEV-NUM-BUFFERS-ONE", "VIRTIO-5.1.6.3.2-DEV-SINGLE-DESC") \
+            and s.mrg:
+        return "MRG_RXBUF negotiated in this check", NotJudged.NOT_APPLICABLE
+    if rule in ("VIRTIO-5.1.6.4.1-DEV-FLAGS-ZERO", "VIRTIO-5.1.6.4.1-DEV-FULL-CSUM") \
+            and has("GUEST_CSUM"):
+        return "GUEST_CSUM negotiated in this check", NotJudged.NOT_APPLICABLE
+    return "no packet of this check gave occasion to judge it", NotJudged.NOT_REACHED
+
+
+def _platform(c: Ctx) -> None:
+    for rule, why in N.NOT_OBSERVABLE.items():
+        c.skip(rule, why, NotJudged.PLATFORM)
+
+
+def _frames(sizes: tuple[tuple[int, int], ...] = SIZES, csum: bool = False,
+            split: int = 1, indirect: bool = False) -> list[Sent]:
+    """Frames to transmit: complete ones, or (``csum``) partial ones with NEEDS_CSUM and
+    csum_start/csum_offset as §5.1.6.2 item 2 describes (CSUM must be negotiated)."""
+    out = []
+    for k, (size, proto) in enumerate(sizes):
+        if csum:
+            fr = nf.frame(size, proto, seed=k + 1, partial=True)
+            start, off = nf.csum_fields(fr)
+            hdr = N.NetHdr(N.F_NEEDS_CSUM, csum_start=start, csum_offset=off)
+        else:
+            fr, hdr = nf.frame(size, proto, seed=k + 1), N.NetHdr()
+        out.append(Sent(hdr, fr, split, indirect))
+    return out
+
+
+def _rx_sizes(s: NetSession, frames: list[Sent], spare: int = 4) -> list[int]:
+    """Receive buffers for ``frames``: 512 bytes with MRG_RXBUF (big frames span several,
+    §5.1.6.4), else 2048 (header + 1514 fit, §5.1.6.3), plus ``spare``."""
+    if s.mrg:
+        n = sum(-(-(N.HDR_LEN + len(f.frame)) // MRG_BUF) for f in frames) + spare
+        return [MRG_BUF] * min(n, s.rx_room())
+    return [FULL_BUF] * min(len(frames) + spare, s.rx_room())
+
+
+# --- the checks ---------------------------------------------------------------------------
+
+
+def check_net_features(t: Target) -> list[Result]:
+    """2.2.2 / 6.2 / 5.1.3.1: the device's offer; 5.1.4.1 config where it can be read."""
+    c = Ctx(t, "net-features")
+    with _session(t) as s:
+        ck.judge_offer(c, F.NET, s.offered, s.acked, LEGACY_NET_BITS,
+                       " and net's legacy GSO bit 6")
+        c.add("VHOST-USER-REPLY", True,
+              f"protocol features {s.poffered:#x}, acked {s.packed:#x}")
+        for rule in CONFIG_RULES:
+            feats = CONFIG_FEATURE[rule]
+            if not any(F.has(s.offered, FN[f]) for f in feats):
+                c.skip(rule, f"{' / '.join(feats)} not offered", NotJudged.NOT_OFFERED)
+            elif not s.config:
+                c.skip(rule, NO_CONFIG, NotJudged.PLATFORM)
+        if s.config:
+            v = N.check_config(s.config, s.offered)
+            c.add(v.requirement if v else "VIRTIO-5.1.4.1-DEV-MTU-RANGE", v is None,
+                  v.detail if v else "config fields in range",
+                  text_ops([f"config {s.config.hex()}"], "config"))
+    return c.results
+
+
+def _loopback(t: Target, name: str, want: int, rounds: int = 2, csum: bool = False,
+              split: int = 1, indirect: bool = False, rx_split: int = 1,
+              rx_indirect: bool = False) -> list[Result]:
+    c = Ctx(t, name)
+    judged: set[str] = set()
+    with _session(t, want=want) as s:
+        if csum and not s.has("CSUM"):
+            c.skip(LOOPBACK, "CSUM not offered: no frame can ask for a checksum",
+                   NotJudged.NOT_OFFERED)
+            return c.results
+        for k in range(rounds):
+            frames = _frames(csum=csum, split=split, indirect=indirect)
+            st = s.exchange(frames, _rx_sizes(s, frames), rx_split=rx_split,
+                            rx_indirect=rx_indirect)
+            fold(c, st, f"round {k}: {len(frames)} frames"
+                 + (", NEEDS_CSUM" if csum else "")
+                 + (f", tx {split} descriptors" if split > 1 else "")
+                 + (", tx indirect" if indirect and s.feats.indirect else "")
+                 + (f", rx {rx_split} descriptors" if rx_split > 1 else "")
+                 + (", rx indirect" if rx_indirect and s.feats.indirect else ""), judged)
+        _rest(c, s, judged)
+        _platform(c)
+    return c.results
+
+
+def check_net_loopback(t: Target) -> list[Result]:
+    """Frames of 60..1514 bytes out and back, with MRG_RXBUF where offered (512-byte
+    receive buffers: a 1514-byte frame spans three, §5.1.6.4.1)."""
+    return _loopback(t, "net-loopback", NET_WANT)
+
+
+def check_net_loopback_no_mrg(t: Target) -> list[Result]:
+    """The same without MRG_RXBUF: one 2048-byte buffer per packet, num_buffers 1."""
+    return _loopback(t, "net-loopback-no-mrg", NET_WANT & ~F.mask(FN["MRG_RXBUF"]))
+
+
+def check_net_csum(t: Target) -> list[Result]:
+    """Frames asking the device for their checksum (NEEDS_CSUM, §5.1.6.2 item 2): with
+    GUEST_CSUM they may come back partial and flagged, without it flags 0 and complete."""
+    out = _loopback(t, "net-csum-guest", NET_WANT, rounds=1, csum=True)
+    out += _loopback(t, "net-csum-no-guest", NET_WANT & ~F.mask(FN["GUEST_CSUM"]), rounds=1,
+                     csum=True)
+    return out
+
+
+def check_net_chains(t: Target) -> list[Result]:
+    """2.7.4 any descriptor layout: header apart and the frame in two descriptors, indirect
+    tables where negotiated, receive buffers in two descriptors (direct and indirect)."""
+    out = _loopback(t, "net-chains", NET_WANT, rounds=1, split=3, rx_split=2)
+    out += _loopback(t, "net-chains-indirect", NET_WANT, rounds=1, split=3, indirect=True,
+                     rx_split=2, rx_indirect=True)
+    return out
+
+
+def check_net_notifications(t: Target) -> list[Result]:
+    """2.7.7.2 on both queues: used_event far ahead (no notification wanted) under
+    EVENT_IDX; NO_INTERRUPT and flags 0 without it."""
+    c = Ctx(t, "net-notifications")
+    judged: set[str] = set()
+    frames = _frames(((60, nf.UDP), (1514, nf.TCP)))
+    with _session(t) as s:
+        if s.feats.event_idx:
+            far = (rm.idx_add(s.rx_drv.last_used, 100), rm.idx_add(s.tx_drv.last_used, 100))
+            st = s.exchange(frames, _rx_sizes(s, frames), used_event=far)
+            fold(c, st, "used_event far ahead on both queues", judged)
+            st = s.exchange(frames, _rx_sizes(s, frames))
+            fold(c, st, "used_event at the next entry on both queues", judged)
+    with _session(t, want=NET_WANT & ~F.mask(F.EVENT_IDX)) as s:
+        st = s.exchange(frames, _rx_sizes(s, frames))
+        fold(c, st, "no EVENT_IDX, avail.flags 0 (notifications owed)", judged)
+        for mem, drv in ((s.rx_mem, s.rx_drv), (s.tx_mem, s.tx_drv)):
+            assert mem is not None
+            sp.driver_set_no_interrupt(mem, drv, True)
+        st = s.exchange(frames, _rx_sizes(s, frames))
+        fold(c, st, "no EVENT_IDX, NO_INTERRUPT on both queues", judged)
+    return c.results
+
+
+def check_net_index_wrap(t: Target, start: int = 65530, rounds: int = 5) -> list[Result]:
+    """2.7.6/2.7.8 on both queues: indices wrap at 2^16; GET_VRING_BASE agrees."""
+    c = Ctx(t, "net-index-wrap")
+    judged: set[str] = set()
+    with _session(t, base=start) as s:
+        n_tx = 0
+        for k in range(rounds):
+            frames = _frames(((60, nf.UDP), (342, nf.TCP)))
+            st = s.exchange(frames, _rx_sizes(s, frames, spare=0))
+            fold(c, st, f"round {k} at transmit avail.idx {s.tx_drv.avail_idx}", judged)
+            n_tx += len(frames)
+        base = s.fe.stop_vring(1)
+        want = (start + n_tx) & 0xFFFF
+        c.add("VHOST-USER-VRING-BASE", base == want, f"transmitq GET_VRING_BASE {base}, "
+              f"expected {want}", text_ops(s.fe.trace[-2:]))
+    return c.results
+
+
+def check_net_tso(t: Target) -> list[Result]:
+    """HOST_TSO4 and GUEST_TSO4 where offered (dpdk-vhost-net:tso): a 3000-byte TCP frame
+    sent as GSO TCPV4 (§5.1.6.2 item 3) must come back as packets whose headers keep the
+    GUEST_* rules; with GUEST_TSO4 and GUEST_ECN negotiated a segment with CWR set is sent
+    too (GSO_ECN)."""
+    c = Ctx(t, "net-tso")
+    judged: set[str] = set()
+    gso = F.mask(FN["HOST_TSO4"], FN["GUEST_TSO4"], FN["HOST_ECN"], FN["GUEST_ECN"])
+    with _session(t, want=NET_WANT | gso) as s:
+        if not s.has("HOST_TSO4"):
+            c.skip("VIRTIO-5.1.6.4.1-DEV-GSO-NEEDS-CSUM", "HOST_TSO4 not offered: no GSO "
+                   "frame can be sent", NotJudged.NOT_OFFERED)
+            return c.results
+        frames = []
+        for k, flags in enumerate((0x18, 0x98)):  # PSH|ACK; CWR|PSH|ACK
+            fr = nf.frame(3000, nf.TCP, seed=k + 1, partial=True, tcp_flags=flags)
+            start, off = nf.csum_fields(fr)
+            ecn = N.GSO_ECN if flags & 0x80 and s.has("HOST_ECN") else 0
+            hdr = N.NetHdr(N.F_NEEDS_CSUM, N.GSO_TCPV4 | ecn, start + 20, 1448, start, off)
+            frames.append(Sent(hdr, fr, 2))
+        st = s.exchange(frames, _rx_sizes(s, frames, spare=8))
+        fold(c, st, "two 3000-byte GSO TCPV4 frames (the second with CWR)", judged)
+        back = [p for p in st.packets if p.sent is not None]
+        c.add(LOOPBACK, len(back) >= 1 and all(p.judgement.frame for p in back),
+              f"{len(st.packets)} packet(s) came back for 2 GSO frames: " + ", ".join(
+                  f"{len(p.judgement.frame)} bytes gso_type "
+                  f"{p.judgement.hdr.gso_type if p.judgement.hdr else '?'}"
+                  for p in st.packets), () if back else st.evidence())
+        _rest(c, s, judged)
+    return c.results
+
+
+NET_CHECKS: dict[str, ck.Check] = {
+    "net-features": check_net_features,
+    "net-loopback": check_net_loopback,
+    "net-loopback-no-mrg": check_net_loopback_no_mrg,
+    "net-csum": check_net_csum,
+    "net-chains": check_net_chains,
+    "net-notifications": check_net_notifications,
+    "net-index-wrap": check_net_index_wrap,
+    "net-tso": check_net_tso,
+}
+_LOOP = (*STEP_RULES, *NET_RX_RULES, LOOPBACK, *N.NOT_OBSERVABLE)
+NET_COVERS: dict[str, tuple[str, ...]] = {
+    "net-features": ("VIRTIO-2.2.2-DEV-NO-UNDEFINED", "VIRTIO-6.2-DEV-OFFER-VERSION-1",
+                     *(F.dependency_requirement(F.NET, f) for f in F.DEPENDENCIES[F.NET]),
+                     "VHOST-USER-REPLY", *CONFIG_RULES),
+    "net-loopback": _LOOP,
+    "net-loopback-no-mrg": _LOOP,
+    "net-csum": _LOOP,
+    "net-chains": _LOOP,
+    "net-notifications": (*STEP_RULES, "VIRTIO-2.7.7-DEV-NOTIFY-FLAGS0",
+                          "VIRTIO-2.7.7-DEV-NO-NOTIFY-FLAGS1", "VIRTIO-2.7.10-DEV-FLAGS-VALUES",
+                          LOOPBACK),
+    "net-index-wrap": (*STEP_RULES, "VHOST-USER-VRING-BASE", LOOPBACK),
+    "net-tso": (*STEP_RULES, *NET_RX_RULES, LOOPBACK),
+}
+ck.CHECKS["net"] = NET_CHECKS
+ck.COVERS.update(NET_COVERS)
