@@ -78,8 +78,8 @@ def fold(c: Ctx, st: NetStep, what: str, judged: set[str]) -> None:
         j = p.judgement
         where = f"{what}: packet in receive head(s) {list(p.heads)}"
         bad = {v.requirement for v in j.violations} | {w.requirement for w in j.warnings}
-        for v in j.violations:
-            c.add(v.requirement, False, f"{where}: {v.detail}", st.rx.evidence())
+        for bad_rx in j.violations:
+            c.add(bad_rx.requirement, False, f"{where}: {bad_rx.detail}", st.rx.evidence())
         for w in j.warnings:
             c.add(w.requirement, False, f"{where}: {w.detail}", st.rx.evidence(), "SHOULD")
         for rule in sorted(j.judged - bad):
@@ -177,9 +177,9 @@ def check_net_features(t: Target) -> list[Result]:
             elif not s.config:
                 c.skip(rule, NO_CONFIG, NotJudged.PLATFORM)
         if s.config:
-            v = N.check_config(s.config, s.offered)
-            c.add(v.requirement if v else "VIRTIO-5.1.4.1-DEV-MTU-RANGE", v is None,
-                  v.detail if v else "config fields in range",
+            cv = N.check_config(s.config, s.offered)
+            c.add(cv.requirement if cv else "VIRTIO-5.1.4.1-DEV-MTU-RANGE", cv is None,
+                  cv.detail if cv else "config fields in range",
                   text_ops([f"config {s.config.hex()}"], "config"))
     return c.results
 

@@ -27,7 +27,7 @@ import attrs
 from conformance.vhost_user import evidence as ev
 from conformance.vhost_user.frontend import Frontend, Vring
 from conformance.vhost_user.memory import MemfdMemory
-from conformance.vhost_user.protocol import PF, ProtocolViolation
+from conformance.vhost_user.protocol import PF, U64, ProtocolViolation
 from conformance.vhost_user.session import PROTO_WANT, connect
 from conformance.vhost_user.targets import Target
 from spec.virtio import features as F
@@ -49,6 +49,8 @@ MAX_INDIRECT = 16
 POISON = 0xA5
 NET_CONFIG_SIZE = 12  # mac, status, max_virtqueue_pairs, mtu (§5.1.4)
 RX_Q, TX_Q = 0, 1
+NET_SET_MTU = 20  # VHOST_USER_NET_SET_MTU (vhost-user.rst): the mtu the guest is shown
+MTU = 1500  # what this front-end, as the VMM, puts in the config space's mtu (§5.1.4)
 NET_WANT = F.mask(F.VERSION_1, F.INDIRECT_DESC, F.EVENT_IDX, FN["MRG_RXBUF"], FN["CSUM"],
                   FN["GUEST_CSUM"], FN["MAC"], FN["STATUS"], FN["MTU"])
 
@@ -112,7 +114,7 @@ class NetSession:
     MRG_RXBUF, checksum offloads, EVENT_IDX, INDIRECT_DESC."""
 
     def __init__(self, target: Target, want: int = NET_WANT, qsize: int = QSIZE,
-                 timeout: float = 2.0, base: int = 0) -> None:
+                 timeout: float = 2.0, base: int = 0, mtu: int | None = MTU) -> None:
         self.target = target
         self.timeout = timeout
         self.fe: Frontend = connect(target, timeout)
@@ -120,9 +122,16 @@ class NetSession:
         self.tx_mem: MemfdMemory | None = None
         try:
             self.offered, self.acked, self.poffered, self.packed = self.fe.negotiate(
-                want, PROTO_WANT)
+                want, PROTO_WANT | (1 << PF.MTU))
             self.config = (self.fe.get_config(NET_CONFIG_SIZE)
                            if self.packed >> PF.CONFIG & 1 else b"")
+            # with MTU negotiated and no config space of the back-end's own, the front-end
+            # is the one that shows the guest its mtu, and tells the back-end (SET_MTU)
+            self.mtu_set: int | None = None
+            if (mtu is not None and not self.config and self.packed >> PF.MTU & 1
+                    and F.has(self.acked, FN["MTU"])):
+                self.fe.set(NET_SET_MTU, U64.pack(mtu))
+                self.mtu_set = mtu
             self.rx_mem = MemfdMemory(MEM_SIZE, RX_BASE, "pvspec-net-rx")
             self.tx_mem = MemfdMemory(MEM_SIZE, TX_BASE, "pvspec-net-tx")
             self.rx_lay = sp.SplitLayout.contiguous(RX_BASE, qsize)
@@ -148,7 +157,7 @@ class NetSession:
         self.closed = False
         cfg = N.CONFIG.decode(self.config) if len(self.config) >= NET_CONFIG_SIZE else {}
         self.mtu: int | None = (int(cfg["mtu"]) if cfg and F.has(self.virtio_features,
-                                                                 FN["MTU"]) else None)
+                                                                 FN["MTU"]) else self.mtu_set)
 
     @property
     def mrg(self) -> bool:
