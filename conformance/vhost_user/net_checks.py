@@ -38,6 +38,8 @@ CONFIG_FEATURE = {"VIRTIO-5.1.4.1-DEV-MAX-PAIRS": ("MQ",),
 NO_CONFIG = ("the back-end offers no CONFIG protocol feature: over vhost-user the front-end "
              "(the VMM) supplies net's config space, so the device's mtu and "
              "max_virtqueue_pairs are not readable here")
+NO_MTU = ("the device's mtu is unknown: the back-end has no config space (no CONFIG "
+          "protocol feature) and takes no SET_MTU (no MTU protocol feature)")
 STEP_RULES = ck.STEP_RULES
 NET_RX_RULES = N.RX_RULES
 LOOPBACK = N.LOOPBACK_RULE
@@ -111,7 +113,7 @@ def _why_not(rule: str, s: NetSession) -> tuple[str, NotJudged]:
     if rule == "VIRTIO-5.1.4.1-DEV-RX-WITHIN-MTU":
         if not has("MTU"):
             return "MTU not negotiated", NotJudged.NOT_OFFERED
-        return NO_CONFIG, NotJudged.PLATFORM
+        return NO_MTU, NotJudged.PLATFORM
     if rule == "VIRTIO-5.1.6.4.1-DEV-RSC-INFO" and not has("RSC_EXT"):
         return "RSC_EXT not negotiated", NotJudged.NOT_OFFERED
     if rule == "VIRTIO-5.1.6.4.1-DEV-NO-RSC-INFO" and has("RSC_EXT"):
@@ -238,6 +240,18 @@ def check_net_chains(t: Target) -> list[Result]:
     return out
 
 
+def check_net_in_order(t: Target) -> list[Result]:
+    """6.2 / 2.7.9 on both queues: with IN_ORDER, buffers are used in the order they were
+    made available (a batch may be returned by its last entry, the oracle allows for it)."""
+    c = Ctx(t, "net-in-order")
+    with _session(t, want=NET_WANT | F.mask(F.IN_ORDER)) as s:
+        in_order = s.feats.in_order
+    if not in_order:
+        c.skip("VIRTIO-6.2-DEV-IN-ORDER", "IN_ORDER not offered", NotJudged.NOT_OFFERED)
+        return c.results
+    return c.results + _loopback(t, "net-in-order", NET_WANT | F.mask(F.IN_ORDER), rounds=2)
+
+
 def check_net_notifications(t: Target) -> list[Result]:
     """2.7.7.2 on both queues: used_event far ahead (no notification wanted) under
     EVENT_IDX; NO_INTERRUPT and flags 0 without it."""
@@ -318,6 +332,7 @@ NET_CHECKS: dict[str, ck.Check] = {
     "net-loopback-no-mrg": check_net_loopback_no_mrg,
     "net-csum": check_net_csum,
     "net-chains": check_net_chains,
+    "net-in-order": check_net_in_order,
     "net-notifications": check_net_notifications,
     "net-index-wrap": check_net_index_wrap,
     "net-tso": check_net_tso,
@@ -331,6 +346,7 @@ NET_COVERS: dict[str, tuple[str, ...]] = {
     "net-loopback-no-mrg": _LOOP,
     "net-csum": _LOOP,
     "net-chains": _LOOP,
+    "net-in-order": (*_LOOP, "VIRTIO-6.2-DEV-IN-ORDER"),
     "net-notifications": (*STEP_RULES, "VIRTIO-2.7.7-DEV-NOTIFY-FLAGS0",
                           "VIRTIO-2.7.7-DEV-NO-NOTIFY-FLAGS1", "VIRTIO-2.7.10-DEV-FLAGS-VALUES",
                           LOOPBACK),

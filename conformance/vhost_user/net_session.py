@@ -368,7 +368,9 @@ class NetSession:
             size = self.rx_sizes.pop(head, 0)
             chain = sp.walk_chain(after, self.rx_lay, head, self.feats)
             data = b"".join(after.read(s.addr, s.len) for s in chain.writable)
-            bufs.append((head, N.RxBuf(size, length or 0, data)))
+            # a buffer returned inside an IN_ORDER batch (2.7.9) has no len of its own:
+            # taken as used in full (the packet judge then sees what it holds)
+            bufs.append((head, N.RxBuf(size, size if length is None else length, data)))
         packets: list[Packet] = []
         queue = list(frames)
         i = 0
