@@ -350,9 +350,10 @@ def _list(target: str) -> int:
     if spec.family == "linux-virtio":
         from conformance.linux_virtio import report as lreport
 
+        kind = target.rsplit(":", 1)[-1]
         reqs = tuple(requirements.Requirement(r, "virtio", c)
-                     for r, c in lreport.universe().items())
-        checks = [("workload:blk", "one boot of Linux driving pvspec's back-end; every "
+                     for r, c in lreport.universe(kind).items())
+        checks = [(f"workload:{kind}", "one boot of Linux driving pvspec's back-end; every "
                    "ring operation judged")]
     elif spec.family == "vhost-user":
         reqs = requirements.virtio_device(spec.device)

@@ -9,8 +9,8 @@ example for qemu-psci, a fresh KVM VM for kvm-arm64, closing the suite's ports f
 the boot amortized, as a long campaign sees it.  A target whose prerequisites are missing
 is listed with the reason instead of figures.
 
-``linux-virtio:blk`` is a driver, not a hypervisor: one boot of Linux driving pvspec's
-vhost-user back-end; ``boot_s`` is the time until the guest probed the disk, and
+``linux-virtio:blk`` and ``:net`` are drivers, not hypervisors: one boot of Linux driving
+pvspec's vhost-user back-end; ``boot_s`` is the time until the guest probed the disk, and
 ``checked_calls`` the ring operations the driver judge judged (kicks looked at, chains
 walked, completions checked) over the whole workload.
 
@@ -26,7 +26,7 @@ from typing import Any
 from conformance import oracle
 from conformance.target import make_target
 
-TARGETS = ("qemu-psci", "kvm-arm64", "xen-arm64", "linux-virtio:blk")
+TARGETS = ("qemu-psci", "kvm-arm64", "xen-arm64", "linux-virtio:blk", "linux-virtio:net")
 EXAMPLES = 10
 
 
@@ -40,17 +40,21 @@ def _missing(name: str) -> str | None:
     return available()
 
 
-def measure_linux_virtio() -> dict[str, Any]:
-    """One boot of the linux-virtio:blk workload with the driver judge watching."""
+def measure_linux_virtio(kind: str = "blk") -> dict[str, Any]:
+    """One boot of the linux-virtio:``kind`` workload with the driver judge watching."""
     from conformance.linux_virtio import machine
     from conformance.linux_virtio.judge import DriverJudge
 
     why = machine.missing()
     if why:
         return {"skipped": why}
-    disk = bytearray(machine.DISK_BYTES)
-    judge = DriverJudge(bytes(disk))
-    w = machine.run_blk(judge, disk)
+    if kind == "blk":
+        disk = bytearray(machine.DISK_BYTES)
+        judge = DriverJudge(bytes(disk))
+        w = machine.run_blk(judge, disk)
+    else:
+        judge = DriverJudge(b"", kind="net")
+        w = machine.run_net(judge)
     ops = judge.operations
     failed = sorted(r for r, t in judge.tallies.items() if t.violations and t.level == "MUST")
     return {"boot_s": round(w.boot_seconds or 0.0, 2),
@@ -63,8 +67,8 @@ def measure_linux_virtio() -> dict[str, Any]:
 
 
 def measure(name: str, examples: int = EXAMPLES) -> dict[str, Any]:
-    if name == "linux-virtio:blk":
-        return measure_linux_virtio()
+    if name.startswith("linux-virtio:"):
+        return measure_linux_virtio(name.split(":", 1)[1])
     missing = _missing(name)
     if missing is not None:
         return {"skipped": missing}

@@ -38,6 +38,7 @@ from spec.virtio import features as F
 from spec.virtio import ring_math as rm
 from spec.virtio import split as sp
 from spec.virtio.devices import block as blk
+from spec.virtio.devices import net
 from spec.virtio.memory import OutOfRange
 from spec.virtio.ring_math import RingFeatures
 from spec.virtio.verdict import Violation
@@ -60,6 +61,10 @@ DRIVER_RULES: dict[str, tuple[str, str]] = {
     "PVSPEC-BLK-REQUEST-LAYOUT": ("5.2.6", "a blk request is the 16-byte header (type, "
                                   "reserved, sector) device-readable first, the status "
                                   "byte device-writable last"),
+    "PVSPEC-NET-RX-WRITABLE": ("5.1.6.3", "a receive buffer is device-writable (the device "
+                               "writes the header and the packet into it)"),
+    "PVSPEC-NET-TX-LAYOUT": ("5.1.6.2", "a packet to send is device-readable: the "
+                             "virtio_net_hdr, then the Ethernet frame"),
 }
 
 # walk_chain's fault vocabulary -> the requirement a driver breaks with it
@@ -155,11 +160,12 @@ class DriverJudge:
     """
 
     initial: bytes
+    kind: str = "blk"  # the device: "blk" (one request queue) or "net" (rx 0, tx 1)
     tallies: dict[str, Tally] = attrs.field(factory=dict)
     offered: int = 0
     accepted: int = 0
     cfg: dict[str, int] = attrs.field(factory=dict)
-    ring: RingState | None = None
+    rings: dict[int, RingState] = attrs.field(factory=dict)
     mem: GuestReader | None = None
     kicks: int = 0
     looks: int = 0  # second looks of the back-end before it goes idle (no notification)
@@ -214,29 +220,37 @@ class DriverJudge:
 
     def started(self, queue: int, size: int, desc: int, avail: int, used: int,
                 read: ReadGuest) -> None:
-        self._guard("started", lambda: self._started(size, desc, avail, used, read))
+        self._guard("started", lambda: self._started(queue, size, desc, avail, used, read))
 
     def kicked(self, queue: int, again: bool = False) -> None:
-        self._guard("kicked", lambda: self._kicked(again))
+        self._guard("kicked", lambda: self._kicked(queue, again))
 
     def served(self, queue: int, last_avail: int, used_idx: int, notify: bool) -> None:
-        self._guard("served", lambda: self._served(last_avail, used_idx))
+        self._guard("served", lambda: self._served(queue, last_avail, used_idx))
 
     def stopped(self, queue: int, last_avail: int) -> None:
-        self._guard("stopped", lambda: self._stopped(last_avail))
+        self._guard("stopped", lambda: self._stopped(queue, last_avail))
+
+    @property
+    def device_id(self) -> int:
+        return F.NET if self.kind == "net" else F.BLOCK
 
     # --- features (2.2.1, 6.1) ---------------------------------------------------------------
     def _negotiated(self, offered: int, accepted: int, config: bytes) -> None:
         self.offered, self.accepted = offered, accepted
-        self.cfg = {k: v for k, v in blk.CONFIG.decode(config).items() if isinstance(v, int)}
+        if self.kind == "blk":
+            self.cfg = {k: v for k, v in blk.CONFIG.decode(config).items()
+                        if isinstance(v, int)}
         trace = ({"op": "SET_FEATURES", "offered": hex(offered), "accepted": hex(accepted)},)
         extra = accepted & ~offered
         self.judge("VIRTIO-2.2.1-DRV-SUBSET", not extra,
                    f"accepts unoffered bits {F.bits_of(extra)}", trace=trace)
-        undefined = accepted & ~F.defined_bits(F.BLOCK, "pci")
+        undefined = accepted & ~F.defined_bits(self.device_id, "pci")
         self.judge("VIRTIO-2.2.1-DRV-NO-UNDEFINED", not undefined,
                    f"accepts undefined bits {F.bits_of(undefined)}", trace=trace)
-        missing = F.missing_dependencies(F.BLOCK, accepted)
+        # a dependency on a bit QEMU keeps to itself cannot be seen in what it relays
+        missing = [(f, c) for f, c in F.missing_dependencies(self.device_id, accepted)
+                   if not set(c) & (QEMU_KEEPS if self.kind == "net" else set())]
         self.judge("VIRTIO-2.2.1-DRV-DEPENDENCY", not missing,
                    f"bit {missing[0][0]} without any of {list(missing[0][1])}" if missing
                    else "", trace=trace)
@@ -245,12 +259,13 @@ class DriverJudge:
                        "VERSION_1 offered, not accepted", trace=trace)
 
     # --- ring setup (2.7.1, 2.7.10.1) -------------------------------------------------------
-    def _started(self, size: int, desc: int, avail: int, used: int, read: ReadGuest) -> None:
+    def _started(self, queue: int, size: int, desc: int, avail: int, used: int,
+                 read: ReadGuest) -> None:
         self.mem = mem = GuestReader(read)
         layout = sp.SplitLayout(size, desc, avail, used)
         feats = RingFeatures.from_bits(self.accepted)
-        trace = ({"op": "ring-start", "size": size, "desc": hex(desc), "avail": hex(avail),
-                  "used": hex(used)},)
+        trace = ({"op": "ring-start", "queue": queue, "size": size, "desc": hex(desc),
+                  "avail": hex(avail), "used": hex(used)},)
         self.judge("VIRTIO-2.7.1-DRV-ALIGN", sp.Fault.MISALIGNED not in layout.faults(),
                    "a ring part is misaligned", trace=trace)
         flags = sp.read_le16(mem, rm.used_flags_addr(used))
@@ -259,24 +274,25 @@ class DriverJudge:
         idx = sp.read_avail_idx(mem, layout)
         used_idx = sp.read_used_idx(mem, layout)
         # the back-end starts at the ring's used.idx (SET_VRING_BASE gave the same base)
-        self.ring = RingState(layout, feats, used_idx, idx, used_idx)
+        self.rings[queue] = RingState(layout, feats, used_idx, idx, used_idx)
 
     # --- kicks: what the driver published ---------------------------------------------------
-    def _kicked(self, again: bool) -> None:
+    def _kicked(self, queue: int, again: bool) -> None:
         self.kicks += 0 if again else 1
         self.looks += 1 if again else 0
-        self._look(None)
+        self._look(queue, None)
 
-    def _look(self, upto: int | None) -> None:
+    def _look(self, queue: int, upto: int | None) -> None:
         """Judge avail.idx and every head published since the last look (up to ``upto``,
         the back-end's own position, when it took heads the judge had not seen)."""
-        ring, mem = self.ring, self.mem
+        ring, mem = self.rings.get(queue), self.mem
         if ring is None or mem is None:
             return
         lay = ring.layout
         idx = sp.read_avail_idx(mem, lay) if upto is None else upto
         flags = sp.read_le16(mem, rm.avail_flags_addr(lay.avail))
-        trace = ({"op": "kick", "avail.idx": idx, "avail.flags": flags, "seen": ring.seen},)
+        trace = ({"op": "kick", "queue": queue, "avail.idx": idx, "avail.flags": flags,
+                  "seen": ring.seen},)
         if ring.features.event_idx:
             self.judge("VIRTIO-2.7.7-DRV-FLAGS-ZERO-EVENT-IDX", flags == 0,
                        f"avail.flags {flags:#x} with EVENT_IDX", trace=trace)
@@ -290,18 +306,18 @@ class DriverJudge:
                    f"avail.idx {idx} is {ahead} ahead of the {ring.seen} already published "
                    f"(queue size {lay.size}): moved back, or overran the ring", trace=trace)
         if not ok:
-            self.ring = attrs.evolve(ring, avail_idx=idx)
+            self.rings[queue] = attrs.evolve(ring, avail_idx=idx)
             return
         taken = list(ring.inflight)
         pos = ring.seen
         while pos != idx:
-            taken.append(self._take(pos))
+            taken.append(self._take(queue, ring, pos))
             pos = rm.idx_add(pos, 1)
-        self.ring = attrs.evolve(ring, seen=idx, avail_idx=idx, inflight=tuple(taken))
+        self.rings[queue] = attrs.evolve(ring, seen=idx, avail_idx=idx, inflight=tuple(taken))
 
-    def _take(self, pos: int) -> Taken:
-        ring, mem = self.ring, self.mem
-        assert ring is not None and mem is not None
+    def _take(self, queue: int, ring: RingState, pos: int) -> Taken:
+        mem = self.mem
+        assert mem is not None
         head = sp.read_avail_head(mem, ring.layout, pos)
         chain = sp.walk_chain(mem, ring.layout, head, ring.features)
         self.chains += 1
@@ -316,7 +332,12 @@ class DriverJudge:
                 bad = [f for f in indirect if FAULT_RULE[f] == rule]
                 self.judge(rule, not bad, f"head {head}: {', '.join(f.value for f in bad)}",
                            trace=trace)
-        req = self._request(chain, trace) if chain.processable() else None
+        req = None
+        if chain.processable():
+            if self.kind == "blk":
+                req = self._request(chain, trace)
+            else:
+                self._net_buffer(queue, chain, trace)
         return Taken(head, chain, req, pos)
 
     # --- the blk request (5.2.6, 5.2.6.1) ------------------------------------------------
@@ -375,16 +396,54 @@ class DriverJudge:
                                 any(f & 1 for _, _, f in segs), "unmap set"))
         return out
 
+    # --- net buffers (5.1.6.2, 5.1.6.3) ---------------------------------------------------
+    def _net_buffer(self, queue: int, chain: sp.Chain, trace: tuple[dict[str, Any], ...]
+                    ) -> None:
+        """A receive buffer (even queues) or a packet to send (odd queues, 5.1.2)."""
+        mem = self.mem
+        assert mem is not None
+        hdr_size = net.HDR.size if F.has(self.accepted, F.VERSION_1) or F.has(
+            self.accepted, F.NET_FEATURES["MRG_RXBUF"]) else net.HDR.size - 2
+        if queue % 2 == 0:
+            self.requests["rx-buffer"] = self.requests.get("rx-buffer", 0) + 1
+            self.judge("PVSPEC-NET-RX-WRITABLE", not chain.readable,
+                       f"receive buffer with {chain.readable_len} device-readable bytes",
+                       trace=trace)
+            size = chain.writable_len
+            if F.has(self.accepted, F.NET_FEATURES["MRG_RXBUF"]):
+                self.judge("VIRTIO-5.1.6.3.1-DRV-MRG-BUFFER-HDR", size >= hdr_size,
+                           f"{size}-byte buffer, header {hdr_size}", trace=trace)
+            else:
+                big = any(F.has(self.accepted, F.NET_FEATURES[n]) for n in _GUEST_GSO)
+                need = 65562 if big else 1526
+                self.judge("VIRTIO-5.1.6.3.1-DRV-RX-BUFFER-SIZE", size >= need,
+                           f"{size}-byte receive buffer (at least {need})", trace=trace,
+                           level="SHOULD")
+            return
+        self.requests["tx-packet"] = self.requests.get("tx-packet", 0) + 1
+        ok = not chain.writable and chain.readable_len >= hdr_size + net.ETH_HLEN
+        self.judge("PVSPEC-NET-TX-LAYOUT", ok,
+                   f"{chain.readable_len} readable and {chain.writable_len} writable bytes "
+                   f"(a header of {hdr_size} and a frame, all device-readable)", trace=trace)
+        if not ok:
+            return
+        raw = b"".join(mem.read(s.addr, s.len) for s in chain.readable)[:hdr_size]
+        h = net.NetHdr.decode(raw.ljust(net.HDR.size, b"\0"))
+        if hdr_size < net.HDR.size:
+            h = attrs.evolve(h, num_buffers=0)  # the legacy header has no num_buffers
+        trace = (*trace, {"op": "net-hdr", **attrs.asdict(h)})
+        for rule, held, detail in _tx_rules(h, self.accepted):
+            self.judge(rule, held, detail, trace=trace)
+
     # --- completions: the device side, where cheap -------------------------------------------
-    def _served(self, last_avail: int, used_idx: int) -> None:
-        ring, mem = self.ring, self.mem
+    def _served(self, queue: int, last_avail: int, used_idx: int) -> None:
+        ring, mem = self.rings.get(queue), self.mem
         if ring is None or mem is None:
             return
         if ring.seen != last_avail and rm.idx_sub(last_avail, ring.seen) <= ring.layout.size:
             self.late += rm.idx_sub(last_avail, ring.seen)
-            self._look(last_avail)
-            ring = self.ring
-            assert ring is not None
+            self._look(queue, last_avail)
+            ring = self.rings[queue]
         inflight = list(ring.inflight)
         pos = ring.used
         while pos != used_idx:
@@ -396,7 +455,7 @@ class DriverJudge:
             if k is not None:
                 self._complete(inflight.pop(k), length)
             pos = rm.idx_add(pos, 1)
-        self.ring = attrs.evolve(ring, used=used_idx, inflight=tuple(inflight))
+        self.rings[queue] = attrs.evolve(ring, used=used_idx, inflight=tuple(inflight))
 
     def _complete(self, taken: Taken, length: int) -> None:
         """Check one completed request against the model disk (5.2.6) and update it."""
@@ -448,8 +507,8 @@ class DriverJudge:
             self.requests["FLUSH-unnegotiated"] = self.requests.get("FLUSH-unnegotiated", 0) + 1
 
     # --- the end: nothing left published without a notification (2.7.10.1) -------------
-    def _stopped(self, last_avail: int) -> None:
-        ring, mem = self.ring, self.mem
+    def _stopped(self, queue: int, last_avail: int) -> None:
+        ring, mem = self.rings.pop(queue, None), self.mem
         if ring is None or mem is None:
             return
         lay = ring.layout
@@ -458,7 +517,8 @@ class DriverJudge:
         event = sp.read_le16(mem, rm.avail_event_addr(lay.used, lay.size))
         rule = ("VIRTIO-2.7.10-DRV-KICK-AVAIL-EVENT" if ring.features.event_idx
                 else "VIRTIO-2.7.10-DRV-KICK-FLAGS0")
-        self.ring = None
+        if self.kind == "net" and queue % 2 == 0:
+            return  # a receive queue: the device takes buffers only as packets come
         if ring.features.event_idx and event != last_avail:
             return  # the back-end did not ask for a kick at the next head: nothing to judge
         # the back-end asked for a kick at its next head (avail_event, or used.flags 0),
@@ -467,15 +527,43 @@ class DriverJudge:
         self.judge(rule, left == 0 or left > lay.size,
                    f"{left} head(s) published at avail.idx {idx} after the back-end's last "
                    f"look at {last_avail}, never notified",
-                   trace=({"op": "stop", "avail.idx": idx, "last_avail": last_avail,
+                   trace=({"op": "stop", "queue": queue, "avail.idx": idx,
+                           "last_avail": last_avail,
                            "avail_event": event},))
 
     def finish(self) -> None:
         """The run is over: judge what the whole run shows (5.2.5.1's FLUSH SHOULD NOT)."""
         with self.lock:
-            if F.has(self.accepted, blk.FB["FLUSH"]):
+            if self.kind == "blk" and F.has(self.accepted, blk.FB["FLUSH"]):
                 self.judge("VIRTIO-5.2.5.1-DRV-FLUSH-CAPABLE", self.requests.get("FLUSH", 0) > 0,
                            "FLUSH negotiated, never sent", level="SHOULD")
+
+
+# virtio-net feature bits QEMU's virtio-net handles itself and never relays to a vhost-user
+# back-end (hw/net/vhost_net.c: not in user_feature_bits): MAC, STATUS, the control queue
+# and its commands.  The driver may accept them; SET_FEATURES does not show it.
+QEMU_KEEPS = frozenset(F.NET_FEATURES[n] for n in (
+    "MAC", "STATUS", "CTRL_VQ", "CTRL_RX", "CTRL_VLAN", "CTRL_RX_EXTRA", "CTRL_MAC_ADDR"))
+_GUEST_GSO = ("GUEST_TSO4", "GUEST_TSO6", "GUEST_UFO", "GUEST_USO4", "GUEST_USO6")
+
+
+def _tx_rules(h: net.NetHdr, accepted: int) -> list[tuple[str, bool, str]]:
+    """Each 5.1.6.2.1 rule a transmit header gives occasion to judge: (rule, held, detail)."""
+    fn = F.NET_FEATURES
+    out = [("VIRTIO-5.1.6.2.1-DRV-NUM-BUFFERS-ZERO", h.num_buffers == 0,
+            f"num_buffers {h.num_buffers}")]
+    if not F.has(accepted, fn["CSUM"]):
+        out.append(("VIRTIO-5.1.6.2.1-DRV-FLAGS-ZERO", h.flags == 0, f"flags {h.flags:#x}"))
+    base = h.gso_type & ~net.GSO_ECN
+    feat = net._GSO_FEATURE.get(base)
+    gso_ok = (base == net.GSO_NONE and not h.gso_type & net.GSO_ECN) or (
+        feat is not None and F.has(accepted, fn[feat]))
+    out.append(("VIRTIO-5.1.6.2.1-DRV-GSO-NEEDS-FEATURE", gso_ok,
+                f"gso_type {h.gso_type:#x}"))
+    if base != net.GSO_NONE:
+        out.append(("VIRTIO-5.1.6.2.1-DRV-GSO-NEEDS-CSUM", bool(h.flags & net.F_NEEDS_CSUM),
+                    "GSO without NEEDS_CSUM"))
+    return out
 
 
 def _chain_op(pos: int, chain: sp.Chain) -> dict[str, Any]:

@@ -22,6 +22,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import attrs
@@ -29,10 +30,10 @@ import attrs
 from conformance.guest_machine import MachineError, qemu_missing
 from conformance.linux_virtio.judge import DriverJudge
 from conformance.vhost_user.targets import _die_with_parent, _kill_group
-from reference_impl.virtio.server import serve_vhost_user_blk
+from reference_impl.virtio.server import serve_vhost_user, serve_vhost_user_blk
 
 __all__ = ["DISK_BYTES", "LinuxUnavailable", "Workload", "build_initrd", "linux_dir",
-           "missing", "run_blk"]
+           "missing", "run_blk", "run_net"]
 
 QEMU = "qemu-system-x86_64"
 # qboot (Debian's qemu-system-data), not SeaBIOS: SeaBIOS has a virtio-blk driver of its own
@@ -98,7 +99,7 @@ class Workload:
     ended: str  # "done" | "fail" | "timeout" | "exited" (QEMU gone before "done")
     console: str
     seconds: float
-    boot_seconds: float | None  # when the disk was probed ("PVSPEC disk")
+    boot_seconds: float | None  # when the device was probed ("PVSPEC disk" / "PVSPEC nic")
     qemu_status: int | None
     disk_md5: dict[str, str] = attrs.field(factory=dict)  # host-side checksums
 
@@ -107,15 +108,20 @@ class Workload:
         return self.ended == "done"
 
 
-def _command(kernel: Path, initrd: Path, sock: Path) -> list[str]:
+NET_MAC = "52:54:00:12:34:56"
+
+
+def _command(kernel: Path, initrd: Path, sock: Path, kind: str = "blk") -> list[str]:
+    device = (["-device", "vhost-user-blk-pci,chardev=c,num-queues=1"] if kind == "blk" else
+              ["-netdev", "vhost-user,id=n0,chardev=c",
+               "-device", f"virtio-net-pci,netdev=n0,mac={NET_MAC},vectors=0"])
     return [QEMU, "-accel", "tcg", "-machine", "q35", "-bios", str(QBOOT),
             "-m", f"{MEMORY_MB}M", "-smp", "1",
             "-object", f"memory-backend-memfd,id=mem,size={MEMORY_MB}M,share=on",
             "-numa", "node,memdev=mem",
-            "-chardev", f"socket,id=c,path={sock}",
-            "-device", "vhost-user-blk-pci,chardev=c,num-queues=1",
+            "-chardev", f"socket,id=c,path={sock}", *device,
             "-kernel", str(kernel), "-initrd", str(initrd),
-            "-append", "console=ttyS0 quiet loglevel=3 panic=-1",
+            "-append", f"console=ttyS0 quiet loglevel=3 panic=-1 pvspec.workload={kind}",
             "-nodefaults", "-display", "none", "-serial", "stdio", "-monitor", "none",
             "-no-reboot"]
 
@@ -124,13 +130,30 @@ def run_blk(judge: DriverJudge, disk: bytearray, timeout: float = BOOT_TIMEOUT) 
     """Boot the guest once with ``disk`` served by pvspec's back-end and ``judge``
     watching; return when the guest powers off, fails, or ``timeout`` passes.  Raises
     :class:`LinuxUnavailable` only before anything started."""
+    return _run("blk", judge, lambda sock, stop: serve_vhost_user_blk(
+        str(sock), disk, stop, observer=judge), timeout, disk)
+
+
+def run_net(judge: DriverJudge, timeout: float = BOOT_TIMEOUT) -> Workload:
+    """Boot the guest once with pvspec's virtio-net back-end (and its peer at 10.0.2.2)
+    and ``judge`` watching; as :func:`run_blk`."""
+    from conformance.linux_virtio import peer
+    from reference_impl.virtio.net import NetDevice
+
+    dev = NetDevice(mac=bytes.fromhex(NET_MAC.replace(":", "")))
+    return _run("net", judge, lambda sock, stop: serve_vhost_user(
+        str(sock), dev, stop, observer=judge, offered=NetDevice.features, nqueues=2,
+        pump=peer.pump), timeout, None)
+
+
+def _run(kind: str, judge: DriverJudge, serve: Callable[[Path, threading.Event], None],
+         timeout: float, disk: bytearray | None) -> Workload:
     initrd = build_initrd()
     kernel = linux_dir() / "vmlinuz"
     tmp = Path(tempfile.mkdtemp(prefix="pvspec-linux-virtio-"))
-    sock = tmp / "blk.sock"
+    sock = tmp / f"{kind}.sock"
     stop = threading.Event()
-    server = threading.Thread(target=serve_vhost_user_blk, args=(str(sock), disk, stop),
-                              kwargs={"observer": judge}, daemon=True,
+    server = threading.Thread(target=serve, args=(sock, stop), daemon=True,
                               name="pvspec-linux-virtio-backend")
     proc: subprocess.Popen[bytes] | None = None
     t0 = time.monotonic()
@@ -140,7 +163,7 @@ def run_blk(judge: DriverJudge, disk: bytearray, timeout: float = BOOT_TIMEOUT) 
         server.start()
         while not sock.exists() and time.monotonic() - t0 < 5:
             time.sleep(0.01)
-        proc = subprocess.Popen(_command(kernel, initrd, sock), stdin=subprocess.DEVNULL,
+        proc = subprocess.Popen(_command(kernel, initrd, sock, kind), stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 start_new_session=True, preexec_fn=_die_with_parent)
         assert proc.stdout is not None
@@ -158,7 +181,7 @@ def run_blk(judge: DriverJudge, disk: bytearray, timeout: float = BOOT_TIMEOUT) 
                 ended = "exited"
                 break
             console += chunk
-            if boot is None and b"PVSPEC disk" in console:
+            if boot is None and (b"PVSPEC disk" in console or b"PVSPEC nic" in console):
                 boot = time.monotonic() - t0
             if b"PVSPEC done" in console or b"PVSPEC fail" in console:
                 ended = "done" if b"PVSPEC done" in console else "fail"
@@ -183,7 +206,7 @@ def run_blk(judge: DriverJudge, disk: bytearray, timeout: float = BOOT_TIMEOUT) 
         steps.setdefault(step, {}).update(kv)
     return Workload(steps, ended, console[-4000:].decode("utf-8", "replace"),
                     time.monotonic() - t0, boot, proc.returncode if proc else None,
-                    _host_sums(steps, disk))
+                    _host_sums(steps, disk) if disk is not None else {})
 
 
 def _host_sums(steps: dict[str, dict[str, str]], disk: bytearray) -> dict[str, str]:

@@ -1,12 +1,13 @@
-"""``pvspec conform --target linux-virtio:blk``: Linux's own virtio-blk driver judged by the
-spec, in the one result model (:mod:`conformance.results`, :class:`conformance.report.Report`).
+"""``pvspec conform --target linux-virtio:blk`` (and ``:net``): Linux's own virtio-blk (or
+virtio-net) driver judged by the spec, in the one result model (:mod:`conformance.results`,
+:class:`conformance.report.Report`).
 
 The target is the *driver*: Debian's x86-64 kernel under QEMU (TCG) drives pvspec's
 vhost-user back-end, and the back-end's :class:`DriverJudge` holds every ring operation
 to the driver rules a back-end can observe.  The report's universe is every driver-side
-requirement of VIRTIO 1.3 chapters 2, 3.1, 4.1 (PCI), 5.2 (blk) and 6, the driver rules
-the judge reads from the spec's descriptive text, and the few device rules our back-end
-is checked on under this load.  Each requirement ends as
+requirement of VIRTIO 1.3 chapters 2, 3.1, 4.1 (PCI), 5.2 (blk; 5.1 for net) and 6, the
+driver rules the judge reads from the spec's descriptive text, and the few device rules
+our back-end is checked on under this load.  Each requirement ends as
 
 * ``passed`` / ``failed``: a check evaluated it on Linux's requests (the count is in the
   check's ``steps``); a known Linux deviation (:data:`EXPECTED`, docs/findings.md) stays
@@ -42,12 +43,15 @@ __all__ = ["DEVICE_RULES", "EXPECTED", "TARGET", "checks_of", "run_conformance",
            "unjudged_reason"]
 
 TARGET = "linux-virtio:blk"
+CHAPTER = {"blk": "5.2.", "net": "5.1."}
 KIND = "virtio"
-METHOD = ("Linux's virtio-blk driver (Debian amd64 kernel, QEMU TCG, vhost-user-blk-pci) "
-          "driving pvspec's back-end; each ring operation judged from guest memory")
+METHOD = ("Linux's virtio driver (Debian amd64 kernel, QEMU TCG, vhost-user-blk-pci or "
+          "virtio-net-pci with a vhost-user netdev) driving pvspec's back-end; each ring "
+          "operation judged from guest memory")
 # device rules our back-end is judged on under Linux's load (its IMPLIED_RULES text)
 DEVICE_RULES = ("PVSPEC-RING-USED-ID", "VIRTIO-5.2.6-DEV-DATA-INTEGRITY",
                 "VIRTIO-5.2.6-GET-ID-NUL-PADDED")
+_NET_ONLY = ("PVSPEC-NET-RX-WRITABLE", "PVSPEC-NET-TX-LAYOUT")
 # known deviations of Linux's driver (docs/findings.md "Linux virtio drivers"): rule -> id
 EXPECTED: dict[str, str] = {}
 
@@ -66,17 +70,19 @@ _WITHOUT_EVENT_IDX = ("VIRTIO-2.7.7-DRV-FLAGS-VALUES", "VIRTIO-2.7.10-DRV-KICK-F
 _WITH_EVENT_IDX = ("VIRTIO-2.7.7-DRV-FLAGS-ZERO-EVENT-IDX", "VIRTIO-2.7.10-DRV-KICK-AVAIL-EVENT")
 
 
-def _ours(r: Requirement) -> bool:
+def _ours(r: Requirement, kind: str) -> bool:
     s = r.section
     return r.side == "driver" and (s.split(".")[0] in ("2", "6") or s.startswith(
-        ("3.1", "4.1.", "5.2.")))
+        ("3.1", "4.1.", CHAPTER[kind])))
 
 
-def universe() -> dict[str, str]:
-    """Requirement id -> clause the linux-virtio:blk target is judged on."""
-    out = {r.id: r.section for r in all_requirements() if _ours(r)}
-    out.update({rid: sec for rid, (sec, _t) in DRIVER_RULES.items()})
-    out.update({rid: orc.IMPLIED_RULES[rid][0] for rid in DEVICE_RULES})
+def universe(kind: str = "blk") -> dict[str, str]:
+    """Requirement id -> clause the linux-virtio:``kind`` target is judged on."""
+    out = {r.id: r.section for r in all_requirements() if _ours(r, kind)}
+    other = {"blk": _NET_ONLY, "net": ("PVSPEC-BLK-REQUEST-LAYOUT",)}[kind]
+    out.update({rid: sec for rid, (sec, _t) in DRIVER_RULES.items() if rid not in other})
+    device = DEVICE_RULES if kind == "blk" else DEVICE_RULES[:1]
+    out.update({rid: orc.IMPLIED_RULES[rid][0] for rid in device})
     return out
 
 
@@ -87,14 +93,16 @@ def _text(rule: str) -> str:
     return (DRIVER_RULES.get(rule) or orc.IMPLIED_RULES.get(rule) or ("", rule))[1]
 
 
-def unjudged_reason(rule: str, level: str, accepted: int) -> tuple[NotJudged, str]:
+def unjudged_reason(rule: str, level: str, accepted: int, kind: str = "blk"
+                    ) -> tuple[NotJudged, str]:
     """Why ``rule`` cannot be, or was not, judged through a back-end on this run."""
-    sec = universe().get(rule, "")
+    sec = universe(kind).get(rule, "")
     if level == "MAY":
         return NotJudged.NOT_APPLICABLE, "a MAY permits and binds nothing"
     if sec.startswith(("2.1", "2.4", "2.5", "3.1", "4.1")) or rule in (
             "VIRTIO-2.2.1-DRV-VALIDATE", "VIRTIO-2.2.1-DRV-MISSING-FEATURE",
-            "VIRTIO-2.2.1-DRV-NO-FAIL-UNKNOWN", "VIRTIO-5.2.5.1-DRV-WRITEBACK-AFTER-FEATURES-OK"):
+            "VIRTIO-2.2.1-DRV-NO-FAIL-UNKNOWN", "VIRTIO-5.2.5.1-DRV-WRITEBACK-AFTER-FEATURES-OK",
+            "VIRTIO-5.1.4.2-DRV-NO-CONFIG-WRITE"):
         return NotJudged.PLATFORM, _PLATFORM_PCI
     if sec.startswith("2.7.13") or rule in ("VIRTIO-2.7.10-DRV-NO-KICK-OTHERWISE",
                                             "VIRTIO-2.7.10-DRV-NO-KICK-FLAGS1"):
@@ -108,6 +116,13 @@ def unjudged_reason(rule: str, level: str, accepted: int) -> tuple[NotJudged, st
         return NotJudged.NOT_APPLICABLE, "EVENT_IDX was negotiated: the rule is for without"
     if rule in _WITH_EVENT_IDX and not event_idx:
         return NotJudged.NOT_APPLICABLE, "EVENT_IDX was not negotiated: the rule is for with"
+    mrg = F.has(accepted, F.NET_FEATURES["MRG_RXBUF"])
+    if rule == "VIRTIO-5.1.6.2.1-DRV-FLAGS-ZERO" and F.has(accepted, F.NET_FEATURES["CSUM"]):
+        return NotJudged.NOT_APPLICABLE, "CSUM was negotiated: the rule is for without"
+    if rule == "VIRTIO-5.1.6.3.1-DRV-MRG-BUFFER-HDR" and not mrg:
+        return NotJudged.NOT_APPLICABLE, "MRG_RXBUF was not negotiated"
+    if rule == "VIRTIO-5.1.6.3.1-DRV-RX-BUFFER-SIZE" and mrg:
+        return NotJudged.NOT_APPLICABLE, "MRG_RXBUF was negotiated"
     if "IN-ORDER" in rule and not F.has(accepted, F.IN_ORDER):
         return NotJudged.NOT_APPLICABLE, "IN_ORDER was offered; the driver did not accept it"
     if rule == "VIRTIO-6.1-DRV-SR-IOV-PCI-ONLY":
@@ -132,7 +147,7 @@ def checks_of(judge: DriverJudge, interrupted: bool = False) -> list[Check]:
     case is ``interrupted`` rather than ``not-reached``."""
     out: list[Check] = []
     for rule, t in sorted(judge.tallies.items()):
-        out.append(_rule_check(rule, t))
+        out.append(_rule_check(rule, t, judge.kind))
     if judge.defects:
         detail = clip_text("\n".join(judge.defects[:3]))
         out.append(_check(id="linux-virtio:judge", title="the driver judge ran without "
@@ -142,10 +157,11 @@ def checks_of(judge: DriverJudge, interrupted: bool = False) -> list[Check]:
                                           "the judge evaluates every event", detail)))
     groups: dict[tuple[NotJudged, str], list[str]] = {}
     levels = {r.id: r.level for r in all_requirements()}
-    for rule in universe():
+    for rule in universe(judge.kind):
         if rule in judge.tallies:
             continue
-        reason, detail = unjudged_reason(rule, levels.get(rule, "MUST"), judge.accepted)
+        reason, detail = unjudged_reason(rule, levels.get(rule, "MUST"), judge.accepted,
+                                         judge.kind)
         if interrupted and reason is NotJudged.NOT_REACHED:
             reason, detail = NotJudged.INTERRUPTED, "the run stopped before a case came"
         groups.setdefault((reason, detail), []).append(rule)
@@ -156,9 +172,9 @@ def checks_of(judge: DriverJudge, interrupted: bool = False) -> list[Check]:
     return out
 
 
-def _rule_check(rule: str, t: Tally) -> Check:
+def _rule_check(rule: str, t: Tally, kind: str = "blk") -> Check:
     side = "device" if rule in DEVICE_RULES else "driver"
-    sec = universe().get(rule, "")
+    sec = universe(kind).get(rule, "")
     base: dict[str, Any] = {"id": f"{side}:{rule}", "title": f"{side}: {rule}", "kind": KIND,
                             "clause": sec, "method": METHOD, "steps": t.judged,
                             "covers": (rule,), "judged": (rule,)}
@@ -176,6 +192,34 @@ def _rule_check(rule: str, t: Tally) -> Check:
         detail = (f"SHOULD-level recommendation not met in {t.violations} of {t.judged} "
                   f"(a SHOULD binds nothing: passed): {t.first.detail if t.first else ''}")
     return _check(status=Status.PASSED, detail=detail, **base)
+
+
+def _not_done(w: Any, base: dict[str, Any]) -> Check:
+    observed = (f"the guest's workload ended: {w.ended} after {w.seconds:.1f} s "
+                f"(QEMU status {w.qemu_status})")
+    return _check(status=Status.ERROR, detail=observed,
+                  failure=Failure("crash", "linux-virtio:workload", "pvspec",
+                                  "the guest runs its workload to 'PVSPEC done'", observed,
+                                  (ev.op(f"console: {w.console[-1500:]}", kind="log"),)),
+                  **base)
+
+
+def _net_workload_check(w: Any, seconds: float) -> Check:
+    """The guest's pings to the back-end's peer: packets went both ways.  No requirement
+    is judged by it (a lost ping breaks no VIRTIO statement); a workload that never got
+    an answer exercised no receive path, which is an error of the run."""
+    base: dict[str, Any] = {"id": "workload:net", "title": "the guest's workload: link up, "
+                            "ARP and pings (small, large, after link down/up)", "kind": KIND,
+                            "clause": "5.1.6", "method": METHOD, "seconds": seconds}
+    if not w.done:
+        return _not_done(w, base)
+    ping = w.steps.get("ping", {})
+    got = [int(v.split("/")[0]) for v in ping.values() if v.split("/")[0].isdigit()]
+    if not got or not sum(got):
+        return _check(status=Status.ERROR, detail=f"no ping was answered: {ping}",
+                      failure=Failure("crash", "linux-virtio:workload", "pvspec",
+                                      "packets go both ways", f"pings {ping}"), **base)
+    return _check(status=Status.PASSED, detail=f"pings answered: {ping}", **base)
 
 
 def _workload_check(w: Any, seconds: float) -> Check:
@@ -197,13 +241,7 @@ def _workload_check(w: Any, seconds: float) -> Check:
                             "kind": KIND, "clause": "5.2.6", "method": METHOD,
                             "seconds": seconds, "covers": (rule,)}
     if not w.done:
-        observed = (f"the guest's workload ended: {w.ended} after {w.seconds:.1f} s "
-                    f"(QEMU status {w.qemu_status})")
-        return _check(status=Status.ERROR, detail=observed,
-                      failure=Failure("crash", "linux-virtio:workload", "pvspec",
-                                      "the guest runs its workload to 'PVSPEC done'", observed,
-                                      (ev.op(f"console: {w.console[-1500:]}", kind="log"),)),
-                      **base)
+        return _not_done(w, base)
     if mismatches:
         return _check(status=Status.FAILED, judged=(rule,), detail="; ".join(mismatches),
                       failure=Failure("device", rule, "5.2.6", _text(rule),
@@ -221,10 +259,14 @@ def run_conformance(target: str = TARGET, report_dir: str | Path | None = None,
     raises (Ctrl-C and the time limit end it as incomplete, with QEMU killed)."""
     from conformance.linux_virtio import machine
 
+    kind = target.rsplit(":", 1)[-1]
+    if kind not in CHAPTER:
+        raise ValueError(f"no linux-virtio target {target!r}")
+    driver = {"blk": "virtio-blk", "net": "virtio-net"}[kind]
     start = time.perf_counter()
-    report = Report(target=target, target_name="Linux virtio-blk driver (Debian amd64)",
+    report = Report(target=target, target_name=f"Linux {driver} driver (Debian amd64)",
                     abi_version="", protocol_version="VIRTIO 1.3 over vhost-user",
-                    capabilities=("virtio", "driver", "blk"), universe=universe(),
+                    capabilities=("virtio", "driver", kind), universe=universe(kind),
                     provenance=dict(provenance or {}))
     out = Path(report_dir) if report_dir is not None else None
     rec = Recorder(report, out, json_file,
@@ -244,16 +286,21 @@ def run_conformance(target: str = TARGET, report_dir: str | Path | None = None,
             return report
         version = (machine.linux_dir() / "VERSION").read_text().splitlines()[:1]
         if version:
-            report.target_name = f"Linux virtio-blk driver ({version[0]})"
-        disk = bytearray(machine.DISK_BYTES)
-        judge = DriverJudge(bytes(disk))
+            report.target_name = f"Linux {driver} driver ({version[0]})"
         t0 = time.perf_counter()
-        w = machine.run_blk(judge, disk, timeout or machine.BOOT_TIMEOUT)
+        if kind == "blk":
+            disk = bytearray(machine.DISK_BYTES)
+            judge = DriverJudge(bytes(disk))
+            w = machine.run_blk(judge, disk, timeout or machine.BOOT_TIMEOUT)
+        else:
+            judge = DriverJudge(b"", kind="net")
+            w = machine.run_net(judge, timeout or machine.BOOT_TIMEOUT)
         for c in checks_of(judge, interrupted=not w.done):
             rec.add(c, write=False)
-        rec.add(_workload_check(w, time.perf_counter() - t0))
+        rec.add((_workload_check if kind == "blk" else _net_workload_check)(
+            w, time.perf_counter() - t0))
         report.notes.append(
-            f"workload: {w.ended} in {w.seconds:.1f} s (disk probed "
+            f"workload: {w.ended} in {w.seconds:.1f} s (device probed "
             + (f"at {w.boot_seconds:.1f} s" if w.boot_seconds is not None else "never")
             + f"); {judge.operations} ring operations judged "
             f"({judge.kicks} kicks, {judge.chains} chains, {judge.completions} completions; "

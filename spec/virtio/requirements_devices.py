@@ -20,6 +20,8 @@ FE = "spec.virtio.features:"
 T_BK = "tests/virtio/test_devices_block.py::"
 T_NT = "tests/virtio/test_devices_net.py::"
 T_SM = "tests/virtio/test_devices_small.py::"
+LV = "conformance.linux_virtio.judge:"  # the driver judge of a real driver's rings
+T_LV = "tests/conformance/test_linux_virtio.py::"
 
 
 def R(rid: str, section: str, level: str, side: str, text: str, *checks: str) -> Requirement:
@@ -297,6 +299,26 @@ NET = (
         "A GSO request also sets NEEDS_CSUM (and gso_size).",
         NT + "check_tx_header",
         T_NT + "test_tx_header",
+    ),
+    # 5.1.6.3.1: judged on a real driver's receive buffers by conformance/linux_virtio
+    R(
+        "VIRTIO-5.1.6.3.1-DRV-RX-BUFFER-SIZE",
+        "5.1.6.3.1",
+        "SHOULD",
+        "driver",
+        "Without MRG_RXBUF, receive buffers hold a whole packet: at least 1526 bytes, or 65562"
+        " with a GUEST_TSO4/TSO6/UFO/USO4/USO6 feature negotiated.",
+        LV + "DriverJudge",
+        T_LV + "test_net_rx_buffers_are_judged_by_size",
+    ),
+    R(
+        "VIRTIO-5.1.6.3.1-DRV-MRG-BUFFER-HDR",
+        "5.1.6.3.1",
+        "MUST",
+        "driver",
+        "With MRG_RXBUF, every receive buffer is at least as large as the virtio_net_hdr.",
+        LV + "DriverJudge",
+        T_LV + "test_net_rx_buffers_are_judged_by_size",
     ),
     R(
         "VIRTIO-5.1.6.2.2-DEV-IGNORE-UNKNOWN-FLAGS",
