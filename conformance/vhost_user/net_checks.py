@@ -17,12 +17,12 @@ from conformance.vhost_user import checks as ck
 from conformance.vhost_user import net_frames as nf
 from conformance.vhost_user.checks import Ctx, Result
 from conformance.vhost_user.evidence import text_ops
+from conformance.vhost_user.net_rings import SplitQueue
 from conformance.vhost_user.net_session import FN, NET_WANT, NetSession, NetStep, Sent
 from conformance.vhost_user.protocol import ProtocolViolation, ViolationKind
 from conformance.vhost_user.targets import Target
 from spec.virtio import features as F
 from spec.virtio import ring_math as rm
-from spec.virtio import split as sp
 from spec.virtio.devices import net as N
 
 LEGACY_NET_BITS = F.mask(6)  # VIRTIO_NET_F_GSO: §5.1.3.2, legacy interface only
@@ -260,17 +260,17 @@ def check_net_notifications(t: Target) -> list[Result]:
     frames = _frames(((60, nf.UDP), (1514, nf.TCP)))
     with _session(t) as s:
         if s.feats.event_idx:
-            far = (rm.idx_add(s.rx_drv.last_used, 100), rm.idx_add(s.tx_drv.last_used, 100))
-            st = s.exchange(frames, _rx_sizes(s, frames), used_event=far)
+            far = tuple(rm.idx_add(q.drv.last_used, 100) for q in (s.rxq, s.txq)
+                        if isinstance(q, SplitQueue))
+            st = s.exchange(frames, _rx_sizes(s, frames), used_event=(far[0], far[1]))
             fold(c, st, "used_event far ahead on both queues", judged)
             st = s.exchange(frames, _rx_sizes(s, frames))
             fold(c, st, "used_event at the next entry on both queues", judged)
     with _session(t, want=NET_WANT & ~F.mask(F.EVENT_IDX)) as s:
         st = s.exchange(frames, _rx_sizes(s, frames))
         fold(c, st, "no EVENT_IDX, avail.flags 0 (notifications owed)", judged)
-        for mem, drv in ((s.rx_mem, s.rx_drv), (s.tx_mem, s.tx_drv)):
-            assert mem is not None
-            sp.driver_set_no_interrupt(mem, drv, True)
+        s.rxq.no_interrupt(True)
+        s.txq.no_interrupt(True)
         st = s.exchange(frames, _rx_sizes(s, frames))
         fold(c, st, "no EVENT_IDX, NO_INTERRUPT on both queues", judged)
     return c.results
@@ -285,7 +285,8 @@ def check_net_index_wrap(t: Target, start: int = 65530, rounds: int = 5) -> list
         for k in range(rounds):
             frames = _frames(((60, nf.UDP), (342, nf.TCP)))
             st = s.exchange(frames, _rx_sizes(s, frames, spare=0))
-            fold(c, st, f"round {k} at transmit avail.idx {s.tx_drv.avail_idx}", judged)
+            fold(c, st, f"round {k} from transmit avail.idx {(start + n_tx) & 0xFFFF}",
+                 judged)
             n_tx += len(frames)
         base = s.fe.stop_vring(1)
         want = (start + n_tx) & 0xFFFF

@@ -24,18 +24,17 @@ from typing import Any
 
 import attrs
 
-from conformance.vhost_user import evidence as ev
 from conformance.vhost_user.frontend import Frontend, Vring
 from conformance.vhost_user.memory import MemfdMemory
+from conformance.vhost_user.net_rings import AnyQueue, PackedQueue, SplitQueue
 from conformance.vhost_user.protocol import PF, U64, ProtocolViolation
 from conformance.vhost_user.session import PROTO_WANT, connect
 from conformance.vhost_user.targets import Target
 from spec.virtio import features as F
 from spec.virtio import oracle as orc
-from spec.virtio import ring_math as rm
 from spec.virtio import split as sp
 from spec.virtio.devices import net as N
-from spec.virtio.memory import ByteMemory, write_le16
+from spec.virtio.memory import ByteMemory
 from spec.virtio.ring_math import RingFeatures
 
 FN = N.FN
@@ -81,16 +80,15 @@ class QueueStep:
 
     verdict: orc.Verdict
     notified: bool
-    layout: sp.SplitLayout
+    queue: AnyQueue
     before: ByteMemory
     after: ByteMemory
     placed: tuple[tuple[int, Any], ...]
     ring: dict[str, Any]
 
     def evidence(self) -> tuple[dict[str, Any], ...]:
-        # the chains as the ring shows them (a net buffer is no blk request)
-        return ev.step_records(self.before, self.after, self.layout,
-                               [(h, None) for h, _ in self.placed], self.ring)
+        return self.queue.evidence(self.before, self.after, [h for h, _ in self.placed],
+                                   self.ring)
 
 
 @attrs.frozen
@@ -111,7 +109,7 @@ class NetStep:
 class NetSession:
     """Negotiate ``want`` (as offered), share two regions, set up queues 0 and 1, and
     exchange judged frames.  ``want`` is a parameter so that checks run with and without
-    MRG_RXBUF, checksum offloads, EVENT_IDX, INDIRECT_DESC."""
+    MRG_RXBUF, checksum offloads, EVENT_IDX, INDIRECT_DESC, RING_PACKED."""
 
     def __init__(self, target: Target, want: int = NET_WANT, qsize: int = QSIZE,
                  timeout: float = 2.0, base: int = 0, mtu: int | None = MTU) -> None:
@@ -134,24 +132,18 @@ class NetSession:
                 self.mtu_set = mtu
             self.rx_mem = MemfdMemory(MEM_SIZE, RX_BASE, "pvspec-net-rx")
             self.tx_mem = MemfdMemory(MEM_SIZE, TX_BASE, "pvspec-net-tx")
-            self.rx_lay = sp.SplitLayout.contiguous(RX_BASE, qsize)
-            self.tx_lay = sp.SplitLayout.contiguous(TX_BASE, qsize)
             self.feats = RingFeatures.from_bits(self.acked)
-            self.rx_drv = sp.driver_init(self.rx_mem, self.rx_lay, self.feats, start=base,
-                                         scratch=RX_BASE + SCRATCH, max_indirect=MAX_INDIRECT)
-            self.tx_drv = sp.driver_init(self.tx_mem, self.tx_lay, self.feats, start=base,
-                                         scratch=TX_BASE + SCRATCH, max_indirect=MAX_INDIRECT)
-            for mem, lay in ((self.rx_mem, self.rx_lay), (self.tx_mem, self.tx_lay)):
-                # the device area as a device that has processed up to ``base`` leaves it
-                write_le16(mem, rm.avail_event_addr(lay.used, qsize), base)
+            kind = PackedQueue if self.feats.packed else SplitQueue
+            self.rxq: AnyQueue = kind(self.fe, RX_Q, self.rx_mem, RX_BASE, qsize, self.feats,
+                                      RX_BASE + SCRATCH, MAX_INDIRECT, base)
+            self.txq: AnyQueue = kind(self.fe, TX_Q, self.tx_mem, TX_BASE, qsize, self.feats,
+                                      TX_BASE + SCRATCH, MAX_INDIRECT, base)
             self.fe.set_mem_table([self.rx_mem, self.tx_mem])
-            self.rx_vring: Vring = self.fe.setup_vring(RX_Q, self.rx_mem, self.rx_lay, base)
-            self.tx_vring: Vring = self.fe.setup_vring(TX_Q, self.tx_mem, self.tx_lay, base)
+            self.rx_vring: Vring = self.rxq.setup()
+            self.tx_vring: Vring = self.txq.setup()
         except BaseException:
             self.close()
             raise
-        self.rx_view = orc.SplitView.start(self.rx_lay, self.feats, base)
-        self.tx_view = orc.SplitView.start(self.tx_lay, self.feats, base)
         self.virtio_features = self.acked & ~(1 << 30)
         self.rx_sizes: dict[int, int] = {}  # posted receive head -> its writable bytes
         self.closed = False
@@ -188,20 +180,19 @@ class NetSession:
         placed: list[tuple[int, Any]] = []
         for size in sizes:
             assert N.HDR_LEN <= size <= RX_SLOT
-            nxt = self.rx_drv.free[0]  # the head driver_add takes (direct or indirect)
+            nxt = self.rxq.next_head()  # the head (id) the next add takes
             at = RX_BASE + DATA + nxt * RX_SLOT
             self.rx_mem.write(at, bytes([POISON]) * size)
             step = -(-size // split)
             bufs = [(at + off, min(step, size - off), True) for off in range(0, size, step)]
-            self.rx_drv, head = sp.driver_add(self.rx_mem, self.rx_drv, bufs,
-                                              indirect and self.feats.indirect)
+            head = self.rxq.add(bufs, indirect and self.feats.indirect)
             assert head == nxt
             self.rx_sizes[head] = size
             placed.append((head, None))
         return placed
 
     def rx_room(self) -> int:
-        return len(self.rx_drv.free)
+        return self.rxq.room()
 
     def _place_tx(self, frames: Sequence[Sent]) -> list[tuple[int, Any]]:
         assert self.tx_mem is not None
@@ -217,8 +208,7 @@ class NetSession:
                 step = -(-len(s.frame) // (s.split - 1))
                 bufs += [(at + N.HDR_LEN + off, min(step, len(s.frame) - off), False)
                          for off in range(0, len(s.frame), step)]
-            self.tx_drv, head = sp.driver_add(self.tx_mem, self.tx_drv, bufs,
-                                              s.indirect and self.feats.indirect)
+            head = self.txq.add(bufs, s.indirect and self.feats.indirect)
             placed.append((head, s))
             at = (at + len(raw) + 63) & ~63
         assert at <= TX_BASE + MEM_SIZE, "transmit batch larger than the region"
@@ -233,74 +223,57 @@ class NetSession:
         """Post ``rx_sizes`` receive buffers, transmit ``frames``, wait (bounded) for the
         transmit buffers and the looped frames, then judge both queues and every packet.
 
-        ``used_event``: (rx, tx) values for used_event under EVENT_IDX (default: the
-        driver's last used index, so each queue asks for a notification on its next
-        used buffer)."""
+        ``used_event``: (rx, tx) values for used_event (split, 2.7.10) or the event
+        descriptor offset (packed, 2.8.10) under EVENT_IDX; default: the next used buffer
+        of each queue is to be notified."""
         assert self.rx_mem is not None and self.tx_mem is not None
         rx_placed = self.post_rx(rx_sizes, rx_split, rx_indirect)
         tx_placed = self._place_tx(frames)
-        for mem, drv, ue in ((self.rx_mem, self.rx_drv, used_event[0]),
-                             (self.tx_mem, self.tx_drv, used_event[1])):
-            if self.feats.event_idx:
-                sp.driver_set_used_event(mem, drv, drv.last_used if ue is None else ue)
-        rx_before, rx_ring = self._before(self.rx_mem, self.rx_drv, self.rx_view)
-        tx_before, tx_ring = self._before(self.tx_mem, self.tx_drv, self.tx_view)
+        self.rxq.set_used_event(used_event[0])
+        self.txq.set_used_event(used_event[1])
         # receive buffers first, so the loopback has somewhere to put the frames
-        self.rx_drv = sp.driver_publish(self.rx_mem, self.rx_drv)
-        self.rx_drv, rx_kick = sp.driver_must_kick(self.rx_mem, self.rx_drv)
+        rx_before, rx_ring, rx_kick = self.rxq.publish()
         if rx_kick:
             self.rx_vring.kick()
-        self.tx_drv = sp.driver_publish(self.tx_mem, self.tx_drv)
-        self.tx_drv, tx_kick = sp.driver_must_kick(self.tx_mem, self.tx_drv)
+        tx_before, tx_ring, tx_kick = self.txq.publish()
         if tx_kick:
             self.tx_vring.kick()
         outcome, rx_note, tx_note = self._wait(len(frames), frames,
                                                self.timeout if wait is None else wait, quiet)
         t0 = time.perf_counter()
         rx_after, tx_after = self.rx_mem.frozen(), self.tx_mem.frozen()
-        tx_done = rm.idx_sub(sp.read_used_idx(tx_after, self.tx_lay), self.tx_drv.last_used)
-        rx_ring |= {"used_idx_after": sp.read_used_idx(rx_after, self.rx_lay),
-                    "kicked": rx_kick, "notified": rx_note, "outcome": outcome}
-        tx_ring |= {"used_idx_after": sp.read_used_idx(tx_after, self.tx_lay),
-                    "kicked": tx_kick, "notified": tx_note, "outcome": outcome}
+        tx_done = self.txq.used_count()
+        rx_ring |= self.rxq.ring_after(rx_after) | {"kicked": rx_kick, "notified": rx_note,
+                                                    "outcome": outcome}
+        tx_ring |= self.txq.ring_after(tx_after) | {"kicked": tx_kick, "notified": tx_note,
+                                                    "outcome": outcome}
         if not judge:
             self._collect_rx(rx_after, ())
-            self.tx_drv, _ = sp.driver_collect(self.tx_mem, self.tx_drv)
+            with contextlib.suppress(sp.DeviceMisbehaved):
+                self.txq.collect()
             empty = orc.Verdict(())
-            return NetStep(QueueStep(empty, tx_note, self.tx_lay, tx_before, tx_after,
+            return NetStep(QueueStep(empty, tx_note, self.txq, tx_before, tx_after,
                                      tuple(tx_placed), tx_ring),
-                           QueueStep(empty, rx_note, self.rx_lay, rx_before, rx_after,
+                           QueueStep(empty, rx_note, self.rxq, rx_before, rx_after,
                                      tuple(rx_placed), rx_ring), (), outcome, tx_done)
-        tx_verdict, self.tx_view = orc.judge_split(
-            tx_before, tx_after, self.tx_view, notified=tx_note,
-            expect_progress=outcome == "completed")
+        tx_verdict = self.txq.judge(tx_before, tx_after, tx_note, outcome == "completed")
         # a receive buffer is used only when a frame arrives: no progress is owed
-        rx_verdict, self.rx_view = orc.judge_split(rx_before, rx_after, self.rx_view,
-                                                   notified=rx_note)
+        rx_verdict = self.rxq.judge(rx_before, rx_after, rx_note, False)
         with contextlib.suppress(sp.DeviceMisbehaved):  # the oracle has named it
-            self.tx_drv, _ = sp.driver_collect(self.tx_mem, self.tx_drv)
+            self.txq.collect()
         packets = self._collect_rx(rx_after, frames)
-        return NetStep(QueueStep(tx_verdict, tx_note, self.tx_lay, tx_before, tx_after,
+        return NetStep(QueueStep(tx_verdict, tx_note, self.txq, tx_before, tx_after,
                                  tuple(tx_placed), tx_ring),
-                       QueueStep(rx_verdict, rx_note, self.rx_lay, rx_before, rx_after,
+                       QueueStep(rx_verdict, rx_note, self.rxq, rx_before, rx_after,
                                  tuple(rx_placed), rx_ring),
                        tuple(packets), outcome, tx_done, time.perf_counter() - t0)
-
-    def _before(self, mem: MemfdMemory, drv: sp.SplitDriver, view: orc.SplitView
-                ) -> tuple[ByteMemory, dict[str, Any]]:
-        """Guest memory as at publication (avail.idx already advanced), as the oracle
-        compares it with what the device left."""
-        before = mem.frozen()
-        write_le16(before, rm.avail_idx_addr(drv.layout.avail), drv.avail_idx)
-        return before, {"avail_idx": drv.avail_idx, "last_avail": view.last_avail,
-                        "used_idx_before": view.used_idx, "last_used": drv.last_used}
 
     def _rx_entries(self, frames: Sequence[Sent]) -> int:
         """Receive buffers the looped ``frames`` fill when the device takes the posted
         buffers in ring order (with MRG_RXBUF several per frame): when to stop waiting."""
         if not self.mrg:
             return len(frames)
-        sizes = [self.rx_sizes[h] for h, _ in self.rx_drv.inflight]
+        sizes = [self.rx_sizes[h] for h in self.rxq.inflight_heads()]
         n = 0
         for s in frames:
             left = N.HDR_LEN + len(s.frame)
@@ -320,10 +293,7 @@ class NetSession:
         last_rx, still_since = -1, time.monotonic()
         fds = [self.rx_vring.call_fd, self.tx_vring.call_fd]
         while True:
-            tx_used = rm.idx_sub(sp.read_used_idx(self.tx_mem, self.tx_lay),  # type: ignore[arg-type]
-                                 self.tx_drv.last_used)
-            rx_used = rm.idx_sub(sp.read_used_idx(self.rx_mem, self.rx_lay),  # type: ignore[arg-type]
-                                 self.rx_drv.last_used)
+            tx_used, rx_used = self.txq.used_count(), self.rxq.used_count()
             now = time.monotonic()
             if rx_used != last_rx:
                 last_rx, still_since = rx_used, now
@@ -360,14 +330,13 @@ class NetSession:
         num_buffers under MRG_RXBUF, one each otherwise), judge each, and match them in
         order with the frames sent."""
         try:
-            self.rx_drv, got = sp.driver_collect(self.rx_mem, self.rx_drv)  # type: ignore[arg-type]
+            got = self.rxq.collect()
         except sp.DeviceMisbehaved:
             return []  # the oracle has named it
         bufs: list[tuple[int, N.RxBuf]] = []
         for head, length in got:
             size = self.rx_sizes.pop(head, 0)
-            chain = sp.walk_chain(after, self.rx_lay, head, self.feats)
-            data = b"".join(after.read(s.addr, s.len) for s in chain.writable)
+            data = b"".join(after.read(a, n) for a, n in self.rxq.segs.pop(head, ()))
             # a buffer returned inside an IN_ORDER batch (2.7.9) has no len of its own:
             # taken as used in full (the packet judge then sees what it holds)
             bufs.append((head, N.RxBuf(size, size if length is None else length, data)))
