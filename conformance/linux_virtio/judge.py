@@ -1,4 +1,5 @@
-"""The driver judge: every ring operation a virtio-blk *driver* makes, judged by the spec.
+"""The driver judge: every ring operation a virtio-blk or virtio-net *driver* makes, judged
+by the spec.
 
 pvspec's vhost-user back-end (:mod:`reference_impl.virtio.server`) shows a
 :class:`DriverJudge` what it sees (its ``RingObserver`` hook): the features set, each
@@ -11,9 +12,11 @@ work from guest memory and holds it to the driver-side rules that a back-end can
   most the queue size (2.7.6.1), avail.flags is legal (2.7.7.1), and each chain is walked
   with :func:`spec.virtio.split.walk_chain`, whose faults are driver violations (2.7.4.2,
   2.7.5.x); its bytes are decoded as a blk request and judged by 5.2.6.1 (capacity,
-  512-byte multiples, flush sector, GET_ID length, discard segments);
+  512-byte multiples, flush sector, GET_ID length, discard segments), or for net as a
+  receive buffer (5.1.6.3.1: device-writable, large enough) or a packet to send (5.1.6.2.1:
+  its virtio_net_hdr);
 * when the queue stops, that no head was left published without the notification
-  2.7.10.1 calls for;
+  2.7.10.1 calls for (not on a net receive queue, whose buffers wait for packets);
 * the device side, where cheap (our back-end under a real driver's load): used ids name
   heads in flight, and a read returns what a model of the disk says it holds (5.2.6).
 

@@ -1,5 +1,7 @@
 """One boot of Debian's x86-64 Linux under ``qemu-system-x86_64`` (TCG) whose virtio-blk
-disk is pvspec's vhost-user back-end, judged by a :class:`DriverJudge` as it serves.
+disk (or virtio-net card) is pvspec's vhost-user back-end, judged by a
+:class:`DriverJudge` as it serves.  The net card runs without MSI-X (``vectors=0``): QEMU
+7.2 segfaults starting a vhost-user net device with MSI-X under TCG (docs/findings.md L2).
 
 The kernel, its virtio modules and busybox come from ``scripts/fetch-linux-amd64``
 (unpacked in ``$PVSPEC_LINUX_AMD64_DIR``, default /var/cache/pvspec/linux-amd64); the

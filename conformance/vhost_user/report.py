@@ -245,7 +245,7 @@ def run_conformance(target_spec: str, report_dir: str | Path | None = None,
                     progress: Callable[[str, Check], None] | None = None,
                     only: Sequence[str] = (), skip: Sequence[str] = (),
                     provenance: dict[str, Any] | None = None,
-                    max_errors: int = 3) -> Report:
+                    max_errors: int = 3, profile: str = "ci") -> Report:
     """Start (if managed) ``target_spec``, check it can be reached, run every check, stop
     it; the report, written after every check.  Never raises.
 
@@ -255,7 +255,22 @@ def run_conformance(target_spec: str, report_dir: str | Path | None = None,
     not judged, reason ``deselected``; a failure or error found on one is still
     reported).  ``KeyboardInterrupt`` and :class:`RunInterrupted` end the run with an
     incomplete report (written) whose ``exit_code`` is 130 or the exception's code.
+    ``profile`` (``ci`` or ``thorough``) sets how many examples the drawn checks draw.
     """
+    from conformance.vhost_user.explore import PROFILE
+
+    token = PROFILE.set(profile)
+    try:
+        return _run(target_spec, report_dir, checks, json_file, progress, only, skip,
+                    provenance, max_errors)
+    finally:
+        PROFILE.reset(token)
+
+
+def _run(target_spec: str, report_dir: str | Path | None, checks: Sequence[str] | None,
+         json_file: str | Path | None, progress: Callable[[str, Check], None] | None,
+         only: Sequence[str], skip: Sequence[str], provenance: dict[str, Any] | None,
+         max_errors: int) -> Report:
     start = time.perf_counter()
     kind = target_kind(target_spec)
     report = _new_report(target_spec, kind, provenance)

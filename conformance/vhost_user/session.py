@@ -265,7 +265,11 @@ class BlkSession:
             observed_disk = blk.Disk(bytes(data), base.stable, self.disk.device_id)
         obs = blk.Outcome(status, data_in if req.type in (blk.T_IN, blk.T_GET_ID) else b"",
                           observed_disk)
-        comp.violation = blk.check_completion(self.disk, req, self.virtio_features, obs)
+        v = blk.check_completion(self.disk, req, self.virtio_features, obs)
+        if v is not None and v.requirement != self._credit(v.requirement):
+            # what a socket shows of a write is its data: name the rule that judged it
+            v = attrs.evolve(v, requirement="VIRTIO-5.2.6-DEV-DATA-INTEGRITY")
+        comp.violation = v
         comp.rule = self._credit(blk.rule_for(self.disk, req, self.virtio_features, obs))
         if comp.violation is None:
             self.disk = blk.settle(self.disk, req, self.virtio_features, obs)

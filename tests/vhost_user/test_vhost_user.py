@@ -86,11 +86,14 @@ def test_blk_semantics_credits_each_rule_only_for_its_own_case(ref_blk: Target) 
     (stable,) = [r for r in results if r.rule == ck.STABLE_RULE]
     assert (stable.status, stable.reason) == ("skip", "platform")
     assert _credits(results, "VIRTIO-5.2.6.2-DEV-UNSUPP-FLAGS") == {
-        "discard-unmap-flag", "discard-unknown-flag", "write-zeroes-unknown-flag"}
+        "discard-unmap-flag", "discard-unknown-flag", "write-zeroes-unknown-flag",
+        "unknown-flag-past-capacity"}
     assert _credits(results, "VIRTIO-5.2.6-GET-ID-NUL-PADDED") == {"get-id"}
     assert _credits(results, "VIRTIO-5.2.6-DEV-UNSUPP-TYPE") == {"unsupported-type"}
     payload = {rule for rule in ck.BLK_DATA_RULES} | {"VIRTIO-5.2.6-DEV-DATA-INTEGRITY"}
-    past = {r.rule for r in results if r.detail.split(":")[0].endswith("past-capacity")}
+    # (an unknown flag binds UNSUPP past capacity too: that case credits its rule, F4)
+    past = {r.rule for r in results if r.detail.split(":")[0].endswith("past-capacity")
+            and not r.detail.startswith("unknown-flag")}
     assert past and not past & payload, past
     assert not [r for r in results if "OUT-OF-RANGE" in r.rule]
     universe = {r.id for r in virtio_device("blk")}
@@ -143,7 +146,7 @@ def test_virtiofsd_fuse_init(virtiofsd: Target) -> None:
 def _answers(t: Target) -> list[tuple[int | None, int | None, bytes]]:
     script = [
         [R(blk.T_OUT, 4, data=bytes(range(256)) * 4)],
-        [R(blk.T_IN, 4, in_len=1024), R(blk.T_IN, 0, in_len=512)],
+        [R(blk.T_IN, 4, in_len=1024), R(blk.T_IN, 5, in_len=512)],  # what was written
         [R(blk.T_FLUSH)],
         [R(blk.T_IN, 2047, in_len=1024)],
         [R(blk.T_OUT, 2048, data=bytes(512))],
@@ -272,3 +275,15 @@ def test_malformed_replies_are_typed(reply: bytes | None, kind: ViolationKind) -
         fe.get_u64(Req.GET_FEATURES)
     assert e.value.kind == kind
     th.join(timeout=3)
+
+
+def test_qemu_unknown_flag_past_capacity_is_f4(qemu_blk: Target) -> None:
+    """F4 (docs/findings.md): QEMU checks a range's bounds before its flags, answering an
+    unknown flag on a segment past capacity with IOERR where 5.2.6.2 says UNSUPP.  Strict:
+    in range, the same flag still gets UNSUPP (judged, passing)."""
+    res = [r for r in ck.check_blk_semantics(qemu_blk)
+           if r.rule == "VIRTIO-5.2.6.2-DEV-UNSUPP-FLAGS"]
+    past = [r for r in res if r.detail.startswith("unknown-flag-past-capacity")]
+    assert [r.status for r in past] == ["expected-deviation"], past
+    assert "status 1" in past[0].detail and "F4" in past[0].detail
+    assert {r.status for r in res if r not in past} == {"pass"}, res

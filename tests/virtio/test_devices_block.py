@@ -238,3 +238,14 @@ def test_unspecified_content_is_forgotten() -> None:
                        bytes(CAP * B.SECTOR))
     assert B.check_completion(whole, B.Request(B.T_OUT, 0, b"\x44" * B.SECTOR), V1,
                               B.Outcome(B.S_IOERR, disk=elsewhere)) is not None
+
+
+def test_unknown_flag_binds_past_capacity_too() -> None:
+    """5.2.6.2's UNSUPP for an unknown flag is unconditional: a segment past capacity
+    (a driver error, which otherwise leaves the answer free) does not lift it."""
+    wz = V1 | (1 << B.FB["WRITE_ZEROES"])
+    req = B.Request(B.T_WRITE_ZEROES, data=B.encode_segment(CAP, 1, flags=2))
+    assert B.check_completion(B.Disk.blank(CAP), req, wz, B.Outcome(B.S_UNSUPP)) is None
+    v = B.check_completion(B.Disk.blank(CAP), req, wz, B.Outcome(B.S_IOERR))
+    assert v is not None and v.requirement == "VIRTIO-5.2.6.2-DEV-UNSUPP-FLAGS"
+    assert v.detail.endswith(B.ALSO_PAST_CAPACITY)
