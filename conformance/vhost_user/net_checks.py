@@ -18,7 +18,7 @@ from conformance.vhost_user import net_frames as nf
 from conformance.vhost_user.checks import Ctx, Result
 from conformance.vhost_user.evidence import text_ops
 from conformance.vhost_user.net_rings import SplitQueue
-from conformance.vhost_user.net_session import FN, NET_WANT, NetSession, NetStep, Sent
+from conformance.vhost_user.net_session import FN, NET_WANT, POISONS, NetSession, NetStep, Sent
 from conformance.vhost_user.protocol import ProtocolViolation, ViolationKind
 from conformance.vhost_user.targets import Target
 from spec.virtio import features as F
@@ -196,19 +196,38 @@ def _loopback(t: Target, name: str, want: int, rounds: int = 2, csum: bool = Fal
             c.skip(LOOPBACK, "CSUM not offered: no frame can ask for a checksum",
                    NotJudged.NOT_OFFERED)
             return c.results
+        last: NetStep | None = None
         for k in range(rounds):
             frames = _frames(csum=csum, split=split, indirect=indirect)
+            s.poison = POISONS[k % 2]  # the same frames into the other poison
             st = s.exchange(frames, _rx_sizes(s, frames), rx_split=rx_split,
                             rx_indirect=rx_indirect)
-            fold(c, st, f"round {k}: {len(frames)} frames"
-                 + (", NEEDS_CSUM" if csum else "")
-                 + (f", tx {split} descriptors" if split > 1 else "")
-                 + (", tx indirect" if indirect and s.feats.indirect else "")
-                 + (f", rx {rx_split} descriptors" if rx_split > 1 else "")
-                 + (", rx indirect" if rx_indirect and s.feats.indirect else ""), judged)
+            what = (f"round {k}: {len(frames)} frames"
+                    + (", NEEDS_CSUM" if csum else "")
+                    + (f", tx {split} descriptors" if split > 1 else "")
+                    + (", tx indirect" if indirect and s.feats.indirect else "")
+                    + (f", rx {rx_split} descriptors" if rx_split > 1 else "")
+                    + (", rx indirect" if rx_indirect and s.feats.indirect else ""))
+            fold(c, st, what, judged)
+            if last is not None:
+                _two_poisons(c, last, st, what)
+            last = st
         _rest(c, s, judged)
         _platform(c)
     return c.results
+
+
+def _two_poisons(c: Ctx, a: NetStep, b: NetStep, what: str) -> None:
+    """2.7.8.2: the packets of two rounds that sent the same frames into buffers of the
+    same sizes, poisoned differently: what the used len counts must have been written."""
+    for pa, pb in zip(a.packets, b.packets, strict=False):
+        if pa.sent is None or pb.sent is None or pa.sent != pb.sent or pa.lens != pb.lens:
+            continue
+        v = N.judge_rx_written(pa.judgement, pb.judgement, pa.lens)
+        c.add("VIRTIO-2.7.8-DEV-WRITE-LEN-BYTES", v is None,
+              f"{what}: {len(pa.sent.frame)}-byte frame received twice (poisons "
+              f"{POISONS[0]:#x}, {POISONS[1]:#x})" + (f": {v.detail}" if v else ""),
+              () if v is None else a.rx.evidence() + b.rx.evidence())
 
 
 def check_net_loopback(t: Target) -> list[Result]:

@@ -46,6 +46,7 @@ RX_SLOT = 2048  # bytes per receive head: 12-byte header + a 1514-byte frame fit
 QSIZE = 64
 MAX_INDIRECT = 16
 POISON = 0xA5
+POISONS = (0xA5, 0x5A)  # alternate rounds: a byte the device wrote reads the same in both
 NET_CONFIG_SIZE = 12  # mac, status, max_virtqueue_pairs, mtu (§5.1.4)
 RX_Q, TX_Q = 0, 1
 NET_SET_MTU = 20  # VHOST_USER_NET_SET_MTU (vhost-user.rst): the mtu the guest is shown
@@ -72,6 +73,7 @@ class Packet:
     judgement: N.RxJudgement
     sent: Sent | None  # the frame it is the loopback of (ring order), if any
     loopback: Any = None  # spec.virtio.verdict.Violation of PVSPEC-NET-LOOPBACK, or None
+    lens: tuple[int, ...] = ()  # the used lens of its buffers
 
 
 @attrs.frozen
@@ -146,6 +148,7 @@ class NetSession:
             raise
         self.virtio_features = self.acked & ~(1 << 30)
         self.rx_sizes: dict[int, int] = {}  # posted receive head -> its writable bytes
+        self.poison = POISON  # what receive buffers hold before the device writes them
         self.closed = False
         cfg = N.CONFIG.decode(self.config) if len(self.config) >= NET_CONFIG_SIZE else {}
         self.mtu: int | None = (int(cfg["mtu"]) if cfg and F.has(self.virtio_features,
@@ -182,7 +185,7 @@ class NetSession:
             assert N.HDR_LEN <= size <= RX_SLOT
             nxt = self.rxq.next_head()  # the head (id) the next add takes
             at = RX_BASE + DATA + nxt * RX_SLOT
-            self.rx_mem.write(at, bytes([POISON]) * size)
+            self.rx_mem.write(at, bytes([self.poison]) * size)
             step = -(-size // split)
             bufs = [(at + off, min(step, size - off), True) for off in range(0, size, step)]
             head = self.rxq.add(bufs, indirect and self.feats.indirect)
@@ -356,7 +359,8 @@ class NetSession:
             sent = queue.pop(0) if queue else None
             lb = N.judge_loopback(sent.hdr, sent.frame, j, self.virtio_features) \
                 if sent is not None and sent.hdr.gso_type == N.GSO_NONE else None
-            packets.append(Packet(tuple(h for h, _ in group), j, sent, lb))
+            packets.append(Packet(tuple(h for h, _ in group), j, sent, lb,
+                                  tuple(b.used_len for _, b in group)))
             i += len(group)
         return packets
 

@@ -203,3 +203,19 @@ def test_frames_are_checksummed() -> None:
             assert len(fr) == size and N.l4_checksum_ok(fr)
             part = nf.frame(size, proto, partial=True)
             assert N.complete_checksum(part, *nf.csum_fields(part)) == fr
+
+
+def test_two_poisons_find_bytes_counted_but_never_written() -> None:
+    fr = nf.frame(60)
+    hdr = N.NetHdr(num_buffers=1).encode()
+
+    def got(poison: int, written: int) -> N.RxJudgement:
+        # the device writes ``written`` header bytes, then the frame; len counts all 12
+        data = (hdr[:written] + bytes([poison]) * (N.HDR_LEN - written) + fr).ljust(2048, b"\0")
+        return N.judge_rx_packet(V1 | MRG, [N.RxBuf(2048, N.HDR_LEN + len(fr), data)])
+
+    lens = [N.HDR_LEN + len(fr)]
+    assert N.judge_rx_written(got(0xA5, 12), got(0x5A, 12), lens) is None
+    v = N.judge_rx_written(got(0xA5, 10), got(0x5A, 10), lens)
+    assert v is not None and v.requirement == "VIRTIO-2.7.8-DEV-WRITE-LEN-BYTES"
+    assert "2 byte(s)" in v.detail and "[10, 11]" in v.detail

@@ -454,6 +454,24 @@ def judge_rx_packet(negotiated: int, bufs: Sequence[RxBuf], mtu: int | None = No
     return RxJudgement(frozenset(judged), tuple(out), hdr, frame, tuple(warn))
 
 
+def judge_rx_written(a: RxJudgement, b: RxJudgement, lens: Sequence[int]
+                     ) -> Violation | None:
+    """§2.7.8.2 on a packet received twice, once into buffers poisoned with one value and
+    once with another (the same frame, the same buffer sizes): a byte within the used
+    lens that differs between the two was never written by the device, yet counted in
+    len.  ``lens``: the used lens of the first run's buffers (header first)."""
+    raw_a = (a.hdr.encode() if a.hdr else b"") + a.frame
+    raw_b = (b.hdr.encode() if b.hdr else b"") + b.frame
+    n = min(len(raw_a), len(raw_b), sum(lens))
+    unwritten = [i for i in range(n) if raw_a[i] != raw_b[i]]
+    if not unwritten:
+        return None
+    return Violation("VIRTIO-2.7.8-DEV-WRITE-LEN-BYTES", "device", (
+        f"used len {sum(lens)} counts {len(unwritten)} byte(s) the device never wrote "
+        f"(they kept the driver's poison, which differed between two receptions of the "
+        f"same frame): offsets {unwritten[:4]}{'...' if len(unwritten) > 4 else ''}"))
+
+
 def judge_loopback(sent_hdr: NetHdr, sent: bytes, got: RxJudgement, negotiated: int
                    ) -> Violation | None:
     """PVSPEC-NET-LOOPBACK: the frame back from a loopback back-end is the frame sent,
