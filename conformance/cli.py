@@ -308,6 +308,10 @@ def _run(args: argparse.Namespace, target: str, extra: list[Any] | None = None,
         if spec.family == "linux-virtio":
             from conformance.linux_virtio.report import run_conformance as run_linux
 
+            if args.only or args.skip:
+                raise UsageError(f"{target}: --only / --skip select checks of a suite; a "
+                                 f"driver target is one boot judged as a whole")
+
             return run_linux(target, args.report, json_file=args.json, provenance=prov,
                              progress=lambda n, c: bar.step(n, str(c.status) if c else ""))
         if spec.family == "vhost-user":

@@ -45,9 +45,9 @@ __all__ = ["DEVICE_RULES", "EXPECTED", "TARGET", "checks_of", "run_conformance",
 TARGET = "linux-virtio:blk"
 CHAPTER = {"blk": "5.2.", "net": "5.1."}
 KIND = "virtio"
-METHOD = ("Linux's virtio driver (Debian amd64 kernel, QEMU TCG, vhost-user-blk-pci or "
-          "virtio-net-pci with a vhost-user netdev) driving pvspec's back-end; each ring "
-          "operation judged from guest memory")
+# Linux's driver (Debian amd64 kernel, QEMU TCG; vhost-user-blk-pci, or virtio-net-pci on a
+# vhost-user netdev) drives pvspec's back-end, which judges each ring operation
+METHOD = "Linux driver -> pvspec back-end; judged from guest memory"
 # device rules our back-end is judged on under Linux's load (its IMPLIED_RULES text)
 DEVICE_RULES = ("PVSPEC-RING-USED-ID", "VIRTIO-5.2.6-DEV-DATA-INTEGRITY",
                 "VIRTIO-5.2.6-GET-ID-NUL-PADDED")
