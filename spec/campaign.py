@@ -22,7 +22,7 @@ import random
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
-from spec import checking, machine
+from spec import checking, logic, machine
 from spec.hypercalls import abi, codec
 from spec.state import Config, State, initial
 from spec.transitions import Caller
@@ -262,9 +262,10 @@ class Workload:
                 self._call(vm, 0, abi.BY_NAME["MEM_POPULATE"], (g, 7), "arm64")
 
     def _apply(self, caller: Caller, row: abi.Row | None, s2: State, ret: Any,
-               what: str) -> None:
+               what: str, args: tuple[Any, ...] = (), log: list[Any] | None = None) -> None:
         self.trace.append(what)
-        bad = checking.check_step(self.s, caller, row, s2, ret)
+        bad = checking.check_step(self.s, caller, row, s2, ret, args)
+        bad += checking.index_violations(log or [])  # a slot that does not exist
         self.s = s2
         if bad:
             names = ", ".join(f"{v.name} [{v.clause}]" for v in bad)
@@ -283,7 +284,8 @@ class Workload:
 
     def _regs(self, vm: int, vcpu: int, regs: dict[str, int], conv: str) -> None:
         decoded = codec.decode(regs, conv)
-        s2, out = machine.step(self.s, vm, vcpu, regs, conv)
+        with logic.index_log() as log:
+            s2, out = machine.step(self.s, vm, vcpu, regs, conv)
         ret = out[abi.CONVENTIONS[conv]["result"][0]]
         self._last_ret = ret
         row = decoded.row if isinstance(decoded, codec.Call) else None
@@ -292,7 +294,8 @@ class Workload:
         signed = ret - (1 << 64) if ret >> 63 else ret
         what = (f"vm{vm}.{vcpu} {conv} {row.name if row else 'undecodable'}"
                 f"({', '.join(shown)}) -> {signed}")
-        self._apply(Caller(vm, vcpu), row, s2, ret, what)
+        self._apply(Caller(vm, vcpu), row, s2, ret, what,
+                    decoded.args if isinstance(decoded, codec.Call) else (), log)
 
     def _at_once(self, calls: list[tuple[int, int, abi.Row, tuple[int, ...]]]) -> list[int]:
         """Calls ``(vm, vcpu, row, args)`` made at the same time from different vCPUs;
@@ -305,9 +308,10 @@ class Workload:
         return rets
 
     def _event(self, name: str, *args: int) -> None:
-        s2 = machine.event(self.s, name, *args)
+        with logic.index_log() as log:
+            s2 = machine.event(self.s, name, *args)
         self._apply(Caller(0, 0), None, s2, None,
-                    f"event {name}({', '.join(str(a) for a in args)})")
+                    f"event {name}({', '.join(str(a) for a in args)})", log=log)
 
     def _aimed(self, ch: Chooser, arg: abi.Arg, vm: int) -> int:
         """An argument drawn from what exists now: live VMs, handles, ports, frames."""

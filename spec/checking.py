@@ -23,6 +23,21 @@ class Violation:
     why: str
 
 
+# The per-access index obligation (spec.logic "one meaning for every index"), proved by
+# spec.prove for every transition; concretely, a step that used a slot that does not exist.
+INDICES = "indices_in_range"
+INDICES_CLAUSE = "pvspec: every table index a transition uses names a slot (spec.logic)"
+
+
+def index_violations(log: list[Any], what: str = "") -> list[Violation]:
+    """The step's out-of-range table accesses (a concrete :func:`spec.logic.index_log`)
+    as a violation of the index obligation; none, none."""
+    if not log:
+        return []
+    return [Violation(INDICES, "index", INDICES_CLAUSE,
+                      f"{len(log)} table access(es) out of range {what}".strip())]
+
+
 def check_state(s: State) -> list[Violation]:
     out = []
     for inv in invariants.INVARIANTS:
@@ -35,12 +50,29 @@ def check_state(s: State) -> list[Violation]:
     return out
 
 
-def check_step(s: State, caller: Any, row: Row | None, s2: State, ret: Any) -> list[Violation]:
-    """Every invariant on ``s2`` and every step property of ``s -> s2``."""
-    out = check_state(s2)
-    for prop in invariants.STEP_PROPERTIES:
+def check_step(s: State, caller: Any, row: Row | None, s2: State, ret: Any,
+               args: tuple[Any, ...] = ()) -> list[Violation]:
+    """Every invariant on ``s2`` and every step property of ``s -> s2`` (``args``: the
+    decoded call's arguments, which the functional postconditions read)."""
+    return check_state(s2) + _judge(invariants.STEP_PROPERTIES, s, caller, row, s2, ret, args)
+
+
+def check_posts(s: State, caller: Any, row: Row | None, s2: State, ret: Any,
+                args: tuple[Any, ...] = ()) -> list[Violation]:
+    """Only the step properties restricted to ``row`` (its functional postcondition): what
+    a step that changed no state still owes -- its result (AFFINITY_INFO, a standby)."""
+    if row is None:
+        return []
+    props = [p for p in invariants.STEP_PROPERTIES if p.rows is not None and row.name in p.rows]
+    return _judge(props, s, caller, row, s2, ret, args)
+
+
+def _judge(props: Any, s: State, caller: Any, row: Row | None, s2: State, ret: Any,
+           args: tuple[Any, ...]) -> list[Violation]:
+    out = []
+    for prop in props:
         try:
-            ok = bool(prop.holds(s, caller, row, s2, ret))
+            ok = bool(prop.holds(s, caller, row, s2, ret, args))
         except (IndexError, TypeError):
             ok = False
         if not ok:
@@ -84,9 +116,14 @@ def fields_read(s: State, rows: tuple[Row | None, ...]) -> dict[str, frozenset[s
         for row in rows:
             for ret in (0, _ERROR):  # what it reads may depend on success or failure
                 before, after = cast(State, _Reading(s, seen)), cast(State, _Reading(s, seen))
-                prop.holds(before, Caller(0, 0), row, after, ret)
+                prop.holds(before, Caller(0, 0), row, after, ret, _zero_args(row))
         out[f"step:{prop.name}"] = frozenset(seen)
     return out
+
+
+def _zero_args(row: Row | None) -> tuple[int, ...]:
+    """Arguments for a probe evaluation of a step property: zero for each of the row's."""
+    return (0,) * len(row.args) if row is not None else ()
 
 
 def fields_changed(s: State, s2: State, among: frozenset[str] = _FIELDS) -> frozenset[str]:
@@ -111,7 +148,7 @@ def results_constrained(s: State, rows: tuple[Row, ...]) -> dict[str, frozenset[
         for row in rows:
             for ret in _ODD_RESULTS:
                 try:
-                    ok = bool(prop.holds(s, Caller(0, 0), row, s, ret))
+                    ok = bool(prop.holds(s, Caller(0, 0), row, s, ret, _zero_args(row)))
                 except (IndexError, TypeError):
                     ok = False
                 if not ok:

@@ -67,8 +67,14 @@ class StepProperty:
     name: str
     why: str
     clause: str
-    holds: Callable[[State, Any, Any, State, Any], Any]  # (s, caller, row-or-None, s2, ret)
+    # (s, caller, row-or-None, s2, ret, args): args are the decoded call's arguments
+    # (empty for an event or a call that did not decode)
+    holds: Callable[[State, Any, Any, State, Any, tuple[Any, ...]], Any]
     visible_in: frozenset[str] = attrs.field(default=frozenset({"result"}), converter=_views)
+    # the ABI rows whose steps it constrains (None: every step, events included); the
+    # prover makes obligations for these only, the oracle credits it only after them
+    rows: frozenset[str] | None = None
+    group: str = ""  # a functional postcondition's kind (spec.transitions.Post.group)
 
 
 def _entries(s: State):
@@ -348,7 +354,8 @@ def _same(a: Any, b: Any) -> Any:
     return same(a, b)
 
 
-def failed_call_changes_nothing(s: State, caller: Any, row: Any, s2: State, ret: Any) -> Any:
+def failed_call_changes_nothing(s: State, caller: Any, row: Any, s2: State, ret: Any,
+                                args: tuple[Any, ...] = ()) -> Any:
     """A call that returns an error leaves every part of the state as it was."""
     if row is None:
         return True
@@ -357,7 +364,8 @@ def failed_call_changes_nothing(s: State, caller: Any, row: Any, s2: State, ret:
     return implies(bit(ret, 63), _same(s, s2))
 
 
-def lifecycle_by_control_only(s: State, caller: Any, row: Any, s2: State, ret: Any) -> Any:
+def lifecycle_by_control_only(s: State, caller: Any, row: Any, s2: State, ret: Any,
+                              args: tuple[Any, ...] = ()) -> Any:
     """Only the control VM changes another VM's lifecycle state."""
     if row is None:
         return and_(a == b for a, b in zip(s.vm_state, s2.vm_state, strict=True))
@@ -365,7 +373,8 @@ def lifecycle_by_control_only(s: State, caller: Any, row: Any, s2: State, ret: A
                    and_(a == b for a, b in zip(s.vm_state, s2.vm_state, strict=True)))
 
 
-def vcpus_follow_psci(s: State, caller: Any, row: Any, s2: State, ret: Any) -> Any:
+def vcpus_follow_psci(s: State, caller: Any, row: Any, s2: State, ret: Any,
+                      args: tuple[Any, ...] = ()) -> Any:
     """Each vCPU moves only along PSCI's edges: OFF->ON_PENDING->ON->OFF (or OFF when its VM
     is created with its boot vCPU ON, or is destroyed).  SYSTEM_OFF and SYSTEM_RESET
     (DEN0022 5.1.9, 5.1.10) act on the caller's VM only: every one of its vCPUs goes
@@ -392,7 +401,8 @@ def vcpus_follow_psci(s: State, caller: Any, row: Any, s2: State, ret: Any) -> A
     return and_(out)
 
 
-def handles_stable(s: State, caller: Any, row: Any, s2: State, ret: Any) -> Any:
+def handles_stable(s: State, caller: Any, row: Any, s2: State, ret: Any,
+                   args: tuple[Any, ...] = ()) -> Any:
     """A live handle keeps naming the same memory; a new one was not live before."""
     out = []
     for k in range(s.cfg.n_tx):
@@ -404,7 +414,8 @@ def handles_stable(s: State, caller: Any, row: Any, s2: State, ret: Any) -> Any:
     return and_(out)
 
 
-def send_reaches_only_peer(s: State, caller: Any, row: Any, s2: State, ret: Any) -> Any:
+def send_reaches_only_peer(s: State, caller: Any, row: Any, s2: State, ret: Any,
+                           args: tuple[Any, ...] = ()) -> Any:
     """An event send marks pending only the port bound to the sender's port."""
     if row is None or row.name != "EVTCHN_SEND":
         return True
@@ -420,7 +431,8 @@ def send_reaches_only_peer(s: State, caller: Any, row: Any, s2: State, ret: Any)
     return and_(out)
 
 
-def bind_requires_consent(s: State, caller: Any, row: Any, s2: State, ret: Any) -> Any:
+def bind_requires_consent(s: State, caller: Any, row: Any, s2: State, ret: Any,
+                          args: tuple[Any, ...] = ()) -> Any:
     """Another VM's port becomes bound only if it was unbound and named the caller."""
     if row is None:
         return and_(implies(s2.ch_state[i] == INTERDOMAIN, s.ch_state[i] == INTERDOMAIN)
@@ -435,7 +447,8 @@ def bind_requires_consent(s: State, caller: Any, row: Any, s2: State, ret: Any) 
     return and_(out)
 
 
-def firmware_results_well_formed(s: State, caller: Any, row: Any, s2: State, ret: Any) -> Any:
+def firmware_results_well_formed(s: State, caller: Any, row: Any, s2: State, ret: Any,
+                                 args: tuple[Any, ...] = ()) -> Any:
     """A PSCI or SMCCC call answers what w0 can carry: on success a value below 2**31
     (bit 31 set means an error), else one of the call's own error codes or a decoder's
     NOT_SUPPORTED / INVALID_PARAMETERS.  Holds for every profile the standards allow, so
@@ -463,6 +476,55 @@ STEP_PROPERTIES: tuple[StepProperty, ...] = (
                  "SMCCC DEN0028 (w0: negative is an error); PSCI DEN0022 5.2.2",
                  firmware_results_well_formed, {"result"}),
 )
+
+
+
+# --- functional postconditions (stated beside each transition in spec.transitions) -------
+def quotas_change_only_in_lifecycle(s: State, caller: Any, row: Any, s2: State, ret: Any,
+                                    args: tuple[Any, ...] = ()) -> Any:
+    """A quota changes only in a VM lifecycle call, and then only the named VM's: VM_CREATE
+    sets it, VM_DESTROY zeroes it; no memory, channel, firmware call or event touches one
+    (a quota that grows or shrinks elsewhere hands out or withholds host memory)."""
+    if s.quota is s2.quota:
+        return True
+    if row is not None and row.name in ("VM_CREATE", "VM_DESTROY") and args:
+        vm = args[0]
+        return and_(implies(vm != v, a == b)
+                    for v, (a, b) in enumerate(zip(s.quota, s2.quota, strict=True)))
+    return and_(a == b for a, b in zip(s.quota, s2.quota, strict=True))
+
+
+def _post_property(post: Any) -> StepProperty:
+    """A transition's :class:`~spec.transitions.Post` as a step property over its rows."""
+    from spec.hypercalls.abi import TABLE
+
+    rows = frozenset(r.name for r in TABLE if r.handler == post.handler)
+
+    def holds(s: State, caller: Any, row: Any, s2: State, ret: Any,
+              args: tuple[Any, ...] = ()) -> Any:
+        if row is None or row.name not in rows:
+            return True
+        if type(ret) is int and ret >> 63:  # a failure: the postcondition says nothing
+            return True
+        return implies(not_(bit(ret, 63)), post.holds(s, caller, s2, ret, *args))
+
+    holds.__doc__ = post.why
+    return StepProperty(f"post_{post.handler}", post.why, post.clause, holds,
+                        post.visible_in, rows, post.group)
+
+
+def _postconditions() -> tuple[StepProperty, ...]:
+    from spec.transitions import POSTCONDITIONS
+
+    return (StepProperty("quotas_change_only_in_lifecycle",
+                         quotas_change_only_in_lifecycle.__doc__ or "",
+                         "pvspec VM lifecycle (quotas); Xen XEN_DOMCTL_max_mem",
+                         quotas_change_only_in_lifecycle, group="quota"),
+            *(_post_property(p) for p in POSTCONDITIONS))
+
+
+POSTCONDITIONS: tuple[StepProperty, ...] = _postconditions()
+STEP_PROPERTIES += POSTCONDITIONS
 
 BY_NAME = {i.name: i for i in INVARIANTS}
 STEP_BY_NAME = {p.name: p for p in STEP_PROPERTIES}

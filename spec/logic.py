@@ -208,16 +208,21 @@ class Index2:
 
     Selecting or storing with it compares ``row`` and ``col`` separately against each
     slot's coordinates, so the proofs never contain index multiplications or additions.
+    A column outside ``0..width-1`` matches no slot: it is *not* the next row's slot.
     """
 
-    __slots__ = ("col", "row", "width")
+    __slots__ = ("col", "row", "rows", "width")
 
-    def __init__(self, row: Any, col: Any, width: int) -> None:
-        self.row, self.col, self.width = row, col, width
+    def __init__(self, row: Any, col: Any, width: int, rows: int) -> None:
+        self.row, self.col, self.width, self.rows = row, col, width, rows
 
     def at(self, i: int) -> Any:
         r, c = divmod(i, self.width)
         return and_(self.row == r, self.col == c)
+
+    def inside(self) -> Any:
+        """The index names a slot: row and column each within the table."""
+        return and_(ult(self.row, self.rows), ult(self.col, self.width))
 
 
 def index_is(idx: Any, i: int) -> Any:
@@ -225,46 +230,100 @@ def index_is(idx: Any, i: int) -> Any:
     return idx.at(i) if isinstance(idx, Index2) else idx == i
 
 
+# --- one meaning for every index --------------------------------------------------------
+# A table index that names no slot means the same in both interpretations: a read gives
+# the table's zero (0 or False) -- or the ``default`` the caller states -- and a store
+# changes nothing.  A 2-D index is out of range when its row or its column is (see
+# Index2 and spec.state's row-major helpers), never "the next row's slot".  A transition
+# must not rely on that meaning: every read without a stated default and every store it
+# makes is recorded while an :func:`index_log` is open, and spec.prove proves each one in
+# range (obligation ``indices_in_range``); concretely, an out-of-range one is recorded as
+# ``False`` (spec.replay reports it).
+_INDEX_LOGS: list[list[Any]] = []
+
+
+class index_log:
+    """Record the in-range condition of every read without a default and every store
+    made inside the block (a list of conditions; concretely only the failed ones)."""
+
+    def __enter__(self) -> list[Any]:
+        log: list[Any] = []
+        _INDEX_LOGS.append(log)
+        return log
+
+    def __exit__(self, *exc: object) -> None:
+        _INDEX_LOGS.pop()
+
+
+def _record(idx: Any, n: int) -> None:
+    """Log that ``idx`` must name one of ``n`` slots (symbolic: the condition)."""
+    if not _INDEX_LOGS:
+        return
+    if isinstance(idx, Index2):
+        cond = idx.inside()
+    elif is_sym(idx):
+        cond = z3.ULT(idx, z3.BitVecVal(n, idx.size()))
+    else:
+        cond = 0 <= idx < n
+    if cond is True:
+        return
+    _INDEX_LOGS[-1].append(cond)
+
+
+def _zero(seq: Sequence[Any]) -> Any:
+    """The zero of a table: False for flags, else 0 (also for an empty table)."""
+    return False if seq and isinstance(seq[0], bool | z3.BoolRef) else 0
+
+
 def select(seq: Sequence[T], idx: Any, default: T | None = None) -> T:
     """``seq[idx]``; a symbolic index becomes an ``If`` chain.
 
-    Out of range, ``default`` is returned (concretely and symbolically); without a
-    default, a symbolic out-of-range index reads the last slot, so callers check bounds.
+    Out of range (see above), ``default`` is returned, or without one the table's zero --
+    the same value concretely and symbolically; a transition's reads without a default
+    are proved in range (:func:`index_log`).
     """
     if type(idx) is int:
         if 0 <= idx < len(seq):
             return seq[idx]
         if default is None:
-            raise IndexError(idx)
+            _record(idx, len(seq))
+            return _zero(seq)  # type: ignore[return-value]
         return default
     if isinstance(idx, Index2) or is_sym(idx):
         hit = idx.at if isinstance(idx, Index2) else (lambda i: idx == i)
         if default is None:
-            out, slots = seq[-1], range(len(seq) - 1)
+            _record(idx, len(seq))
+            out: Any = _zero(seq)
         else:
-            out, slots = default, range(len(seq))
-        for i in reversed(slots):
+            out = default
+        for i in reversed(range(len(seq))):
             out = ite(hit(i), seq[i], out)
         return out
     if 0 <= idx < len(seq):
         return seq[idx]
     if default is None:
-        raise IndexError(idx)
+        _record(idx, len(seq))
+        return _zero(seq)  # type: ignore[return-value]
     return default
 
 
 def store(seq: tuple[T, ...], idx: Any, value: T) -> tuple[T, ...]:
-    """``seq`` with ``seq[idx] = value``; out-of-range indices change nothing."""
+    """``seq`` with ``seq[idx] = value``; out of range it changes nothing (a transition's
+    stores are proved in range: :func:`index_log`)."""
     if type(idx) is int:
         if 0 <= idx < len(seq):
             return (*seq[:idx], value, *seq[idx + 1 :])
+        _record(idx, len(seq))
         return seq
     if isinstance(idx, Index2):
+        _record(idx, len(seq))
         return tuple(ite(idx.at(i), value, old) for i, old in enumerate(seq))
     if is_sym(idx):
+        _record(idx, len(seq))
         return tuple(ite(idx == i, value, old) for i, old in enumerate(seq))
     if 0 <= idx < len(seq):
         return (*seq[:idx], value, *seq[idx + 1 :])
+    _record(idx, len(seq))
     return seq
 
 

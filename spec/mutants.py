@@ -25,10 +25,12 @@ from spec.state import (
     IRQ_EVTCHN,
     NONE,
     ON,
+    ON_PENDING,
     ORPHAN,
     PERM_W,
     UNBOUND,
     State,
+    access,
 )
 from spec.transitions import Caller
 
@@ -412,6 +414,91 @@ def _bind_checks_remote_ports(orig: Handler) -> Handler:
     return bug
 
 
+def _cpu_on_bound_off_by_one(orig: Handler) -> Handler:
+    """CPU_ON bounds the target vCPU with ``<=`` instead of ``<``: target ``n_vcpus``
+    indexes one slot past the caller's row of the vCPU table (in a C hypervisor, the next
+    VM's vCPU 0 -- or past the array).  Under the spec's one meaning of an index such a
+    slot does not exist, so the call "succeeds" doing nothing; the index obligation sees
+    the access."""
+    def bug(s: State, me: Caller, row: Any, target: Any, entry: Any, context: Any
+            ) -> tuple[State, Any]:
+        if target != s.cfg.n_vcpus:
+            return orig(s, me, row, target, entry, context)
+        gfn = bits(entry, 12, 52)
+        if s.cfg.profile.entry_check and (
+                not ult(gfn, s.cfg.n_gframes) or not bit(access(s, me.vm, gfn), 2)):
+            return transitions.fail(s, row, "INVALID_ADDRESS")
+        i = s.vc(me.vm, target)
+        power = select(s.vcpu, i)
+        if power == ON:
+            return transitions.fail(s, row, "ALREADY_ON")
+        if power == ON_PENDING:
+            return transitions.fail(s, row, "ON_PENDING")
+        return s.evolve(vcpu=store(s.vcpu, i, ON_PENDING),
+                        vcpu_entry=store(s.vcpu_entry, i, entry),
+                        vcpu_ctx=store(s.vcpu_ctx, i, context)), 0
+    return bug
+
+
+# Wrong postconditions: the state stays sound and no other VM is touched, but a call that
+# succeeds does the wrong thing to the caller's own objects or answers the wrong value.
+def _cpu_on_ignores_entry(orig: Handler) -> Handler:
+    """CPU_ON skips the entry-point check the profile promises: a vCPU is started at an
+    address its VM cannot execute (PSCI DEN0022 5.1.4: INVALID_ADDRESS)."""
+    def bug(s: State, me: Caller, row: Any, *args: Any) -> tuple[State, Any]:
+        cfg = attrs.evolve(s.cfg, profile=attrs.evolve(s.cfg.profile, entry_check=False))
+        s2, ret = orig(s.evolve(cfg=cfg), me, row, *args)
+        return (s if _failed(ret) else s2.evolve(cfg=s.cfg)), ret
+    return bug
+
+
+def _on_success(change: Callable[..., tuple[State, Any]]) -> Callable[[Handler], Handler]:
+    """A mutant that runs the correct transition and, when it succeeds, changes its
+    outcome: ``change(s, me, s2, ret, *args) -> (s2', ret')``."""
+    def make(orig: Handler) -> Handler:
+        def bug(s: State, me: Caller, row: Any, *args: Any) -> tuple[State, Any]:
+            s2, ret = orig(s, me, row, *args)
+            return (s2, ret) if _failed(ret) else change(s, me, s2, ret, *args)
+        return bug
+    return make
+
+
+def _create_ignores_quota(s: State, me: Caller, s2: State, ret: Any, vm: Any, quota: Any
+                          ) -> tuple[State, Any]:
+    """VM_CREATE gives the new VM the whole host instead of the quota asked for."""
+    return s2.evolve(quota=store(s2.quota, vm, s.cfg.n_hframes)), ret
+
+
+def _share_returns_other_handle(s: State, me: Caller, s2: State, ret: Any, *args: Any
+                                ) -> tuple[State, Any]:
+    """MEM_SHARE fills one slot of the handle table and returns the handle of another
+    (the slot at the other end of the table): the caller then names someone else's
+    transaction, or none."""
+    return s2, sub(s.cfg.n_tx - 1, ret)
+
+
+def _release_shrinks_quota(s: State, me: Caller, s2: State, ret: Any, gfn: Any
+                           ) -> tuple[State, Any]:
+    """MEM_RELEASE also lowers the caller's quota by the frame it gave back (a balloon
+    driver's accounting applied twice): a quota changes outside the lifecycle calls."""
+    return s2.evolve(quota=store(s2.quota, me.vm, sub(select(s2.quota, me.vm), 1))), ret
+
+
+def _send_raises_on_caller(s: State, me: Caller, s2: State, ret: Any, port: Any
+                           ) -> tuple[State, Any]:
+    """EVTCHN_SEND also raises the event upcall on the sender's own vCPU 0: an event on a
+    VM that is not the bound peer."""
+    i = s2.vc(me.vm, 0)
+    return s2.evolve(irq=store(s2.irq, i, set_bit(select(s2.irq, i), IRQ_EVTCHN, True))), ret
+
+
+def _deassign_leaves_attached(s: State, me: Caller, s2: State, ret: Any, dev: Any
+                              ) -> tuple[State, Any]:
+    """DEV_DEASSIGN withdraws the device's interrupt but leaves it attached to its VM, so
+    it can still DMA into that VM's memory."""
+    return s2.evolve(dev_owner=s.dev_owner), ret
+
+
 MUTANTS: tuple[Mutant, ...] = (
     Mutant("feature_flags_bit31", "psci_features", "PSCI_FEATURES",
            "firmware_results_well_formed", "PSCI_FEATURES flags with bit 31 set",
@@ -501,6 +588,24 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant("channels_from_one_pool", "evtchn_alloc_unbound", "EVTCHN_ALLOC_UNBOUND",
            "noninterference_confidential_named",
            "global pool reveals channels between other VMs", _channels_from_one_pool),
+    # An index past its table: caught by the per-access index obligation.
+    Mutant("cpu_on_bound_off_by_one", "cpu_on", "CPU_ON", "indices_in_range",
+           "off-by-one bound check: one slot past the caller's vCPU row",
+           _cpu_on_bound_off_by_one, siblings=("post_cpu_on",)),
+    # Wrong functional postconditions, one per kind (spec.transitions.Post.group).
+    Mutant("cpu_on_ignores_entry", "cpu_on", "CPU_ON", "post_cpu_on",
+           "vCPU started at a non-executable entry point", _cpu_on_ignores_entry),
+    Mutant("create_ignores_quota", "vm_create", "VM_CREATE", "post_vm_create",
+           "new VM gets another quota than asked for", _on_success(_create_ignores_quota)),
+    Mutant("share_returns_other_handle", "mem_share", "MEM_SHARE", "post_mem_share",
+           "handle of another slot returned", _on_success(_share_returns_other_handle)),
+    Mutant("release_shrinks_quota", "mem_release", "MEM_RELEASE",
+           "quotas_change_only_in_lifecycle", "quota changed outside the lifecycle calls",
+           _on_success(_release_shrinks_quota)),
+    Mutant("send_raises_on_caller", "evtchn_send", "EVTCHN_SEND", "post_evtchn_send",
+           "event raised on a VM that is not the bound peer", _on_success(_send_raises_on_caller)),
+    Mutant("deassign_leaves_attached", "dev_deassign", "DEV_DEASSIGN", "post_dev_deassign",
+           "device left attached after deassign", _on_success(_deassign_leaves_attached)),
 )
 BY_NAME = {m.name: m for m in MUTANTS}
 

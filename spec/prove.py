@@ -6,7 +6,11 @@ symbolic caller and a register file whose argument registers are all free 64-bit
 the *same* spec code as the concrete model (decode -> checks -> transition) through
 :func:`spec.symbolic.explore`, and asks Z3 for a path on which an invariant fails.
 ``unsat`` is a proof for this model size.  Also proved per row: the step properties
-(failed calls change nothing, ...) and the three noninterference properties.
+(failed calls change nothing, ...), the row's functional postcondition (what a success
+does to the caller's own objects and returns, stated beside its transition: the step
+properties ``post_<handler>``, which see the decoded arguments), the three
+noninterference properties, and per transition ``indices_in_range``: every table read
+without a stated default and every store it makes names a slot (spec.logic).
 
 A failed obligation yields a concrete counterexample (pre-state, caller, registers, the
 decoded call, the clause) that :mod:`spec.replay` re-runs on the concrete spec.
@@ -25,14 +29,18 @@ from typing import Any
 import attrs
 import z3
 
+from spec import checking, logic, machine, noninterference, symbolic
 from spec import invariants as inv_mod
-from spec import logic, machine, noninterference, symbolic
 from spec.hypercalls import abi, codec
 from spec.proof import ProofResult
 from spec.state import CONTROL, Config, State, initial
 from spec.transitions import Caller
 
 UNKNOWN = "UNKNOWN_FUNCTION_ID"
+# Per transition: every table read without a stated default and every store names a slot
+# (spec.logic "one meaning for every index": the meaning out of range is total and the
+# same in both interpretations, but no transition may rely on it).
+INDICES, INDICES_CLAUSE = checking.INDICES, checking.INDICES_CLAUSE
 SPLIT_LIMIT = 12  # conjunctions up to this size are refuted one conjunct at a time
 PROOF_CONFIG = Config()
 
@@ -53,6 +61,7 @@ class _Setup:
     row: abi.Row | None
     event: abi.Event | None
     assumptions: list[Any]
+    call_args: tuple[Any, ...] = ()  # the row's arguments as decoded (where it decodes)
 
 
 def _setup(target: str, cfg: Config, conv: str, tag: str = "") -> _Setup:
@@ -63,7 +72,12 @@ def _setup(target: str, cfg: Config, conv: str, tag: str = "") -> _Setup:
     fid = z3.Extract(31, 0, regs[abi.CONVENTIONS[conv]["id"]])
     if target in abi.BY_NAME:
         row = abi.BY_NAME[target]
-        return _Setup(s, caller, regs, (), row, None, [*inv, fid == row.function_id])
+        # what codec.decode hands the handler on every path where the call decodes (on
+        # the others the result is an error, about which a postcondition says nothing)
+        call_args = tuple(logic.bits(regs[r], 0, a.width)
+                          for a, r in zip(row.args, abi.CONVENTIONS[conv]["args"], strict=False))
+        return _Setup(s, caller, regs, (), row, None, [*inv, fid == row.function_id],
+                      call_args)
     if target == UNKNOWN:
         known = [fid != row.function_id for row in abi.TABLE]
         return _Setup(s, caller, regs, (), None, None, [*inv, *known])
@@ -76,11 +90,32 @@ def _b(x: Any) -> Any:
     return x if logic.is_sym(x) else z3.BoolVal(bool(x))
 
 
-def _run(setup: _Setup, conv: str, s: State | None = None) -> Callable[[], tuple[State, Any]]:
-    s = s if s is not None else setup.s
-    if setup.event is not None:
-        return lambda: (machine.event(s, setup.event.name, *setup.args), None)
-    return lambda: machine.apply(s, setup.caller, codec.decode(setup.regs, conv))
+def _run(setup: _Setup, conv: str, s: State | None = None
+         ) -> Callable[[], tuple[State, Any, tuple[Any, ...]]]:
+    """The transition as one run: ``(state, result, index conditions)`` -- the last the
+    in-range conditions of the table accesses it made (spec.logic.index_log)."""
+    pre = s if s is not None else setup.s
+
+    def run() -> tuple[State, Any, tuple[Any, ...]]:
+        with logic.index_log() as log:
+            if setup.event is not None:
+                out: tuple[State, Any] = (machine.event(pre, setup.event.name, *setup.args),
+                                          None)
+            else:
+                out = machine.apply(pre, setup.caller, codec.decode(setup.regs, conv))
+        return (*out, tuple(log))
+    return run
+
+
+def _explore(setup: _Setup, conv: str, s: State | None = None,
+             assumptions: list[Any] | None = None
+             ) -> tuple[list[symbolic.Path], list[tuple[Any, tuple[Any, ...]]]]:
+    """The paths of the transition (values ``(state, result)``) and, per path, the
+    in-range conditions of its table accesses."""
+    raw = symbolic.explore(_run(setup, conv, s),
+                           setup.assumptions if assumptions is None else assumptions)
+    return ([symbolic.Path(p.condition, p.value[:2]) for p in raw],
+            [(p.condition, p.value[2]) for p in raw])
 
 
 def prove_target(target: str, cfg: Config = PROOF_CONFIG, conv: str = "arm64",
@@ -91,7 +126,7 @@ def prove_target(target: str, cfg: Config = PROOF_CONFIG, conv: str = "arm64",
     """
     start = time.perf_counter()
     setup = _setup(target, cfg, conv)
-    paths = symbolic.explore(_run(setup, conv), setup.assumptions)
+    paths, accesses = _explore(setup, conv)
     explore_s = time.perf_counter() - start
     results: list[ProofResult] = []
 
@@ -138,6 +173,8 @@ def prove_target(target: str, cfg: Config = PROOF_CONFIG, conv: str = "arm64",
     # the pre-state satisfies by assumption; only the other paths need a solver.
     moved = [p for p in paths if p.value[0] is not setup.s]
     with symbolic.strict():
+        check("index", INDICES, INDICES_CLAUSE,
+              [(cond, z3.And(*[_b(c) for c in conds])) for cond, conds in accesses if conds])
         _all_checks(setup, paths, moved, cfg, conv, check)
     return results
 
@@ -148,9 +185,11 @@ def _all_checks(setup: _Setup, paths: list[symbolic.Path], moved: list[symbolic.
         check("invariant", inv.name, inv.clause,
               [(p.condition, inv.holds(p.value[0])) for p in moved])
     for prop in inv_mod.STEP_PROPERTIES:
+        if prop.rows is not None and (setup.row is None or setup.row.name not in prop.rows):
+            continue  # a postcondition of other calls: nothing to prove here
         check("step", prop.name, prop.clause,
               [(p.condition, prop.holds(setup.s, setup.caller, setup.row, p.value[0],
-                                        p.value[1])) for p in paths])
+                                        p.value[1], setup.call_args)) for p in paths])
     if setup.row is not None:
         _noninterference(setup, paths, cfg, conv, check)
 
@@ -262,7 +301,7 @@ def _noninterference(setup: _Setup, paths: list[symbolic.Path], cfg: Config, con
     two = _two_states(setup, cfg, conv)
     # The call hypotheses suffice to prune the second run's paths (its merge covers every
     # input they allow); the others would only make exploring slower.
-    paths2 = symbolic.explore(_run(setup, conv, two.s2), [*setup.assumptions, *two.call])
+    paths2, _ = _explore(setup, conv, two.s2, [*setup.assumptions, *two.call])
     m1, m2 = symbolic.merge(paths), symbolic.merge(paths2)
     agree = z3.And(_b(symbolic.same(m1[1], m2[1])),
                    _b(symbolic.same(noninterference.view(m1[0], a),

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from spec import checking, machine
+from spec import checking, logic, machine
 from spec.hypercalls import abi, codec
 from spec.prove import state_from_json
 from spec.state import Config
@@ -24,20 +24,26 @@ def load(path: str | Path) -> dict[str, Any]:
 
 
 def run_case(case: dict[str, Any]) -> list[checking.Violation]:
-    """The rules the case's step breaks on the concrete spec (empty: it is fixed)."""
+    """The rules the case's step breaks on the concrete spec (empty: it is fixed),
+    ``indices_in_range`` included: the step used a table slot that does not exist."""
     cfg = Config(**case["config"])
     pre = state_from_json(cfg, case["pre_state"])
     if "event" in case:
-        post = machine.event(pre, case["event"], *case["args"])
-        return checking.check_step(pre, Caller(0, 0), None, post, None)
+        with logic.index_log() as log:
+            post = machine.event(pre, case["event"], *case["args"])
+        return [*checking.check_step(pre, Caller(0, 0), None, post, None),
+                *checking.index_violations(log)]
     vm, vcpu = case["caller"]
     conv = case["conv"]
     regs = {k: int(v) for k, v in case["regs"].items()}
-    post, out = machine.step(pre, vm, vcpu, regs, conv)
+    with logic.index_log() as log:
+        post, out = machine.step(pre, vm, vcpu, regs, conv)
     decoded = codec.decode(regs, conv)
     row = decoded.row if isinstance(decoded, codec.Call) else None
+    args = decoded.args if isinstance(decoded, codec.Call) else ()
     ret = out[abi.CONVENTIONS[conv]["result"][0]]
-    found = checking.check_step(pre, Caller(vm, vcpu), row, post, ret)
+    found = [*checking.check_step(pre, Caller(vm, vcpu), row, post, ret, args),
+             *checking.index_violations(log)]
     if case.get("kind") == "noninterference" and "observer" in case:
         from spec import noninterference
 

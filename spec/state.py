@@ -131,12 +131,20 @@ _new = object.__new__
 def _flat_index(row: Any, col: Any, width: int, rows: int) -> Any:
     """``row * width + col``; with a symbolic part, an :class:`~spec.logic.Index2` that
     keeps row and column apart, so proofs compare coordinates instead of doing index
-    arithmetic on 64-bit words."""
+    arithmetic on 64-bit words.
+
+    A row or column outside the table names no slot, in both interpretations: concretely
+    the index is then ``rows * width`` (one past the end, which :func:`spec.logic.select`
+    and :func:`~spec.logic.store` treat as out of range, and a plain ``seq[i]`` refuses),
+    never the next row's slot (see spec.logic, "one meaning for every index")."""
     if type(row) is int and type(col) is int:  # the concrete fast path
-        return row * width + col
+        if 0 <= col < width and 0 <= row < rows:
+            return row * width + col
+        return rows * width
     if logic.is_sym(row) or logic.is_sym(col):
-        return logic.Index2(row, col, width)
-    return row * width + col
+        return logic.Index2(row, col, width, rows)
+    row, col = int(row), int(col)
+    return row * width + col if 0 <= col < width and 0 <= row < rows else rows * width
 
 
 def initial(cfg: Config | None = None) -> State:

@@ -13,13 +13,14 @@ Rules of the house, so that one text serves as definition, oracle and proof subj
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import attrs
 
 from spec import logic
 from spec.hypercalls.abi import ABI_VERSION, ARCH_WORKAROUNDS, EVENTS, TABLE, Row
-from spec.logic import and_, bit, ite, not_, or_, select, set_bit, store, ule, ult
+from spec.logic import and_, bit, implies, ite, not_, or_, select, set_bit, store, ule, ult
 from spec.profile import DOMID_FIRST_RESERVED
 from spec.state import (
     ABSENT,
@@ -62,6 +63,50 @@ def ok(s: State, value: Any = 0) -> Result:
     return s, value
 
 
+# --- functional postconditions -----------------------------------------------------------
+@attrs.frozen
+class Post:
+    """What a *successful* call of ``handler`` does to the caller's own objects and what
+    it returns, stated beside the transition (``holds(s, me, s2, ret, *args)``).
+
+    spec.invariants makes each a step property (``post_<handler>``), so the prover proves
+    it for every argument register and the state machines and the conformance oracle check
+    it after every such call; it is read only when the call succeeded (bit 63 of the
+    result clear).  ``group`` is the kind of rule (its planted bugs are in spec.mutants)."""
+
+    handler: str
+    group: str  # psci | lifecycle | memory | channels | devices
+    clause: str
+    why: str
+    holds: Callable[..., Any]
+    # the guest-visible views a violation shows in (spec.invariants.VIEWS): a target that
+    # cannot show them is not judged on it
+    visible_in: frozenset[str] = frozenset({"result"})
+
+
+POSTCONDITIONS: list[Post] = []
+
+
+def postcondition(handler: str, group: str, clause: str, views: frozenset[str] = frozenset(
+        {"result"})) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register the decorated function as ``handler``'s functional postcondition."""
+    def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+        POSTCONDITIONS.append(Post(handler, group, clause, " ".join((fn.__doc__ or "").split()),
+                                   fn, views))
+        return fn
+    return register
+
+
+_ACCESS, _IRQ, _DMA = frozenset({"access"}), frozenset({"irq"}), frozenset({"dma"})
+
+
+def _unchanged(a: tuple[Any, ...], b: tuple[Any, ...], keep: Callable[[int], Any]) -> Any:
+    """Slots ``i`` of ``a`` and ``b`` with ``keep(i)`` are equal."""
+    if a is b:
+        return True
+    return logic.all_(implies(keep(i), x == y) for i, (x, y) in enumerate(zip(a, b, strict=True)))
+
+
 def _live_vm(s: State, vm: Any) -> Any:
     return and_(ult(vm, s.cfg.n_vms), select(s.vm_state, vm, ABSENT) != ABSENT)
 
@@ -101,9 +146,42 @@ def cpu_on(s: State, me: Caller, row: Row, target: Any, entry: Any, context: Any
                        vcpu_ctx=store(s.vcpu_ctx, i, context)))
 
 
+@postcondition("cpu_on", "psci", "PSCI DEN0022 5.1.4 CPU_ON")
+def cpu_on_post(s: State, me: Caller, s2: State, ret: Any, target: Any, entry: Any,
+                context: Any) -> Any:
+    """A CPU_ON that succeeds returns SUCCESS and leaves the named vCPU of the caller's own
+    VM ON_PENDING with the entry point and context id it was given; where the profile
+    checks entry points, it succeeds only for an entry the caller can execute."""
+    i = s.vc(me.vm, target)
+    gfn = logic.bits(entry, 12, 52)
+    executable = and_(ult(gfn, s.cfg.n_gframes), bit(access(s, me.vm, gfn), 2)) \
+        if s.cfg.profile.entry_check else True
+    return and_(ret == 0, ult(target, s.cfg.n_vcpus), executable,
+                select(s2.vcpu, i, OFF) == ON_PENDING, select(s2.vcpu_entry, i, 0) == entry,
+                select(s2.vcpu_ctx, i, 0) == context)
+
+
 def cpu_off(s: State, me: Caller, row: Row) -> Result:
+    """PSCI CPU_OFF (DEN0022 5.1.3): the calling vCPU powers down, nothing stays pending.
+
+    Allowed for every vCPU, the control VM's last one included, on purpose: see
+    :func:`cpu_off_post` (after it the control VM can call nothing, so VM_CREATE and
+    CPU_ON are DENIED for good: the host has shut itself down)."""
     i = s.vc(me.vm, me.vcpu)
     return ok(s.evolve(vcpu=store(s.vcpu, i, OFF), irq=store(s.irq, i, 0)))
+
+
+@postcondition("cpu_off", "psci", "PSCI DEN0022 5.1.3 CPU_OFF")
+def cpu_off_post(s: State, me: Caller, s2: State, ret: Any) -> Any:
+    """CPU_OFF powers down the calling vCPU and nothing stays pending on it.
+
+    Intended, also for the control VM's last ON vCPU: PSCI lets any core power itself
+    down (5.1.3; SYSTEM_OFF is the way to stop the whole system), and the model takes the
+    control VM with no ON vCPU as a host that has shut itself down -- from then on no
+    vCPU of it can call, so VM_CREATE and CPU_ON are DENIED to it for good, as on a Xen
+    host whose dom0 went away.  No invariant forbids it, on purpose."""
+    i = s.vc(me.vm, me.vcpu)
+    return and_(ret == 0, select(s2.vcpu, i, ON) == OFF, select(s2.irq, i, 1) == 0)
 
 
 AFFINITY_ON, AFFINITY_OFF, AFFINITY_ON_PENDING = 0, 1, 2
@@ -142,6 +220,17 @@ def affinity_info(s: State, me: Caller, row: Row, target: Any, level: Any) -> Re
     return ok(s, ite(any_on, AFFINITY_ON, ite(any_pending, AFFINITY_ON_PENDING, AFFINITY_OFF)))
 
 
+@postcondition("affinity_info", "psci", "PSCI DEN0022 5.1.5 AFFINITY_INFO")
+def affinity_info_post(s: State, me: Caller, s2: State, ret: Any, target: Any, level: Any
+                       ) -> Any:
+    """AFFINITY_INFO answers ON (0), OFF (1) or ON_PENDING (2) and changes nothing; at
+    level 0 the answer is the power state of the named vCPU of the caller's own VM."""
+    power = select(s.vcpu, s.vc(me.vm, target), OFF)
+    own = ite(power == ON, AFFINITY_ON, ite(power == OFF, AFFINITY_OFF, AFFINITY_ON_PENDING))
+    return and_(ule(ret, 2), _unchanged(s.vcpu, s2.vcpu, lambda j: True),
+                implies(level == 0, ret == own))
+
+
 # CPU_SUSPEND's power_state, original format (DEN0022 5.4.2): the bits that are no field
 _POWER_STATE_RESERVED = 0xFFFF_FFFF & ~(0xFFFF | 1 << 16 | 0x3 << 24)
 
@@ -172,6 +261,18 @@ def cpu_suspend(s: State, me: Caller, row: Row, power_state: Any, entry: Any, co
     i = s.vc(me.vm, me.vcpu)  # a power-down resumes at entry, with context in x0
     return ok(s.evolve(vcpu_entry=store(s.vcpu_entry, i, entry),
                        vcpu_ctx=store(s.vcpu_ctx, i, context)))
+
+
+@postcondition("cpu_suspend", "psci", "PSCI DEN0022 5.1.2 CPU_SUSPEND")
+def cpu_suspend_post(s: State, me: Caller, s2: State, ret: Any, power_state: Any, entry: Any,
+                     context: Any) -> Any:
+    """A CPU_SUSPEND that returns says SUCCESS, and the caller's core stays ON (suspend is
+    not OFF, 5.1.5); a power-down records the resume entry and context id."""
+    i = s.vc(me.vm, me.vcpu)
+    down = bit(power_state, 16)
+    return and_(ret == 0, select(s2.vcpu, i, OFF) == ON,
+                implies(down, and_(select(s2.vcpu_entry, i, 0) == entry,
+                                   select(s2.vcpu_ctx, i, 0) == context)))
 
 
 def migrate_info_type(s: State, me: Caller, row: Row) -> Result:
@@ -268,12 +369,32 @@ def vm_create(s: State, me: Caller, row: Row, vm: Any, quota: Any) -> Result:
     ))
 
 
+@postcondition("vm_create", "lifecycle", "pvspec VM lifecycle (Xen XEN_DOMCTL_createdomain)")
+def vm_create_post(s: State, me: Caller, s2: State, ret: Any, vm: Any, quota: Any) -> Any:
+    """VM_CREATE makes the named VM RUNNING with the quota it was given and its boot vCPU
+    (0) ON."""
+    return and_(ret == 0, select(s2.vm_state, vm, ABSENT) == RUNNING,
+                select(s2.quota, vm, 0) == quota, select(s2.vcpu, s.vc(vm, 0), OFF) == ON)
+
+
 def vm_pause(s: State, me: Caller, row: Row, vm: Any) -> Result:
     return _set_lifecycle(s, row, vm, RUNNING, PAUSED)
 
 
+@postcondition("vm_pause", "lifecycle", "pvspec VM lifecycle (Xen XEN_DOMCTL_pausedomain)")
+def vm_pause_post(s: State, me: Caller, s2: State, ret: Any, vm: Any) -> Any:
+    """VM_PAUSE leaves the named VM PAUSED."""
+    return and_(ret == 0, select(s2.vm_state, vm, ABSENT) == PAUSED)
+
+
 def vm_resume(s: State, me: Caller, row: Row, vm: Any) -> Result:
     return _set_lifecycle(s, row, vm, PAUSED, RUNNING)
+
+
+@postcondition("vm_resume", "lifecycle", "pvspec VM lifecycle (Xen XEN_DOMCTL_unpausedomain)")
+def vm_resume_post(s: State, me: Caller, s2: State, ret: Any, vm: Any) -> Any:
+    """VM_RESUME leaves the named VM RUNNING."""
+    return and_(ret == 0, select(s2.vm_state, vm, ABSENT) == RUNNING)
 
 
 def _set_lifecycle(s: State, row: Row, vm: Any, before: int, after: int) -> Result:
@@ -300,6 +421,15 @@ def vm_destroy(s: State, me: Caller, row: Row, vm: Any) -> Result:
     if select(s.vm_state, vm) == ABSENT:
         return fail(s, row, "DENIED")
     return ok(_destroy(s, vm))
+
+
+@postcondition("vm_destroy", "lifecycle", "pvspec VM lifecycle; XSA-218/230 frame reuse rule")
+def vm_destroy_post(s: State, me: Caller, s2: State, ret: Any, vm: Any) -> Any:
+    """VM_DESTROY leaves the named VM ABSENT with quota 0, owning no frame and holding no
+    device."""
+    return and_(ret == 0, select(s2.vm_state, vm, RUNNING) == ABSENT,
+                select(s2.quota, vm, 1) == 0, [o != vm for o in s2.owner],
+                [d != vm for d in s2.dev_owner])
 
 
 def _destroy(s: State, vm: Any) -> State:
@@ -411,6 +541,18 @@ def mem_populate(s: State, me: Caller, row: Row, gfn: Any, perm: Any) -> Result:
     ))
 
 
+@postcondition("mem_populate", "memory", "pvspec memory; Xen XENMEM_populate_physmap",
+               _ACCESS)
+def mem_populate_post(s: State, me: Caller, s2: State, ret: Any, gfn: Any, perm: Any) -> Any:
+    """MEM_POPULATE maps the caller's guest frame ``gfn`` as its own, with the rights
+    asked for, onto a host frame that was free and is now the caller's."""
+    i = s.vg(me.vm, gfn)
+    frame = select(s2.s2_frame, i, 0)
+    return and_(ret == 0, select(s2.s2_valid, i, False), select(s2.s2_perm, i, 0) == perm,
+                select(s2.s2_tx, i, 0) == NONE, select(s.owner, frame, NONE) == FREE,
+                select(s2.owner, frame, NONE) == me.vm)
+
+
 def mem_release(s: State, me: Caller, row: Row, gfn: Any) -> Result:
     """Give back an owned frame; a frame inside a live transaction cannot be released."""
     if not ult(gfn, s.cfg.n_gframes):
@@ -425,6 +567,16 @@ def mem_release(s: State, me: Caller, row: Row, gfn: Any) -> Result:
     return ok(s.evolve(owner=store(s.owner, frame, FREE)))
 
 
+@postcondition("mem_release", "memory", "pvspec memory; Xen XENMEM_decrease_reservation",
+               _ACCESS)
+def mem_release_post(s: State, me: Caller, s2: State, ret: Any, gfn: Any) -> Any:
+    """MEM_RELEASE unmaps the caller's guest frame ``gfn`` and frees the host frame that
+    backed it."""
+    i = s.vg(me.vm, gfn)
+    return and_(ret == 0, not_(select(s2.s2_valid, i, True)),
+                select(s2.owner, select(s.s2_frame, i, 0), NONE) == FREE)
+
+
 def mem_share(s: State, me: Caller, row: Row, base: Any, n: Any, who: Any, perm: Any) -> Result:
     return _transact(s, me, row, SHARE, base, n, who, perm)
 
@@ -435,6 +587,28 @@ def mem_lend(s: State, me: Caller, row: Row, base: Any, n: Any, who: Any, perm: 
 
 def mem_donate(s: State, me: Caller, row: Row, base: Any, n: Any, who: Any, perm: Any) -> Result:
     return _transact(s, me, row, DONATE, base, n, who, perm)
+
+
+def _transact_post(kind: int) -> Callable[..., Any]:
+    def holds(s: State, me: Caller, s2: State, ret: Any, base: Any, n: Any, who: Any,
+              perm: Any) -> Any:
+        """A MEM_SHARE / MEM_LEND / MEM_DONATE that succeeds returns the handle of the
+        slot it filled: a slot that was free, now a transaction of this kind owned by the
+        caller over base..base+n-1 with the rights and borrowers asked for, retrieved by
+        nobody yet."""
+        return and_(ult(ret, s.cfg.n_tx), select(s.tx_kind, ret, SHARE) == TX_FREE,
+                    select(s2.tx_kind, ret, TX_FREE) == kind,
+                    select(s2.tx_owner, ret, NONE) == me.vm,
+                    select(s2.tx_base, ret, NONE) == base, select(s2.tx_count, ret, 0) == n,
+                    select(s2.tx_perm, ret, 0) == perm, select(s2.tx_borrowers, ret, 0) == who,
+                    select(s2.tx_retrieved, ret, 1) == 0)
+    return holds
+
+
+for _handler, _kind, _name in (("mem_share", SHARE, "FFA_MEM_SHARE"),
+                               ("mem_lend", LEND, "FFA_MEM_LEND"),
+                               ("mem_donate", DONATE, "FFA_MEM_DONATE")):
+    postcondition(_handler, "memory", f"FF-A DEN0077 10.2 {_name}")(_transact_post(_kind))
 
 
 def _in_range(g: Any, base: Any, n: Any) -> Any:
@@ -555,6 +729,22 @@ def mem_retrieve(s: State, me: Caller, row: Row, k: Any, base: Any) -> Result:
                                           set_bit(select(s.tx_retrieved, k), me.vm, True))))
 
 
+@postcondition("mem_retrieve", "memory", "FF-A DEN0077 10.3 FFA_MEM_RETRIEVE_REQ",
+               _ACCESS)
+def mem_retrieve_post(s: State, me: Caller, s2: State, ret: Any, k: Any, base: Any) -> Any:
+    """MEM_RETRIEVE maps the transaction's frames at the caller's guest frames
+    base..base+count-1 with the rights granted; a share or lend records the caller's
+    retrieval, a donation ends the transaction."""
+    n, perm = select(s.tx_count, k, 0), select(s.tx_perm, k, 0)
+    donated = select(s.tx_kind, k, TX_FREE) == DONATE
+    mapped = logic.all_(implies(_in_range(g, base, n), and_(
+        select(s2.s2_valid, s.vg(me.vm, g), False), select(s2.s2_perm, s.vg(me.vm, g), 0) == perm))
+        for g in range(s.cfg.n_gframes))
+    return and_(ret == 0, mapped,
+                ite(donated, select(s2.tx_kind, k, DONATE) == TX_FREE,
+                    bit(select(s2.tx_retrieved, k, 0), me.vm)))
+
+
 def _map(s: State, sel: list[Any], target: list[Any], perm: Any, tx: Any) -> State:
     G = s.cfg.n_gframes
     return s.evolve(
@@ -604,6 +794,17 @@ def mem_relinquish(s: State, me: Caller, row: Row, k: Any) -> Result:
     return ok(s)
 
 
+@postcondition("mem_relinquish", "memory", "FF-A DEN0077 10.4 FFA_MEM_RELINQUISH",
+               _ACCESS)
+def mem_relinquish_post(s: State, me: Caller, s2: State, ret: Any, k: Any) -> Any:
+    """MEM_RELINQUISH leaves the caller holding no retrieval of the transaction: no entry
+    of its table names it and it is out of the retrieved set."""
+    G = s.cfg.n_gframes
+    return and_(ret == 0, not_(bit(select(s2.tx_retrieved, k, 0), me.vm)),
+                [implies(i // G == me.vm, or_(not_(v), t != k))
+                 for i, (v, t) in enumerate(zip(s2.s2_valid, s2.s2_tx, strict=True))])
+
+
 def mem_reclaim(s: State, me: Caller, row: Row, k: Any) -> Result:
     """The owner ends a transaction; only once no borrower maps it (FF-A: else DENIED)."""
     if not _tx_live(s, k):
@@ -619,6 +820,18 @@ def mem_reclaim(s: State, me: Caller, row: Row, k: Any) -> Result:
         s2_held=tuple(ite(mine[i], False, x) for i, x in enumerate(s.s2_held)),
     )
     return ok(_free_tx(s, k))
+
+
+@postcondition("mem_reclaim", "memory", "FF-A DEN0077 10.5 FFA_MEM_RECLAIM",
+               _ACCESS)
+def mem_reclaim_post(s: State, me: Caller, s2: State, ret: Any, k: Any) -> Any:
+    """MEM_RECLAIM ends the caller's transaction (its slot is free) and gives the caller
+    back the use of its frames (none of its entries stays held)."""
+    G = s.cfg.n_gframes
+    base, n = select(s.tx_base, k, 0), select(s.tx_count, k, 0)
+    return and_(ret == 0, select(s2.tx_kind, k, SHARE) == TX_FREE,
+                [implies(and_(i // G == me.vm, _in_range(i % G, base, n)), not_(h))
+                 for i, h in enumerate(s2.s2_held)])
 
 
 # --- event channels ---------------------------------------------------------------------------
@@ -654,6 +867,15 @@ def evtchn_alloc_unbound(s: State, me: Caller, row: Row, remote: Any) -> Result:
     ), p)
 
 
+@postcondition("evtchn_alloc_unbound", "channels", "Xen EVTCHNOP_alloc_unbound")
+def evtchn_alloc_unbound_post(s: State, me: Caller, s2: State, ret: Any, remote: Any) -> Any:
+    """EVTCHN_ALLOC_UNBOUND returns one of the caller's ports that was closed and is now
+    unbound, offered to ``remote``."""
+    i = s.vp(me.vm, ret)
+    return and_(ult(ret, s.cfg.n_ports), select(s.ch_state, i, UNBOUND) == CLOSED,
+                select(s2.ch_state, i, CLOSED) == UNBOUND, select(s2.ch_rvm, i, NONE) == remote)
+
+
 def evtchn_bind_interdomain(s: State, me: Caller, row: Row, remote: Any, rport: Any) -> Result:
     if not _remote_ok(s, me, remote, offer=False) or not ult(rport, s.cfg.n_ports):
         return fail(s, row, "INVALID_PARAMETERS")
@@ -669,6 +891,19 @@ def evtchn_bind_interdomain(s: State, me: Caller, row: Row, remote: Any, rport: 
         ch_rvm=store(store(s.ch_rvm, i, remote), r, me.vm),
         ch_rport=store(store(s.ch_rport, i, rport), r, p),
     ), p)
+
+
+@postcondition("evtchn_bind_interdomain", "channels", "Xen EVTCHNOP_bind_interdomain")
+def evtchn_bind_interdomain_post(s: State, me: Caller, s2: State, ret: Any, remote: Any,
+                                 rport: Any) -> Any:
+    """EVTCHN_BIND_INTERDOMAIN returns one of the caller's ports that was closed and is now
+    bound to ``remote``'s port ``rport``, which is bound back to it."""
+    i, r = s.vp(me.vm, ret), s.vp(remote, rport)
+    return and_(ult(ret, s.cfg.n_ports), select(s.ch_state, i, INTERDOMAIN) == CLOSED,
+                select(s2.ch_state, i, CLOSED) == INTERDOMAIN,
+                select(s2.ch_rvm, i, NONE) == remote, select(s2.ch_rport, i, NONE) == rport,
+                select(s2.ch_state, r, CLOSED) == INTERDOMAIN,
+                select(s2.ch_rvm, r, NONE) == me.vm, select(s2.ch_rport, r, NONE) == ret)
 
 
 def _own_port(s: State, row: Row, me: Caller, port: Any) -> tuple[Any, Result | None]:
@@ -704,6 +939,25 @@ def evtchn_send(s: State, me: Caller, row: Row, port: Any) -> Result:
     return ok(s)
 
 
+@postcondition("evtchn_send", "channels", "Xen EVTCHNOP_send",
+               _IRQ)
+def evtchn_send_post(s: State, me: Caller, s2: State, ret: Any, port: Any) -> Any:
+    """EVTCHN_SEND raises an event only on the bound peer: no interrupt becomes pending
+    anywhere but at vCPU 0 of the VM the caller's port is bound to, and only the event
+    line; through a bound port the peer's port is left pending."""
+    i = s.vp(me.vm, port)
+    bound = select(s.ch_state, i, CLOSED) == INTERDOMAIN
+    rvm, rport = select(s.ch_rvm, i, NONE), select(s.ch_rport, i, NONE)
+    C = s.cfg.n_vcpus
+    raised = _unchanged(s.irq, s2.irq, lambda j: not_(and_(
+        bound, j // C == rvm, j % C == 0)))
+    only_line = logic.all_(x | (1 << IRQ_EVTCHN) == y | (1 << IRQ_EVTCHN)
+                           for x, y in zip(s.irq, s2.irq, strict=True)) \
+        if s.irq is not s2.irq else True
+    return and_(ret == 0, raised, only_line,
+                implies(bound, select(s2.ch_pending, s.vp(rvm, rport), False)))
+
+
 def evtchn_close(s: State, me: Caller, row: Row, port: Any) -> Result:
     """Close a port; an interdomain peer returns to unbound, accepting the caller again."""
     i, err = _own_port(s, row, me, port)
@@ -725,11 +979,23 @@ def evtchn_close(s: State, me: Caller, row: Row, port: Any) -> Result:
     ))
 
 
+@postcondition("evtchn_close", "channels", "Xen EVTCHNOP_close")
+def evtchn_close_post(s: State, me: Caller, s2: State, ret: Any, port: Any) -> Any:
+    """EVTCHN_CLOSE leaves the caller's port closed."""
+    return and_(ret == 0, select(s2.ch_state, s.vp(me.vm, port), UNBOUND) == CLOSED)
+
+
 def evtchn_mask(s: State, me: Caller, row: Row, port: Any) -> Result:
     i, err = _own_port(s, row, me, port)
     if err:
         return err
     return ok(s.evolve(ch_masked=store(s.ch_masked, i, True)))
+
+
+@postcondition("evtchn_mask", "channels", "Xen evtchn mask bit")
+def evtchn_mask_post(s: State, me: Caller, s2: State, ret: Any, port: Any) -> Any:
+    """EVTCHN_MASK leaves the caller's port masked."""
+    return and_(ret == 0, select(s2.ch_masked, s.vp(me.vm, port), False))
 
 
 def evtchn_unmask(s: State, me: Caller, row: Row, port: Any) -> Result:
@@ -745,6 +1011,17 @@ def evtchn_unmask(s: State, me: Caller, row: Row, port: Any) -> Result:
     if select(s.ch_pending, i):
         s = _raise(s, me.vm, 0, IRQ_EVTCHN)
     return ok(s)
+
+
+@postcondition("evtchn_unmask", "channels", "Xen EVTCHNOP_unmask",
+               _IRQ)
+def evtchn_unmask_post(s: State, me: Caller, s2: State, ret: Any, port: Any) -> Any:
+    """EVTCHN_UNMASK leaves the caller's port unmasked; an event pending on it is raised on
+    the caller's vCPU 0."""
+    i = s.vp(me.vm, port)
+    return and_(ret == 0, not_(select(s2.ch_masked, i, True)),
+                implies(select(s.ch_pending, i, False),
+                        bit(select(s2.irq, s.vc(me.vm, 0), 0), IRQ_EVTCHN)))
 
 
 def evtchn_status(s: State, me: Caller, row: Row, port: Any) -> Result:
@@ -768,6 +1045,12 @@ def evtchn_clear(s: State, me: Caller, row: Row, port: Any) -> Result:
     return ok(s.evolve(ch_pending=store(s.ch_pending, i, False)))
 
 
+@postcondition("evtchn_clear", "channels", "Xen evtchn pending bit")
+def evtchn_clear_post(s: State, me: Caller, s2: State, ret: Any, port: Any) -> Any:
+    """EVTCHN_CLEAR leaves the caller's port not pending."""
+    return and_(ret == 0, not_(select(s2.ch_pending, s.vp(me.vm, port), True)))
+
+
 # --- interrupts and devices ---------------------------------------------------------------------
 def irq_ack(s: State, me: Caller, row: Row, line: Any) -> Result:
     if not ult(line, s.cfg.n_lines):
@@ -776,12 +1059,26 @@ def irq_ack(s: State, me: Caller, row: Row, line: Any) -> Result:
     return ok(s.evolve(irq=store(s.irq, i, set_bit(select(s.irq, i), line, False))))
 
 
+@postcondition("irq_ack", "devices", "pvspec virtual interrupts",
+               _IRQ)
+def irq_ack_post(s: State, me: Caller, s2: State, ret: Any, line: Any) -> Any:
+    """IRQ_ACK leaves the line not pending on the calling vCPU."""
+    return and_(ret == 0, not_(bit(select(s2.irq, s.vc(me.vm, me.vcpu), 0), line)))
+
+
 def dev_assign(s: State, me: Caller, row: Row, dev: Any, vm: Any) -> Result:
     if not ult(dev, s.cfg.n_devices) or not _live_vm(s, vm):
         return fail(s, row, "INVALID_PARAMETERS")
     if select(s.dev_owner, dev) != NONE:
         return fail(s, row, "DENIED")
     return ok(s.evolve(dev_owner=store(s.dev_owner, dev, vm)))
+
+
+@postcondition("dev_assign", "devices", "pvspec passthrough; Xen XEN_DOMCTL_assign_device",
+               _DMA)
+def dev_assign_post(s: State, me: Caller, s2: State, ret: Any, dev: Any, vm: Any) -> Any:
+    """DEV_ASSIGN attaches the device to the named VM."""
+    return and_(ret == 0, select(s2.dev_owner, dev, NONE) == vm)
 
 
 def dev_deassign(s: State, me: Caller, row: Row, dev: Any) -> Result:
@@ -793,6 +1090,16 @@ def dev_deassign(s: State, me: Caller, row: Row, dev: Any) -> Result:
     line = logic.add(dev, 1)
     irq = tuple(ite(i // C == owner, set_bit(x, line, False), x) for i, x in enumerate(s.irq))
     return ok(s.evolve(dev_owner=store(s.dev_owner, dev, NONE), irq=irq))
+
+
+@postcondition("dev_deassign", "devices", "pvspec passthrough; Xen XEN_DOMCTL_deassign_device",
+               _DMA)
+def dev_deassign_post(s: State, me: Caller, s2: State, ret: Any, dev: Any) -> Any:
+    """DEV_DEASSIGN leaves the device unattached and its line pending on no vCPU of the VM
+    that had it."""
+    owner, C, line = select(s.dev_owner, dev, NONE), s.cfg.n_vcpus, logic.add(dev, 1)
+    return and_(ret == 0, select(s2.dev_owner, dev, 0) == NONE,
+                [implies(j // C == owner, not_(bit(x, line))) for j, x in enumerate(s2.irq)])
 
 
 # --- environment events ---------------------------------------------------------------------------

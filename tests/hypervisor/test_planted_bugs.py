@@ -20,10 +20,18 @@ TWO_RUN = {"noninterference_confidential", "noninterference_confidential_named"}
 
 
 def test_every_rule_has_a_planted_bug():
+    """Every invariant, step property, noninterference property and the index obligation
+    has a planted bug; the functional postconditions (one per transition) have one per
+    kind (spec.transitions.Post.group)."""
     caught = {m.catches for m in mutants.MUTANTS}
-    rules = {i.name for i in invariants.INVARIANTS} | {p.name for p in invariants.STEP_PROPERTIES}
-    rules |= {"noninterference_unchanged", *TWO_RUN}
+    rules = {i.name for i in invariants.INVARIANTS}
+    rules |= {p.name for p in invariants.STEP_PROPERTIES if not p.group}
+    rules |= {"noninterference_unchanged", *TWO_RUN, prove.INDICES}
     assert rules <= caught, f"no planted bug for {sorted(rules - caught)}"
+    groups = {p.group for p in invariants.POSTCONDITIONS}
+    hit = {p.group for p in invariants.POSTCONDITIONS if p.name in caught}
+    assert groups == hit == {"psci", "lifecycle", "memory", "channels", "devices", "quota"}, \
+        f"no planted wrong postcondition of kind {sorted(groups - hit)}"
 
 
 @pytest.mark.parametrize("mutant", mutants.MUTANTS, ids=IDS)
