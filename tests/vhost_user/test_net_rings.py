@@ -43,16 +43,21 @@ def _packed(bugs: frozenset[str]) -> tuple[PackedQueue, MemfdMemory, Any]:
     mem = MemfdMemory(1 << 17, BASE)
     feats = RingFeatures(packed=True)
     q = PackedQueue(None, 0, mem, BASE, SIZE, feats, BASE + 0x8000, 8)  # type: ignore[arg-type]
-    dev = [pk.device_init(q.layout, feats, bugs)]
+    return q, mem, _device(pk, pk.device_init(q.layout, feats, bugs))
+
+
+def _device(model: Any, dev: Any) -> Any:
+    """One step of the spec's model device ``model`` (split or packed): take what is
+    available, answer 40 bytes into each buffer, decide the notification."""
+    state = [dev]
 
     def step(m: MemfdMemory) -> bool:
-        d, chains = pk.device_poll(m, dev[0])
-        d = pk.device_complete(m, d, [(c.head, b"\x11" * 40) for c in chains])
-        d, need = pk.device_must_interrupt(m, d)
-        dev[0] = d
-        return need
+        d, chains = model.device_poll(m, state[0])
+        d = model.device_complete(m, d, [(c.head, b"\x11" * 40) for c in chains])
+        state[0], need = model.device_must_interrupt(m, d)
+        return bool(need)
 
-    return q, mem, step
+    return step
 
 
 def test_packed_queue_clean_through_wraps() -> None:
@@ -91,15 +96,7 @@ def test_split_queue_clean() -> None:
     mem = MemfdMemory(1 << 17, BASE)
     feats = RingFeatures()
     q = SplitQueue(None, 0, mem, BASE, SIZE, feats, BASE + 0x8000, 8)  # type: ignore[arg-type]
-    dev = [sp.device_init(q.layout, feats)]
-
-    def step(m: MemfdMemory) -> bool:
-        d, chains = sp.device_poll(m, dev[0])
-        d = sp.device_complete(m, d, [(c.head, b"\x11" * 40) for c in chains])
-        d, need = sp.device_must_interrupt(m, d)
-        dev[0] = d
-        return need
-
+    step = _device(sp, sp.device_init(q.layout, feats))
     try:
         assert _rounds(q, mem, step, per=3) == [set()] * 7
     finally:
