@@ -296,10 +296,10 @@ def run_verdict(checks: Sequence[Check], verdicts: Mapping[str, RequirementVerdi
     """
     errors = [c.id for c in checks if c.status is Status.ERROR]
     if errors:
-        return Verdict.ERROR, f"{len(errors)} check(s) could not finish: {', '.join(errors[:3])}"
+        return Verdict.ERROR, f"{len(errors)} check(s) could not finish: {_some(errors)}"
     failed = [c.id for c in checks if c.status is Status.FAILED]
     if failed:
-        return Verdict.FAILED, f"{len(failed)} check(s) failed: {', '.join(failed[:3])}"
+        return Verdict.FAILED, f"{len(failed)} check(s) failed: {_some(failed)}"
     if incomplete:
         return Verdict.INCOMPLETE, incomplete
     judged = [r for r, v in verdicts.items() if v.status in (Status.PASSED, Status.PROVED)]
@@ -313,6 +313,13 @@ def run_verdict(checks: Sequence[Check], verdicts: Mapping[str, RequirementVerdi
         why = ", ".join(f"{n} for reason {r}" for r, n in sorted(blocked.items()))
         return Verdict.INCOMPLETE, f"requirements left unjudged: {why}"
     return Verdict.PASSED, f"{len(judged)} requirement(s) judged, none failed"
+
+
+def _some(ids: Sequence[str], shown: int = 3) -> str:
+    """The first ``shown`` ids, and how many more there are (a count with fewer names
+    would read as a contradiction)."""
+    more = len(ids) - shown
+    return ", ".join(ids[:shown]) + (f" and {more} more" if more > 0 else "")
 
 
 # --- selection and bounded text ---------------------------------------------------------------

@@ -410,3 +410,15 @@ def test_headline_matches_matrix() -> None:
     cov = rep.coverage()
     assert cov["passed"] == 1 and cov["judged"] == 1
     assert "judged 1, passed 1" in rep.headline()
+
+
+def test_verdict_reason_names_every_failure_or_says_how_many_more() -> None:
+    """"6 check(s) failed: a, b, c" read as a contradiction: the reason says "and 3 more"."""
+    from conformance.results import Check, Status, Verdict, run_verdict
+
+    checks = [Check(id=f"c{i}", title="t", kind="virtio", status=Status.FAILED)
+              for i in range(5)]
+    verdict, why = run_verdict(checks, {})
+    assert verdict is Verdict.FAILED
+    assert why == "5 check(s) failed: c0, c1, c2 and 2 more"
+    assert run_verdict(checks[:3], {})[1] == "3 check(s) failed: c0, c1, c2"
