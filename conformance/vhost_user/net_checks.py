@@ -28,13 +28,16 @@ from spec.virtio.devices import net as N
 LEGACY_NET_BITS = F.mask(6)  # VIRTIO_NET_F_GSO: §5.1.3.2, legacy interface only
 CONFIG_RULES = ("VIRTIO-5.1.4.1-DEV-MAX-PAIRS", "VIRTIO-5.1.4.1-DEV-MTU-RANGE",
                 "VIRTIO-5.1.4.1-DEV-MTU-FIXED", "VIRTIO-5.1.4.1-DEV-RSS-KEY",
-                "VIRTIO-5.1.4.1-DEV-RSS-TABLE", "VIRTIO-5.1.4.1-DEV-RX-WITHIN-MTU")
+                "VIRTIO-5.1.4.1-DEV-RSS-TABLE", "VIRTIO-5.1.4.1-DEV-RX-WITHIN-MTU",
+                "VIRTIO-5.1.4.1-DEV-SPEED-RANGE", "VIRTIO-5.1.4.1-DEV-DUPLEX-VALUES")
 CONFIG_FEATURE = {"VIRTIO-5.1.4.1-DEV-MAX-PAIRS": ("MQ",),
                   "VIRTIO-5.1.4.1-DEV-MTU-RANGE": ("MTU",),
                   "VIRTIO-5.1.4.1-DEV-MTU-FIXED": ("MTU",),
                   "VIRTIO-5.1.4.1-DEV-RX-WITHIN-MTU": ("MTU",),
                   "VIRTIO-5.1.4.1-DEV-RSS-KEY": ("RSS", "HASH_REPORT"),
-                  "VIRTIO-5.1.4.1-DEV-RSS-TABLE": ("RSS",)}
+                  "VIRTIO-5.1.4.1-DEV-RSS-TABLE": ("RSS",),
+                  "VIRTIO-5.1.4.1-DEV-SPEED-RANGE": ("SPEED_DUPLEX",),
+                  "VIRTIO-5.1.4.1-DEV-DUPLEX-VALUES": ("SPEED_DUPLEX",)}
 NO_CONFIG = ("the back-end offers no CONFIG protocol feature: over vhost-user the front-end "
              "(the VMM) supplies net's config space, so the device's mtu and "
              "max_virtqueue_pairs are not readable here")
@@ -54,7 +57,10 @@ def _session(t: Target, want: int = NET_WANT, **kw: Any) -> NetSession:
     return NetSession(t, want=want, **kw)
 
 
-def fold(c: Ctx, st: NetStep, what: str, judged: set[str]) -> None:
+FORWARD = "VIRTIO-5.1.4.1-DEV-FORWARD-WITHIN-MTU"
+
+
+def fold(c: Ctx, st: NetStep, what: str, judged: set[str], mtu: int | None = None) -> None:
     """One exchange into results: the two ring verdicts, every packet, the delivery.
 
     Every rule judged without a violation is one pass; ``judged`` collects the receive
@@ -93,6 +99,11 @@ def fold(c: Ctx, st: NetStep, what: str, judged: set[str]) -> None:
                   + (f": {lb.detail}" if lb else " came back as sent"),
                   () if lb is None else st.evidence())
     frames = st.tx.placed
+    if mtu is not None and st.outcome == "completed":
+        back = [len(p.judgement.frame) for p in sent if p.loopback is None]
+        fv = N.judge_forwarded([(f.hdr, f.frame) for _, f in frames], back, mtu)
+        c.add(FORWARD, fv is None, f"{what}: mtu {mtu}" + (f": {fv.detail}" if fv else ""),
+              () if fv is None else st.evidence())
     if len(sent) < len(frames):
         c.add(LOOPBACK, False, f"{what}: {len(sent)} of {len(frames)} frames came back "
               f"(receive buffers were posted for all)", st.evidence())
@@ -179,6 +190,10 @@ def check_net_features(t: Target) -> list[Result]:
             elif not s.config:
                 c.skip(rule, NO_CONFIG, NotJudged.PLATFORM)
         if s.config:
+            sv = N.check_speed_duplex(s.config, s.virtio_features)
+            if F.has(s.virtio_features, FN["SPEED_DUPLEX"]):
+                c.add(sv.requirement if sv else "VIRTIO-5.1.4.1-DEV-SPEED-RANGE", sv is None,
+                      sv.detail if sv else "speed and duplex in range")
             cv = N.check_config(s.config, s.offered)
             c.add(cv.requirement if cv else "VIRTIO-5.1.4.1-DEV-MTU-RANGE", cv is None,
                   cv.detail if cv else "config fields in range",
@@ -208,12 +223,15 @@ def _loopback(t: Target, name: str, want: int, rounds: int = 2, csum: bool = Fal
                     + (", tx indirect" if indirect and s.feats.indirect else "")
                     + (f", rx {rx_split} descriptors" if rx_split > 1 else "")
                     + (", rx indirect" if rx_indirect and s.feats.indirect else ""))
-            fold(c, st, what, judged)
+            fold(c, st, what, judged, s.mtu)
             if last is not None:
                 _two_poisons(c, last, st, what)
             last = st
         _rest(c, s, judged)
         _platform(c)
+        if s.mtu is None:
+            why = NO_MTU if s.has("MTU") else "MTU not negotiated"
+            c.skip(FORWARD, why, NotJudged.PLATFORM if s.has("MTU") else NotJudged.NOT_OFFERED)
     return c.results
 
 
@@ -380,7 +398,7 @@ NET_CHECKS: dict[str, ck.Check] = {
     "net-index-wrap": check_net_index_wrap,
     "net-tso": check_net_tso,
 }
-_LOOP = (*STEP_RULES, *NET_RX_RULES, LOOPBACK, *N.NOT_OBSERVABLE)
+_LOOP = (*STEP_RULES, *NET_RX_RULES, LOOPBACK, FORWARD, *N.NOT_OBSERVABLE)
 NET_COVERS: dict[str, tuple[str, ...]] = {
     "net-features": ("VIRTIO-2.2.2-DEV-NO-UNDEFINED", "VIRTIO-6.2-DEV-OFFER-VERSION-1",
                      *(F.dependency_requirement(F.NET, f) for f in F.DEPENDENCIES[F.NET]),

@@ -341,6 +341,8 @@ def _run(target_spec: str, report_dir: str | Path | None, checks: Sequence[str] 
                                      f"({dead}); later checks were not run")
                 break
         add(platform_check())
+        if kind == "net":
+            report.notes.append(device_musts_line(report, "5.1"))
         if deselected:
             add(not_judged("selection", "checks and rules left out by only / skip / checks",
                            "suite", dict.fromkeys(deselected), NotJudged.DESELECTED,
@@ -351,6 +353,26 @@ def _run(target_spec: str, report_dir: str | Path | None, checks: Sequence[str] 
     finally:
         rec.finish(target.stop if target is not None else None, "stopping the back-end")
     return report
+
+
+NOT_APPLICABLE = (NotJudged.NOT_OFFERED, NotJudged.NOT_APPLICABLE)
+
+
+def device_musts_line(report: Report, chapter: str) -> str:
+    """The device chapter's own MUSTs (MUST and MUST NOT, device side, §``chapter``) in
+    this report: registered, applicable to what the device offered and this run
+    negotiated (a rule left not judged as not-offered or not-applicable is not), judged,
+    failed -- the number issue 13 asks about, beside the whole-universe headline."""
+    musts = {r.id for r in all_requirements() if r.side == "device"
+             and r.level in ("MUST", "MUST NOT") and r.section.startswith(f"{chapter}.")}
+    verdicts = {r: v for r, v in report.verdicts().items() if r in musts}
+    applicable = {r: v for r, v in verdicts.items()
+                  if not (v.status is Status.NOT_JUDGED and v.reason in NOT_APPLICABLE)}
+    judged = [r for r, v in applicable.items() if v.status in (Status.PASSED, Status.FAILED)]
+    failed = [r for r, v in applicable.items() if v.status is Status.FAILED]
+    pct = 100 * len(judged) // max(1, len(applicable))
+    return (f"§{chapter} device MUSTs: {len(musts)} registered, {len(applicable)} applicable "
+            f"to the offer, {len(judged)} judged ({pct} %), {len(failed)} failed")
 
 
 def _salvage(report: Report, exc: BaseException) -> None:

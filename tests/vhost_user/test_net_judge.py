@@ -219,3 +219,20 @@ def test_two_poisons_find_bytes_counted_but_never_written() -> None:
     v = N.judge_rx_written(got(0xA5, 10), got(0x5A, 10), lens)
     assert v is not None and v.requirement == "VIRTIO-2.7.8-DEV-WRITE-LEN-BYTES"
     assert "2 byte(s)" in v.detail and "[10, 11]" in v.detail
+
+
+def test_config_and_forwarding_rules() -> None:
+    sd = 1 << FN["SPEED_DUPLEX"]
+    ok = N.CONFIG.encode({"speed": 10000, "duplex": 0})
+    assert N.check_speed_duplex(ok, sd) is None
+    assert N.check_speed_duplex(N.CONFIG.encode({"speed": 0xFFFFFFFF, "duplex": 0xFF}), sd) is None
+    bad = N.check_speed_duplex(N.CONFIG.encode({"speed": 0x80000000}), sd)
+    assert bad is not None and bad.requirement == "VIRTIO-5.1.4.1-DEV-SPEED-RANGE"
+    bad = N.check_speed_duplex(N.CONFIG.encode({"speed": 1, "duplex": 2}), sd)
+    assert bad is not None and bad.requirement == "VIRTIO-5.1.4.1-DEV-DUPLEX-VALUES"
+    assert N.check_speed_duplex(N.CONFIG.encode({"duplex": 2}), 0) is None  # not negotiated
+    sent = [(N.NetHdr(), nf.frame(60)), (N.NetHdr(), nf.frame(1514))]
+    assert N.judge_forwarded(sent, [60, 1514], 1500) is None
+    v = N.judge_forwarded(sent, [60], 1500)
+    assert v is not None and v.requirement == "VIRTIO-5.1.4.1-DEV-FORWARD-WITHIN-MTU"
+    assert N.judge_forwarded(sent, [60], 1400) is None  # 1514 > 1400 + 14: not owed

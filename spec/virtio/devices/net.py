@@ -130,6 +130,41 @@ def check_config(raw: bytes, offered: int) -> Violation | None:
     return None
 
 
+SPEED_UNKNOWN, SPEED_MAX = 0xFFFFFFFF, 0x7FFFFFFF
+DUPLEX_VALUES = (0x00, 0x01, 0xFF)  # full, half, unknown
+
+
+def check_speed_duplex(raw: bytes, negotiated: int) -> Violation | None:
+    """§5.1.4.1: with SPEED_DUPLEX negotiated, speed is 0..0x7fffffff Mbit/s or unknown
+    (0xffffffff), duplex full, half or unknown."""
+    if not F.has(negotiated, FN["SPEED_DUPLEX"]):
+        return None
+    cfg = CONFIG.decode(raw)
+    speed, duplex = int(cfg.get("speed", 0)), int(cfg.get("duplex", 0))
+    if speed > SPEED_MAX and speed != SPEED_UNKNOWN:
+        return Violation("VIRTIO-5.1.4.1-DEV-SPEED-RANGE", "device", f"speed {speed:#x}")
+    if duplex not in DUPLEX_VALUES:
+        return Violation("VIRTIO-5.1.4.1-DEV-DUPLEX-VALUES", "device", f"duplex {duplex:#x}")
+    return None
+
+
+def judge_forwarded(sent: Sequence[tuple[NetHdr, bytes]], came_back: Sequence[int],
+                    mtu: int) -> Violation | None:
+    """§5.1.4.1: with MTU negotiated, every transmitted frame of at most mtu plus the
+    Ethernet header, gso_type NONE (or ECN only), is forwarded whole.  A loopback shows
+    it: ``came_back`` holds the lengths of the frames that returned, in order."""
+    fits = [len(f) for h, f in sent
+            if h.gso_type & ~GSO_ECN == GSO_NONE and len(f) <= mtu + ETH_HLEN]
+    back = list(came_back)
+    for n in fits:
+        if n in back:
+            back.remove(n)
+        else:
+            return Violation("VIRTIO-5.1.4.1-DEV-FORWARD-WITHIN-MTU", "device",
+                             f"a {n}-byte frame (mtu {mtu}) did not come back whole")
+    return None
+
+
 def check_mtu_stable(mtu_before: int, mtu_after: int) -> Violation | None:
     """§5.1.4.1: once set, mtu never changes."""
     if mtu_before != mtu_after:
