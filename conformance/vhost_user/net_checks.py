@@ -53,11 +53,11 @@ SIZES = ((60, nf.UDP), (61, nf.UDP), (342, nf.TCP), (1514, nf.UDP), (1514, nf.TC
 MRG_BUF, FULL_BUF = 512, 2048
 
 
+FORWARD = "VIRTIO-5.1.4.1-DEV-FORWARD-WITHIN-MTU"
+
+
 def _session(t: Target, want: int = NET_WANT, **kw: Any) -> NetSession:
     return NetSession(t, want=want, **kw)
-
-
-FORWARD = "VIRTIO-5.1.4.1-DEV-FORWARD-WITHIN-MTU"
 
 
 def fold(c: Ctx, st: NetStep, what: str, judged: set[str], mtu: int | None = None) -> None:
@@ -119,8 +119,9 @@ def _rest(c: Ctx, s: NetSession, judged: set[str]) -> None:
 
 
 def _why_not(rule: str, s: NetSession) -> tuple[str, NotJudged]:
-    feats = s.virtio_features
-    has = lambda n: F.has(feats, FN[n])  # noqa: E731
+    """Why a receive rule no packet judged: the features this check negotiated (not
+    offered / not applicable), what the platform does not show, or not reached."""
+    has = s.has
     if rule == "VIRTIO-5.1.4.1-DEV-RX-WITHIN-MTU":
         if not has("MTU"):
             return "MTU not negotiated", NotJudged.NOT_OFFERED
