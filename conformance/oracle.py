@@ -42,7 +42,7 @@ from conformance.target import (
     target_profile,
     target_rows,
 )
-from spec import campaign, checking, choices, machine
+from spec import campaign, checking, choices, invariants, machine
 from spec import profile as spec_profile
 from spec.hypercalls import abi, codec, xen
 from spec.state import Config, State, initial
@@ -369,7 +369,8 @@ class Differ:
             judged.add(f"abi:{row.name}")
         if row is None or isinstance(decoded, codec.DecodeError):
             judged.add("abi:decode")
-        self._advance(caller, row if isinstance(decoded, codec.Call) else None, s2, ret, seen)
+        self._advance(caller, row if isinstance(decoded, codec.Call) else None, s2, ret, seen,
+                      decoded.args if isinstance(decoded, codec.Call) else ())
         return ret
 
     def concurrent(self, calls: list[tuple[int, int, dict[str, int], str]]) -> list[int]:
@@ -464,8 +465,10 @@ class Differ:
                 self.judged.add(f"abi:{decoded.row.name}" if decoded.row else "abi:decode")
             if self.reach is not None:
                 self.reach.call(self.s, vm, vcpu, decoded, regs, conv, ret)
-            self._advance(Caller(vm, vcpu), decoded.row if credited and isinstance(
-                decoded, codec.Call) else None, s2, ret)
+            if credited and isinstance(decoded, codec.Call):
+                self._advance(Caller(vm, vcpu), decoded.row, s2, ret, args=decoded.args)
+            else:
+                self._advance(Caller(vm, vcpu), None, s2, ret)
         return rets
 
     def _explain(self, s: State, caller: Caller, decoded: Any, regs: dict[str, int], conv: str,
@@ -722,19 +725,32 @@ class Differ:
         self._advance(Caller(0, 0), None, s2, None, seen)
 
     def _advance(self, caller: Caller, row: abi.Row | None, s2: State, ret: Any,
-                 seen: Observation | None = None) -> None:
+                 seen: Observation | None = None, args: tuple[int, ...] = ()) -> None:
         changed = s2 is not self.s
-        if changed and self.invariants == "step":  # same state: nothing to check
-            self._invariant_failure(checking.check_step(self.s, caller, row, s2, ret))
+        if changed and self.invariants == "step":
+            # every invariant, every step property and the call's functional
+            # postcondition (spec.transitions.Post), which reads its arguments
+            self._invariant_failure(checking.check_step(self.s, caller, row, s2, ret, args))
+        elif self.invariants == "step" and row is not None and row.name in _POST_ROWS:
+            # same state: the invariants hold still; the call's postcondition judges its
+            # result (AFFINITY_INFO's answer, a standby's SUCCESS)
+            self._invariant_failure(checking.check_posts(self.s, caller, row, s2, ret, args))
         touched = checking.fields_changed(self.s, s2, self._watched) \
             if changed and self._state_reqs else None
         self.s = s2
         if self.observed_kinds:
             self.compare(seen if seen is not None else self._guard(self._observe))
+        done = []
         if touched:
             # a state change, compared through every view, judges what reads what changed
             done = [r for r, reads in self._state_reqs.items()
-                    if reads is None or reads & touched]
+                    if r not in _STEP_ROWS and (reads is None or reads & touched)]
+        if row is not None and ret is not None and not ret >> 63 and self._state_reqs:
+            # a functional postcondition is judged by a success of one of its own calls
+            # that the target matched, result and every view (state changed or not), as
+            # a state change judges the other step properties
+            done += [r for r in self._state_reqs if row.name in _STEP_ROWS.get(r, ())]
+        if done:
             self.judged.update(done)
             for r in done:
                 del self._state_reqs[r]
@@ -806,6 +822,12 @@ class Differ:
             req, clause = f"{kind}:{inv}", known.clause if known else ""
         raise ConformanceFailure("observation", req, clause, f"{what} = {e}",
                                  f"{what} = {o}", self.ops, tuple(step))
+
+
+# step requirements restricted to some calls (functional postconditions) -> those calls
+_STEP_ROWS: dict[str, frozenset[str]] = {
+    f"step:{p.name}": p.rows for p in invariants.STEP_PROPERTIES if p.rows is not None}
+_POST_ROWS = frozenset().union(*_STEP_ROWS.values())
 
 
 @functools.lru_cache(maxsize=16)
