@@ -83,6 +83,10 @@ class FirmwareTarget(ResultsOnly):
         self._cfg: Config | None = None
         self._dirty = True  # a secondary ran, or the machine stopped: restart at reset
         self._boots: dict[int, int] = {}  # per vCPU: the start already accounted for
+        # the agent's CPU_ON entry points, read at the first CPU_ON of a boot: they are
+        # fixed by the image (a guest SYSTEM_RESET reloads the same one), and reading the
+        # info page costs a round trip on a machine behind a channel (kvm-arm64)
+        self._tramps: tuple[int, ...] | None = None
         self.boots = 0  # machine starts (for reports and benchmarks)
 
     # --- Target -------------------------------------------------------------------------------
@@ -102,6 +106,7 @@ class FirmwareTarget(ResultsOnly):
         self.boots += 1
         self._dirty = False
         self._boots = {}
+        self._tramps = None
         rec = m.started(0)
         if rec is not None:
             self._boots[0] = rec.boot_count
@@ -235,7 +240,9 @@ class FirmwareTarget(ResultsOnly):
         smc64 = bool(fid >> 30 & 1)
         low = entry if smc64 else entry & 0xFFFF_FFFF
         image = min(self._cfg.control_quota, self._cfg.n_gframes - 1)
-        tramps = self._machine.info.trampolines
+        if self._tramps is None:
+            self._tramps = tuple(self._machine.info.trampolines)
+        tramps = self._tramps
         g, offset = low >> 12, low & 0xFFF
         if g < min(image, len(tramps)):
             real = tramps[g] + offset

@@ -18,7 +18,8 @@ common lives here:
 * the line protocol of the inits that run inside a Linux guest (``guests/kvm-init``,
   ``guests/xen-dom0``): lines marked :data:`PROTOCOL_MARK` and checked with
   :func:`fnv1a`, read by :func:`parse_line`, and :class:`ConsoleRun`, a QEMU run whose
-  console a thread reads for them (also used by :mod:`conformance.xen_machine`);
+  console a thread reads for them (also used by :mod:`conformance.xen_machine`), and
+  :class:`PortRun`, one that also has a virtio-serial port (the fast channel of both inits);
 * :class:`GuestMachine`, the part of the machine API both drivers implement alike
   (lifecycle, the checks of a call's arguments, QEMU's status and logs).
 
@@ -33,8 +34,10 @@ import enum
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import threading
+import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -79,6 +82,7 @@ __all__ = [
     "LOG_TAIL",
     "MASK64",
     "PROTOCOL_MARK",
+    "PortRun",
     "SERVING",
     "ConsoleRun",
     "GuestMachine",
@@ -92,8 +96,10 @@ __all__ = [
     "parent_death_wrapper",
     "parse_line",
     "qemu_missing",
+    "qemu_value",
     "run_make",
     "start_record",
+    "virtio_port_args",
 ]
 
 # --- the agent's memory map and info page (mirror guests/psci/agent.c and link.ld) ---------------
@@ -582,6 +588,120 @@ class ConsoleRun(QemuRun):
         with self.cond:
             self.released = True
             self.cond.notify_all()
+
+
+def qemu_value(text: str) -> str:
+    """``text`` as a value inside a QEMU option (commas doubled)."""
+    return text.replace(",", ",,")
+
+
+def virtio_port_args(socket_path: Path | None) -> list[str]:
+    """QEMU's options for :class:`PortRun`'s port (none without ``socket_path``): a
+    virtio-serial device on virtio-mmio and a ``virtserialport`` named ``pvspec`` whose
+    chardev connects to ``socket_path`` (``server=off``: this process listens)."""
+    if socket_path is None:
+        return []
+    return ["-device", "virtio-serial-device",
+            "-chardev", f"socket,id=pvspec,path={qemu_value(str(socket_path))},server=off",
+            "-device", "virtserialport,chardev=pvspec,name=pvspec"]
+
+
+class PortRun(ConsoleRun):
+    """A :class:`ConsoleRun` with a second, fast channel to the init: a virtio-serial port
+    (QEMU's ``virtserialport`` on ``virtio-serial-device``) whose QEMU end is a Unix socket
+    this process listens on (:meth:`listen`, then :meth:`accept` once QEMU runs).  Why:
+    QEMU's PL011 console takes one input byte per main-loop pass (~50-60 us a byte), the
+    port whole buffers.  A thread (:meth:`port_loop`) reads the port's protocol lines into
+    the same :attr:`replies`.  Requests go over the port once the init has said so (its
+    unsolicited ``CHANNEL virtio <port>`` line, which :meth:`unsolicited` takes); before
+    that, or when it says ``CHANNEL console`` (it found no port: the modules are missing),
+    over the console.  Used by :mod:`conformance.kvm_psci` and
+    :mod:`conformance.xen_machine`; the init side is ``guests/kvm-init/linux_channel.h``."""
+
+    def __init__(self, tmpdir: Path) -> None:
+        super().__init__(tmpdir)
+        self.listener: socket.socket | None = None  # the port's socket, QEMU's end
+        self.port: socket.socket | None = None  # ... and ours
+        self.port_reader: threading.Thread | None = None
+        self.port_eof = False
+        self.guest_channel: str | None = None  # what the init said it uses
+
+    @property
+    def socket_path(self) -> Path:
+        return self.tmpdir / "pvspec.sock"
+
+    def listen(self) -> Path:
+        """Listen on :attr:`socket_path` (before QEMU starts: QEMU connects at its start,
+        ``server=off``) and return it."""
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(str(self.socket_path))
+        self.listener.listen(1)
+        self.listener.settimeout(0.25)
+        return self.socket_path
+
+    def accept(self, deadline: float, gone: Callable[[], bool]) -> bool:
+        """Wait (until ``time.perf_counter()`` reaches ``deadline``, or ``gone()``) for QEMU
+        to connect, then start :meth:`port_loop`; False if it did not connect."""
+        assert self.listener is not None
+        while self.port is None:
+            with contextlib.suppress(TimeoutError):
+                self.port, _ = self.listener.accept()
+            if self.port is None and (gone() or time.perf_counter() > deadline):
+                return False
+        self.port.settimeout(None)
+        self.port_reader = threading.Thread(target=self.port_loop, name="pvspec-port",
+                                            daemon=True)
+        self.port_reader.start()
+        return True
+
+    @property
+    def on_port(self) -> bool:
+        """Requests go over the port (it is connected and the init reads it)."""
+        return self.port is not None and self.guest_channel == "virtio"
+
+    def unsolicited(self, kind: str, rest: list[str]) -> None:
+        if kind == "CHANNEL" and rest:
+            self.guest_channel = rest[0]
+
+    def port_loop(self) -> None:
+        """The virtio port's reader thread."""
+        port = self.port
+        assert port is not None
+        self.read_lines(lambda: port.recv(65536), self._port_line)
+        with self.cond:
+            self.port_eof = True
+            self.cond.notify_all()
+
+    def _port_line(self, line: bytes) -> None:
+        """A line from the port: one of the protocol's also says the init uses the port
+        (its ``CHANNEL`` line went out on the console, before the port was open)."""
+        if self.guest_channel != "virtio" and parse_line(line) is not None:
+            with self.cond:
+                self.guest_channel = "virtio"
+        self.protocol_line(line)
+
+    def send(self, data: bytes) -> None:
+        """Write ``data`` to the init: the port when :attr:`on_port`, else the console."""
+        if self.on_port:
+            assert self.port is not None
+            self.port.sendall(data)
+            return
+        assert self.proc is not None and self.proc.stdin is not None
+        self.proc.stdin.write(data)
+        self.proc.stdin.flush()
+
+    def free(self) -> None:
+        """Close the sockets and end the port's reader, then what :class:`ConsoleRun`
+        holds."""
+        for sock in (self.port, self.listener):
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                with contextlib.suppress(OSError):
+                    sock.close()
+        if self.port_reader is not None and self.port_reader is not threading.current_thread():
+            self.port_reader.join(timeout=5)
+        super().free()
 
 
 RunT = TypeVar("RunT", bound=QemuRun)

@@ -17,26 +17,35 @@ The stack
     ``-DKVM_GUEST`` (``agent-kvm.elf``).  The agent's memory map, mailbox layout and
     trampolines are those of the QEMU build (same :class:`AgentInfo`).
 
-Why the serial console
+The channel (``channel=``)
     The init reaches the VM's RAM directly (it mapped it), but this process cannot reach
-    the init's memory: the channel is the outer machine's PL011, QEMU's stdio.  The init
-    does the mailbox work itself (writes the arguments, waits for the acknowledgement) and
-    answers one line per request, so one :meth:`~KvmPsciMachine.call` is one line each way
-    (protocol in ``guests/kvm-init/init.c``).  Its lines carry a marker and a checksum:
-    kernel messages on the same console are ignored (the init also lowers the console log
-    level to emergencies), and a line a kernel message cut through is asked for again
-    (``A <seq>``).
+    the init's memory: requests travel as lines.  The init does the mailbox work itself
+    (writes the arguments, waits for the acknowledgement) and answers one line per request,
+    so one :meth:`~KvmPsciMachine.call` is one line each way (protocol in
+    ``guests/kvm-init/init.c``).  Its lines carry a marker and a checksum: kernel messages
+    on the console are ignored (the init also lowers the console log level to
+    emergencies), and a line a kernel message cut through is asked for again (``A <seq>``).
 
-    Measured (QEMU 7.2 TCG, 2 host cores): QEMU's PL011 takes one input byte per
-    main-loop pass (``pl011_can_receive`` answers 1), ~50 us a byte, so the request's
-    length dominates; hence the short call form (``C <cpu> <x0..>``, HVC, the default
-    timeout, trailing zero registers left out) and answers without trailing zeros.
-    The alternatives tried: a second, dedicated port (``-device pci-serial``: 8250_pci is
-    built in) was slower (<= 370 round trips/s: QEMU's 16550 hands over at most the RX
-    trigger level per pass and the 8250 driver's trapped register accesses cost more);
-    virtio-serial needs modules Debian does not build in.  A shared-memory channel (as in
-    :mod:`conformance.qemu_psci`) would need ``/dev/mem`` on RAM hidden from the kernel and
-    a polling init; not done.
+    ``"virtio"`` (the default): a virtio-serial port (``virtio-serial-device`` on
+    virtio-mmio, ``virtserialport,name=pvspec``) whose QEMU end is a Unix socket this
+    process listens on, as for :mod:`conformance.xen_machine` (the host side is
+    :class:`~conformance.guest_machine.PortRun`, the init's
+    ``guests/kvm-init/linux_channel.h``, both shared with it).  Debian builds
+    ``virtio_mmio`` and ``virtio_console`` as modules: the initramfs takes them from what
+    ``scripts/fetch-xen-arm64`` unpacked from the same kernel package, and the init loads
+    them.  Without them (or with ``"console"``) the init says so (``CHANNEL console``) and
+    the outer machine's PL011 console, QEMU's stdio, carries the requests: QEMU's PL011
+    takes one input byte per main-loop pass (``pl011_can_receive`` answers 1), ~50 us a
+    byte, so the request's length dominates there; hence the short call form (``C <cpu>
+    <x0..>``, HVC, the default timeout, trailing zero registers left out) and answers
+    without trailing zeros.  Tried before and slower still: a dedicated ``pci-serial``
+    port (<= 370 round trips/s: QEMU's 16550 hands over at most the RX trigger level per
+    pass, and the 8250 driver's trapped register accesses cost more).
+
+    Measured (QEMU 7.2 TCG, 2 host cores, load average 6 from other jobs; 3 x 300
+    requests): a mailbox read (:meth:`~KvmPsciMachine.started`) 630-880/s over the port,
+    40-110/s over the console; :meth:`~KvmPsciMachine.call` 210-280/s over the port,
+    40-220/s over the console (the call itself, inside the nested KVM, sets that pace).
 
 Why a doorbell rather than polling
     A polling vCPU would hold one of the outer machine's two emulated CPUs.  The KVM build
@@ -108,8 +117,8 @@ from conformance.guest_machine import (
     LAYOUT_VERSION,
     MASK64,
     SERVING,
-    ConsoleRun,
     GuestMachine,
+    PortRun,
     agent_info,
     cross_prefix,
     exit_status,
@@ -118,6 +127,7 @@ from conformance.guest_machine import (
     qemu_missing,
     run_make,
     start_record,
+    virtio_port_args,
 )
 
 # the machine API shared with the other driver, re-exported (DRIVER_API)
@@ -146,6 +156,7 @@ __all__ = [
     *DRIVER_API,
     "DEFAULT_KERNEL_DIR",
     "KERNEL_GONE",
+    "CHANNELS",
     "MODES",
     "InitBuildError",
     "KvmPsciMachine",
@@ -156,6 +167,7 @@ __all__ = [
 ]
 
 MODES = ("nvhe", "protected")
+CHANNELS = ("virtio", "console")
 DEFAULT_KERNEL_DIR = Path("/var/cache/pvspec/arm64-kernel")  # scripts/fetch-arm64-kernel
 KERNEL_GONE = 255  # MachineExited.status when QEMU exited with status 0 by itself
 _SLACK = 5.0  # seconds the host waits for an answer beyond the init's own timeout
@@ -223,11 +235,11 @@ def missing_prerequisites(qemu: str = "qemu-system-aarch64") -> str | None:
 
 
 # --- the QEMU process, its console and the reader thread -----------------------------------------
-class _Channel(ConsoleRun):
-    """Everything one QEMU run holds (its stdin and stdout are the console, read by
-    :class:`~conformance.guest_machine.ConsoleRun`'s thread) and the init's unsolicited
-    lines: K (a kernel message about KVM, relayed), U (a line of the agent's UART), X (the
-    VM stopped), Y (a SYSTEM_RESET)."""
+class _Channel(PortRun):
+    """Everything one QEMU run holds (its stdin and stdout are the console, the virtio
+    port a socket, read by :class:`~conformance.guest_machine.PortRun`'s threads) and the
+    init's unsolicited lines: K (a kernel message about KVM, relayed), U (a line of the
+    agent's UART), X (the VM stopped), Y (a SYSTEM_RESET), M (a module loaded)."""
 
     def __init__(self, tmpdir: Path) -> None:
         super().__init__(tmpdir)
@@ -235,9 +247,13 @@ class _Channel(ConsoleRun):
         self.agent_log: list[str] = []
         self.vm_exit: tuple[int, str] | None = None  # (status, reason) of the stopped VM
         self.system_resets = 0
+        self.modules: dict[str, int] = {}
 
     def unsolicited(self, kind: str, rest: list[str]) -> None:
-        if kind == "K":
+        if kind == "M" and len(rest) >= 2:
+            with contextlib.suppress(ValueError):
+                self.modules[rest[0]] = int(rest[1])
+        elif kind == "K":
             self.kvm_log.append(" ".join(rest))
         elif kind == "U":
             self.agent_log.append(" ".join(rest))
@@ -246,6 +262,8 @@ class _Channel(ConsoleRun):
                 self.vm_exit = (int(rest[0]), " ".join(rest[1:]))
         elif kind == "Y":
             self.system_resets += 1
+        else:
+            super().unsolicited(kind, rest)
 
 
 # --- the machine ---------------------------------------------------------------------------------
@@ -276,13 +294,17 @@ class KvmPsciMachine(GuestMachine[_Channel]):
                  initrd: str | os.PathLike[str] | None = None, no_reboot: bool = False,
                  host_cpus: int = 2, memory_mb: int = 1024, extra_args: Sequence[str] = (),
                  extra_append: str = "", die_with_parent: bool = True, spin_us: int = 2000,
-                 doze_us: int = 1000) -> None:
+                 doze_us: int = 1000,
+                 channel: Literal["virtio", "console"] = "virtio") -> None:
         super().__init__(cpus, call_timeout=call_timeout, boot_timeout=boot_timeout, qemu=qemu,
                          no_reboot=no_reboot, extra_args=extra_args,
                          die_with_parent=die_with_parent)
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
         self.mode: Literal["nvhe", "protected"] = mode
+        if channel not in CHANNELS:
+            raise ValueError(f"channel must be one of {CHANNELS}, not {channel!r}")
+        self.channel: Literal["virtio", "console"] = channel
         self.vm_timeout = vm_timeout
         self.kernel = Path(kernel) if kernel is not None else None
         self.initrd = Path(initrd) if initrd is not None else None
@@ -300,19 +322,23 @@ class KvmPsciMachine(GuestMachine[_Channel]):
         self._call_ms = int(call_timeout * 1000)  # the init's timeout of the short call form
 
     # lifecycle
-    def command(self, kernel: Path, initrd: Path) -> list[str]:
-        """QEMU's command line for this machine.  ``-display none -nodefaults -serial
-        stdio`` rather than ``-nographic``: the latter multiplexes QEMU's monitor onto the
-        same stdio (escape sequences, monitor output); ``-nodefaults`` also means no NIC."""
+    def command(self, kernel: Path, initrd: Path, socket_path: Path | None = None
+                ) -> list[str]:
+        """QEMU's command line for this machine (``socket_path``: the virtio port's
+        socket, for that channel).  ``-display none -nodefaults -serial stdio`` rather
+        than ``-nographic``: the latter multiplexes QEMU's monitor onto the same stdio
+        (escape sequences, monitor output); ``-nodefaults`` also means no NIC."""
+        channel = "" if socket_path is None else "pvspec.channel=virtio "
         append = (f"console=ttyAMA0 kvm-arm.mode={self.mode} panic=-1 rdinit=/init "
-                  f"{self.extra_append}").strip()
+                  f"{channel}{self.extra_append}").strip()
+
         return [*parent_death_wrapper(self.die_with_parent), self.qemu,
                 "-M", "virt,virtualization=on,gic-version=3",
                 "-cpu", "max,pauth-impdef=on", "-smp", str(self.host_cpus),
                 "-m", str(self.memory_mb), "-display", "none", "-nodefaults",
                 "-no-user-config", "-serial", "stdio", "-no-reboot",
                 "-kernel", str(kernel), "-initrd", str(initrd), "-append", append,
-                *self.extra_args]
+                *virtio_port_args(socket_path), *self.extra_args]
 
     def start(self) -> None:
         """Boot the outer machine and create the VM; return once the agent serves on vCPU
@@ -338,7 +364,8 @@ class KvmPsciMachine(GuestMachine[_Channel]):
         self.boot_seconds = self.kernel_seconds = self.vm_seconds = None
         self.vm_resets = 0
         try:
-            self._argv = self.command(kernel, initrd)
+            sock = ch.listen() if self.channel == "virtio" else None
+            self._argv = self.command(kernel, initrd, sock)
             t0 = time.perf_counter()
             with open(ch.stderr_log, "wb") as err:
                 ch.proc = subprocess.Popen(self._argv, stdin=subprocess.PIPE,
@@ -347,6 +374,11 @@ class KvmPsciMachine(GuestMachine[_Channel]):
             ch.reader = threading.Thread(target=ch.read_loop, name="kvm-psci-console",
                                          daemon=True)
             ch.reader.start()
+            proc = ch.proc
+            if sock is not None and not ch.accept(t0 + self.boot_timeout,
+                                                  lambda: exit_status(proc) is not None):
+                self._boot_failed(f"QEMU did not connect to the virtio port's socket "
+                                  f"(status {exit_status(proc)})")
             self._wait_kernel(t0)
             self._create_vm()
             self.boot_seconds = time.perf_counter() - t0
@@ -520,8 +552,7 @@ class KvmPsciMachine(GuestMachine[_Channel]):
         deadline = time.perf_counter() + wait + slack
         for _ in range(_RESEND + 1):
             try:
-                ch.proc.stdin.write(line)
-                ch.proc.stdin.flush()
+                ch.send(line)
             except (OSError, ValueError) as exc:
                 raise _NoAnswer(f"cannot write to QEMU: {exc}") from exc
             with ch.cond:

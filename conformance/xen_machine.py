@@ -75,7 +75,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import tempfile
 import threading
@@ -88,17 +87,19 @@ import attrs
 
 from conformance.guest_machine import (
     MASK64,
-    ConsoleRun,
     GuestMachine,
     MachineBootError,
     MachineError,
     MachineNotRunning,
+    PortRun,
     exit_status,
     fnv1a,
     guest_source,
     parent_death_wrapper,
     qemu_missing,
+    qemu_value,
     run_make,
+    virtio_port_args,
 )
 from conformance.kvm_psci import default_kernel
 from conformance.kvm_psci import missing_prerequisites as _kvm_missing_prerequisites
@@ -304,33 +305,19 @@ def _hex(data: bytes) -> str:
     return data.rstrip(b"\0").hex() or "-"
 
 
-def _qemu_value(text: str) -> str:
-    """``text`` as a value inside a QEMU option (commas doubled)."""
-    return text.replace(",", ",,")
-
-
 # --- QEMU, its console, the channel and the reader threads ---------------------------------------
-class _XenChannel(ConsoleRun):
-    """:class:`conformance.guest_machine.ConsoleRun` (QEMU, its console and the console's
-    reader thread) plus the virtio port's socket and its reader, and the init's own
-    unsolicited lines: ``N`` (a damaged request), ``FATAL`` (set-up failed), ``M`` (a
-    module loaded)."""
+class _XenChannel(PortRun):
+    """:class:`conformance.guest_machine.PortRun` (QEMU, its console, the virtio port and
+    their reader threads) plus the init's own unsolicited lines: ``N`` (a damaged
+    request), ``FATAL`` (set-up failed), ``M`` (a module loaded)."""
 
     console_name = "console (Xen and dom0)"
 
     def __init__(self, tmpdir: Path) -> None:
         super().__init__(tmpdir)
-        self.listener: socket.socket | None = None  # the virtio port's socket, QEMU's end
-        self.port: socket.socket | None = None  # ... and ours
-        self.port_reader: threading.Thread | None = None
-        self.port_eof = False
         self.nacks = 0
         self.fatal: str | None = None
         self.modules: dict[str, int] = {}
-
-    @property
-    def socket_path(self) -> Path:
-        return self.tmpdir / "pvspec.sock"
 
     @property
     def gone(self) -> bool:
@@ -346,35 +333,8 @@ class _XenChannel(ConsoleRun):
         elif kind == "M" and len(rest) >= 2:
             with contextlib.suppress(ValueError):
                 self.modules[rest[0]] = int(rest[1])
-
-    def port_loop(self) -> None:
-        """The virtio port's reader thread."""
-        port = self.port
-        assert port is not None
-        self.read_lines(lambda: port.recv(65536), self.protocol_line)
-        with self.cond:
-            self.port_eof = True
-            self.cond.notify_all()
-
-    def send(self, data: bytes) -> None:
-        """Write ``data`` to the init (the virtio port once connected, else the console)."""
-        if self.port is not None:
-            self.port.sendall(data)
-            return
-        assert self.proc is not None and self.proc.stdin is not None
-        self.proc.stdin.write(data)
-        self.proc.stdin.flush()
-
-    def free(self) -> None:
-        for sock in (self.port, self.listener):
-            if sock is not None:
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-                with contextlib.suppress(OSError):
-                    sock.close()
-        if self.port_reader is not None and self.port_reader is not threading.current_thread():
-            self.port_reader.join(timeout=5)
-        super().free()
+        else:
+            super().unsolicited(kind, rest)
 
 
 # --- the machine ---------------------------------------------------------------------------------
@@ -462,21 +422,17 @@ class XenMachine(GuestMachine[_XenChannel]):
             f"pvspec.channel={self.channel}",
             f"pvspec.planted={self.planted}" if self.planted else "",
             self.extra_append) if w)
-        port = [] if socket_path is None else [
-            "-device", "virtio-serial-device",
-            "-chardev", f"socket,id=pvspec,path={_qemu_value(str(socket_path))},server=off",
-            "-device", "virtserialport,chardev=pvspec,name=pvspec"]
         return [*parent_death_wrapper(self.die_with_parent), self.qemu,
                 "-M", "virt,virtualization=on,gic-version=3", "-cpu", "cortex-a57",
                 "-smp", str(self.host_cpus), "-m", str(self.memory_mb),
                 "-display", "none", "-nodefaults", "-no-user-config", "-serial", "stdio",
                 "-no-reboot", "-kernel", str(xen), "-append", xen_append,
                 "-device", f"guest-loader,addr={KERNEL_ADDR:#x},"
-                           f"kernel={_qemu_value(str(kernel))},"
-                           f"bootargs={_qemu_value(dom0_append)}",
+                           f"kernel={qemu_value(str(kernel))},"
+                           f"bootargs={qemu_value(dom0_append)}",
                 "-device", f"guest-loader,addr={initrd_addr:#x},"
-                           f"initrd={_qemu_value(str(initrd))}",
-                *port, *self.extra_args]
+                           f"initrd={qemu_value(str(initrd))}",
+                *virtio_port_args(socket_path), *self.extra_args]
 
     def start(self) -> None:
         """Boot Xen and dom0; return once the init is ready.  Raises
@@ -519,30 +475,17 @@ class XenMachine(GuestMachine[_XenChannel]):
         wait for the init's READY."""
         t0 = time.perf_counter()
         deadline = t0 + self.boot_timeout
-        if self.channel == "virtio":
-            ch.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            ch.listener.bind(str(ch.socket_path))
-            ch.listener.listen(1)
-            ch.listener.settimeout(0.25)
-        self._argv = self.command(xen, kernel, initrd,
-                                  ch.socket_path if ch.listener is not None else None)
+        sock = ch.listen() if self.channel == "virtio" else None
+        self._argv = self.command(xen, kernel, initrd, sock)
         with open(ch.stderr_log, "wb") as err:
             ch.proc = subprocess.Popen(self._argv, stdin=subprocess.PIPE,
                                        stdout=subprocess.PIPE, stderr=err,
                                        start_new_session=True)
         ch.reader = threading.Thread(target=ch.read_loop, name="xen-console", daemon=True)
         ch.reader.start()
-        while ch.listener is not None and ch.port is None:  # QEMU connects at its start
-            with contextlib.suppress(TimeoutError):
-                ch.port, _ = ch.listener.accept()
-            if ch.port is None and (ch.gone or time.perf_counter() > deadline):
-                self._boot_failed(f"QEMU did not connect to the virtio port's socket "
-                                  f"(status {exit_status(ch.proc)})")
-        if ch.port is not None:
-            ch.port.settimeout(None)
-            ch.port_reader = threading.Thread(target=ch.port_loop, name="xen-port",
-                                              daemon=True)
-            ch.port_reader.start()
+        if sock is not None and not ch.accept(deadline, lambda: ch.gone):
+            self._boot_failed(f"QEMU did not connect to the virtio port's socket "
+                              f"(status {exit_status(ch.proc)})")
         self._wait(ch, lambda: ch.ready is not None or ch.fatal is not None, deadline)
         self._ready(ch)
         self.boot_seconds = time.perf_counter() - t0

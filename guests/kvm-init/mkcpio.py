@@ -1,15 +1,17 @@
 #!/usr/bin/env python3
 """Write an initramfs (cpio "newc", uncompressed: the kernel takes it as it is).
 
-    mkcpio.py OUT INIT AGENT
+    mkcpio.py OUT INIT AGENT [MODULES_DIR NAME...]
 
 The archive holds /dev (with the /dev/console node the kernel opens for init's standard
-streams), /proc, /init (INIT, mode 0755) and /agent.elf (AGENT).  Written to OUT.tmp.PID
+streams), /proc, /sys, /init (INIT, mode 0755), /agent.elf (AGENT) and, when modules are
+named, /modules: ORDER (the names in load order) and MODULES_DIR/<NAME>.ko for each (the
+virtio-serial drivers of the fast channel, guests/kvm-init/linux_channel.h).  Written to OUT.tmp.PID
 and renamed, so a concurrent build never leaves a half-written archive.  Deterministic:
 every timestamp is 0.
 
-guests/xen-dom0/mkinitrd.py writes its archive with :func:`write_archive` and
-:func:`base_members` (it imports this file by its path).
+guests/xen-dom0/mkinitrd.py writes its archive with :func:`write_archive`,
+:func:`base_members` and :func:`module_members` (it imports this file by its path).
 """
 
 from __future__ import annotations
@@ -48,6 +50,14 @@ def base_members(init: Path) -> list[Member]:
             directory("proc"), regular("init", init.read_bytes(), 0o755)]
 
 
+def module_members(modules: Path, names: Sequence[str]) -> list[Member]:
+    """/sys (where the init finds its modules' devices), /modules, /modules/ORDER (``names``
+    one a line, the init's load order) and each ``modules/<name>.ko``."""
+    return [directory("sys"), directory("modules"),
+            regular("modules/ORDER", "".join(f"{n}\n" for n in names).encode()),
+            *(regular(f"modules/{n}.ko", (modules / f"{n}.ko").read_bytes()) for n in names)]
+
+
 def write_archive(out: Path, members: Sequence[Member]) -> None:
     """Write ``members``, in order (inode numbers 1, 2, ...), and the trailer as a newc
     archive padded to 512 bytes, to ``out`` (through ``OUT.tmp.PID``, renamed)."""
@@ -60,11 +70,15 @@ def write_archive(out: Path, members: Sequence[Member]) -> None:
     os.replace(tmp, out)
 
 
-def build(out: Path, init: Path, agent: Path) -> None:
-    write_archive(out, [*base_members(init), regular("agent.elf", agent.read_bytes())])
+def build(out: Path, init: Path, agent: Path, modules: Path | None = None,
+          names: Sequence[str] = ()) -> None:
+    write_archive(out, [*base_members(init), regular("agent.elf", agent.read_bytes()),
+                        *(module_members(modules, names) if modules is not None else
+                          [directory("sys")])])
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 4:
-        sys.exit(f"usage: {sys.argv[0]} OUT INIT AGENT")
-    build(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]))
+    if len(sys.argv) < 4:
+        sys.exit(f"usage: {sys.argv[0]} OUT INIT AGENT [MODULES_DIR NAME...]")
+    build(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]),
+          Path(sys.argv[4]) if len(sys.argv) > 4 else None, sys.argv[5:])

@@ -221,6 +221,9 @@ __attribute__((format(printf, 2, 3))) static void emit_once(const char *seq, con
     va_end(ap);
 }
 
+/* cmdline_value, load_modules, open_vport: shared with guests/kvm-init (needs emit) */
+#include "../kvm-init/linux_channel.h"
+
 /* --- hypercalls ------------------------------------------------------------------------- */
 /* The raw hypercall through privcmd: its return value, or -errno when the ioctl failed
  * (the kernel returns Xen's -errno as the system call's result, which the C library turns
@@ -685,28 +688,6 @@ static void hang(void)
         pause();
 }
 
-static void load_modules(void)
-{
-    FILE *f = fopen("/modules/ORDER", "r");
-    char name[128], path[192];
-    if (f == NULL)
-        return;
-    while (fgets(name, sizeof name, f) != NULL) {
-        name[strcspn(name, "\r\n")] = 0;
-        if (name[0] == 0)
-            continue;
-        snprintf(path, sizeof path, "/modules/%s.ko", name);
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        long rc = fd < 0 ? -(long)errno : syscall(SYS_finit_module, fd, "", 0);
-        if (rc == -1)
-            rc = -(long)errno;
-        if (fd >= 0)
-            close(fd);
-        emit("-", "M %s %ld", name, rc == -EEXIST ? 0L : rc);
-    }
-    fclose(f);
-}
-
 /* Bring the secondary CPUs the kernel left offline (maxcpus=1 on its command line: they
  * would make the boot slower) online: /sys/devices/system/cpu/cpu<N>/online.  A CPU that
  * does not come up is reported (ONLINE <N> <-errno>). */
@@ -726,61 +707,6 @@ static void online_cpus(void)
             emit("-", "ONLINE %d %d", i, -errno);
         close(fd);
     }
-}
-
-/* The value of <key>=<value> on the kernel command line (or NULL). */
-static const char *cmdline_value(const char *key)
-{
-    static char buf[4096];
-    int fd = open("/proc/cmdline", O_RDONLY);
-    if (fd < 0)
-        return NULL;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return NULL;
-    buf[n] = 0;
-    size_t k = strlen(key);
-    for (char *save = NULL, *t = strtok_r(buf, " \n", &save); t; t = strtok_r(NULL, " \n", &save))
-        if (strncmp(t, key, k) == 0 && t[k] == '=')
-            return t + k + 1;
-    return NULL;
-}
-
-/* The virtio-serial port named name, opened: up to 10 s for it to appear; -1 if not. */
-static int open_vport(const char *name)
-{
-    for (int i = 0; i < 1000; i++) {
-        DIR *d = opendir("/sys/class/virtio-ports");
-        struct dirent *e;
-        while (d != NULL && (e = readdir(d)) != NULL) {
-            char path[300], got[64] = {0};
-            if (e->d_name[0] == '.')
-                continue;
-            snprintf(path, sizeof path, "/sys/class/virtio-ports/%s/name", e->d_name);
-            int fd = open(path, O_RDONLY);
-            if (fd < 0)
-                continue;
-            ssize_t n = read(fd, got, sizeof got - 1);
-            close(fd);
-            got[n > 0 ? n : 0] = 0;
-            got[strcspn(got, "\n")] = 0;
-            if (strcmp(got, name) != 0)
-                continue;
-            snprintf(path, sizeof path, "/dev/%s", e->d_name);
-            fd = open(path, O_RDWR | O_NOCTTY | O_CLOEXEC);
-            if (fd >= 0) {
-                closedir(d);
-                emit("-", "CHANNEL virtio %s", e->d_name);
-                return fd;
-            }
-        }
-        if (d != NULL)
-            closedir(d);
-        struct timespec ten_ms = {0, 10000000L};
-        nanosleep(&ten_ms, NULL);
-    }
-    return -1;
 }
 
 /* This domain's id: the remote end Xen records for alloc_unbound(DOMID_SELF, DOMID_SELF). */
@@ -850,7 +776,7 @@ int main(void)
         hang();
     }
     if (virtio) {
-        chan = open_vport("pvspec");
+        chan = open_vport("pvspec", 10000);
         if (chan < 0) {
             emit("-", "FATAL no virtio-serial port named pvspec (modules virtio_mmio and "
                       "virtio_console, QEMU's virtserialport,name=pvspec)");

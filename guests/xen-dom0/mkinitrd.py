@@ -33,13 +33,7 @@ def _kvm_mkcpio() -> ModuleType:
 def build(out: Path, init: Path, modules: Path) -> None:
     cpio = _kvm_mkcpio()
     names = [n.strip() for n in (modules / "ORDER").read_text().splitlines() if n.strip()]
-    cpio.write_archive(out, [
-        *cpio.base_members(init),
-        cpio.directory("sys"),
-        cpio.directory("modules"),
-        cpio.regular("modules/ORDER", "".join(f"{n}\n" for n in names).encode()),
-        *(cpio.regular(f"modules/{n}.ko", (modules / f"{n}.ko").read_bytes()) for n in names),
-    ])
+    cpio.write_archive(out, [*cpio.base_members(init), *cpio.module_members(modules, names)])
 
 
 if __name__ == "__main__":
