@@ -34,8 +34,9 @@ def index_violations(log: list[Any], what: str = "") -> list[Violation]:
     as a violation of the index obligation; none, none."""
     if not log:
         return []
+    places = ", ".join(sorted({a.where for a in log}))
     return [Violation(INDICES, "index", INDICES_CLAUSE,
-                      f"{len(log)} table access(es) out of range {what}".strip())]
+                      f"table access out of range at {places} {what}".strip())]
 
 
 def check_state(s: State) -> list[Violation]:

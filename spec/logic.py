@@ -24,8 +24,10 @@ oracle runs at Python speed and the symbolic behaviour is untouched.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import Any, NamedTuple, TypeVar
 
 import z3
 
@@ -237,17 +239,25 @@ def index_is(idx: Any, i: int) -> Any:
 # Index2 and spec.state's row-major helpers), never "the next row's slot".  A transition
 # must not rely on that meaning: every read without a stated default and every store it
 # makes is recorded while an :func:`index_log` is open, and spec.prove proves each one in
-# range (obligation ``indices_in_range``); concretely, an out-of-range one is recorded as
-# ``False`` (spec.replay reports it).
-_INDEX_LOGS: list[list[Any]] = []
+# range (obligation ``indices_in_range``); concretely, an out-of-range one is recorded
+# with condition ``False`` (spec.replay and the state machines report it).
+_INDEX_LOGS: list[list[Access]] = []
+
+
+class Access(NamedTuple):
+    """One logged table access: the condition for its index to name a slot, and where
+    in the spec it was made (``file:line function``)."""
+
+    inside: Any
+    where: str
 
 
 class index_log:
-    """Record the in-range condition of every read without a default and every store
-    made inside the block (a list of conditions; concretely only the failed ones)."""
+    """Record every read without a default and every store made inside the block, as
+    :class:`Access` records (concretely only the out-of-range ones)."""
 
-    def __enter__(self) -> list[Any]:
-        log: list[Any] = []
+    def __enter__(self) -> list[Access]:
+        log: list[Access] = []
         _INDEX_LOGS.append(log)
         return log
 
@@ -267,7 +277,9 @@ def _record(idx: Any, n: int) -> None:
         cond = 0 <= idx < n
     if cond is True:
         return
-    _INDEX_LOGS[-1].append(cond)
+    code = sys._getframe(2)  # the spec code that called select / store
+    where = f"{Path(code.f_code.co_filename).name}:{code.f_lineno} {code.f_code.co_name}"
+    _INDEX_LOGS[-1].append(Access(cond, where))
 
 
 def _zero(seq: Sequence[Any]) -> Any:

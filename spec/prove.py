@@ -86,6 +86,14 @@ def _setup(target: str, cfg: Config, conv: str, tag: str = "") -> _Setup:
     return _Setup(s, caller, regs, args, None, event, inv)
 
 
+def _outside(model: z3.ModelRef, accesses: list[tuple[Any, tuple[logic.Access, ...]]]
+             ) -> list[str]:
+    """Where the path the model takes used a table slot that does not exist."""
+    return sorted({a.where for cond, log in accesses
+                   if z3.is_true(model.eval(cond, model_completion=True))
+                   for a in log if z3.is_false(model.eval(_b(a.inside), model_completion=True))})
+
+
 def _b(x: Any) -> Any:
     return x if logic.is_sym(x) else z3.BoolVal(bool(x))
 
@@ -131,7 +139,8 @@ def prove_target(target: str, cfg: Config = PROOF_CONFIG, conv: str = "arm64",
     results: list[ProofResult] = []
 
     def check(kind: str, name: str, clause: str, goals: Iterable[tuple[Any, Any]],
-              extra: Iterable[Any] = (), split: bool = True) -> None:
+              extra: Iterable[Any] = (), split: bool = True,
+              describe: Callable[[z3.ModelRef], dict[str, Any]] | None = None) -> None:
         """Prove ``condition -> holds`` for each (condition, holds) pair.
 
         With ``split``, each top-level conjunct of ``holds`` is refuted in its own small
@@ -163,6 +172,8 @@ def prove_target(target: str, cfg: Config = PROOF_CONFIG, conv: str = "arm64",
         cex = None
         if model is not None:
             cex = _counterexample(setup, model, cfg, conv, kind, name)
+            if describe is not None:
+                cex.update(describe(model))
             if cex_dir:
                 _write_case(cex_dir, cex)
         results.append(ProofResult("hypervisor", name, target, clause, status,
@@ -174,7 +185,8 @@ def prove_target(target: str, cfg: Config = PROOF_CONFIG, conv: str = "arm64",
     moved = [p for p in paths if p.value[0] is not setup.s]
     with symbolic.strict():
         check("index", INDICES, INDICES_CLAUSE,
-              [(cond, z3.And(*[_b(c) for c in conds])) for cond, conds in accesses if conds])
+              [(cond, z3.And(*[_b(a.inside) for a in log])) for cond, log in accesses if log],
+              describe=lambda model: {"accesses": _outside(model, accesses)})
         _all_checks(setup, paths, moved, cfg, conv, check)
     return results
 

@@ -104,7 +104,7 @@ def _both_ways(s: State, op: tuple[Any, ...]) -> State:
                                         codec.decode({k: _const(v) for k, v in regs.items()},
                                                      conv))
     assert log == [], f"{op}: the concrete run used a slot that does not exist"
-    assert all(z3.is_true(z3.simplify(logic._lift(c, True))) for c in slog), \
+    assert all(z3.is_true(z3.simplify(logic._lift(a.inside, True))) for a in slog), \
         f"{op}: the symbolic run used a slot that does not exist"
     assert _value(sret) == ret, f"{op}: result {_value(sret):#x} (symbolic) != {ret:#x}"
     got, want = _evaluated(spost), _evaluated(post)
