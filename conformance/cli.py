@@ -354,7 +354,7 @@ def _list(target: str) -> int:
     if spec.family == "linux-virtio":
         from conformance.linux_virtio import report as lreport
 
-        kind = target.rsplit(":", 1)[-1]
+        kind = target.split(":")[1]
         reqs = tuple(requirements.Requirement(r, "virtio", c)
                      for r, c in lreport.universe(kind).items())
         checks = [(f"workload:{kind}", "one boot of Linux driving pvspec's back-end; every "

@@ -14,8 +14,9 @@ one place before any work starts.
 ``virtiofsd``                  QEMU's virtiofsd on a scratch directory
 ``dpdk-vhost-net[:tso]``       DPDK 22.11's rte_vhost virtio-net (net_vhost PMD), frames
                                looped back (guests/dpdk-loopback; ``:tso`` with tso=1)
-``linux-virtio:blk|net``       Linux's virtio-blk / virtio-net *driver* (Debian amd64 under
-                               TCG) driving pvspec's back-end, every ring operation judged
+``linux-virtio:blk|net[:packed]`` Linux's virtio-blk / virtio-net *driver* (Debian amd64
+                               under TCG) driving pvspec's back-end, every ring operation
+                               judged; ``:packed`` on packed rings
 =============================  =======================================================
 """
 
@@ -34,7 +35,9 @@ HYPERVISOR = ("reference", "spec", "qemu-psci", "kvm-arm64", "kvm-arm64:nvhe",
               "kvm-arm64:protected", "xen-arm64")
 VHOST_USER_MANAGED = ("qemu-vhost-user-blk", "reference-vhost-user-blk", "virtiofsd",
                       "dpdk-vhost-net", "dpdk-vhost-net:tso")
-LINUX_VIRTIO = ("linux-virtio:blk", "linux-virtio:net")  # a guest's driver judged
+# a guest's driver judged; :packed with RING_PACKED offered and QEMU's device packed=on
+LINUX_VIRTIO = ("linux-virtio:blk", "linux-virtio:net", "linux-virtio:blk:packed",
+                "linux-virtio:net:packed")
 EXAMPLES = ("reference", "spec", "qemu-psci", "kvm-arm64", "xen-arm64",
             "exec:./examples/c-adapter/pvhv",
             "exec:'python3 my_adapter.py --fast'", "vhost-user:/run/my-blk.sock",

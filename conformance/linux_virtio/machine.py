@@ -32,6 +32,7 @@ import attrs
 from conformance.guest_machine import MachineError, qemu_missing
 from conformance.linux_virtio.judge import DriverJudge
 from conformance.vhost_user.targets import _die_with_parent, _kill_group
+from reference_impl.virtio.blk import blk_features
 from reference_impl.virtio.server import serve_vhost_user, serve_vhost_user_blk
 
 __all__ = ["DISK_BYTES", "LinuxUnavailable", "Workload", "build_initrd", "linux_dir",
@@ -113,10 +114,15 @@ class Workload:
 NET_MAC = "52:54:00:12:34:56"
 
 
-def _command(kernel: Path, initrd: Path, sock: Path, kind: str = "blk") -> list[str]:
-    device = (["-device", "vhost-user-blk-pci,chardev=c,num-queues=1"] if kind == "blk" else
-              ["-netdev", "vhost-user,id=n0,chardev=c",
-               "-device", f"virtio-net-pci,netdev=n0,mac={NET_MAC},vectors=0"])
+RING_PACKED = 1 << 34  # 2.8: offered by the back-end and enabled on QEMU's device
+
+
+def _command(kernel: Path, initrd: Path, sock: Path, kind: str = "blk",
+             packed: bool = False) -> list[str]:
+    on = ",packed=on" if packed else ""
+    device = (["-device", f"vhost-user-blk-pci,chardev=c,num-queues=1{on}"] if kind == "blk"
+              else ["-netdev", "vhost-user,id=n0,chardev=c",
+                    "-device", f"virtio-net-pci,netdev=n0,mac={NET_MAC},vectors=0{on}"])
     return [QEMU, "-accel", "tcg", "-machine", "q35", "-bios", str(QBOOT),
             "-m", f"{MEMORY_MB}M", "-smp", "1",
             "-object", f"memory-backend-memfd,id=mem,size={MEMORY_MB}M,share=on",
@@ -128,28 +134,33 @@ def _command(kernel: Path, initrd: Path, sock: Path, kind: str = "blk") -> list[
             "-no-reboot"]
 
 
-def run_blk(judge: DriverJudge, disk: bytearray, timeout: float = BOOT_TIMEOUT) -> Workload:
+def run_blk(judge: DriverJudge, disk: bytearray, timeout: float = BOOT_TIMEOUT,
+            packed: bool = False) -> Workload:
     """Boot the guest once with ``disk`` served by pvspec's back-end and ``judge``
     watching; return when the guest powers off, fails, or ``timeout`` passes.  Raises
-    :class:`LinuxUnavailable` only before anything started."""
+    :class:`LinuxUnavailable` only before anything started.  ``packed``: the back-end
+    offers RING_PACKED and QEMU's device has ``packed=on`` (Linux then takes it)."""
+    offered = blk_features() | (RING_PACKED if packed else 0)
     return _run("blk", judge, lambda sock, stop: serve_vhost_user_blk(
-        str(sock), disk, stop, observer=judge), timeout, disk)
+        str(sock), disk, stop, observer=judge, offered=offered), timeout, disk, packed)
 
 
-def run_net(judge: DriverJudge, timeout: float = BOOT_TIMEOUT) -> Workload:
+def run_net(judge: DriverJudge, timeout: float = BOOT_TIMEOUT,
+            packed: bool = False) -> Workload:
     """Boot the guest once with pvspec's virtio-net back-end (and its peer at 10.0.2.2)
     and ``judge`` watching; as :func:`run_blk`."""
     from conformance.linux_virtio import peer
     from reference_impl.virtio.net import NetDevice
 
     dev = NetDevice(mac=bytes.fromhex(NET_MAC.replace(":", "")))
+    offered = NetDevice.features | (RING_PACKED if packed else 0)
     return _run("net", judge, lambda sock, stop: serve_vhost_user(
-        str(sock), dev, stop, observer=judge, offered=NetDevice.features, nqueues=2,
-        pump=peer.pump), timeout, None)
+        str(sock), dev, stop, observer=judge, offered=offered, nqueues=2,
+        pump=peer.pump), timeout, None, packed)
 
 
 def _run(kind: str, judge: DriverJudge, serve: Callable[[Path, threading.Event], None],
-         timeout: float, disk: bytearray | None) -> Workload:
+         timeout: float, disk: bytearray | None, packed: bool = False) -> Workload:
     initrd = build_initrd()
     kernel = linux_dir() / "vmlinuz"
     tmp = Path(tempfile.mkdtemp(prefix="pvspec-linux-virtio-"))
@@ -165,7 +176,8 @@ def _run(kind: str, judge: DriverJudge, serve: Callable[[Path, threading.Event],
         server.start()
         while not sock.exists() and time.monotonic() - t0 < 5:
             time.sleep(0.01)
-        proc = subprocess.Popen(_command(kernel, initrd, sock, kind), stdin=subprocess.DEVNULL,
+        proc = subprocess.Popen(_command(kernel, initrd, sock, kind, packed),
+                                stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 start_new_session=True, preexec_fn=_die_with_parent)
         assert proc.stdout is not None

@@ -52,15 +52,16 @@ METHOD = "Linux driver -> pvspec back-end; judged from guest memory"
 DEVICE_RULES = ("PVSPEC-RING-USED-ID", "VIRTIO-5.2.6-DEV-DATA-INTEGRITY",
                 "VIRTIO-5.2.6-GET-ID-NUL-PADDED")
 _NET_ONLY = ("PVSPEC-NET-RX-WRITABLE", "PVSPEC-NET-TX-LAYOUT")
+_SPLIT_ONLY = ("PVSPEC-DRV-HEAD-IN-TABLE", "PVSPEC-DRV-NEXT-IN-TABLE")
 # known deviations of Linux's driver (docs/findings.md "Linux virtio drivers"): rule -> id
 EXPECTED: dict[str, str] = {}
 
 _PLATFORM_PCI = ("the driver's status, feature-select and config-space accesses go to "
                  "QEMU's virtio-pci device; a vhost-user back-end sees only what QEMU "
                  "relays (SET_FEATURES, the rings), not the driver's register accesses")
-_PLATFORM_ORDER = ("the order of the driver's stores and the number of its notifications "
-                   "do not reach a back-end in another process: it reads memory after the "
-                   "fact, and kicks are eventfd signals that coalesce")
+_PLATFORM_ORDER = ("the order of the driver's stores, what it waits for and the number of "
+                   "its notifications do not reach a back-end in another process: it reads "
+                   "memory after the fact, and kicks are eventfd signals that coalesce")
 _REACTION = ("a rule about how the driver reads what the device writes: judging it needs "
              "a back-end that provokes the case (unusual used.flags, avail_event, len, "
              "spurious interrupts) and watches the driver's reaction; not implemented")
@@ -93,10 +94,11 @@ def _text(rule: str) -> str:
     return (DRIVER_RULES.get(rule) or orc.IMPLIED_RULES.get(rule) or ("", rule))[1]
 
 
-def unjudged_reason(rule: str, level: str, accepted: int, kind: str = "blk"
-                    ) -> tuple[NotJudged, str]:
+def unjudged_reason(rule: str, level: str, accepted: int, kind: str = "blk",
+                    offered: int = 0) -> tuple[NotJudged, str]:
     """Why ``rule`` cannot be, or was not, judged through a back-end on this run."""
     sec = universe(kind).get(rule, "")
+    packed = F.has(accepted, F.RING_PACKED)
     if level == "MAY":
         return NotJudged.NOT_APPLICABLE, "a MAY permits and binds nothing"
     if sec.startswith(("2.1", "2.4", "2.5", "3.1", "4.1")) or rule in (
@@ -104,11 +106,18 @@ def unjudged_reason(rule: str, level: str, accepted: int, kind: str = "blk"
             "VIRTIO-2.2.1-DRV-NO-FAIL-UNKNOWN", "VIRTIO-5.2.5.1-DRV-WRITEBACK-AFTER-FEATURES-OK",
             "VIRTIO-5.1.4.2-DRV-NO-CONFIG-WRITE"):
         return NotJudged.PLATFORM, _PLATFORM_PCI
-    if sec.startswith("2.7.13") or rule in ("VIRTIO-2.7.10-DRV-NO-KICK-OTHERWISE",
-                                            "VIRTIO-2.7.10-DRV-NO-KICK-FLAGS1"):
+    if sec.startswith(("2.7.13", "2.8.21")) or rule in (
+            "VIRTIO-2.7.10-DRV-NO-KICK-OTHERWISE", "VIRTIO-2.7.10-DRV-NO-KICK-FLAGS1",
+            "VIRTIO-2.8.16-DRV-WAIT-USED", "VIRTIO-2.8.17-DRV-NO-DEPEND-ON-MORE",
+            "VIRTIO-2.8.17-DRV-SPACE-FOR-LIST"):
         return NotJudged.PLATFORM, _PLATFORM_ORDER
-    if sec.startswith("2.8"):
-        return NotJudged.NOT_OFFERED, "pvspec's back-end offers no RING_PACKED"
+    if sec.startswith("2.8") and not packed:
+        if F.has(offered, F.RING_PACKED):
+            return NotJudged.NOT_APPLICABLE, "RING_PACKED was offered; the ring is split"
+        return NotJudged.NOT_OFFERED, "pvspec's back-end offers no RING_PACKED here (the " \
+            ":packed variant does)"
+    if packed and (sec.startswith("2.7") or rule in _SPLIT_ONLY):
+        return NotJudged.NOT_APPLICABLE, "the ring is packed (RING_PACKED negotiated)"
     if sec.startswith("2.6"):
         return NotJudged.NOT_OFFERED, "pvspec's back-end offers no RING_RESET"
     event_idx = F.has(accepted, F.EVENT_IDX)
@@ -131,6 +140,14 @@ def unjudged_reason(rule: str, level: str, accepted: int, kind: str = "blk"
                 "VIRTIO-2.7.10-DRV-IGNORE-AVAIL-EVENT",
                 "VIRTIO-2.7.10-DRV-IGNORE-FLAGS-EVENT-IDX"):
         return NotJudged.NOT_IMPLEMENTED, _REACTION
+    if rule == "VIRTIO-2.8.16-DRV-NOTIFY-NEXT" and not F.has(accepted, F.NOTIFICATION_DATA):
+        return NotJudged.NOT_APPLICABLE, "NOTIFICATION_DATA was not negotiated"
+    if rule == "VIRTIO-2.8.16-DRV-NO-CHANGE-AFTER-AVAIL":
+        return NotJudged.NOT_IMPLEMENTED, ("needs a second read of each list before the "
+                                           "back-end uses it; not implemented")
+    if rule == "VIRTIO-2.8.17-DRV-LIST-LE-DEVICE-LIMIT":
+        return NotJudged.NOT_IMPLEMENTED, ("the device's list limit is not stated apart from "
+                                           "the queue size (judged by LIST-LE-QSIZE)")
     if rule == "VIRTIO-2.7.4-DRV-FEW-DESCRIPTORS":
         return NotJudged.NOT_IMPLEMENTED, "the spec sets no number to judge 'excessive' by"
     return NotJudged.NOT_REACHED, "the workload gave this rule no case"
@@ -161,7 +178,7 @@ def checks_of(judge: DriverJudge, interrupted: bool = False) -> list[Check]:
         if rule in judge.tallies:
             continue
         reason, detail = unjudged_reason(rule, levels.get(rule, "MUST"), judge.accepted,
-                                         judge.kind)
+                                         judge.kind, judge.offered)
         if interrupted and reason is NotJudged.NOT_REACHED:
             reason, detail = NotJudged.INTERRUPTED, "the run stopped before a case came"
         groups.setdefault((reason, detail), []).append(rule)
@@ -259,8 +276,9 @@ def run_conformance(target: str = TARGET, report_dir: str | Path | None = None,
     raises (Ctrl-C and the time limit end it as incomplete, with QEMU killed)."""
     from conformance.linux_virtio import machine
 
-    kind = target.rsplit(":", 1)[-1]
-    if kind not in CHAPTER:
+    parts = target.split(":")
+    kind, packed = parts[1] if len(parts) > 1 else "", parts[2:] == ["packed"]
+    if kind not in CHAPTER or len(parts) > 2 + packed:
         raise ValueError(f"no linux-virtio target {target!r}")
     driver = {"blk": "virtio-blk", "net": "virtio-net"}[kind]
     start = time.perf_counter()
@@ -291,10 +309,10 @@ def run_conformance(target: str = TARGET, report_dir: str | Path | None = None,
         if kind == "blk":
             disk = bytearray(machine.DISK_BYTES)
             judge = DriverJudge(bytes(disk))
-            w = machine.run_blk(judge, disk, timeout or machine.BOOT_TIMEOUT)
+            w = machine.run_blk(judge, disk, timeout or machine.BOOT_TIMEOUT, packed)
         else:
             judge = DriverJudge(b"", kind="net")
-            w = machine.run_net(judge, timeout or machine.BOOT_TIMEOUT)
+            w = machine.run_net(judge, timeout or machine.BOOT_TIMEOUT, packed)
         for c in checks_of(judge, interrupted=not w.done):
             rec.add(c, write=False)
         rec.add((_workload_check if kind == "blk" else _net_workload_check)(
@@ -304,7 +322,8 @@ def run_conformance(target: str = TARGET, report_dir: str | Path | None = None,
             + (f"at {w.boot_seconds:.1f} s" if w.boot_seconds is not None else "never")
             + f"); {judge.operations} ring operations judged "
             f"({judge.kicks} kicks, {judge.chains} chains, {judge.completions} completions; "
-            f"{judge.late} heads judged after the back-end took them; {judge.busy:.2f} s of "
+            f"{judge.late} heads judged after the back-end took them, {judge.missed} packed "
+            f"lists it took before the judge looked; {judge.busy:.2f} s of "
             f"judging); requests "
             f"{dict(sorted(judge.requests.items()))}; features accepted "
             f"{judge.accepted:#x} of {judge.offered:#x}")

@@ -25,9 +25,10 @@ import threading
 from collections.abc import Callable
 from typing import Protocol
 
-from reference_impl.virtio._wire import F_EVENT_IDX, feature, need_event
+from reference_impl.virtio._wire import F_EVENT_IDX, F_RING_PACKED, feature, need_event
 from reference_impl.virtio.blk import BlkDevice, blk_features
 from reference_impl.virtio.device import Device
+from reference_impl.virtio.packed import PackedQueue
 from reference_impl.virtio.split import SplitQueue
 
 HDR = struct.Struct("<III")
@@ -112,7 +113,7 @@ class _Vring:
         self.kick = -1
         self.call = -1
         self.enabled = False
-        self.queue: SplitQueue | None = None
+        self.queue: SplitQueue | PackedQueue | None = None
 
 
 class _Conn:
@@ -165,7 +166,7 @@ class _Conn:
     def close(self) -> None:
         for idx, v in enumerate(self.vrings):
             if v.queue is not None and self.observer is not None:
-                self.observer.stopped(idx, v.queue.last_avail)
+                self.observer.stopped(idx, _avail_pos(v.queue))
             for fd in (v.kick, v.call):
                 if fd >= 0:
                     os.close(fd)
@@ -283,9 +284,9 @@ class _Conn:
             v.enabled = bool(on)
         elif req == GET_VRING_BASE:
             q = v.queue
-            out = STATE.pack(idx, q.last_avail if q else v.base)
+            out = STATE.pack(idx, _base(q) if q else v.base)
             if q is not None and self.observer is not None:
-                self.observer.stopped(idx, q.last_avail)
+                self.observer.stopped(idx, _avail_pos(q))
             v.queue = None
             if v.kick >= 0:
                 os.close(v.kick)
@@ -312,16 +313,40 @@ class _Conn:
         n = v.num
         views = (self._view(desc, 16 * n, True), self._view(avail, 6 + 2 * n, True),
                  self._view(used, 6 + 8 * n, True))
-        if any(x is None for x in views):
+        if any(x is None for x in views) and not feature(self.features, F_RING_PACKED):
             v.queue = None
             return
-        v.queue = SplitQueue(n, *views, self.gpa_view, self.features, v.base)  # type: ignore[misc]
+        if feature(self.features, F_RING_PACKED):
+            # 2.8: the three addresses are the descriptor ring and the driver and device
+            # event areas; QEMU's base is avail | avail_wrap << 15 | (used | wrap) << 16
+            ring_v, drv_v, dev_v = (self._view(desc, 16 * n, True), self._view(avail, 4, True),
+                                    self._view(used, 4, True))
+            if ring_v is None or drv_v is None or dev_v is None:
+                v.queue = None
+                return
+            b = v.base
+            v.queue = PackedQueue(n, ring_v, drv_v, dev_v, self.gpa_view, self.features,
+                                  b & 0x7FFF, bool(b >> 15 & 1), b >> 16 & 0x7FFF,
+                                  bool(b >> 31 & 1))
+        else:
+            v.queue = SplitQueue(n, *views, self.gpa_view, self.features,  # type: ignore[misc]
+                                 v.base)
         gd, ga, gu = (self.gpa_of(a) for a in (desc, avail, used))
         if self.observer is not None and gd is not None and ga is not None and gu is not None:
             self.observer.started(idx, n, gd, ga, gu, self.read_gpa)
 
+    def _more(self, v: _Vring, q: SplitQueue | PackedQueue) -> bool:
+        """Whether the driver has made a buffer available past the device's position."""
+        if isinstance(q, PackedQueue):
+            flags = self._ring_u16(v, 0, 16 * q.next_avail + 14)
+            w = q.avail_wrap
+            return flags is not None and (flags >> 7 & 1) == w and (flags >> 15) != w
+        avail = self._ring_u16(v, 1, 2)
+        return avail is not None and avail != q.last_avail
+
     def _ring_u16(self, v: _Vring, part: int, offset: int) -> int | None:
-        """A 16-bit ring field (``part``: 1 avail, 2 used) at ``offset`` bytes in."""
+        """A 16-bit ring field (``part``: 0 descriptors, 1 avail / driver area, 2 used /
+        device area) at ``offset`` bytes in."""
         if v.addr is None:
             return None
         view = self._view(v.addr[part] + offset, 2, True)
@@ -351,7 +376,7 @@ class _Conn:
         if self.observer is not None:
             self.observer.kicked(idx, again=not kicked)
         q = v.queue
-        old_used = q.used_idx
+        old_used = _used_pos(q)
         signal = q.process(self.dev, idx)  # a broken ring just stops (queue.fault says why)
         # A head the driver published while this batch was served, before avail_event said
         # "kick me for it", came without a kick (2.7.10): look again after the barrier
@@ -359,22 +384,47 @@ class _Conn:
         # was being published (2.7.7.2): decide again after the barrier.
         while not q.broken:
             _fence()
-            avail, last = self._ring_u16(v, 1, 2), q.last_avail
-            if avail is None or avail == last:
+            last = _avail_pos(q)
+            if not self._more(v, q):
                 break
             if self.observer is not None:
                 self.observer.kicked(idx, again=True)
             signal = q.process(self.dev, idx) or signal
-            if q.last_avail == last:
+            if _avail_pos(q) == last:
                 break  # nothing taken (the device is not ready): the next kick resumes
-        if not signal and q.used_idx != old_used and feature(self.features, F_EVENT_IDX):
+        new_used = _used_pos(q)
+        if not signal and new_used != old_used and feature(self.features, F_EVENT_IDX):
             _fence()
-            used_event = self._ring_u16(v, 1, 4 + 2 * v.num)
-            signal = used_event is not None and need_event(used_event, q.used_idx, old_used)
+            if isinstance(q, PackedQueue):
+                added = (q.next_used - (old_used & 0x7FFF)) % q.size or q.size
+                signal = q._decide(added)
+            else:
+                used_event = self._ring_u16(v, 1, 4 + 2 * v.num)
+                signal = used_event is not None and need_event(used_event, new_used, old_used)
         if self.observer is not None:
-            self.observer.served(idx, q.last_avail, q.used_idx, signal)
+            self.observer.served(idx, _avail_pos(q), new_used, signal)
         if signal and v.call >= 0:
             os.eventfd_write(v.call, 1)
+
+
+def _avail_pos(q: SplitQueue | PackedQueue) -> int:
+    """The next available position: split last_avail; packed next_avail | wrap << 15."""
+    if isinstance(q, PackedQueue):
+        return q.next_avail | q.avail_wrap << 15
+    return q.last_avail
+
+
+def _used_pos(q: SplitQueue | PackedQueue) -> int:
+    if isinstance(q, PackedQueue):
+        return q.next_used | q.used_wrap << 15
+    return q.used_idx
+
+
+def _base(q: SplitQueue | PackedQueue) -> int:
+    """GET_VRING_BASE's answer: split last_avail; packed avail | used << 16 (as QEMU)."""
+    if isinstance(q, PackedQueue):
+        return _avail_pos(q) | _used_pos(q) << 16
+    return q.last_avail
 
 
 def serve_vhost_user(socket_path: str, dev: Device, stop: threading.Event | None = None,
@@ -411,10 +461,12 @@ def serve_vhost_user(socket_path: str, dev: Device, stop: threading.Event | None
 
 def serve_vhost_user_blk(socket_path: str, disk_bytes: bytearray,
                          stop: threading.Event | None = None, once: bool = False,
-                         observer: RingObserver | None = None) -> None:
+                         observer: RingObserver | None = None,
+                         offered: int | None = None) -> None:
     """Serve ``disk_bytes`` as vhost-user-blk on ``socket_path`` until ``stop`` is set;
-    ``observer`` (if any) is shown every ring event of every connection."""
-    serve_vhost_user(socket_path, BlkDevice(disk_bytes), stop, once, observer)
+    ``observer`` (if any) is shown every ring event of every connection; ``offered``
+    replaces :func:`blk_features` (e.g. with RING_PACKED added)."""
+    serve_vhost_user(socket_path, BlkDevice(disk_bytes), stop, once, observer, offered)
 
 
 def _serve(conn: _Conn, stop: threading.Event) -> None:
