@@ -107,6 +107,12 @@ class FirmwareTarget(ResultsOnly):
         self._dirty = False
         self._boots = {}
         self._tramps = None
+        # the starts so far (a reset inside a running machine keeps the mailboxes' boot
+        # counts): only a start after this one is the example's
+        for cpu in range(1, config.n_vcpus):
+            prev = m.started(cpu)
+            if prev is not None:
+                self._boots[cpu] = prev.boot_count
         rec = m.started(0)
         if rec is not None:
             self._boots[0] = rec.boot_count

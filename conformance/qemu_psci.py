@@ -38,6 +38,16 @@ Idle CPUs
     ~10 %.  Consecutive calls to one CPU stay in the polling phase (>10,000 calls/s).
     Defaults: ``spin_us`` 2000, ``doze_us`` 1000 (:meth:`PsciMachine.set_idle`).
 
+Resets in place
+    :meth:`PsciMachine.reset` resets the running QEMU over QMP (``stop``, ``system_reset``,
+    the ``RESET`` event, ``cont``): QEMU's own board reset, the state a fresh QEMU starts
+    in for PSCI (every secondary OFF, vCPU 0 cold-booting the reloaded agent image, no
+    call pending); the ``stop`` first makes QEMU run any CPU_ON it queued for a vCPU that
+    had not taken it yet, so that no start crosses the reset.  With ``no_shutdown``
+    (``-no-shutdown``) a guest SYSTEM_OFF stops QEMU instead of ending it, and the same
+    reset powers the board on again.  Measured (QEMU 7.2 TCG, 2 host cores at load 5):
+    3-16 ms a reset, against 0.09-0.22 s for a new QEMU.
+
 Cleanup
     QEMU runs in its own session (process group); :meth:`PsciMachine.stop` (also called by
     the context manager, by a :func:`weakref.finalize` at garbage collection and at
@@ -72,18 +82,22 @@ from __future__ import annotations
 
 import array
 import contextlib
+import json
 import mmap
 import os
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from conformance.guest_machine import (
     DRIVER_API,
+    I_COLD_BOOTS,
     I_MAGIC,
     I_VERSION,
     INFO_MAGIC,
@@ -201,17 +215,25 @@ class _Resources(QemuRun):
         self.view: memoryview | None = None
         self.words: memoryview | None = None
         self.serial_text = ""
+        self.qmp: _Qmp | None = None  # connected at the first reset()
 
     @property
     def serial_log(self) -> Path:
         return self.tmpdir / "serial.log"
+
+    @property
+    def qmp_path(self) -> Path:
+        return self.tmpdir / "qmp.sock"
 
     def unlink_shm(self) -> None:
         with contextlib.suppress(OSError):
             self.shm_path.unlink()
 
     def free(self) -> None:
-        """Unmap and unlink the RAM file."""
+        """Close the QMP connection, unmap and unlink the RAM file."""
+        if self.qmp is not None:
+            self.qmp.close()
+            self.qmp = None
         for view in (self.words, self.view):
             if view is not None:
                 with contextlib.suppress(Exception):
@@ -229,6 +251,101 @@ class _Resources(QemuRun):
 
     def console_tail(self) -> str:
         return self.serial_text or log_tail(self.serial_log)
+
+
+class _Qmp:
+    """A QMP connection to one QEMU (its ``-qmp unix:...,server=on,wait=off`` socket): one
+    command at a time (:meth:`execute`), each answered by a ``return`` or an ``error``; a
+    thread reads the socket, so that events are seen as they come: :attr:`powered_off`
+    is set at a guest-initiated ``SHUTDOWN`` (SYSTEM_OFF under ``-no-shutdown``, where
+    QEMU stops rather than exits), :meth:`wait_event` waits for another."""
+
+    def __init__(self, path: Path, timeout: float) -> None:
+        self.timeout = timeout
+        self.cond = threading.Condition()
+        self.answers: list[dict[str, object]] = []
+        self.events: list[str] = []
+        self.powered_off = False
+        self.closed = False
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        deadline = time.perf_counter() + timeout
+        while True:  # QEMU creates the socket early in its start-up
+            try:
+                self.sock.connect(str(path))
+                break
+            except (FileNotFoundError, ConnectionRefusedError):
+                if time.perf_counter() > deadline:
+                    raise
+                time.sleep(0.002)
+        self.reader = threading.Thread(target=self._read, name="psci-qmp", daemon=True)
+        self.reader.start()
+        self._wait(lambda: bool(self.answers), "the QMP greeting")
+        self.answers.clear()
+        self.execute("qmp_capabilities")
+
+    def _read(self) -> None:
+        buf = b""
+        while True:
+            try:
+                chunk = self.sock.recv(65536)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                break
+            *lines, buf = (buf + chunk).split(b"\n")
+            for line in lines:
+                with contextlib.suppress(ValueError):
+                    self._take(json.loads(line))
+        with self.cond:
+            self.closed = True
+            self.cond.notify_all()
+
+    def _take(self, msg: object) -> None:
+        if not isinstance(msg, dict):
+            return
+        with self.cond:
+            if "event" in msg:
+                name = str(msg["event"])
+                self.events.append(name)
+                data = msg.get("data")
+                if name == "SHUTDOWN" and isinstance(data, dict) and data.get("guest"):
+                    self.powered_off = True
+            else:  # the greeting, a return or an error
+                self.answers.append(msg)
+            self.cond.notify_all()
+
+    def _wait(self, done: Callable[[], bool], what: str) -> None:
+        with self.cond:
+            if not self.cond.wait_for(lambda: done() or self.closed, self.timeout):
+                raise MachineError(f"QMP: no {what} within {self.timeout} s")
+            if not done():
+                raise MachineError(f"QMP: QEMU closed the socket before {what}")
+
+    def execute(self, command: str) -> None:
+        """Run ``command`` (no arguments) and wait for its answer; MachineError on an
+        ``error``."""
+        with self.cond:
+            self.answers.clear()
+        self.sock.sendall(json.dumps({"execute": command}).encode() + b"\n")
+        self._wait(lambda: bool(self.answers), f"answer to {command}")
+        with self.cond:
+            msg = self.answers.pop(0)
+        if "error" in msg:
+            raise MachineError(f"QMP {command}: {msg['error']}")
+
+    def wait_event(self, name: str) -> None:
+        """Wait for the event ``name`` (or take it from those already seen)."""
+        self._wait(lambda: name in self.events, f"{name} event")
+        with self.cond:
+            self.events.remove(name)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(OSError):
+            self.sock.close()
+        if self.reader is not threading.current_thread():
+            self.reader.join(timeout=5)
 
 
 def _shm_dir() -> Path:
@@ -252,6 +369,10 @@ class PsciMachine(GuestMachine[_Resources]):
 
     ``spin_us`` and ``doze_us`` set how idle CPUs wait (see :meth:`set_idle`).
 
+    ``no_shutdown`` passes ``-no-shutdown``: a SYSTEM_OFF stops QEMU instead of ending it
+    (QMP reports it), calls report it as ``MachineExited(0)`` as when QEMU exits, and
+    :meth:`reset` powers the board on again in milliseconds instead of a new QEMU.
+
     ``die_with_parent`` runs QEMU under ``setpriv --pdeathsig KILL`` (when
     util-linux's setpriv is installed), so that QEMU does not outlive this process if it
     is SIGKILLed (a spinning orphan would hold host cores); the kernel sends the signal
@@ -268,18 +389,22 @@ class PsciMachine(GuestMachine[_Resources]):
                  qemu: str = "qemu-system-aarch64", agent: str | os.PathLike[str] | None = None,
                  no_reboot: bool = False, extra_args: Sequence[str] = (),
                  die_with_parent: bool = True, spin_us: int = 2000,
-                 doze_us: int = 1000) -> None:
+                 doze_us: int = 1000, no_shutdown: bool = False) -> None:
         super().__init__(cpus, call_timeout=call_timeout, boot_timeout=boot_timeout, qemu=qemu,
                          no_reboot=no_reboot, extra_args=extra_args,
                          die_with_parent=die_with_parent)
         self.agent = Path(agent) if agent is not None else None
+        self.no_shutdown = no_shutdown
         self._idle = self._check_idle(spin_us, doze_us)
         self._pending: dict[int, tuple[int, int]] = {}  # cpu -> (req_seq, boot_count)
+        self.resets = 0  # reset() calls since start()
+        self.reset_seconds: float | None = None  # the latest reset()
 
     # lifecycle
     def command(self, agent: Path, shm_path: Path, serial_log: Path) -> list[str]:
         """QEMU's command line for this machine."""
-        for p in (shm_path, serial_log):
+        qmp = serial_log.with_name("qmp.sock")
+        for p in (shm_path, serial_log, qmp):
             if "," in str(p):
                 raise MachineError(f"path not usable in a QEMU option (has a comma): {p}")
         return [*parent_death_wrapper(self.die_with_parent), self.qemu,
@@ -289,7 +414,9 @@ class PsciMachine(GuestMachine[_Resources]):
                 "-cpu", "cortex-a57", "-smp", str(self.cpus), "-m", f"{RAM_SIZE >> 20}M",
                 "-display", "none", "-nodefaults", "-no-user-config",
                 "-serial", f"file:{serial_log}",
+                "-qmp", f"unix:{qmp},server=on,wait=off",
                 *(["-no-reboot"] if self.no_reboot else []),
+                *(["-no-shutdown"] if self.no_shutdown else []),
                 "-kernel", str(agent), *self.extra_args]
 
     def start(self) -> None:
@@ -310,7 +437,8 @@ class PsciMachine(GuestMachine[_Resources]):
         self._begin_run(res)
         assert self._finalizer is not None
         self._pending.clear()
-        self.boot_seconds = None
+        self.boot_seconds = self.reset_seconds = None
+        self.resets = 0
         try:
             fd = os.open(res.shm_path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
             try:
@@ -329,6 +457,8 @@ class PsciMachine(GuestMachine[_Resources]):
                                             stderr=subprocess.STDOUT, start_new_session=True)
             self._wait_ready(t0)
             res.unlink_shm()  # QEMU and this process keep their mappings
+            if self.no_shutdown:  # a SYSTEM_OFF is seen as QMP's SHUTDOWN event
+                res.qmp = _Qmp(res.qmp_path, self.boot_timeout)
         except BaseException as exc:
             self._finalizer()
             self._run = None
@@ -360,6 +490,58 @@ class PsciMachine(GuestMachine[_Resources]):
                               f"driver's {LAYOUT_VERSION} (rebuild the agent)")
         self._info = self._read_info()
 
+    def reset(self) -> None:
+        """A machine reset of the running QEMU, as cheap as a fresh machine is exact:
+        QMP ``stop`` (every vCPU thread halts; a CPU_ON that QEMU queued for a vCPU but
+        that vCPU has not taken yet runs now, so it cannot start that vCPU after the
+        reset), ``system_reset`` (QEMU's board reset: every vCPU's reset state, the
+        secondaries powered off as at launch, vCPU 0 at the image entry, the devices
+        reset, the agent image reloaded), the ``RESET`` event, then ``cont``; returns once
+        the agent serves again on vCPU 0 after its cold boot, which marks every other
+        mailbox OFF.  Afterwards no call is pending and every secondary is OFF; what
+        RAM keeps is the mailboxes' boot counts (they grow by one per start, as across a
+        guest SYSTEM_RESET) and the idle settings.  Milliseconds instead of a new QEMU.
+
+        Raises :class:`MachineNotRunning` if the machine is not started,
+        :class:`MachineError` if QEMU is not running, was started with ``no_reboot``
+        (QEMU would exit), or does not come back within ``boot_timeout`` (the machine is
+        then unusable: :meth:`restart` it)."""
+        res = self._run
+        if res is None or res.words is None or res.proc is None:
+            raise MachineNotRunning("the machine has not been started")
+        if self.no_reboot:
+            raise MachineError("a machine with no_reboot cannot be reset (QEMU would exit)")
+        if not self.process_alive:
+            raise MachineError(f"QEMU is not running (status {self.exit_status})")
+        w = res.words
+        cpu0 = (MAILBOX_BASE - INFO_ADDR) // 8
+        cold, boot0 = w[I_COLD_BOOTS], w[cpu0 + _W_BOOT_COUNT]
+        t0 = time.perf_counter()
+        try:
+            if res.qmp is None:
+                res.qmp = _Qmp(res.qmp_path, self.boot_timeout)
+            res.qmp.execute("stop")
+            res.qmp.execute("system_reset")
+            res.qmp.wait_event("RESET")
+            res.qmp.execute("cont")
+        except (OSError, ValueError) as exc:
+            raise MachineError(f"QMP: {exc}{res.logs_text()}") from exc
+        with res.qmp.cond:
+            res.qmp.powered_off = False
+        self._pending.clear()
+        self._insn.clear()
+        deadline = t0 + self.boot_timeout
+        while not (w[I_MAGIC] == INFO_MAGIC and w[I_COLD_BOOTS] != cold
+                   and w[cpu0 + _W_BOOT_COUNT] != boot0 and w[cpu0 + _W_STATE] in SERVING
+                   and w[cpu0 + _W_ACK_SEQ] == w[cpu0 + _W_REQ_SEQ]):
+            if exit_status(res.proc) is not None or time.perf_counter() > deadline:
+                raise MachineError(f"the agent did not serve again after the reset (QEMU "
+                                   f"status {exit_status(res.proc)}){res.logs_text()}")
+            time.sleep(_SLEEP_MAX)
+        self._info = self._read_info()
+        self.resets += 1
+        self.reset_seconds = time.perf_counter() - t0
+
     def _refresh_before_stop(self) -> None:
         res = self._run
         if res is not None and res.words is not None and self._info is not None:
@@ -380,11 +562,31 @@ class PsciMachine(GuestMachine[_Resources]):
             w[_I_CFG_SPIN_US], w[_I_CFG_DOZE_US] = self._idle
 
     @property
-    def alive(self) -> bool:
-        """QEMU is running."""
+    def process_alive(self) -> bool:
+        """QEMU's process runs (with ``no_shutdown``, also once the guest powered off)."""
         res = self._run
         return (res is not None and res.proc is not None and res.words is not None
                 and exit_status(res.proc) is None)
+
+    @property
+    def powered_off(self) -> bool:
+        """With ``no_shutdown``: the guest powered the board off (SYSTEM_OFF), QEMU stopped
+        but runs on, until :meth:`reset`."""
+        res = self._run
+        return res is not None and res.qmp is not None and res.qmp.powered_off
+
+    @property
+    def alive(self) -> bool:
+        """QEMU is running and the board is powered on."""
+        return self.process_alive and not self.powered_off
+
+    def _exited(self) -> MachineExited | None:
+        """As for every machine, and with ``no_shutdown`` a powered-off board reads as
+        QEMU's exit with status 0 would (a SYSTEM_OFF)."""
+        exited = super()._exited()
+        if exited is None and self.powered_off:
+            return MachineExited(0, False)
+        return exited
 
     @property
     def shm_path(self) -> Path | None:
@@ -546,6 +748,8 @@ class PsciMachine(GuestMachine[_Resources]):
                 status = exit_status(proc)
                 if status is not None:
                     return MachineExited(status, False)
+                if self.powered_off:
+                    return MachineExited(0, False)
                 if now >= deadline:
                     self._pending[cpu] = (seq, boot)
                     return NoReturn(CpuState.of(w[state_i]))

@@ -37,6 +37,7 @@ from conformance.qemu_psci import (
     CpuState,
     Insn,
     MachineBootError,
+    MachineError,
     MachineExited,
     MachineNotRunning,
     NoReturn,
@@ -190,6 +191,69 @@ def test_system_reset_reboots_the_agent(machine: PsciMachine) -> None:
     assert rec is not None and rec.entry_index == ENTRY_IMAGE
     assert machine.info.cold_boots == 2
     assert isinstance(machine.call(0, [PSCI_VERSION]), Returned)
+
+
+AFFINITY_INFO64 = 0xC400_0004
+
+
+def test_reset_leaves_every_secondary_off_and_nothing_pending(agent: Path) -> None:
+    """PsciMachine.reset (QMP stop, system_reset, cont) is the reset state of a fresh
+    machine for PSCI: vCPUs left ON (serving), suspended inside a call, and just named by
+    a CPU_ON are all OFF after it -- not serving, OFF in AFFINITY_INFO, no start since,
+    no call pending -- and a CPU_ON afterwards starts a vCPU where that call says."""
+    with PsciMachine(cpus=4, agent=agent, call_timeout=TIMEOUT) as m:
+        tramps = m.info.trampolines
+        for cpu, ctx in ((1, 0x11), (2, 0x22)):
+            assert m.call(0, [CPU_ON64, cpu, tramps[0], ctx]) == Returned((0, cpu, tramps[0],
+                                                                           ctx, 0, 0, 0, 0))
+            assert m.wait_started(cpu, 0, TIMEOUT) is not None
+        suspended = m.call(2, [CPU_SUSPEND64, 0, tramps[1], 0], 0.1)  # standby: never woken
+        assert isinstance(suspended, NoReturn) and not suspended.restarted
+        assert isinstance(m.call(0, [CPU_ON64, 3, tramps[0], 0x33]), Returned)
+        m.reset()  # at once: vCPU 3's start may still be on its way
+        assert m.resets == 1 and m.info.cold_boots == 2
+        boots = {cpu: m.mailbox(cpu) for cpu in (1, 2, 3)}
+        time.sleep(0.3)  # a start left over from before the reset would show by now
+        for cpu in (1, 2, 3):
+            mb = m.mailbox(cpu)
+            before = boots[cpu]
+            assert mb is not None and before is not None
+            assert mb.state == CpuState.OFF and mb.boot_count == before.boot_count, (cpu, mb)
+            assert not m.serving(cpu)
+            assert isinstance(m.call(cpu, [PSCI_VERSION]), NotServing)
+            assert m.wait_pending(cpu) is None
+            assert m.call(0, [AFFINITY_INFO64, cpu, 0]).regs[0] == 1  # type: ignore[union-attr]
+        assert m.call(0, [CPU_ON64, 1, tramps[1], 0x77]).regs[0] == 0  # type: ignore[union-attr]
+        assert boots[1] is not None
+        rec = m.wait_started(1, boots[1].boot_count, TIMEOUT)
+        assert rec is not None and (rec.entry_index, rec.context) == (1, 0x77)
+        assert isinstance(m.call(1, [PSCI_VERSION]), Returned)
+
+
+def test_no_shutdown_system_off_then_reset(agent: Path) -> None:
+    """With no_shutdown a SYSTEM_OFF reads as QEMU's exit with status 0 would, while QEMU
+    runs on; reset() powers the board on again, every secondary OFF."""
+    with PsciMachine(cpus=2, agent=agent, call_timeout=TIMEOUT, no_shutdown=True) as m:
+        tramps = m.info.trampolines
+        assert isinstance(m.call(0, [CPU_ON64, 1, tramps[0], 0x11]), Returned)
+        rec = m.wait_started(1, 0, TIMEOUT)
+        assert rec is not None
+        assert m.call(0, [SYSTEM_OFF]) == MachineExited(0, False)
+        assert not m.alive and m.powered_off and m.process_alive
+        assert m.call(1, [PSCI_VERSION]) == MachineExited(0, False)
+        m.reset()
+        assert m.alive and not m.powered_off and m.info.cold_boots == 2
+        assert isinstance(m.call(0, [PSCI_VERSION]), Returned)
+        mb = m.mailbox(1)
+        assert mb is not None and mb.state == CpuState.OFF and mb.boot_count == rec.boot_count
+        assert m.call(0, [AFFINITY_INFO64, 1, 0]).regs[0] == 1  # type: ignore[union-attr]
+    assert m.exit_status is not None and not m.alive
+
+
+def test_reset_refuses_a_no_reboot_machine(agent: Path) -> None:
+    with PsciMachine(cpus=1, agent=agent, no_reboot=True) as m, \
+            pytest.raises(MachineError, match="no_reboot"):
+        m.reset()
 
 
 def test_stopped_and_killed_machines(agent: Path, capfd: pytest.CaptureFixture[str]) -> None:
