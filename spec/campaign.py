@@ -52,6 +52,11 @@ assert {r.name for rows in _AREAS.values() for r in rows} == {r.name for r in ab
 # function, SMCCC_ARCH_SOC_ID, a vendor id, an SMC64 twin of an SMC32-only call).
 FUNCTION_POOL = (*sorted({r.function_id for r in abi.TABLE}), *abi.ARCH_WORKAROUNDS,
                  0x8400001F, 0x80000002, 0xC6000000, 0xC4000000)
+# The Arm architecture calls SMCCC_ARCH_FEATURES is about (SMCCC 7.x): the only ids it
+# answers other than NOT_SUPPORTED.  Drawn as often as the rest of the pool together, so
+# its positive answers are judged in every run, not in one run out of ten.
+ARCH_QUERY_POOL = (*(r.function_id for r in abi.TABLE if r.space == "smccc"),
+                   *abi.ARCH_WORKAROUNDS)
 
 
 class StepFailure(AssertionError):
@@ -336,6 +341,7 @@ class Workload:
             pool = [1, 1, 2, 3]
         elif kind == "function":
             pool = list(FUNCTION_POOL)
+            pool += list(ARCH_QUERY_POOL) * (len(pool) // len(ARCH_QUERY_POOL))
         elif kind == "power_state":  # standby, power-down, a level, reserved bits
             pool = [0, 1, 1 << 16, 1 << 24, 1 << 16 | 2 << 24, 1 << 20, 1 << 31]
         if pool:
@@ -527,7 +533,10 @@ class Workload:
 
     @move
     def move_vcpus(self, ch: Chooser) -> None:
-        self._hypercall(ch, _AREAS["psci"])
+        # SYSTEM_OFF and SYSTEM_RESET end the caller VM's run: one vCPU call in sixteen,
+        # enough for a few hundred a run without starving the calls that need it alive
+        system = not ch.integer(0, 15, label="system call now")
+        self._hypercall(ch, _AREAS["system" if system else "psci"])
 
     @move
     def move_control(self, ch: Chooser) -> None:
