@@ -22,5 +22,7 @@ from reference_impl.virtio.entropy import EntropyDevice
 from reference_impl.virtio.gpu import GpuDevice
 from reference_impl.virtio.input import InputDevice
 from reference_impl.virtio.net import NetDevice
+from reference_impl.virtio.sound import SoundDevice
 
-__all__ += ["ConsoleDevice", "EntropyDevice", "GpuDevice", "InputDevice", "NetDevice"]
+__all__ += ["ConsoleDevice", "EntropyDevice", "GpuDevice", "InputDevice", "NetDevice",
+            "SoundDevice"]
