@@ -10,7 +10,10 @@ COVERS, when this module is imported (conformance.vhost_user.report imports it).
 
 from __future__ import annotations
 
+import time
 from typing import Any
+
+import attrs
 
 from conformance.results import NotJudged
 from conformance.vhost_user import checks as ck
@@ -18,12 +21,23 @@ from conformance.vhost_user import net_frames as nf
 from conformance.vhost_user.checks import Ctx, Result
 from conformance.vhost_user.evidence import text_ops
 from conformance.vhost_user.net_rings import SplitQueue
-from conformance.vhost_user.net_session import FN, NET_WANT, POISONS, NetSession, NetStep, Sent
+from conformance.vhost_user.net_session import (
+    DATA,
+    FN,
+    NET_WANT,
+    POISONS,
+    TX_BASE,
+    NetSession,
+    NetStep,
+    Sent,
+)
 from conformance.vhost_user.protocol import ProtocolViolation, ViolationKind
 from conformance.vhost_user.targets import Target
 from spec.virtio import features as F
 from spec.virtio import ring_math as rm
+from spec.virtio import split as sp
 from spec.virtio.devices import net as N
+from spec.virtio.memory import write_le16
 
 LEGACY_NET_BITS = F.mask(6)  # VIRTIO_NET_F_GSO: §5.1.3.2, legacy interface only
 CONFIG_RULES = ("VIRTIO-5.1.4.1-DEV-MAX-PAIRS", "VIRTIO-5.1.4.1-DEV-MTU-RANGE",
@@ -387,6 +401,89 @@ def check_net_tso(t: Target) -> list[Result]:
     return c.results
 
 
+# --- hostile transmit rings (2.7.5, 2.7.5.2, 2.7.6.1) --------------------------------------
+
+NEXT = sp.VIRTQ_DESC_F_NEXT
+HOSTILE = ("descriptor-loop", "head-out-of-range", "next-out-of-range",
+           "buffer-outside-memory", "avail-idx-overrun")
+OUTSIDE = 0x80000  # a guest-physical address in neither region
+HOSTILE_WAIT = 0.2  # seconds the back-end gets to do something with the hostile chain
+
+
+def _hostile_ring(s: NetSession, name: str) -> int:
+    """Write the malformed transmit chain ``name`` by hand (after a valid header and
+    frame); returns how far avail.idx is to move."""
+    q = s.txq
+    assert isinstance(q, SplitQueue) and s.tx_mem is not None
+    lay, mem, hdr = q.layout, s.tx_mem, TX_BASE + DATA
+    mem.write(hdr, N.NetHdr().encode() + nf.frame(60))
+
+    def desc(i: int, addr: int, n: int, flags: int, nxt: int) -> None:
+        sp.Desc(addr, n, flags, nxt).write(mem, rm.desc_addr(lay.desc, i))
+
+    def head(h: int) -> None:
+        write_le16(mem, rm.avail_ring_addr(lay.avail, rm.ring_slot(q.drv.avail_idx,
+                                                                    lay.size)), h)
+
+    if name == "avail-idx-overrun":
+        return lay.size + 1
+    if name == "head-out-of-range":
+        head(lay.size + 5)
+        return 1
+    nxt = {"descriptor-loop": 10, "next-out-of-range": lay.size + 7}.get(name, 11)
+    desc(10, hdr, N.HDR_LEN, NEXT, 11)
+    desc(11, OUTSIDE if name == "buffer-outside-memory" else hdr + N.HDR_LEN, 60,
+         NEXT if name != "buffer-outside-memory" else 0, nxt)
+    head(10)
+    return 1
+
+
+def check_net_hostile(t: Target) -> list[Result]:
+    """Malformed transmit rings: the back-end may skip the chain, stop the queue or close
+    the connection; it must not complete it as valid, write outside, hang or die
+    (PVSPEC-RING-MALFORMED, VHOST-USER-RESPONSIVE: a new connection must be answered)."""
+    out: list[Result] = []
+    for name in HOSTILE:
+        c = Ctx(t, f"net-hostile/{name}")
+        try:
+            with _session(t, want=NET_WANT & ~F.mask(F.EVENT_IDX)) as s:
+                if not isinstance(s.txq, SplitQueue):
+                    continue
+                fold(c, s.exchange(_frames(((60, nf.UDP),)), [FULL_BUF] * 2),
+                     f"{name}: control frame", set())
+                adv = _hostile_ring(s, name)
+                q = s.txq
+                q.drv = attrs.evolve(q.drv, avail_idx=rm.idx_add(q.drv.avail_idx, adv))
+                before, _ring, _kick = q.publish()
+                s.tx_vring.kick()
+                deadline = time.monotonic() + HOSTILE_WAIT
+                notified = False
+                while time.monotonic() < deadline and not s.fe.backend_closed():
+                    notified |= s.tx_vring.wait_call(0.01)
+                assert s.tx_mem is not None
+                v = q.judge(before, s.tx_mem.frozen(), notified, False)
+                for bad in v.violations:
+                    c.add(bad.rule, False, f"{name}: {bad.detail}", (), bad.level)
+                for rule in sorted(v.judged - v.rules() - {"PVSPEC-RING-MALFORMED"}):
+                    c.add(rule, True, f"{name}: hostile step")
+                malformed = "PVSPEC-RING-MALFORMED" in v.rules()
+                c.add("PVSPEC-RING-MALFORMED", not malformed, f"{name}: used.idx "
+                      f"{q.used_count()} new entries")
+            why = ck.probe(t)
+            if why is not None:
+                raise ProtocolViolation(ViolationKind.CLOSED, 0, f"{name}: the back-end does "
+                                        f"not answer a new connection: {why}",
+                                        ck._log_ops(t))
+            c.add("VHOST-USER-RESPONSIVE", True, f"{name}: answers a new connection")
+        except ProtocolViolation as e:
+            e.dead = ck.probe(t) if e.gone else None
+            if e.dead is not None:
+                raise
+            c.error(e)
+        out.extend(c.results)
+    return out
+
+
 NET_CHECKS: dict[str, ck.Check] = {
     "net-features": check_net_features,
     "net-loopback": check_net_loopback,
@@ -398,6 +495,7 @@ NET_CHECKS: dict[str, ck.Check] = {
     "net-notifications": check_net_notifications,
     "net-index-wrap": check_net_index_wrap,
     "net-tso": check_net_tso,
+    "net-hostile": check_net_hostile,
 }
 _LOOP = (*STEP_RULES, *NET_RX_RULES, LOOPBACK, FORWARD, *N.NOT_OBSERVABLE)
 NET_COVERS: dict[str, tuple[str, ...]] = {
@@ -415,6 +513,7 @@ NET_COVERS: dict[str, tuple[str, ...]] = {
                           LOOPBACK),
     "net-index-wrap": (*STEP_RULES, "VHOST-USER-VRING-BASE", LOOPBACK),
     "net-tso": (*STEP_RULES, *NET_RX_RULES, LOOPBACK),
+    "net-hostile": (*STEP_RULES, "PVSPEC-RING-MALFORMED", "VHOST-USER-RESPONSIVE"),
 }
 ck.CHECKS["net"] = NET_CHECKS
 ck.COVERS.update(NET_COVERS)
