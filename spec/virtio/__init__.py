@@ -9,9 +9,10 @@ from spec.virtio import (  # noqa: F401  (imported for their register() side eff
     requirements_core,
     requirements_devices,
     requirements_rings,
+    requirements_sound,
     split,
     status,
     transport_mmio,
     transport_pci,
 )
-from spec.virtio.devices import block, console, entropy, gpu, input, net  # noqa: F401
+from spec.virtio.devices import block, console, entropy, gpu, input, net, sound  # noqa: F401
