@@ -127,7 +127,8 @@ SOUND = (
     # §5.14.6.8.1.1 / .1.2 Output Stream
     R("VIRTIO-5.14.6.8.1.1-DEV-TX-CONSUMED", "5.14.6.8.1.1", "MUST NOT", "device",
       "A tx message is returned only after the device has taken all of its frames.",
-      SN + "judge_io", MACHINE, T_SN + "test_io_rules", T_SN + "test_planted_bug_caught"),
+      SN + "judge_io", MACHINE, T_SN + "test_io_rules", T_SN + "test_planted_bug_caught",
+      T_SN + "test_reference_over_split_rings"),
     R("VIRTIO-5.14.6.8.1.2-DRV-TX-PERIOD", "5.14.6.8.1.2", "SHOULD", "driver",
       "tx messages carry period_bytes of frames each, except the last of the stream.",
       SN + "check_driver_io", T_SN + "test_driver_rules"),
@@ -138,7 +139,8 @@ SOUND = (
     R("VIRTIO-5.14.6.8.2.1-DEV-RX-FULL", "5.14.6.8.2.1", "MUST NOT", "device",
       "An rx message is returned only once its buffer is filled with frames, unless the "
       "stream is ending.",
-      SN + "judge_io", MACHINE, T_SN + "test_io_rules", T_SN + "test_planted_bug_caught"),
+      SN + "judge_io", MACHINE, T_SN + "test_io_rules", T_SN + "test_planted_bug_caught",
+      T_SN + "test_reference_over_split_rings"),
     R("VIRTIO-5.14.6.8.2.2-DRV-RX-PERIOD", "5.14.6.8.2.2", "SHOULD", "driver",
       "Before starting an input stream the driver queues empty rx buffers of period_bytes "
       "each (judged: their size).",
