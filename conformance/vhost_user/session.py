@@ -250,9 +250,7 @@ class BlkSession:
         comp = Completion(head, req, length, status, data_in)
         if self.disk is None or status is None:
             return comp
-        allowed = blk.allowed(self.disk, req, self.virtio_features)
-        match = next((o for o in allowed if o.status == status), None)
-        observed_disk = match.disk if match and match.disk else None  # the model's effect
+        observed_disk = blk.unseen_effect(self.disk, req, self.virtio_features, status).disk
         if self.observe_disk and self.target.disk_view and isinstance(self.disk, blk.Disk) \
                 and blk.byte_ranges(req):
             # the touched bytes as the backing store really holds them now

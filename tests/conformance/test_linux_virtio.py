@@ -571,7 +571,9 @@ def test_packed_lists_taken_before_the_judge_looked_are_counted_not_blamed() -> 
     r.judge.served(0, r.dev.next_avail | r.dev.avail_wrap << 15,
                    r.dev.next_used | r.dev.used_wrap << 15, True)
     assert r.judge.missed == 1 and broken(r.judge) == {}
-    assert all(r.judge.unknown)  # the model disk no longer vouches for any sector
+    # the model disk no longer vouches for any sector
+    assert isinstance(r.judge.disk, blk.LearnedDisk) and r.judge.disk.base is None
+    assert not r.judge.disk.knows(0, r.judge.capacity * blk.SECTOR)
     r.request(blk.Request(blk.T_FLUSH))  # and the judge follows the ring afterwards
     r.kick_and_serve()
     assert broken(r.judge) == {} and r.judge.tallies["PVSPEC-RING-USED-ID"].judged == 2

@@ -249,3 +249,22 @@ def test_unknown_flag_binds_past_capacity_too() -> None:
     v = B.check_completion(B.Disk.blank(CAP), req, wz, B.Outcome(B.S_IOERR))
     assert v is not None and v.requirement == "VIRTIO-5.2.6.2-DEV-UNSUPP-FLAGS"
     assert v.detail.endswith(B.ALSO_PAST_CAPACITY)
+
+
+def test_whole_disk_forgets_discarded_sectors_until_read() -> None:
+    """A disk the suite created: a discard leaves its range unspecified (any read
+    content is allowed, then bound), the rest stays judged as before."""
+    disc = V1 | (1 << B.FB["DISCARD"])
+    disk: B.AnyDisk = B.Disk(b"\7" * (CAP * B.SECTOR), b"\7" * (CAP * B.SECTOR))
+    d = B.Request(B.T_DISCARD, data=B.encode_segment(2, 1))
+    disk = B.settle(disk, d, disc, B.unseen_effect(disk, d, disc, B.S_OK))
+    assert isinstance(disk, B.Disk) and disk.unknown_spans() == [(2 * B.SECTOR, 3 * B.SECTOR)]
+    read = B.Request(B.T_IN, 1, in_len=2 * B.SECTOR)
+    zeroed = B.Outcome(B.S_OK, b"\7" * B.SECTOR + bytes(B.SECTOR))
+    assert B.check_completion(disk, read, disc, zeroed) is None  # sector 2: anything
+    bad = B.Outcome(B.S_OK, bytes(2 * B.SECTOR))  # sector 1 was not discarded
+    assert B.check_completion(disk, read, disc, bad) is not None
+    disk = B.settle(disk, read, disc, zeroed)
+    assert disk.unknown_spans() == [] and disk.known is None
+    again = B.Outcome(B.S_OK, b"\7" * 2 * B.SECTOR)  # now bound: zeros it must stay
+    assert B.check_completion(disk, read, disc, again) is not None

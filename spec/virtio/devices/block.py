@@ -100,11 +100,14 @@ def decode_segments(data: bytes) -> list[tuple[int, int, int]]:
 @attrs.frozen
 class Disk:
     """What reads return (``data``) and what survives power loss (``stable``): a disk the
-    suite knows whole (it created it, or sees its backing store)."""
+    suite knows whole (it created it, or sees its backing store).  ``known`` (one byte a
+    sector, 0 = unspecified) marks what a discard or a failed write left open, until a
+    write or a read makes it known again; None: every sector is known."""
 
     data: bytes
     stable: bytes
     device_id: bytes = b"pvspec-disk"
+    known: bytes | None = None
 
     @classmethod
     def blank(cls, sectors: int) -> Disk:
@@ -118,30 +121,65 @@ class Disk:
     def read(self, lo: int, hi: int) -> bytes:
         return self.data[lo:hi]
 
+    def unknown_spans(self) -> list[tuple[int, int]]:
+        """The byte ranges whose content is unspecified."""
+        if self.known is None:
+            return []
+        return [(i * SECTOR, (i + 1) * SECTOR) for i, k in enumerate(self.known) if not k]
+
+    def knows(self, lo: int, hi: int) -> bool:
+        """Whether any byte of ``[lo, hi)`` has a content a read could be judged by."""
+        if self.known is None:
+            return hi > lo
+        return any(self.known[lo // SECTOR: -(-hi // SECTOR)])
+
     def matches(self, lo: int, got: bytes) -> bool:
-        """Whether ``got``, read from byte ``lo``, is what the disk holds."""
-        return self.data[lo:lo + len(got)] == got
+        """Whether ``got``, read from byte ``lo``, is what the disk holds (unspecified
+        sectors match anything)."""
+        want = self.data[lo:lo + len(got)]
+        if self.known is None or want == got:
+            return want == got
+        if lo % SECTOR or len(got) % SECTOR:
+            return False
+        base = lo // SECTOR
+        return all(not self.known[base + k] or
+                   want[k * SECTOR:(k + 1) * SECTOR] == got[k * SECTOR:(k + 1) * SECTOR]
+                   for k in range(len(got) // SECTOR))
+
+    def _marked(self, lo: int, hi: int, bit: int) -> bytes | None:
+        if self.known is None and bit:
+            return None
+        mask = bytearray(self.known if self.known is not None else b"\1" * self.capacity)
+        a, b = lo // SECTOR, -(-hi // SECTOR)
+        mask[a:b] = bytes([bit]) * (b - a)
+        return None if all(mask) else bytes(mask)
 
     def written(self, lo: int, data: bytes, stable: bool) -> Disk:
         hi = lo + len(data)
         return Disk(self.data[:lo] + data + self.data[hi:],
                     self.stable[:lo] + data + self.stable[hi:] if stable else self.stable,
-                    self.device_id)
+                    self.device_id, self._marked(lo, hi, 1))
 
     def forgotten(self, lo: int, hi: int) -> Disk:
-        """Content the standard leaves unspecified (discarded, or a write that failed):
-        a whole-disk model keeps its bytes, and the judge lets the device's answer there
-        stand (``unspecified`` in :func:`check_completion`)."""
-        return self
+        """Content the standard leaves unspecified (discarded, or a write that failed)."""
+        return attrs.evolve(self, known=self._marked(lo, hi, 0))
 
     def bound(self, lo: int, got: bytes) -> Disk:
-        return self  # nothing is unknown
+        """A read's answer binds the unspecified sectors it covers."""
+        if self.known is None:
+            return self
+        data = bytearray(self.data)
+        for k in range(len(got) // SECTOR):
+            if not self.known[lo // SECTOR + k]:
+                data[lo + k * SECTOR: lo + (k + 1) * SECTOR] = got[k * SECTOR:(k + 1) * SECTOR]
+        return Disk(bytes(data), self.stable, self.device_id,
+                    self._marked(lo, lo + len(got), 1))
 
     def flushed(self) -> Disk:
-        return Disk(self.data, self.data, self.device_id)
+        return Disk(self.data, self.data, self.device_id, self.known)
 
     def with_id(self, ident: bytes) -> Disk:
-        return Disk(self.data, self.stable, ident)
+        return attrs.evolve(self, device_id=ident)
 
 
 @attrs.frozen
@@ -150,39 +188,50 @@ class LearnedDisk:
     create (a socket target) is unknown until observed.  A sector becomes known when it is
     first read (its content is then bound: every later read must return it), written or
     zeroed; it becomes unknown again when the standard leaves its content unspecified (a
-    discard, a write that failed).  Sparse, so a disk of any capacity costs what was
-    touched.  What survives power loss cannot be observed, so it has no ``stable`` part:
-    5.2.6.2's stable-write rule is not judged on such a disk."""
+    discard, a write that failed).  Sparse: ``sectors`` holds what changed (None: made
+    unknown) over ``base`` (the contents the suite started from, None when it knows
+    none), so a disk of any capacity costs what was touched.  What survives power loss
+    cannot be observed, so it has no ``stable`` part: 5.2.6.2's stable-write rule is not
+    judged on such a disk."""
 
     capacity: int
-    sectors: dict[int, bytes] = attrs.field(factory=dict, eq=True, hash=False)
+    sectors: dict[int, bytes | None] = attrs.field(factory=dict, eq=True, hash=False)
     device_id: bytes = b""
+    base: bytes | None = None
 
     def _span(self, lo: int, hi: int) -> range:
         return range(lo // SECTOR, -(-hi // SECTOR))
 
+    def sector(self, i: int) -> bytes | None:
+        """Sector ``i``'s content, None when unknown."""
+        if i in self.sectors:
+            return self.sectors[i]
+        if self.base is None or i >= self.capacity:
+            return None
+        return self.base[i * SECTOR:(i + 1) * SECTOR]
+
     def read(self, lo: int, hi: int) -> bytes:
         """Known bytes, zero where unknown (the answer of a device that never wrote)."""
-        return b"".join(self.sectors.get(i, bytes(SECTOR)) for i in self._span(lo, hi))[
+        return b"".join(self.sector(i) or bytes(SECTOR) for i in self._span(lo, hi))[
             lo % SECTOR: lo % SECTOR + hi - lo]
+
+    def knows(self, lo: int, hi: int) -> bool:
+        return any(self.sector(i) is not None for i in self._span(lo, hi))
 
     def matches(self, lo: int, got: bytes) -> bool:
         """``got`` agrees with every known sector it covers (reads are whole sectors)."""
         if lo % SECTOR or len(got) % SECTOR:
             return False
-        base = lo // SECTOR
-        return all(self.sectors.get(base + k) in (None, got[k * SECTOR:(k + 1) * SECTOR])
+        first = lo // SECTOR
+        return all(self.sector(first + k) in (None, got[k * SECTOR:(k + 1) * SECTOR])
                    for k in range(len(got) // SECTOR))
 
     def _with(self, lo: int, data: bytes | None, hi: int) -> LearnedDisk:
         sectors = dict(self.sectors)
         for i in self._span(lo, hi):
-            if data is None:
-                sectors.pop(i, None)
-            else:
-                k = i * SECTOR - lo
-                sectors[i] = data[k:k + SECTOR]
-        return LearnedDisk(self.capacity, sectors, self.device_id)
+            k = i * SECTOR - lo
+            sectors[i] = None if data is None else data[k:k + SECTOR]
+        return attrs.evolve(self, sectors=sectors)
 
     def written(self, lo: int, data: bytes, stable: bool) -> LearnedDisk:
         return self._with(lo, data, lo + len(data))
@@ -199,7 +248,7 @@ class LearnedDisk:
         return self
 
     def with_id(self, ident: bytes) -> LearnedDisk:
-        return LearnedDisk(self.capacity, self.sectors, ident)
+        return attrs.evolve(self, device_id=ident)
 
 
 AnyDisk = Disk | LearnedDisk
@@ -382,12 +431,23 @@ def _same(after: AnyDisk, want: AnyDisk, unspecified: tuple[tuple[int, int], ...
         for lo, hi in unspecified:
             after = after.forgotten(lo, hi)
         return after == want
-    if unspecified:
+    spans = [*unspecified, *want.unknown_spans()]
+    if spans:
         data, stable = bytearray(after.data), bytearray(after.stable)
-        for lo, hi in unspecified:
+        for lo, hi in spans:
             data[lo:hi], stable[lo:hi] = want.data[lo:hi], want.stable[lo:hi]
         after = Disk(bytes(data), bytes(stable), after.device_id)
     return after.data == want.data and _stable_ok(after, want)
+
+
+def unseen_effect(disk: AnyDisk, req: Request, features: int, status: int,
+                  written_in: bytes = b"") -> Outcome:
+    """The outcome as a platform that cannot look at the disk observes it: the status
+    and the bytes returned, with the disk the model's outcome of that status leaves (so
+    :func:`check_completion` judges the status and the data, and :func:`settle` moves the
+    model on)."""
+    match = next((o for o in allowed(disk, req, features) if o.status == status), None)
+    return Outcome(status, written_in, match.disk if match is not None else None)
 
 
 def settle(disk: AnyDisk, req: Request, features: int, observed: Outcome,
