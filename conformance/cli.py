@@ -320,7 +320,8 @@ def _run(args: argparse.Namespace, target: str, extra: list[Any] | None = None,
             return run_vhost_user(target, args.report, json_file=args.json,
                                   progress=lambda n, c: bar.step(n, str(c.status) if c else ""),
                                   only=tuple(args.only), skip=tuple(args.skip),
-                                  provenance=prov, max_errors=args.max_errors)
+                                  provenance=prov, max_errors=args.max_errors,
+                                  profile=args.profile)
         from conformance.runner import run_conformance
 
         return run_conformance(target, profile=args.profile, report_dir=args.report,
@@ -481,10 +482,16 @@ def cmd_virtio_requirements(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """Serve the reference virtio-blk device as a vhost-user back-end until interrupted."""
-    from reference_impl.virtio.server import serve_vhost_user_blk
+    """Serve a reference VIRTIO device as a vhost-user back-end until interrupted."""
+    from reference_impl.virtio.server import serve_vhost_user_blk, serve_vhost_user_net
 
     path = os.path.abspath(args.socket)
+    if args.serve_command == "vhost-user-net":
+        _print(f"pvspec: serving virtio-net (frames looped back) over vhost-user on {path}; "
+               f"test it with: pvspec conform --target vhost-user-net:{path}")
+        with run_guard(None), contextlib.suppress(RunInterrupted):
+            serve_vhost_user_net(path)
+        return EXIT_PASS
     _print(f"pvspec: serving virtio-blk ({args.size} bytes) over vhost-user on {path}; "
            f"test it with: pvspec conform --target vhost-user:{path}")
     with run_guard(None), contextlib.suppress(RunInterrupted):
@@ -621,6 +628,10 @@ def build_parser() -> argparse.ArgumentParser:
     sb.add_argument("--socket", required=True, help="Unix socket path to listen on")
     sb.add_argument("--size", type=_positive_int, default=1 << 20, help="disk size in bytes")
     sb.set_defaults(fn=cmd_serve)
+    sn = ssub.add_parser("vhost-user-net",
+                         help="reference virtio-net over vhost-user, frames looped back")
+    sn.add_argument("--socket", required=True, help="Unix socket path to listen on")
+    sn.set_defaults(fn=cmd_serve)
 
     be = sub.add_parser("bench", parents=[common],
                         help="throughput of spec vs reference implementation")

@@ -9,8 +9,10 @@ one place before any work starts.
 ``kvm-arm64[:nvhe|:protected]`` Linux KVM/arm64's PSCI (Debian's kernel under TCG), ditto
 ``xen-arm64``                  Xen 4.17's event channels (arm64, under TCG), from a dom0 of ours
 ``vhost-user:SOCKET``          a running vhost-user back-end (virtio-blk) on a Unix socket
+``vhost-user-net:SOCKET``      the same for a virtio-net back-end
 ``qemu-vhost-user-blk``        QEMU's qemu-storage-daemon, started and stopped here
 ``reference-vhost-user-blk``   pvspec's own virtio-blk back-end, in a thread
+``reference-vhost-user-net``   pvspec's own virtio-net back-end, in a thread, frames looped back
 ``virtiofsd``                  QEMU's virtiofsd on a scratch directory
 ``dpdk-vhost-net[:tso]``       DPDK 22.11's rte_vhost virtio-net (net_vhost PMD), frames
                                looped back (guests/dpdk-loopback; ``:tso`` with tso=1)
@@ -33,7 +35,8 @@ __all__ = ["EXAMPLES", "HYPERVISOR", "LINUX_VIRTIO", "VHOST_USER_MANAGED", "Targ
 
 HYPERVISOR = ("reference", "spec", "qemu-psci", "kvm-arm64", "kvm-arm64:nvhe",
               "kvm-arm64:protected", "xen-arm64")
-VHOST_USER_MANAGED = ("qemu-vhost-user-blk", "reference-vhost-user-blk", "virtiofsd",
+VHOST_USER_MANAGED = ("qemu-vhost-user-blk", "reference-vhost-user-blk",
+                      "reference-vhost-user-net", "virtiofsd",
                       "dpdk-vhost-net", "dpdk-vhost-net:tso")
 # a guest's driver judged; :packed with RING_PACKED offered and QEMU's device packed=on
 LINUX_VIRTIO = ("linux-virtio:blk", "linux-virtio:net", "linux-virtio:blk:packed",
@@ -54,9 +57,9 @@ class TargetSpec:
     @property
     def device(self) -> str:
         """The VIRTIO device type a vhost-user target serves (``fs``, ``net`` or ``blk``)."""
-        if self.kind.startswith("dpdk-vhost-net"):
-            return "net"
-        return "fs" if self.kind == "virtiofsd" else "blk"
+        from conformance.vhost_user.targets import target_kind
+
+        return target_kind(self.text)
 
 
 def parse_target(text: str) -> TargetSpec:
@@ -79,12 +82,13 @@ def parse_target(text: str) -> TargetSpec:
             raise UsageError(f"target {text!r}: exec: needs a command, e.g. "
                              f"exec:./examples/c-adapter/pvhv")
         return TargetSpec(t, "hypervisor", "exec", cmd)
-    if t.startswith("vhost-user:"):
-        path = t[len("vhost-user:"):]
-        if not path:
-            raise UsageError(f"target {text!r}: vhost-user: needs a socket path, e.g. "
-                             f"vhost-user:/run/my-blk.sock")
-        return TargetSpec(t, "vhost-user", "socket", path)
+    for form in ("vhost-user:", "vhost-user-net:"):
+        if t.startswith(form):
+            path = t[len(form):]
+            if not path:
+                raise UsageError(f"target {text!r}: {form} needs a socket path, e.g. "
+                                 f"{form}/run/my-device.sock")
+            return TargetSpec(t, "vhost-user", "socket", path)
     raise UsageError(f"unknown target {text!r}; use one of: {', '.join(EXAMPLES)}")
 
 
@@ -92,6 +96,6 @@ def help_text() -> str:
     """The target forms, for ``--help``."""
     return ("reference | spec | qemu-psci | kvm-arm64[:nvhe|:protected] | xen-arm64 | "
             "exec:COMMAND | "
-            "vhost-user:SOCKET | "
+            "vhost-user:SOCKET | vhost-user-net:SOCKET | "
             + " | ".join((*VHOST_USER_MANAGED, *LINUX_VIRTIO))
             + " (e.g. exec:./examples/c-adapter/pvhv)")

@@ -1,6 +1,8 @@
 """Targets: where a vhost-user back-end comes from, and how to stop it.
 
-* ``vhost-user:SOCKET`` — a running back-end (not managed; its disk is learned as it is read);
+* ``vhost-user:SOCKET`` — a running virtio-blk back-end (not managed; its disk is learned
+  as it is read); ``vhost-user-net:SOCKET`` the same for a virtio-net one;
+* ``reference-vhost-user-net`` — our own virtio-net back-end in a thread, frames looped back;
 * ``qemu-vhost-user-blk`` — qemu-storage-daemon exporting a scratch raw file as
   vhost-user-blk over a temp socket (started and killed here);
 * ``reference-vhost-user-blk`` — our own back-end (reference_impl.virtio) in a thread;
@@ -233,6 +235,26 @@ def start_reference_blk(disk_bytes: int = DISK_BYTES) -> Target:
     return _ready(t, None, "", 5.0)
 
 
+def start_reference_net() -> Target:
+    """Our virtio-net back-end (reference_impl.virtio.net) in a thread, every frame the
+    driver transmits looped back to its receive queue."""
+    from reference_impl.virtio.server import serve_vhost_user_net
+
+    tmp = tempfile.mkdtemp(prefix="pvspec-ref-net-")
+    sock = os.path.join(tmp, "net.sock")
+    stop = threading.Event()
+    th = threading.Thread(target=serve_vhost_user_net, args=(sock, stop), daemon=True,
+                          name="pvspec-vu-ref-net")
+    th.start()
+
+    def halt() -> None:
+        stop.set()
+        th.join(timeout=3)
+
+    t = Target(REFERENCE_NET, "net", sock, None, None, None, tmp, stop_hook=halt, thread=th)
+    return _ready(t, None, "", 5.0)
+
+
 def start_virtiofsd(within: float = 10.0) -> Target:
     """virtiofsd (vhost-user-fs) on a temp shared directory, sandboxed by chroot."""
     exe = virtiofsd_path()
@@ -328,9 +350,23 @@ def _wait_log(path: str, word: str, proc: subprocess.Popen[bytes], within: float
         time.sleep(0.02)
 
 
+# socket forms: a running back-end says nothing of its device type over vhost-user, so
+# the target string does (``vhost-user:SOCKET`` is blk, as it always was)
+SOCKET_FORMS = {"vhost-user:": "blk", "vhost-user-net:": "net"}
+REFERENCE_NET = "reference-vhost-user-net"
+
+
+def socket_form(spec: str) -> str | None:
+    """The socket prefix ``spec`` starts with (None: a managed target)."""
+    return next((p for p in SOCKET_FORMS if spec.startswith(p)), None)
+
+
 def target_kind(spec: str) -> str:
-    """The device type a target spec speaks (``vhost-user:SOCKET`` is taken as blk)."""
-    if spec in DPDK_NET:
+    """The device type a target spec speaks: ``blk``, ``net`` or ``fs``."""
+    form = socket_form(spec)
+    if form is not None:
+        return SOCKET_FORMS[form]
+    if spec in DPDK_NET or spec == REFERENCE_NET:
         return "net"
     return "fs" if spec == "virtiofsd" else "blk"
 
@@ -338,7 +374,7 @@ def target_kind(spec: str) -> str:
 def open_target(spec: str) -> Target:
     """Parse a target spec and start it when managed; :class:`TargetUnavailable` (never
     another exception) when it cannot be started or there is no socket at the path."""
-    if spec.startswith("vhost-user:"):
+    if socket_form(spec) is not None:
         path = spec.split(":", 1)[1]
         try:
             mode = os.stat(path).st_mode
@@ -362,4 +398,6 @@ def _start_managed(spec: str) -> Target:
         return start_virtiofsd()
     if spec in DPDK_NET:
         return start_dpdk_net(tso=spec.endswith(":tso"))
+    if spec == REFERENCE_NET:
+        return start_reference_net()
     raise UnknownTarget(f"unknown vhost-user target {spec!r}")

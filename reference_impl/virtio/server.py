@@ -28,6 +28,7 @@ from typing import Protocol
 from reference_impl.virtio._wire import F_EVENT_IDX, F_RING_PACKED, feature, need_event
 from reference_impl.virtio.blk import BlkDevice, blk_features
 from reference_impl.virtio.device import Device
+from reference_impl.virtio.net import NetDevice
 from reference_impl.virtio.packed import PackedQueue
 from reference_impl.virtio.split import SplitQueue
 
@@ -467,6 +468,27 @@ def serve_vhost_user_blk(socket_path: str, disk_bytes: bytearray,
     ``observer`` (if any) is shown every ring event of every connection; ``offered``
     replaces :func:`blk_features` (e.g. with RING_PACKED added)."""
     serve_vhost_user(socket_path, BlkDevice(disk_bytes), stop, once, observer, offered)
+
+
+def loopback(dev: Device) -> None:
+    """The wire of a net device served alone: every frame the driver transmitted comes
+    back on its receive queue (what a switch port looped to itself would do)."""
+    assert isinstance(dev, NetDevice)
+    for frame in dev.sent:
+        dev.deliver(frame)
+    dev.sent.clear()
+
+
+def serve_vhost_user_net(socket_path: str, stop: threading.Event | None = None,
+                         once: bool = False, observer: RingObserver | None = None,
+                         offered: int | None = None) -> None:
+    """Serve :class:`NetDevice` as vhost-user-net (one queue pair: over vhost-user the
+    control queue stays with the front-end's VMM) on ``socket_path`` until ``stop`` is
+    set, its transmitted frames looped back to it."""
+    dev = NetDevice()
+    serve_vhost_user(socket_path, dev, stop, once, observer,
+                     (offered if offered is not None else NetDevice.features)
+                     | 1 << PROTOCOL_FEATURES_BIT, 2, loopback)
 
 
 def _serve(conn: _Conn, stop: threading.Event) -> None:
