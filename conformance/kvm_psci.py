@@ -57,12 +57,18 @@ Speed
     The init runs pinned to one outer CPU with its vCPU threads (each call hands over from
     one thread to another twice; same-CPU wake-ups need no IPI).  Measured with QEMU 7.2
     TCG on 2 host cores that other jobs were also using (medians over 5 x 300 calls):
-    calls inside the init (the ``B`` benchmark request, no serial line) 1,000-1,400/s
-    pinned, 730-880/s not; a bare serial round trip (``H``) ~1,000/s; end to end,
-    :meth:`call` 300-370/s (up to 530/s), :meth:`started` 700-800/s; :meth:`reset_vm`
-    45-75 ms.  nVHE and protected mode measure alike.  A vCPU started at an address
+    calls inside the init (the ``B`` benchmark request, no line at all) 1,000-1,400/s
+    pinned, 730-880/s not (600-800/s at load 5); over the console, a bare round trip
+    (``H``) ~1,000/s, :meth:`call` 300-370/s (up to 530/s) on a quiet host and 40-220/s at
+    load 5-6, where the virtio port gives 290-390/s; :meth:`reset_vm` 45-75 ms (90-190 ms
+    at load 5).  nVHE and protected mode measure alike.  A vCPU started at an address
     outside RAM spins in KVM on prefetch aborts (nothing maps its vectors) and roughly
-    halves the call rate until :meth:`reset_vm`.
+    halves the call rate until :meth:`reset_vm`.  In a 10-example oracle campaign at load
+    5-6 (the profile): 1,849 calls of 3.3-4 ms each (the nested KVM round trip sets that
+    pace), 14 suspends waited out at 0.2 s each (a quarter of the time), 7 VM resets;
+    104-179 checked calls/s over the port against 46-50/s over the console.
+    Tried and not kept: one condition variable per vCPU for the doorbell waits (a request
+    wakes only its vCPU's thread) made no difference measurable at that load.
 
 Cheap resets
     The outer boot takes seconds (about 4 s here; 14-18 s was seen on other machines), so

@@ -4,9 +4,11 @@
 Per target: ``boot_s``, the first reset (QEMU started, the hypervisor booted, our agent or
 init serving); then a conformance campaign of ``examples`` examples, as ``pvspec conform``
 runs it, giving ``checked_calls_per_s`` (every call run on the target and the spec and
-compared) over the campaign's own time, which includes every later reset (a fresh QEMU per
-example for qemu-psci, a fresh KVM VM for kvm-arm64, closing the suite's ports for Xen):
-the boot amortized, as a long campaign sees it.  A target whose prerequisites are missing
+compared) over the campaign's own time, which includes every later reset (QEMU reset in
+place over QMP for qemu-psci, a fresh KVM VM for kvm-arm64, closing the suite's ports for
+Xen): the boot amortized, as a long campaign sees it.  The figures move with the host's
+load (QEMU's TCG threads share its cores with everything else): compare runs made
+together, and note ``uptime``'s load with them.  A target whose prerequisites are missing
 is listed with the reason instead of figures.
 
 ``linux-virtio:blk`` and ``:net`` are drivers, not hypervisors: one boot of Linux driving
@@ -19,6 +21,7 @@ Run ``pvspec bench --real-targets`` (or ``python -m conformance.benchmarks.real_
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import Any
@@ -86,8 +89,13 @@ def measure(name: str, examples: int = EXAMPLES) -> dict[str, Any]:
 
 
 def run(examples: int = EXAMPLES, targets: tuple[str, ...] = TARGETS) -> dict[str, Any]:
-    """The figures of every target, one after the other."""
-    return {name: measure(name, examples) for name in targets}
+    """The figures of every target, one after the other, each with the host's 1-minute
+    load average when it began (``load``: the figures are only comparable at like load)."""
+    out: dict[str, Any] = {}
+    for name in targets:
+        load = round(os.getloadavg()[0], 1)
+        out[name] = {**measure(name, examples), "load": load}
+    return out
 
 
 def main(argv: list[str]) -> None:
@@ -97,7 +105,8 @@ def main(argv: list[str]) -> None:
         else:
             what = "judged ring ops" if name.startswith("linux-virtio") else "checked calls"
             print(f"{name:12} boot {r['boot_s']:6.2f} s   {r['checked_calls_per_s']:6d} {what}"
-                  f"/s ({r['checked_calls']} in {r['seconds']} s, {r['status']})"
+                  f"/s ({r['checked_calls']} in {r['seconds']} s, {r['status']}, load "
+                  f"{r['load']})"
                   + (f"; the judge: {r['judged_ops_per_judge_s']} ops per second of its own "
                      f"time" if "judge_seconds" in r else ""))
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,7 +31,7 @@ from _machines import (
     group_gone,
 )
 
-from conformance.guest_machine import fnv1a, parse_line
+from conformance.guest_machine import PortRun, fnv1a, parse_line
 from conformance.kvm_psci import (
     ENTRY_IMAGE,
     CpuState,
@@ -45,6 +46,7 @@ from conformance.kvm_psci import (
     build_initrd,
     missing_prerequisites,
 )
+from conformance.xen_machine import default_channel
 
 _MISSING = missing_prerequisites()
 
@@ -92,6 +94,52 @@ def test_protocol_lines_are_checked() -> None:
     assert parse_line(_line(b"@@PVK 12")) is None  # no kind
 
 
+class _Stdin:
+    def __init__(self) -> None:
+        self.data = b""
+
+    def write(self, data: bytes) -> None:
+        self.data += data
+
+    def flush(self) -> None:
+        pass
+
+
+class _Proc:
+    def __init__(self) -> None:
+        self.stdin = _Stdin()
+
+
+def test_requests_go_over_the_port_only_once_the_init_reads_it(tmp_path: Path) -> None:
+    """PortRun (both inits' fast channel) sends on the console until the init has shown it
+    uses the virtio port -- its CHANNEL line, or any line of ours arriving on the port --
+    and keeps to the console when the init says ``CHANNEL console`` (no drivers)."""
+    for announce in ("console line", "port line", "console fallback"):
+        run = PortRun(tmp_path)
+        run.proc = _Proc()  # type: ignore[assignment]
+        ours, qemus = socket.socketpair()
+        run.port = ours
+        try:
+            run.send(b"1 H\n")
+            assert run.proc.stdin.data == b"1 H\n"  # type: ignore[union-attr]
+            if announce == "console line":
+                run.protocol_line(_line(b"@@PVK - CHANNEL virtio vport0p1"))
+            elif announce == "port line":
+                run._port_line(_line(b"@@PVK - READY 12 8 1000 6.1.0"))
+                assert run.ready == ["12", "8", "1000", "6.1.0"]
+            else:
+                run.protocol_line(_line(b"@@PVK - CHANNEL console"))
+            run.send(b"2 H\n")
+            if announce == "console fallback":
+                assert not run.on_port
+                assert run.proc.stdin.data.endswith(b"2 H\n")  # type: ignore[union-attr]
+            else:
+                assert run.on_port and qemus.recv(100) == b"2 H\n"
+        finally:
+            ours.close()
+            qemus.close()
+
+
 def test_initrd_build_is_idempotent(initrd: Path) -> None:
     assert_build_is_idempotent(initrd, build_initrd)
 
@@ -107,6 +155,9 @@ def test_boot(machine: KvmPsciMachine) -> None:
     assert rec is not None and rec.entry_index == ENTRY_IMAGE and rec.boot_count == 1
     assert machine.serving(0)
     assert machine.started(1) is None and not machine.serving(1)
+    # the fast channel whenever the virtio-serial drivers were fetched (into the initrd)
+    run = machine._run
+    assert run is not None and run.on_port == (default_channel() == "virtio"), run.modules
 
 
 def test_psci_version_returns(machine: KvmPsciMachine) -> None:
