@@ -24,6 +24,14 @@ class Requirement:
     text: str  # our paraphrase, never the spec's wording
     checks: tuple[str, ...] = ()  # names of the checks that cover it
 
+    @property
+    def section_1_4(self) -> str | None:
+        """Its section in VIRTIO 1.4's numbering (spec/virtio/numbering.py; None: the
+        1.3 heading has no counterpart there)."""
+        from spec.virtio.numbering import in_1_4
+
+        return in_1_4(self.section)
+
 
 _REGISTRY: dict[str, Requirement] = {}
 

@@ -9,11 +9,12 @@ from spec.virtio.registry import Requirement
 
 def render_requirements_table(reqs: Sequence[Requirement]) -> str:
     """One row per requirement plus a coverage summary line."""
-    head = ("id", "section", "level", "side", "covered-by")
-    rows = [(r.id, r.section, r.level, r.side, ", ".join(r.checks) or "-") for r in reqs]
-    widths = [max(len(x[i]) for x in [head, *rows]) for i in range(4)]
+    head = ("id", "1.3", "1.4", "level", "side", "covered-by")
+    rows = [(r.id, r.section, r.section_1_4 or "-", r.level, r.side,
+             ", ".join(r.checks) or "-") for r in reqs]
+    widths = [max(len(x[i]) for x in [head, *rows]) for i in range(5)]
     lines = [
-        "  ".join(c.ljust(w) for c, w in zip(row[:4], widths, strict=True)) + "  " + row[4]
+        "  ".join(c.ljust(w) for c, w in zip(row[:5], widths, strict=True)) + "  " + row[5]
         for row in [head, *rows]
     ]
     musts = [r for r in reqs if r.level in ("MUST", "MUST NOT")]
