@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
 import z3
@@ -277,8 +276,9 @@ def _record(idx: Any, n: int) -> None:
         cond = 0 <= idx < n
     if cond is True:
         return
-    code = sys._getframe(2)  # the spec code that called select / store
-    where = f"{Path(code.f_code.co_filename).name}:{code.f_lineno} {code.f_code.co_name}"
+    frame = sys._getframe(2)  # the spec code that called select / store
+    code = frame.f_code
+    where = f"{code.co_filename.rpartition('/')[2]}:{frame.f_lineno} {code.co_name}"
     _INDEX_LOGS[-1].append(Access(cond, where))
 
 
