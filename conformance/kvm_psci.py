@@ -66,7 +66,11 @@ Speed
     halves the call rate until :meth:`reset_vm`.  In a 10-example oracle campaign at load
     5-6 (the profile): 1,849 calls of 3.3-4 ms each (the nested KVM round trip sets that
     pace), 14 suspends waited out at 0.2 s each (a quarter of the time), 7 VM resets;
-    104-179 checked calls/s over the port against 46-50/s over the console.
+    104-179 checked calls/s over the port against 46-50/s over the console; at load 2-3,
+    165-197 (median 176) against 70-181 (175): on a quiet host the console keeps up, and
+    the nested call itself and the suspends waited out set the pace.  The port costs the
+    boot 0.3-0.8 s (loading the two modules; 6.3-7.4 s against 5.5-6.6 s to READY at
+    load 3-4), once per campaign.
     Tried and not kept: one condition variable per vCPU for the doorbell waits (a request
     wakes only its vCPU's thread) made no difference measurable at that load.
 
