@@ -282,33 +282,14 @@ ALLOWED_GAP: dict[tuple[str, str], int] = {
     ("4.1.4.3.2", "driver"): 1,
     # merged: VIRTIO-4.2.2.1-DEV-QUEUE-RESET states the five QueueReset sentences
     ("4.2.2.1", "device"): 4,
+    # merged: VIRTIO-5.1.6.3.1-DRV-RX-BUFFER-SIZE states both receive buffer sizes
+    ("5.1.6.3.1", "driver"): 1,
     # merged: VIRTIO-5.2.6.1-DRV-MAX-SEGMENTS states the three per-type segment limits
     ("5.2.6.1", "driver"): 2,
     # merged: VIRTIO-5.2.6.2-DEV-UNSUPP-FLAGS states unknown flags and discard's unmap
     ("5.2.6.2", "device"): 1,
 }
 TODO_GAP: dict[tuple[str, str], int] = {
-    ('5.1.4.2', 'driver'): 12,
-    ('5.1.6.2.1', 'driver'): 13,
-    ('5.1.6.2.2', 'device'): 1,
-    ('5.1.6.3.1', 'driver'): 2,
-    ('5.1.6.4.2', 'driver'): 5,
-    ('5.1.6.4.4.4', 'device'): 3,
-    ('5.1.6.4.4.5', 'driver'): 3,
-    ('5.1.6.5.1.1', 'device'): 13,
-    ('5.1.6.5.1.2', 'driver'): 2,
-    ('5.1.6.5.2.1', 'device'): 4,
-    ('5.1.6.5.2.2', 'driver'): 4,
-    ('5.1.6.5.3.1', 'device'): 2,
-    ('5.1.6.5.4.1', 'driver'): 2,
-    ('5.1.6.5.4.2', 'device'): 1,
-    ('5.1.6.5.6.1', 'driver'): 4,
-    ('5.1.6.5.6.2', 'device'): 4,
-    ('5.1.6.5.7.2', 'driver'): 5,
-    ('5.1.6.5.7.3', 'device'): 2,
-    ('5.1.6.5.8.2', 'driver'): 1,
-    ('5.1.6.5.9.5', 'driver'): 4,
-    ('5.1.6.5.9.6', 'device'): 9,
     ('5.7.5', 'device'): 4,
     ('5.8.6.2', 'device'): 2,
 }
