@@ -42,6 +42,9 @@
  *                             zeros left out) | E esr elr far vector |
  *                             T state restarted | S state boot | X status reason
  *   C <cpu> x0..x7            the same with HVC and <call_ms>
+ *   G <cpu> <insn> <ms> <settle_ms> x0..x7  as F, and T (no return) as soon as the vCPU
+ *                             has slept inside KVM_RUN during the call for <settle_ms>
+ *                             without waking (a suspend nothing will wake; see await_call)
  *   P <cpu> <ms>              wait more for a call that timed out -> as C, or Z (none)
  *   W <cpu> <after> <ms>      wait until cpu has started more than <after> times
  *                             -> OK <running> <mailbox record> | Z | X status reason
@@ -111,6 +114,7 @@
 #define W_EXC_VECTOR 43
 #define W_EXC_COUNT 45
 #define ST_READY 1
+#define ST_IN_CALL 2
 #define ST_DONE 3
 #define ST_EXCEPTION 4
 
@@ -128,6 +132,8 @@ struct vcpu {
     pthread_t thread;
     int have_thread;
     int parked;
+    volatile int in_run; /* inside KVM_RUN (read by G's settling without mu) */
+    volatile pid_t tid;
 };
 
 struct pending {
@@ -405,6 +411,7 @@ static void *vcpu_thread(void *arg)
 {
     struct vcpu *v = arg;
     struct kvm_run *run = v->run;
+    v->tid = (pid_t)syscall(SYS_gettid);
     char why[96];
 
     /* The kick signal is blocked here and unblocked only inside KVM_RUN: a kick sent at any
@@ -435,7 +442,9 @@ static void *vcpu_thread(void *arg)
         }
         pthread_mutex_unlock(&mu);
 
+        v->in_run = 1;
         int r = ioctl(v->fd, KVM_RUN, 0);
+        v->in_run = 0;
         if (r < 0) {
             int e = errno;
             eat_kicks();
@@ -631,10 +640,53 @@ static int cpu_arg(const char *seq, const char *s)
 }
 
 /* Wait (holding mu) for the answer to request seq on cpu, started at boot count boot. */
-static void await_call(const char *seqtok, int cpu, uint64_t seq, uint64_t boot, uint64_t ms)
+/* Thread tid of this process is asleep ('S'): its voluntary context switches so far in
+ * *nvcsw; 0 if it runs, is runnable, or cannot be read. */
+static int thread_asleep(pid_t tid, long *nvcsw)
+{
+    char path[64], buf[2048];
+    snprintf(path, sizeof path, "/proc/self/task/%d/stat", (int)tid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = 0;
+    char *paren = strrchr(buf, ')');
+    if (paren == NULL || paren[1] != ' ' || paren[2] != 'S')
+        return 0;
+    snprintf(path, sizeof path, "/proc/self/task/%d/status", (int)tid);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = 0;
+    char *v = strstr(buf, "\nvoluntary_ctxt_switches:");
+    if (v == NULL)
+        return 0;
+    *nvcsw = strtol(v + 26, NULL, 10);
+    return 1;
+}
+
+/* Wait for cpu's answer to request seq (caller holds mu) and emit it; T after ms.  With
+ * settle_ms > 0 (G: a CPU_SUSPEND), T as soon as the vCPU has been inside the call and its
+ * thread asleep inside KVM_RUN, without one wake-up, for settle_ms: the vCPU waits in the
+ * hypervisor (a standby suspend is a WFI) and, with no interrupt source in this VM and the
+ * agent's timer off, nothing will wake it.  A call that returns never sleeps in KVM_RUN. */
+static void await_call(const char *seqtok, int cpu, uint64_t seq, uint64_t boot, uint64_t ms,
+                       uint64_t settle_ms)
 {
     vu64 *mb = mbox(cpu);
     struct timespec d = deadline_ms(ms);
+    struct vcpu *v = &vm.cpu[cpu];
+    int asleep = 0;
+    long nvcsw0 = 0;
+    struct timespec since = {0, 0};
     vm.pending[cpu].valid = 0;
     for (;;) {
         if (vm.state != VM_RUNNING) {
@@ -670,12 +722,37 @@ static void await_call(const char *seqtok, int cpu, uint64_t seq, uint64_t boot,
                 return;
             }
         }
-        if (expired(&d)) {
+        int settled = 0;
+        if (settle_ms > 0 && !vm.resetting && v->in_run && v->tid > 0
+            && mb[W_STATE] == ST_IN_CALL && mb[W_ACK_SEQ] != seq && mb[W_REQ_SEQ] == seq) {
+            long nvcsw = 0;
+            if (thread_asleep(v->tid, &nvcsw)) {
+                if (!asleep || nvcsw != nvcsw0) {
+                    asleep = 1;
+                    nvcsw0 = nvcsw;
+                    since = deadline_ms(settle_ms);
+                } else if (expired(&since)) {
+                    settled = 1;
+                }
+            } else {
+                asleep = 0;
+            }
+        } else {
+            asleep = 0;
+        }
+        if (settled || expired(&d)) {
             vm.pending[cpu] = (struct pending){1, seq, boot};
             emit(seqtok, "T %lx 0", mb[W_STATE]);
             return;
         }
-        pthread_cond_timedwait(&cv, &mu, &d);
+        if (settle_ms > 0) { /* look again in 2 ms (or at the deadline) */
+            struct timespec look = deadline_ms(2);
+            if (look.tv_sec > d.tv_sec || (look.tv_sec == d.tv_sec && look.tv_nsec > d.tv_nsec))
+                look = d;
+            pthread_cond_timedwait(&cv, &mu, &look);
+        } else {
+            pthread_cond_timedwait(&cv, &mu, &d);
+        }
     }
 }
 
@@ -684,12 +761,16 @@ static void cmd_call(const char *seq, char **tok, int ntok)
     int cpu = cpu_arg(seq, tok[2]);
     if (cpu < 0)
         return;
-    int full = tok[1][0] == 'F', first = full ? 5 : 3;
+    int settle = tok[1][0] == 'G', full = tok[1][0] == 'F' || settle;
+    int first = settle ? 6 : full ? 5 : 3;
     if (ntok <= first) {
-        emit(seq, "ERR %s needs %s", tok[1], full ? "cpu, insn, ms and x0" : "cpu and x0");
+        emit(seq, "ERR %s needs %s", tok[1],
+             settle ? "cpu, insn, ms, settle_ms and x0"
+                    : full ? "cpu, insn, ms and x0" : "cpu and x0");
         return;
     }
     uint64_t insn = full ? dec(tok[3]) : 0, ms = full ? dec(tok[4]) : vm.call_ms;
+    uint64_t settle_ms = settle ? dec(tok[5]) : 0;
     pthread_mutex_lock(&mu);
     vu64 *mb = mbox(cpu);
     if (vm.state != VM_RUNNING) {
@@ -706,7 +787,7 @@ static void cmd_call(const char *seq, char **tok, int ntok)
         mb[W_REQ_SEQ] = s; /* after the arguments */
         __sync_synchronize();
         pthread_cond_broadcast(&cv); /* the CPU's doorbell wait */
-        await_call(seq, cpu, s, boot, ms);
+        await_call(seq, cpu, s, boot, ms, settle_ms);
     }
     pthread_mutex_unlock(&mu);
 }
@@ -760,7 +841,7 @@ static void cmd_pending(const char *seq, char **tok)
     if (!vm.pending[cpu].valid)
         emit(seq, "Z");
     else
-        await_call(seq, cpu, vm.pending[cpu].seq, vm.pending[cpu].boot, dec(tok[3]));
+        await_call(seq, cpu, vm.pending[cpu].seq, vm.pending[cpu].boot, dec(tok[3]), 0);
     pthread_mutex_unlock(&mu);
 }
 
@@ -884,6 +965,7 @@ static void command(char *line)
     }
     case 'C':
     case 'F':
+    case 'G':
         cmd_call(seq, tok, ntok);
         break;
     case 'B':

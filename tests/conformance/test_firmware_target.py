@@ -71,3 +71,30 @@ def test_cpu_off_wait_is_cut_short_only_on_an_observed_off(
     assert (("wait_pending", (1, ft.NO_RETURN_WAIT)) in m.log) == waited
     probed = [e for e in m.log if e[0] == "call" and e[1][1] == AFFINITY_INFO_64]
     assert bool(probed) == serving
+
+
+class SettlingMachine(ScriptedMachine):
+    """A machine that can settle a suspend (``settles_suspends``): records ``settle``."""
+
+    settles_suspends = True
+
+    def call(self, cpu: int, regs: list[int], timeout: float | None = None,
+             settle: float | None = None) -> Any:
+        self.log.append(("settle", settle))
+        return super().call(cpu, regs, timeout)
+
+
+@pytest.mark.parametrize(("fid", "settled"), [
+    (0xC4000001, True), (0x84000001, True),  # CPU_SUSPEND (SMC64, SMC32)
+    (0x84000000, False), (0xC4000004, False),  # PSCI_VERSION, AFFINITY_INFO: no settling
+])
+def test_only_suspends_ask_to_be_settled(fid: int, settled: bool) -> None:
+    """A suspend on a machine that settles_suspends is given up on at SUSPEND_SETTLE in
+    the hypervisor (still bounded by SUSPEND_WAIT); every other call waits as before."""
+    m = SettlingMachine(1)
+    t = Shim(m)
+    t.reset(FIRMWARE_CONFIG)
+    t.hypercall(0, 0, {"x0": fid})
+    assert ("settle", ft.SUSPEND_SETTLE if settled else None) in m.log
+    wait = ft.SUSPEND_WAIT if settled else ft.ANSWER_WAIT
+    assert ("call", (0, fid, wait)) in m.log

@@ -183,6 +183,28 @@ def test_cpu_on_start_call_and_cpu_off(machine: KvmPsciMachine) -> None:
     assert isinstance(m.call(0, [PSCI_VERSION]), Returned)  # CPU 0 unaffected
 
 
+CPU_SUSPEND64 = 0xC400_0001
+
+
+def test_a_suspend_is_settled_once_the_vcpu_waits_in_kvm(machine: KvmPsciMachine) -> None:
+    """call(settle=...): a CPU_SUSPEND (a WFI in KVM; nothing in this VM wakes it) is
+    reported as not returning once the vCPU has slept in KVM_RUN that long, well before
+    the timeout; a call that returns is answered as ever, and the suspended call stays
+    pending (wait_pending), as after a timeout."""
+    m = machine
+    tramps = m.info.trampolines
+    assert isinstance(m.call(0, [CPU_ON64, 1, tramps[0], 0]), Returned)
+    assert m.wait_started(1, 0, TIMEOUT) is not None
+    assert m.call(1, [PSCI_VERSION], TIMEOUT, settle=0.01) == m.call(1, [PSCI_VERSION])
+    start = time.monotonic()
+    out = m.call(1, [CPU_SUSPEND64, 0, tramps[1], 0], 4 * TIMEOUT, settle=0.01)
+    assert isinstance(out, NoReturn) and not out.restarted and out.state == CpuState.IN_CALL
+    assert time.monotonic() - start < 4 * TIMEOUT  # settled, not timed out
+    later = m.wait_pending(1, 0.05)
+    assert isinstance(later, NoReturn) and not later.restarted  # still waiting in KVM
+    assert isinstance(m.call(0, [PSCI_VERSION]), Returned)
+
+
 def test_reset_vm_gives_a_fresh_vm(machine: KvmPsciMachine) -> None:
     m = machine
     m.call(0, [CPU_ON64, 1, m.info.trampolines[0], 7])
