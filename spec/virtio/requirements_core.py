@@ -286,6 +286,9 @@ CORE = (
         "While negotiating features the driver may read but not write device config.",
         "spec.virtio.devices.net:check_driver_config_write",
     ),
+    R("VIRTIO-3.1.1-DRV-MAY-READ-CONFIG", "3.1.1", "MAY", "driver",
+      "While negotiating features the driver can read device config to decide whether it "
+      "can drive the device."),
     R(
         "VIRTIO-3.1.1-DRV-NO-NEW-FEATURES",
         "3.1.1",

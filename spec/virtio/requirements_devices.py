@@ -1115,6 +1115,8 @@ CONSOLE = (
         CO + "check_driver_control",
         T_SM + "test_console_driver_control",
     ),
+    R("VIRTIO-5.3.6.2.2-DRV-CONSOLE-PORT-TEXT", "5.3.6.2.2", "SHOULD", "driver",
+      "A port announced by CONSOLE_PORT is used as a text console."),
 )
 
 ENTROPY = (
@@ -1183,6 +1185,18 @@ GPU = (
         "device",
         "Unfenced control commands may be returned before processing finishes.",
     ),
+    # §5.7.5 is a device block, but four of its sentences bind the driver; they are
+    # registered driver-side (a GPU device is not judged on them)
+    R("VIRTIO-5.7.5-DRV-QUERY-DISPLAY-INFO", "5.7.5", "SHOULD", "driver",
+      "The driver sets up its first scanouts from GET_DISPLAY_INFO's answer."),
+    R("VIRTIO-5.7.5-DRV-FETCH-EDID", "5.7.5", "SHOULD", "driver",
+      "With EDID negotiated the EDID is fetched with GET_EDID too (the spec names the device "
+      "here, but GET_EDID is a command only the driver sends)."),
+    R("VIRTIO-5.7.5-DRV-DISPLAY-FALLBACK", "5.7.5", "MAY", "driver",
+      "With no display information, or every display disabled, the driver can fall back to "
+      "a default mode such as 1024x768 on display 0."),
+    R("VIRTIO-5.7.5-DRV-QUERY-SHM", "5.7.5", "SHOULD", "driver",
+      "The driver queries every shared memory region the device has."),
 )
 
 INPUT = (
@@ -1254,6 +1268,8 @@ INPUT = (
         "driver",
         "The driver keeps the eventq stocked with buffers.",
     ),
+    R("VIRTIO-5.8.6.1-DRV-IGNORE-UNKNOWN-EVENTS", "5.8.6.1", "SHOULD", "driver",
+      "Input events the driver does not know are ignored."),
     R(
         "VIRTIO-5.8.6.2-DEV-DROP-WHOLE-SEQUENCE",
         "5.8.6.2",
@@ -1263,6 +1279,8 @@ INPUT = (
         IN + "check_event_sequences",
         T_SM + "test_input_partial_drop_is_flagged",
     ),
+    R("VIRTIO-5.8.6.2-DEV-MAY-DROP", "5.8.6.2", "MAY", "device",
+      "With too few eventq buffers the device can drop input events."),
 )
 
 # One record per "requires" line of §5.1.3.1 (net) and §5.7.3 (gpu): §2.2.2 forbids a
