@@ -422,6 +422,9 @@ CORE = (
       "mode."),
     R("VIRTIO-6.2-DEV-OFFER-SR-IOV", "6.2", "SHOULD", "device",
       "A PCI device with an SR-IOV capability offers SR_IOV."),
+    R("VIRTIO-6.2-DEV-ADD-IN-CARD-PLATFORM", "6.2", "SHOULD", "device",
+      "A PCI add-in card offers ACCESS_PLATFORM and ORDER_PLATFORM both, to work in the "
+      "most systems (the spec says RECOMMENDED)."),
 )
 
 # §4.2.2 / §4.2.3 virtio-mmio

@@ -347,6 +347,28 @@ BLOCK = (
       "With ZONED and SECURE_ERASE, SECURE_ERASE sizes are multiples of zone_sectors."),
     R("VIRTIO-5.2.6.2-DEV-ZONED-ERASE-AS-RESET", "5.2.6.2", "MUST", "device",
       "With ZONED, SECURE_ERASE acts as ZONE_RESET over the range it names."),
+    # the zoned rules the spec states with SHALL (RFC 2119: the same as MUST)
+    R("VIRTIO-5.2.6.2-DEV-APPEND-NOT-SWR", "5.2.6.2", "MUST", "device",
+      "A ZONE_APPEND to a zone that is not sequential-write-required ends in "
+      "ZONE_INVALID_CMD."),
+    R("VIRTIO-5.2.6.2-DEV-APPEND-NOT-ZONE-START", "5.2.6.2", "MUST", "device",
+      "A ZONE_APPEND whose sector is not its zone's first ends in ZONE_INVALID_CMD."),
+    R("VIRTIO-5.2.6.2-DEV-WRITE-PAST-ZONE-CAPACITY", "5.2.6.2", "MUST", "device",
+      "A ZONE_APPEND or OUT running past the zone's remaining writable capacity ends in "
+      "ZONE_INVALID_CMD."),
+    R("VIRTIO-5.2.6.2-DEV-APPEND-TOO-BIG-UNSUPP", "5.2.6.2", "MUST", "device",
+      "A ZONE_APPEND larger than max_append_sectors ends in UNSUPP when that field is 0."),
+    R("VIRTIO-5.2.6.2-DEV-APPEND-TOO-BIG-INVALID", "5.2.6.2", "MUST", "device",
+      "A ZONE_APPEND larger than a non-zero max_append_sectors ends in ZONE_INVALID_CMD."),
+    R("VIRTIO-5.2.6.2-DEV-CROSS-ZONE", "5.2.6.2", "MUST", "device",
+      "A ZONE_APPEND, or an IN or OUT to a sequential zone, spanning more than one zone ends "
+      "in ZONE_INVALID_CMD."),
+    R("VIRTIO-5.2.6.2-DEV-UNALIGNED-WP", "5.2.6.2", "MUST", "device",
+      "An OUT whose sector is not at the zone's write pointer ends in ZONE_UNALIGNED_WP."),
+    R("VIRTIO-5.2.6.2-DEV-READ-ONLY-ZONE", "5.2.6.2", "MUST", "device",
+      "OUT and ZONE_APPEND to a read-only zone end in ZONE_INVALID_CMD."),
+    R("VIRTIO-5.2.6.2-DEV-OFFLINE-ZONE", "5.2.6.2", "MUST", "device",
+      "Every request to an offline zone ends in ZONE_INVALID_CMD."),
 )
 
 NET = (
