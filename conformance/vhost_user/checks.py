@@ -73,6 +73,11 @@ EXPECTED_DEVIATIONS: dict[tuple[str, str, str], str | tuple[str, str]] = {
     ("qemu-vhost-user-blk", "read-past-capacity-len-bytes", "VIRTIO-2.7.8-DEV-WRITE-LEN-BYTES"):
         "F2: QEMU 7.2 vhost-user-blk answers a read past capacity with IOERR and len 1025 "
         "but writes only the status byte",
+    ("qemu-vhost-user-blk", "chains", "VIRTIO-2.7.5.3-DEV-MIXED-CHAIN"):
+        "F5: QEMU 7.2 vhost-user-blk drops a chain whose indirect descriptor is not its head "
+        "('request missing headers'): never completed, the buffer is lost to the driver",
+    ("qemu-vhost-user-blk", "chains", "PVSPEC-RING-PROGRESS"): (
+        "F5: the mixed chain is dropped, never completed", "mixed chain"),
     ("qemu-vhost-user-blk", "blk-semantics", "VIRTIO-5.2.6.2-DEV-UNSUPP-FLAGS"): (
         "F4: QEMU 7.2 vhost-user-blk answers a discard or write zeroes with an unknown flag "
         "IOERR, not UNSUPP, when its segment is also past capacity (it checks the range "
@@ -154,12 +159,16 @@ COVERS: dict[str, tuple[str, ...]] = {
                  *(F.dependency_requirement(F.BLOCK, f) for f in F.DEPENDENCIES[F.BLOCK]),
                  "VHOST-USER-REPLY", "VIRTIO-5.2.5.2-DEV-PADDING-ZERO",
                  "VIRTIO-5.2.5.2-DEV-WRITEBACK-ZERO", "VIRTIO-5.2.6-DEV-DATA-INTEGRITY"),
-    "blk-semantics": (*STEP_RULES, *BLK_DATA_RULES, STABLE_RULE),
+    "blk-semantics": (*STEP_RULES, *BLK_DATA_RULES, STABLE_RULE,
+                      "VIRTIO-5.2.6.2-DEV-ZONE-UNSUPP"),
     "chains": (*STEP_RULES, "VIRTIO-2.7.5.3-DEV-MIXED-CHAIN",
+               "VIRTIO-2.7.5.3-DEV-IGNORE-WRITE-ON-INDIRECT",
                "VIRTIO-5.2.6-DEV-DATA-INTEGRITY"),
     "used-len": (*STEP_RULES, "VIRTIO-5.2.6-GET-ID-NUL-PADDED",
                  "VIRTIO-5.2.6-DEV-DATA-INTEGRITY"),
     "notifications": (*STEP_RULES, "VIRTIO-2.7.7-DEV-NOTIFY-FLAGS0",
+                      "VIRTIO-2.7.7-DEV-IGNORE-FLAGS-EVENT-IDX",
+                      "VIRTIO-2.7.7-DEV-IGNORE-USED-EVENT",
                       "VIRTIO-2.7.7-DEV-NO-NOTIFY-FLAGS1", "VIRTIO-2.7.10-DEV-FLAGS-VALUES"),
     "index-wrap": (*STEP_RULES, "VHOST-USER-VRING-BASE"),
     "in-order": STEP_RULES,
@@ -377,6 +386,9 @@ def check_blk_semantics(t: Target) -> list[Result]:
             ("write-past-capacity", [R(blk.T_OUT, cap, data=pat[:512])]),
             ("unsupported-type", [R(99, 0, in_len=0)]),
         ]
+        if not F.has(s.virtio_features, blk.FB["ZONED"]):
+            # 5.2.6.2: a zone command (here ZONE_OPEN of zone 0) without ZONED: UNSUPP
+            reqs.append(("zone-command-unnegotiated", [R(blk.T_ZONE[2], 0, in_len=0)]))
         if F.has(s.virtio_features, blk.FB["WRITE_ZEROES"]):
             # 5.2.6.2: an unknown flag (bit 1) ends in UNSUPP; sector 20 holds data, so a
             # device that zeroes it anyway shows
@@ -427,10 +439,32 @@ def check_chains(t: Target) -> list[Result]:
             c.step(s.run([R(blk.T_IN, 16, in_len=2048), R(blk.T_OUT, 24, data=pat[:1024])],
                          indirect=True, split=3), "indirect", s)
             c.step(s.run([R(blk.T_IN, 24, in_len=1024)], indirect=True), "indirect read-back", s)
+            # 2.7.5.3.2: the header in an ordinary descriptor chained to an indirect table
+            # holding the data and the status
+            st = s.run([R(blk.T_IN, 24, in_len=1024)], indirect=True, direct_prefix=1)
+            c.step(st, "mixed chain (direct header, then an indirect table)", s)
+            c.add("VIRTIO-2.7.5.3-DEV-MIXED-CHAIN", _served(st),
+                  f"outcome {st.outcome}, {len(st.completions)} completed", st.evidence())
+            # 2.7.5.3.2: WRITE on the descriptor that points at a table means nothing
+            placed, _ = s.submit([R(blk.T_IN, 24, in_len=1024)], indirect=True)
+            at = rm.desc_addr(s.layout.desc, placed[0][0])
+            d = sp.Desc.read(s.mem, at)
+            attrs.evolve(d, flags=d.flags | sp.VIRTQ_DESC_F_WRITE).write(s.mem, at)
+            st = s.kick_and_judge(placed, 1)
+            c.step(st, "indirect descriptor with WRITE set", s)
+            c.add("VIRTIO-2.7.5.3-DEV-IGNORE-WRITE-ON-INDIRECT", _served(st),
+                  f"outcome {st.outcome}, {len(st.completions)} completed", st.evidence())
         else:
-            c.skip("VIRTIO-2.7.5.3-DEV-MIXED-CHAIN", "INDIRECT_DESC not offered",
-                   NotJudged.NOT_OFFERED)
+            for rule in ("VIRTIO-2.7.5.3-DEV-MIXED-CHAIN",
+                         "VIRTIO-2.7.5.3-DEV-IGNORE-WRITE-ON-INDIRECT"):
+                c.skip(rule, "INDIRECT_DESC not offered", NotJudged.NOT_OFFERED)
     return c.results
+
+
+def _served(st: ss.Step) -> bool:
+    """Every request of the step completed, and nothing the step judged was broken."""
+    return st.outcome == "completed" and not st.verdict.violations and all(
+        c.violation is None and c.status == blk.S_OK for c in st.completions)
 
 
 USED_LEN_CASES: dict[str, Callable[[int], blk.Request]] = {  # capacity -> request
@@ -515,6 +549,12 @@ def check_notifications(t: Target) -> list[Result]:
                        used_event=rm.idx_add(s.drv.last_used, 1), grace=0.2)
             c.step(st, "used_event at the 2nd entry (notification owed)", s)
             c.add("VIRTIO-2.7.7-DEV-NOTIFY-USED-EVENT", st.notified, f"notified={st.notified}")
+            # 2.7.7.2: with EVENT_IDX avail.flags is to be ignored: NO_INTERRUPT set, and
+            # used_event still owed a notification
+            sp.driver_set_no_interrupt(s.mem, s.drv, True)
+            st = s.run([R(blk.T_IN, 3, in_len=512)], grace=0.2)
+            c.step(st, "EVENT_IDX, NO_INTERRUPT set, used_event passed (notification owed)", s)
+            sp.driver_set_no_interrupt(s.mem, s.drv, False)
         else:
             sp.driver_set_no_interrupt(s.mem, s.drv, True)
             st = s.run([R(blk.T_IN, 1, in_len=512)], grace=0.1)
@@ -522,6 +562,10 @@ def check_notifications(t: Target) -> list[Result]:
     with _session(t, want=ss.VIRTIO_WANT & ~F.mask(F.EVENT_IDX)) as s:
         st = s.run([R(blk.T_IN, 1, in_len=512)], grace=0.2)
         c.step(st, "no EVENT_IDX, flags 0 (notification owed)", s)
+        # without EVENT_IDX used_event means nothing: far ahead, flags 0 still owe one
+        sp.driver_set_used_event(s.mem, s.drv, rm.idx_add(s.drv.last_used, 100))
+        st = s.run([R(blk.T_IN, 1, in_len=512)], grace=0.2)
+        c.step(st, "no EVENT_IDX, used_event far ahead, flags 0 (notification owed)", s)
         sp.driver_set_no_interrupt(s.mem, s.drv, True)
         st = s.run([R(blk.T_IN, 1, in_len=512)], grace=0.1)
         c.step(st, "no EVENT_IDX, NO_INTERRUPT", s)

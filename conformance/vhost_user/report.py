@@ -341,8 +341,11 @@ def _run(target_spec: str, report_dir: str | Path | None, checks: Sequence[str] 
                                      f"({dead}); later checks were not run")
                 break
         add(platform_check())
-        if kind == "net":
-            report.notes.append(device_musts_line(report, "5.1"))
+        # the device-side MUSTs applicable to what this device offered: its own chapter's,
+        # and every one in its universe (chapters 2-4 and 6 too)
+        if kind in DEVICE_CHAPTER:
+            report.notes.append(device_musts_line(report, DEVICE_CHAPTER[kind]))
+        report.notes.append(device_musts_line(report, None))
         if deselected:
             add(not_judged("selection", "checks and rules left out by only / skip / checks",
                            "suite", dict.fromkeys(deselected), NotJudged.DESELECTED,
@@ -356,22 +359,28 @@ def _run(target_spec: str, report_dir: str | Path | None, checks: Sequence[str] 
 
 
 NOT_APPLICABLE = (NotJudged.NOT_OFFERED, NotJudged.NOT_APPLICABLE)
+DEVICE_CHAPTER = {"net": "5.1", "blk": "5.2", "fs": "5.11"}
 
 
-def device_musts_line(report: Report, chapter: str) -> str:
-    """The device chapter's own MUSTs (MUST and MUST NOT, device side, §``chapter``) in
-    this report: registered, applicable to what the device offered and this run
-    negotiated (a rule left not judged as not-offered or not-applicable is not), judged,
-    failed -- the number issue 13 asks about, beside the whole-universe headline."""
+def device_musts_line(report: Report, chapter: str | None) -> str:
+    """The device-side MUSTs (MUST and MUST NOT) of the device chapter §``chapter`` (None:
+    of every chapter in this report's universe): registered, applicable to what the
+    device offered and this run negotiated (a rule left not judged as not-offered or
+    not-applicable is not), judged, failed -- the number issue 13 asks about, beside
+    the whole-universe headline."""
     musts = {r.id for r in all_requirements() if r.side == "device"
-             and r.level in ("MUST", "MUST NOT") and r.section.startswith(f"{chapter}.")}
+             and r.level in ("MUST", "MUST NOT")
+             and (chapter is None or r.section.startswith(f"{chapter}."))}
     verdicts = {r: v for r, v in report.verdicts().items() if r in musts}
+    if chapter is None:
+        musts = set(verdicts)
     applicable = {r: v for r, v in verdicts.items()
                   if not (v.status is Status.NOT_JUDGED and v.reason in NOT_APPLICABLE)}
     judged = [r for r, v in applicable.items() if v.status in (Status.PASSED, Status.FAILED)]
     failed = [r for r, v in applicable.items() if v.status is Status.FAILED]
     pct = 100 * len(judged) // max(1, len(applicable))
-    return (f"§{chapter} device MUSTs: {len(musts)} registered, {len(applicable)} applicable "
+    what = f"§{chapter} device MUSTs" if chapter else "device-side MUSTs, all chapters"
+    return (f"{what}: {len(musts)} registered, {len(applicable)} applicable "
             f"to the offer, {len(judged)} judged ({pct} %), {len(failed)} failed")
 
 

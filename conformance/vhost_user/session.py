@@ -158,13 +158,16 @@ class BlkSession:
         return bufs, (at + 1 + 15) & ~15
 
     def submit(self, reqs: Sequence[blk.Request], indirect: bool = False, split: int = 1,
-               used_event: int | None = None) -> tuple[list[tuple[int, blk.Request]], bytes]:
-        """Place and publish ``reqs``; returns heads and the memory before publication."""
+               used_event: int | None = None, direct_prefix: int = 0,
+               ) -> tuple[list[tuple[int, blk.Request]], bytes]:
+        """Place and publish ``reqs``; returns heads and the memory before publication.
+        ``direct_prefix`` (with ``indirect``): parts before the indirect table (a mixed
+        chain, 2.7.5.3.2)."""
         at = DATA
         placed = []
         for r in reqs:
             bufs, at = self._bufs(r, at, split)
-            self.drv, head = sp.driver_add(self.mem, self.drv, bufs, indirect)
+            self.drv, head = sp.driver_add(self.mem, self.drv, bufs, indirect, direct_prefix)
             placed.append((head, r))
         if self.feats.event_idx:
             sp.driver_set_used_event(self.mem, self.drv,
@@ -172,8 +175,9 @@ class BlkSession:
         return placed, b""
 
     def run(self, reqs: Sequence[blk.Request], *, indirect: bool = False, split: int = 1,
-            used_event: int | None = None, grace: float = 0.05, judge: bool = True) -> Step:
-        placed, _ = self.submit(reqs, indirect, split, used_event)
+            used_event: int | None = None, grace: float = 0.05, judge: bool = True,
+            direct_prefix: int = 0) -> Step:
+        placed, _ = self.submit(reqs, indirect, split, used_event, direct_prefix)
         return self.kick_and_judge(placed, len(placed), grace=grace, judge=judge)
 
     def kick_and_judge(self, placed: list[tuple[int, blk.Request]], expect: int, *,

@@ -361,7 +361,7 @@ def judge_split(
         inflight=tuple(remaining),
     )
     judged = _judged(SPLIT_RULES, accesses, cands, bad, bool(n_new), expect_progress)
-    judged |= _split_notify_rules(view, n_new, after)
+    judged |= _split_notify_rules(view, n_new, after, used_after)
     judged |= {"PVSPEC-RING-USED-IDX", "VIRTIO-2.7.10-DEV-FLAGS-ZERO-EVENT-IDX" if feats.event_idx
                else "VIRTIO-2.7.10-DEV-FLAGS-VALUES"}
     if completed and accesses is not None and any(
@@ -392,15 +392,30 @@ def _judged(rules: dict[str, str], accesses: Sequence[Access] | None, cands: Seq
     return out
 
 
-def _split_notify_rules(view: SplitView, n_new: int, mem: GuestMemory) -> set[str]:
-    """The 2.7.7.2 rules :func:`_split_notify` applies to this step."""
+def _owed_by_used_event(mem: GuestMemory, view: SplitView, used_after: int) -> bool:
+    """Whether used_event asks for a notification for this step's used entries."""
+    lay = view.layout
+    ev = read_le16(mem, rm.used_event_addr(lay.avail, lay.size))
+    return bool(rm.vring_need_event(ev, used_after, view.used_idx))
+
+
+def _split_notify_rules(view: SplitView, n_new: int, mem: GuestMemory,
+                        used_after: int) -> set[str]:
+    """The 2.7.7.2 rules :func:`_split_notify` applies to this step: the ignore rules only
+    on a step where obeying the other mechanism would have changed the answer (a
+    notification owed by used_event while avail.flags says NO_INTERRUPT; owed by flags 0
+    while used_event is not passed)."""
+    flags = read_le16(mem, rm.avail_flags_addr(view.layout.avail))
+    owed = n_new and _owed_by_used_event(mem, view, used_after)
     if view.features.event_idx:
         return {"VIRTIO-2.7.7-DEV-NOTIFY-USED-EVENT"} | (
-            {"VIRTIO-2.7.7-DEV-NO-NOTIFY-OTHERWISE"} if n_new else set())
+            {"VIRTIO-2.7.7-DEV-NO-NOTIFY-OTHERWISE"} if n_new else set()) | (
+            {"VIRTIO-2.7.7-DEV-IGNORE-FLAGS-EVENT-IDX"}
+            if owed and flags & sp.VIRTQ_AVAIL_F_NO_INTERRUPT else set())
     if not n_new:
         return set()
-    flags = read_le16(mem, rm.avail_flags_addr(view.layout.avail))
-    return {0: {"VIRTIO-2.7.7-DEV-NOTIFY-FLAGS0"},
+    return {0: {"VIRTIO-2.7.7-DEV-NOTIFY-FLAGS0"} | (
+                set() if owed else {"VIRTIO-2.7.7-DEV-IGNORE-USED-EVENT"}),
             sp.VIRTQ_AVAIL_F_NO_INTERRUPT: {"VIRTIO-2.7.7-DEV-NO-NOTIFY-FLAGS1"}}.get(flags, set())
 
 
@@ -412,8 +427,11 @@ def _split_notify(out: list[Violation], mem: GuestMemory, view: SplitView, used_
         ev = read_le16(mem, rm.used_event_addr(lay.avail, lay.size))
         must = bool(rm.vring_need_event(ev, used_after, view.used_idx))
         if must and not notified:
-            out.append(_viol("VIRTIO-2.7.7-DEV-NOTIFY-USED-EVENT",
-                             f"used.idx {view.used_idx}->{used_after} passed used_event {ev}"))
+            masked = read_le16(mem, rm.avail_flags_addr(lay.avail)) & sp.VIRTQ_AVAIL_F_NO_INTERRUPT
+            out.append(_viol("VIRTIO-2.7.7-DEV-IGNORE-FLAGS-EVENT-IDX" if masked else
+                             "VIRTIO-2.7.7-DEV-NOTIFY-USED-EVENT",
+                             f"used.idx {view.used_idx}->{used_after} passed used_event {ev}"
+                             + (" (avail.flags NO_INTERRUPT, to be ignored)" if masked else "")))
         elif notified and not must and n_new:
             out.append(_viol("VIRTIO-2.7.7-DEV-NO-NOTIFY-OTHERWISE",
                              f"used_event {ev} not passed", level="SHOULD"))
@@ -422,8 +440,11 @@ def _split_notify(out: list[Violation], mem: GuestMemory, view: SplitView, used_
         return
     flags = read_le16(mem, rm.avail_flags_addr(lay.avail))
     if flags == 0 and not notified:
-        out.append(_viol("VIRTIO-2.7.7-DEV-NOTIFY-FLAGS0",
-                         f"{n_new} buffers used, avail.flags 0, no notification"))
+        by_event = _owed_by_used_event(mem, view, used_after)
+        out.append(_viol("VIRTIO-2.7.7-DEV-NOTIFY-FLAGS0" if by_event else
+                         "VIRTIO-2.7.7-DEV-IGNORE-USED-EVENT",
+                         f"{n_new} buffers used, avail.flags 0, no notification"
+                         + ("" if by_event else " (used_event not passed, to be ignored)")))
     elif flags == sp.VIRTQ_AVAIL_F_NO_INTERRUPT and notified:
         out.append(_viol("VIRTIO-2.7.7-DEV-NO-NOTIFY-FLAGS1", "notified despite NO_INTERRUPT",
                          level="SHOULD"))

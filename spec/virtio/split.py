@@ -89,6 +89,8 @@ DEVICE_BUGS = frozenset({
     "short-write",        # len claims bytes that were never written
     "no-notify-on-event",  # ignores used_event crossing
     "notify-ignores-flags",  # without EVENT_IDX, never notifies even when flags == 0
+    "event-idx-obeys-flags",  # with EVENT_IDX, still honours avail.flags NO_INTERRUPT
+    "flags-obey-used-event",  # without EVENT_IDX, still honours used_event
     "used-wrap-at-size",  # used idx wraps at the queue size instead of 65536
     "pending-no-wrap",    # avail distance computed without 16-bit wrap
     "write-readable",     # writes the reply into the first buffer, readable or not
@@ -352,28 +354,34 @@ def driver_init(
                        tuple(range(layout.size)), (), scratch, max_indirect)
 
 
-def driver_can_add(drv: SplitDriver, nbufs: int, indirect: bool) -> bool:
-    need = 1 if indirect else nbufs
-    return len(drv.free) >= need and nbufs >= 1 and (not indirect or nbufs <= drv.max_indirect)
+def driver_can_add(drv: SplitDriver, nbufs: int, indirect: bool, direct_prefix: int = 0) -> bool:
+    need = 1 + direct_prefix if indirect else nbufs
+    return len(drv.free) >= need and nbufs >= 1 and (
+        not indirect or 0 < nbufs - direct_prefix <= drv.max_indirect)
 
 
 def driver_add(
     mem: GuestMemory, drv: SplitDriver, bufs: Sequence[tuple[int, int, bool]],
-    indirect: bool = False,
+    indirect: bool = False, direct_prefix: int = 0,
 ) -> tuple[SplitDriver, int]:
-    """Place one buffer (readable parts first, 2.7.4.2) and queue its head (2.7.13.1-2)."""
-    assert driver_can_add(drv, len(bufs), indirect)
+    """Place one buffer (readable parts first, 2.7.4.2) and queue its head (2.7.13.1-2).
+    With ``indirect``, ``direct_prefix`` leading parts go in ordinary descriptors chained
+    to the one indirect descriptor that holds the rest (2.7.5.3.2's mixed chain)."""
+    assert driver_can_add(drv, len(bufs), indirect, direct_prefix)
     lay = drv.layout
     if indirect:
-        head, free = drv.free[0], drv.free[1:]
-        table = drv.scratch + head * rm.DESC_SIZE * drv.max_indirect
-        for k, (addr, n, w) in enumerate(bufs):
-            last = k == len(bufs) - 1
+        used, free = drv.free[:direct_prefix + 1], drv.free[direct_prefix + 1:]
+        head, rest = used[0], bufs[direct_prefix:]
+        table = drv.scratch + used[-1] * rm.DESC_SIZE * drv.max_indirect
+        for k, (addr, n, w) in enumerate(rest):
+            last = k == len(rest) - 1
             flags = (VIRTQ_DESC_F_WRITE if w else 0) | (0 if last else VIRTQ_DESC_F_NEXT)
             Desc(addr, n, flags, 0 if last else k + 1).write(mem, table + rm.DESC_SIZE * k)
-        Desc(table, rm.DESC_SIZE * len(bufs), VIRTQ_DESC_F_INDIRECT, 0).write(
-            mem, rm.desc_addr(lay.desc, head))
-        used = (head,)
+        for k, (addr, n, w) in enumerate(bufs[:direct_prefix]):
+            Desc(addr, n, (VIRTQ_DESC_F_WRITE if w else 0) | VIRTQ_DESC_F_NEXT,
+                 used[k + 1]).write(mem, rm.desc_addr(lay.desc, used[k]))
+        Desc(table, rm.DESC_SIZE * len(rest), VIRTQ_DESC_F_INDIRECT, 0).write(
+            mem, rm.desc_addr(lay.desc, used[-1]))
     else:
         used, free = drv.free[: len(bufs)], drv.free[len(bufs):]
         head = used[0]
@@ -578,11 +586,17 @@ def device_must_interrupt(mem: GuestMemory, dev: SplitDevice) -> tuple[SplitDevi
         need = bool(rm.vring_need_event(ev, dev.used_idx, dev.signalled))
         if "no-notify-on-event" in dev.bugs:
             need = False
+        if "event-idx-obeys-flags" in dev.bugs and \
+                read_le16(mem, rm.avail_flags_addr(lay.avail)) & VIRTQ_AVAIL_F_NO_INTERRUPT:
+            need = False
     else:
         flags = read_le16(mem, rm.avail_flags_addr(lay.avail))
         need = dev.used_idx != dev.signalled and not flags & VIRTQ_AVAIL_F_NO_INTERRUPT
         if "notify-ignores-flags" in dev.bugs:
             need = False
+        if "flags-obey-used-event" in dev.bugs:
+            ev = read_le16(mem, rm.used_event_addr(lay.avail, lay.size))
+            need = need and bool(rm.vring_need_event(ev, dev.used_idx, dev.signalled))
     return attrs.evolve(dev, signalled=dev.used_idx), need
 
 

@@ -617,13 +617,14 @@ def test_qemu_run_keeps_f1_failed_with_its_request(tmp_path: Path) -> None:
         "blk-semantics:VIRTIO-5.2.6-GET-ID-NUL-PADDED",
         "blk-semantics:VIRTIO-5.2.6.2-DEV-UNSUPP-FLAGS",  # F4
         "blk-explore:VIRTIO-5.2.6-GET-ID-NUL-PADDED",  # F1, met by drawn requests
+        "chains:VIRTIO-2.7.5.3-DEV-MIXED-CHAIN", "chains:PVSPEC-RING-PROGRESS",  # F5
         "read-past-capacity-len-bytes:VIRTIO-2.7.8-DEV-WRITE-LEN-BYTES"}
     assert not [c for c in rep.checks if c.status == "error"]
     f1 = next(c for c in rep.checks if c.id.endswith("WRITE-LEN-BYTES") and c.failure)
     reqs = [op for op in f1.failure.trace if op.get("kind") == "request"]  # type: ignore[union-attr]
     assert reqs and reqs[0]["request"]["name"] == "GET_ID" and reqs[0]["status"] == 0
     assert reqs[0]["used"]["len"] == 21
-    assert all(any(f in n for n in rep.notes) for f in ("F1", "F2", "F4"))
+    assert all(any(f in n for n in rep.notes) for f in ("F1", "F2", "F4", "F5"))
     f2 = next(c for c in rep.checks if c.id.startswith("read-past-capacity-len-bytes:")
               and c.failure)
     reqs = [op for op in f2.failure.trace if op.get("kind") == "request"]  # type: ignore[union-attr]

@@ -52,6 +52,7 @@ def split_run(
     bugs: frozenset[str] = frozenset(), feats: RingFeatures = ALL, start: int = 0,
     steps: int = 3, hostile: Hostile | None = None, on_fault: str = "needs-reset",
     diff_only: bool = False, reset_before: int | None = None, batch: bool = False,
+    prime: Callable[[ByteMemory, sp.SplitDriver], None] | None = None,
 ) -> tuple[set[str], list[orc.Verdict]]:
     mem = ByteMemory(MEM)
     lay = sp.SplitLayout.contiguous(0x1000, 8)
@@ -72,6 +73,8 @@ def split_run(
             drv = hostile(mem, drv)
         if feats.event_idx:
             sp.driver_set_used_event(mem, drv, drv.last_used)
+        if prime is not None:
+            prime(mem, drv)
         before = mem.copy()
         rec = RecordingMemory(mem)
         dev, chains = sp.device_poll(rec, dev)
@@ -120,6 +123,13 @@ PLANTED: dict[str, tuple[str, dict]] = {
     "ignore-reset": ("VIRTIO-2.6.1-DEV-RESET-QUIET",
                      {"reset_before": 1, "feats": RingFeatures(ring_reset=True)}),
     "out-of-order": ("VIRTIO-6.2-DEV-IN-ORDER", {"feats": RingFeatures(in_order=True)}),
+    # the driver breaks 2.7.7.1 on purpose: the device must still ignore it
+    "event-idx-obeys-flags": ("VIRTIO-2.7.7-DEV-IGNORE-FLAGS-EVENT-IDX", {
+        "prime": lambda mem, drv: write_le16(mem, rm.avail_flags_addr(drv.layout.avail), 1)}),
+    "flags-obey-used-event": ("VIRTIO-2.7.7-DEV-IGNORE-USED-EVENT", {
+        "feats": RingFeatures(),
+        "prime": lambda mem, drv: sp.driver_set_used_event(
+            mem, drv, rm.idx_add(drv.last_used, 100))}),
 }
 
 
