@@ -83,6 +83,9 @@ EXPECTED_DEVIATIONS: dict[tuple[str, str, str], str | tuple[str, str]] = {
         "IOERR, not UNSUPP, when its segment is also past capacity (it checks the range "
         "first)", blk.ALSO_PAST_CAPACITY),
     # DPDK 22.11 rte_vhost (net_vhost PMD), docs/findings.md "DPDK 22.11 vhost-user net"
+    ("dpdk-vhost-net", "net-features", "VIRTIO-2.2.2-DEV-DEPENDENCY"):
+        "D1: HOST_ECN offered without HOST_TSO4/HOST_TSO6 (2.2.2's rule, of which 5.1.3.1's "
+        "record is the instance)",
     ("dpdk-vhost-net", "net-features", "VIRTIO-5.1.3.1-DEV-HOST-ECN-NEEDS-HOST-TSO4-OR-HOST-TSO6"):
         "D1: without tso=1 the net_vhost PMD withdraws HOST_TSO4/HOST_TSO6 but keeps "
         "offering HOST_ECN",
@@ -150,18 +153,55 @@ STABLE_DETAIL = ("whether a completed write or flush survives power loss (5.2.6.
 # rules about the order of the device's memory accesses: a front-end sees the shared
 # memory before and after a step, never the order of the device's writes nor its reads
 PLATFORM_RULES = ("VIRTIO-2.7.8-DEV-USED-LEN", "VIRTIO-2.7.5-DEV-NO-READ-WRITABLE")
+# device rules about the transport's registers (device status, the FEATURES_OK handshake,
+# reset, config before FEATURES_OK, SR-IOV): over vhost-user the front-end's VMM presents
+# them to the driver; the back-end only sees vhost-user messages
+TRANSPORT_RULES = (
+    "VIRTIO-2.1.2-DEV-NEEDS-RESET-NOTIFY", "VIRTIO-2.1.2-DEV-NO-USE-BEFORE-DRIVER-OK",
+    "VIRTIO-2.2.2-DEV-REJECT-FEATURES-OK", "VIRTIO-2.4.1-DEV-QUIET-AFTER-RESET",
+    "VIRTIO-2.4.1-DEV-RESET-ZERO", "VIRTIO-2.5.2-DEV-READ-BEFORE-FEATURES-OK",
+    "VIRTIO-6.2-DEV-SR-IOV-PCI-ONLY",
+)
+TRANSPORT_DETAIL = ("over vhost-user the device status, the FEATURES_OK handshake, device "
+                    "reset and the transport (PCI, MMIO: SR-IOV) are the front-end VMM's: a "
+                    "back-end sees vhost-user messages, not those registers")
+# rules that apply only when the device offers a feature: (feature bit, rules); a device
+# that does not offer it is not judged on them (reason not-offered)
+_BLK = F.BLK_FEATURES
+FEATURE_GATED: dict[str, tuple[tuple[int, tuple[str, ...]], ...]] = {
+    "*": ((F.RING_PACKED, ("VIRTIO-2.8.12-DEV-PROCESS-IN-RING-ORDER",
+                           "VIRTIO-2.8.12-DEV-WRITE-IN-COMPLETION-ORDER",
+                           "VIRTIO-2.8.15-DEV-NO-CHANGE-AFTER-USED",
+                           "VIRTIO-2.8.15-DEV-NO-WRITE-READABLE",
+                           "VIRTIO-2.8.15-DEV-WAIT-AVAIL", "VIRTIO-2.8.18-DEV-LIST-ORDER")),
+          (F.RING_RESET, ("VIRTIO-2.6.1-DEV-REENABLE-CONFIG", "VIRTIO-2.6.1-DEV-RESET-QUIET",
+                          "VIRTIO-2.6.1-DEV-RESET-STATE"))),
+    "blk": ((_BLK["CONFIG_WCE"], ("VIRTIO-5.2.5.2-DEV-WRITEBACK-ZERO",)),
+            (_BLK["LIFETIME"], ("VIRTIO-5.2.6.2-DEV-LIFETIME-RESERVED",)),
+            (_BLK["RO"], ("VIRTIO-5.2.6.2-DEV-RO-IOERR",))),
+}
+
+
+def gated_not_offered(kind: str, offered: int) -> list[tuple[str, str]]:
+    """(rule, why) for every feature-gated rule whose feature ``offered`` lacks."""
+    return [(rule, f"{F.feature_name(F.BLOCK if kind == 'blk' else F.NET, bit)} not offered")
+            for k in ("*", kind) for bit, rules in FEATURE_GATED.get(k, ())
+            if not F.has(offered, bit) for rule in rules]
 PLATFORM_DETAIL = ("a vhost-user front-end sees guest memory before and after each step, "
                    "not the order of the device's accesses: whether used.len was written "
                    "before used.idx (2.7.8.2) and whether the device read device-writable "
                    "buffers (2.7.5.1) cannot be observed on this platform")
 COVERS: dict[str, tuple[str, ...]] = {
     "features": ("VIRTIO-2.2.2-DEV-NO-UNDEFINED", "VIRTIO-6.2-DEV-OFFER-VERSION-1",
+                 "VIRTIO-2.2.2-DEV-DEPENDENCY",
+                 *(r for group in FEATURE_GATED.values() for _, rs in group for r in rs),
                  *(F.dependency_requirement(F.BLOCK, f) for f in F.DEPENDENCIES[F.BLOCK]),
                  "VHOST-USER-REPLY", "VIRTIO-5.2.5.2-DEV-PADDING-ZERO",
                  "VIRTIO-5.2.5.2-DEV-WRITEBACK-ZERO", "VIRTIO-5.2.6-DEV-DATA-INTEGRITY"),
     "blk-semantics": (*STEP_RULES, *BLK_DATA_RULES, STABLE_RULE,
                       "VIRTIO-5.2.6.2-DEV-ZONE-UNSUPP"),
     "chains": (*STEP_RULES, "VIRTIO-2.7.5.3-DEV-MIXED-CHAIN",
+               "VIRTIO-2.7.4-DEV-NO-LAYOUT-ASSUMPTION", "VIRTIO-2.7.10-DEV-SPURIOUS",
                "VIRTIO-2.7.5.3-DEV-IGNORE-WRITE-ON-INDIRECT",
                "VIRTIO-5.2.6-DEV-DATA-INTEGRITY"),
     "used-len": (*STEP_RULES, "VIRTIO-5.2.6-GET-ID-NUL-PADDED",
@@ -333,12 +373,25 @@ def judge_offer(c: Ctx, device: int, offered: int, acked: int, aside: int = 0,
             f"set aside{what})")
     # each rule the offer gives occasion to judge (a dependency: when its feature is
     # offered), under its own id
+    deps = {F.dependency_requirement(device, f) for f in F.DEPENDENCIES[device]}
+    held: list[bool] = []
     for rule, v in F.judge_device_offer(device, offer):
         c.add(rule, v is None, seen + (f": {v.detail}" if v else ""))
+        if rule in deps:
+            held.append(v is None)
     for feat in F.DEPENDENCIES[device]:
         if not F.has(offer, feat):
             c.skip(F.dependency_requirement(device, feat),
                    f"{F.feature_name(device, feat)} not offered", NotJudged.NOT_OFFERED)
+    # 2.2.2's rule itself, of which each dependency record above is an instance
+    if held:
+        c.add("VIRTIO-2.2.2-DEV-DEPENDENCY", all(held),
+              f"{sum(held)} of {len(held)} offered dependencies hold")
+    else:
+        c.skip("VIRTIO-2.2.2-DEV-DEPENDENCY", "no offered feature depends on another",
+               NotJudged.NOT_APPLICABLE)
+    for rule, why in gated_not_offered("blk" if device == F.BLOCK else "net", offer):
+        c.skip(rule, why, NotJudged.NOT_OFFERED)
     drv = F.check_driver_accept(device, offer, acked & ~VHOST_ONLY_BITS)
     # a driver rule: the front-end's own conduct, never credited to the device
     if drv is not None:
@@ -433,8 +486,20 @@ def check_chains(t: Target) -> list[Result]:
     c = Ctx(t, "chains")
     with _session(t) as s:
         pat = bytes(range(256)) * 8
-        c.step(s.run([R(blk.T_OUT, 16, data=pat)], split=4), "write in 4 descriptors", s)
-        c.step(s.run([R(blk.T_IN, 16, in_len=2048)], split=4), "read in 4 descriptors", s)
+        w = s.run([R(blk.T_OUT, 16, data=pat)], split=4)
+        c.step(w, "write in 4 descriptors", s)
+        r = s.run([R(blk.T_IN, 16, in_len=2048)], split=4)
+        c.step(r, "read in 4 descriptors", s)
+        # 2.7.4.1: the same requests split otherwise than one buffer per part are served
+        c.add("VIRTIO-2.7.4-DEV-NO-LAYOUT-ASSUMPTION", _served(w) and _served(r),
+              f"data in 4 descriptors: write {w.outcome}, read {r.outcome}")
+        # 2.7.10.1: a notification that brings nothing new is harmless
+        st = s.kick_and_judge([], 0, force_kick=True, grace=0.05, expect_progress=False)
+        c.step(st, "spurious kick (nothing new)", s)
+        after = s.run([R(blk.T_IN, 16, in_len=512)])
+        c.step(after, "a request after the spurious kick", s)
+        c.add("VIRTIO-2.7.10-DEV-SPURIOUS", not st.verdict.violations and _served(after),
+              f"then a request: {after.outcome}")
         if s.feats.indirect:
             c.step(s.run([R(blk.T_IN, 16, in_len=2048), R(blk.T_OUT, 24, data=pat[:1024])],
                          indirect=True, split=3), "indirect", s)

@@ -44,6 +44,8 @@ from conformance.vhost_user.checks import (
     COVERS,
     PLATFORM_DETAIL,
     PLATFORM_RULES,
+    TRANSPORT_DETAIL,
+    TRANSPORT_RULES,
     Result,
     check_names,
     run_check,
@@ -165,6 +167,15 @@ def platform_check() -> Check:
     return not_judged("platform:access-order", "rules about the order of the device's "
                       "memory accesses", KIND, PLATFORM_RULES, NotJudged.PLATFORM,
                       PLATFORM_DETAIL, method=METHOD)
+
+
+def transport_check(universe: Sequence[str]) -> Check:
+    """What a vhost-user back-end never sees: the transport's registers (status, the
+    FEATURES_OK handshake, reset): the front-end's VMM presents them."""
+    rules = tuple(r for r in TRANSPORT_RULES if r in universe)
+    return not_judged("platform:transport", "rules about the transport's registers "
+                      "(device status, FEATURES_OK, reset)", KIND, rules, NotJudged.PLATFORM,
+                      TRANSPORT_DETAIL, method=METHOD)
 
 
 def build_report(target_spec: str, results: list[Result], seconds: float, kind: str = "blk",
@@ -341,6 +352,7 @@ def _run(target_spec: str, report_dir: str | Path | None, checks: Sequence[str] 
                                      f"({dead}); later checks were not run")
                 break
         add(platform_check())
+        add(transport_check(report.universe or ()))
         # the device-side MUSTs applicable to what this device offered: its own chapter's,
         # and every one in its universe (chapters 2-4 and 6 too)
         if kind in DEVICE_CHAPTER:
