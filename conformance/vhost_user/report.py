@@ -22,7 +22,7 @@ other target.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -169,7 +169,7 @@ def platform_check() -> Check:
                       PLATFORM_DETAIL, method=METHOD)
 
 
-def transport_check(universe: Sequence[str]) -> Check:
+def transport_check(universe: Collection[str]) -> Check:
     """What a vhost-user back-end never sees: the transport's registers (status, the
     FEATURES_OK handshake, reset): the front-end's VMM presents them."""
     rules = tuple(r for r in TRANSPORT_RULES if r in universe)
