@@ -53,7 +53,8 @@ Speed of a campaign
     target against the previous ones (a new QEMU per example, 0.5 ms / 1 ms host polling,
     2 ms / 1 ms idle vCPUs), run alternately, 3 rounds each: at load 2-3, 863-1,312
     checked calls/s (median 1,107) against 507-917 (885); at load 5-6, 391-607 (585)
-    against 324-375 (355).  What is left: each call's round trip (~0.9 ms at load 5: the
+    against 324-375 (355); at load 7-9 (5 rounds), 333-998 (513) against 257-387 (347).
+    What is left: each call's round trip (~0.9 ms at load 5: the
     vCPU's thread must get a host core), the suspends that never return, waited out by
     :mod:`conformance.firmware_target` (0.2 s each, about a fifth of the campaign), and
     the oracle's own work (about 1 s).
