@@ -43,6 +43,7 @@ from conformance.qemu_psci import (
 )
 from conformance.results import KnownDeviation
 from conformance.target import ResultsOnly, TargetCrashed, TargetError, TargetTimeout
+from spec.hypercalls import abi
 from spec.state import Config
 
 __all__ = ["PROFILE", "FirmwareTarget"]
@@ -58,7 +59,8 @@ _SUSPEND = (0x84000001, 0xC4000001)
 SUSPEND_WAIT = 0.2
 NO_RETURN_WAIT = 1.0
 ANSWER_WAIT = 5.0
-_NEVER_RETURN = (0x84000002, 0x84000008, 0x84000009)  # CPU_OFF, SYSTEM_OFF, SYSTEM_RESET
+# CPU_OFF, SYSTEM_OFF, SYSTEM_RESET, SYSTEM_RESET2: a success does not return
+_NEVER_RETURN = frozenset(r.function_id for r in abi.TABLE if r.never_returns)
 _CPU_OFF, _AFFINITY_INFO_64, _AFF_OFF = 0x84000002, 0xC4000004, 1
 OFF_GLANCE = 0.02  # a CPU_OFF that fails answers within this on an idle host
 # A machine that can see a vCPU wait inside the hypervisor (``settles_suspends``: KVM's

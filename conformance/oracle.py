@@ -19,7 +19,7 @@ import copy
 import functools
 import itertools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
@@ -151,6 +151,21 @@ _NAMED_RESULTS["EVTCHN_STATUS"] = "status"
 Record = tuple[Any, ...]
 
 
+@attrs.frozen
+class _Joint:
+    """A call whose answer only a combination of open profile choices explains: what
+    :meth:`Differ._choose` needs to judge it again under narrower choices."""
+
+    s: State
+    caller: Caller
+    decoded: Any
+    regs: dict[str, int]
+    conv: str
+    vm: int
+    got: dict[str, int]
+    dims: tuple[str, ...]
+
+
 @attrs.define
 class Differ:
     """Runs operations on a target and on the spec side by side, comparing everything."""
@@ -181,6 +196,9 @@ class Differ:
     # the firmware choices (spec/profile.py) still open: dimension -> the allowed values
     # every answer so far is consistent with; the model runs the first of each
     candidates: dict[str, tuple[Any, ...]] = attrs.field(init=False, factory=dict)
+    # answers only a combination of open choices explains (see _choose): every later
+    # narrowing keeps them explained, so the target stays held to the pair it showed
+    joint: list[_Joint] = attrs.field(init=False, factory=list)
     _open_rows: frozenset[str] = attrs.field(init=False, default=frozenset())
     _image: bool = attrs.field(init=False, default=False)
     # known deviations seen (id -> how often): shared by the Differs of one run
@@ -248,10 +266,10 @@ class Differ:
             self._ops.append(_op_dict(rec))
         return self._ops
 
-    def adopt(self, candidates: dict[str, tuple[Any, ...]]) -> None:
-        """Share ``candidates`` (what earlier runs on the same target learned): one
-        implementation, one profile, across every example of a run."""
-        self.candidates = candidates
+    def adopt(self, candidates: dict[str, tuple[Any, ...]], joint: list[_Joint]) -> None:
+        """Share ``candidates`` and ``joint`` (what earlier runs on the same target
+        learned): one implementation, one profile, across every example of a run."""
+        self.candidates, self.joint = candidates, joint
         self._settle()
         self.s = self.s.evolve(cfg=self.cfg)
 
@@ -352,6 +370,15 @@ class Differ:
                     break
         if bad is not None:
             known = self._known(decoded, regs, ret, got)
+            if known is None and self._async and choices.pending_vcpus(self.s):
+                # a known deviation made by a vCPU the target started on its own time
+                # (the call itself shows it running): judged from where it started
+                for started in self._starts(self.s):
+                    s2c, retc, _ = self._spec_step(started, caller, decoded, regs, conv)
+                    known = self._known(decoded, regs, retc, got)
+                    if known is not None:
+                        self.s, ret = started, retc
+                        break
             if known is None:
                 raise bad
             # a deviation the target is known for (docs/findings.md): counted, not fatal;
@@ -517,33 +544,95 @@ class Differ:
     def _choose(self, caller: Caller, decoded: Any, regs: dict[str, int], conv: str,
                 vm: int, got: dict[str, int], first: tuple[State, int, dict[str, int], Any]
                 ) -> tuple[State, int, dict[str, int], Any]:
-        """Narrow every open profile dimension this call depends on to the values that
+        """Narrow the open profile dimensions this call depends on to the values that
         explain the target's answer (spec/profile.py); an implementation keeps its
-        choices, so a value ruled out once stays out.  Returns the step under the
-        narrowed profile (or the first failure when no allowed value explains it)."""
+        choices, so a value ruled out once stays out.  Returns the step under a profile
+        that explains it (or the first failure when no allowed profile does).
+
+        Each value is first tried with the other dimensions as they stand (cheap, and
+        enough in the common case); a value that fails alone is ruled out only if no
+        combination of the other open values explains the answer either.  One answer
+        may have two explanations (SMCCC_ARCH_FEATURES(SMCCC_ARCH_FEATURES) answering
+        NOT_SUPPORTED is SMCCC 1.0, or a later version reading the self-query as not
+        allowed): one dimension at a time would pin whichever was tried first.  Such an
+        answer is kept (:attr:`joint`) and every later narrowing keeps it explained, so
+        a target that showed one of the two is held to it."""
         name = decoded.row.name
-        outcome = first
-        for dim in spec_profile.DIMENSIONS:
-            values = self.candidates[dim.name]
-            if name not in dim.rows or len(values) < 2:
-                continue
-            keep, chosen = [], None
-            for value in values:
-                p = spec_profile.with_value(self.cfg.profile, dim.name, value)
-                s = self.s.evolve(cfg=attrs.evolve(self.cfg, profile=p))
-                s2, ret, out = self._spec_step(s, caller, decoded, regs, conv)
-                if self._judge_result(s, decoded, conv, vm, ret, out, got, caller.vcpu) is None:
-                    keep.append(value)
-                    if chosen is None:
-                        chosen = (s2, ret, out, None)
-            if not keep:
-                continue  # this dimension does not explain it; another may (else it fails)
-            self.candidates[dim.name] = tuple(keep)
-            self._settle()
-            self.s = self.s.evolve(cfg=self.cfg)
-            assert chosen is not None
-            outcome = (chosen[0].evolve(cfg=self.cfg), *chosen[1:])
-        return outcome
+        dims = tuple(d.name for d in spec_profile.DIMENSIONS
+                     if name in d.rows and len(self.candidates[d.name]) > 1)
+        if not dims:
+            return first
+        here = _Joint(self.s, caller, decoded, regs, conv, vm, got, dims)
+        found: list[tuple[spec_profile.Profile, State, int, dict[str, int]]] = []
+        keep = {n: [v for v in self.candidates[n] if self._explains(here, {n: v}, found)]
+                for n in dims}
+        alone = {n: len(v) for n, v in keep.items()}
+        for n in dims:
+            keep[n] += [v for v in self.candidates[n] if v not in keep[n]
+                        and self._jointly(here, n, v, found)]
+        if not found:
+            return first  # no allowed profile explains it (else another rule may)
+        before = dict(self.candidates)
+        for n in dims:
+            self.candidates[n] = tuple(v for v in self.candidates[n] if v in keep[n])
+        if any(len(keep[n]) > alone[n] for n in dims) and not any(
+                (j.decoded, j.regs, j.got, j.dims, j.s) == (here.decoded, regs, got, dims, self.s)
+                for j in self.joint):
+            self.joint.append(here)
+        if self.candidates != before:
+            self._keep_joint()
+        self._settle()
+        # the model goes on under a profile that explains this answer and agrees with
+        # what is left (the first remaining candidates need not explain it)
+        fits = [f for f in found if all(
+            spec_profile.get(f[0], n) in self.candidates[n] for n in dims)]
+        if not fits:
+            return first
+        p, s2, ret, out = fits[0]
+        settled = self.cfg.profile  # the other dimensions: their first candidates
+        for n in dims:
+            settled = spec_profile.with_value(settled, n, spec_profile.get(p, n))
+        self.cfg = attrs.evolve(self.cfg, profile=settled)
+        self.s = self.s.evolve(cfg=self.cfg)
+        return (s2.evolve(cfg=self.cfg), ret, out, None)
+
+    def _explains(self, j: _Joint, values: Mapping[str, Any],
+                  found: list[tuple[spec_profile.Profile, State, int, dict[str, int]]] | None
+                  = None) -> bool:
+        """Whether the spec, with the profile's dimensions set to ``values``, gives the
+        answer ``j`` recorded (appended to ``found`` when it does)."""
+        p = self.cfg.profile
+        for n, value in values.items():
+            p = spec_profile.with_value(p, n, value)
+        s = j.s.evolve(cfg=attrs.evolve(self.cfg, profile=p))
+        s2, ret, out = self._spec_step(s, j.caller, j.decoded, j.regs, j.conv)
+        if self._judge_result(s, j.decoded, j.conv, j.vm, ret, out, j.got,
+                              j.caller.vcpu) is not None:
+            return False
+        if found is not None:
+            found.append((p, s2, ret, out))
+        return True
+
+    def _jointly(self, j: _Joint, n: str, v: Any,
+                 found: list[tuple[spec_profile.Profile, State, int, dict[str, int]]] | None
+                 = None) -> bool:
+        """Whether dimension ``n`` at ``v``, with some combination of the other open
+        values ``j`` depends on, explains ``j``'s answer."""
+        others = [m for m in j.dims if m != n]
+        return any(self._explains(j, {n: v, **dict(zip(others, combo, strict=True))}, found)
+                   for combo in itertools.product(*(self.candidates[m] for m in others)))
+
+    def _keep_joint(self) -> None:
+        """Rule out every value that no longer explains an answer only a combination of
+        choices explained (until nothing changes)."""
+        changed = True
+        while changed:
+            changed = False
+            for j in self.joint:
+                for n in j.dims:
+                    kept = tuple(v for v in self.candidates[n] if self._jointly(j, n, v))
+                    if kept and kept != self.candidates[n]:
+                        self.candidates[n], changed = kept, True
 
     def _starts(self, s: State) -> list[State]:
         """``s`` after some non-empty set of its ON_PENDING vCPUs started, smallest sets
@@ -877,6 +966,7 @@ class OracleLog:
     deviations: dict[str, int] = attrs.field(factory=dict)  # known deviations seen
     # the firmware profile the target showed (spec/profile.py), shared by every example
     candidates: dict[str, tuple[Any, ...]] | None = None
+    joint: list[_Joint] = attrs.field(factory=list)
     learned: Callable[[], dict[str, str]] | None = None
 
 
@@ -1026,9 +1116,9 @@ def make_oracle(target: Target, cfg: Config = SIM_CONFIG, log: OracleLog | None 
             self.differ = Differ(target, cfg, invariants=invariants, judged=log_.judged,
                                  reach=log_.reach, deviations=log_.deviations)
             if log_.candidates is None:
-                log_.candidates = self.differ.candidates
+                log_.candidates, log_.joint = self.differ.candidates, self.differ.joint
             else:
-                self.differ.adopt(log_.candidates)
+                self.differ.adopt(log_.candidates, log_.joint)
             log_.learned = self.differ.learned
             self.differ.reset()
             log_.examples += 1

@@ -38,9 +38,11 @@ _POWER_STATE_RESERVED = 0xFFFF_FFFF & ~(0xFFFF | 1 << 16 | 3 << 24)
 AFFINITY = {ON: 0, OFF: 1, ON_PENDING: 2}
 SMCCC_VERSION_VALUE = (1 << 16) | 1  # SMCCC 1.1
 MIGRATE_INFO_TYPE_VALUE = 2  # no Trusted OS to migrate
-# PSCI_FEATURES: every PSCI function this hypervisor implements, and SMCCC_VERSION
-_FEATURES = frozenset(fid for name, fid, _s, _c, space, _h, _a in ROWS
-                      if space == "psci" or name == "SMCCC_VERSION")
+# PSCI_FEATURES: every PSCI function this hypervisor implements (all but the optional
+# SYSTEM_RESET2), and SMCCC_VERSION
+_FEATURES = frozenset(fid for name, fid, _s, _c, space, handler, _a in ROWS
+                      if (space == "psci" and handler != "system_reset2")
+                      or name == "SMCCC_VERSION")
 _ARCH_CALLS = frozenset(fid for _n, fid, _s, _c, space, _h, _a in ROWS if space == "smccc")
 
 
@@ -109,6 +111,10 @@ class CpuCalls(_Base):
         """The VM restarts on vCPU 0."""
         self._power_vm(vm, boot=True)
         return 0
+
+    def h_system_reset2(self, vm: int, vcpu: int, reset_type: int, cookie: int) -> int:
+        """Optional in PSCI 1.1, and not implemented here: SYSTEM_RESET does the job."""
+        return PSCI["NOT_SUPPORTED"]
 
     def _power_vm(self, vm: int, boot: bool) -> None:
         C = self.C

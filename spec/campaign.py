@@ -690,7 +690,7 @@ class FirmwareWorkload(Workload):
         ret = self._last_ret
         if row.name == "CPU_OFF" or (row.name == "SYSTEM_OFF" and not ret >> 63):
             self.ours.discard(vcpu) if row.name == "CPU_OFF" else self.ours.clear()
-        elif row.name == "SYSTEM_RESET" and not ret >> 63:
+        elif row.handler in ("system_reset", "system_reset2") and not ret >> 63:
             self.ours = {0}
         return ret
 
@@ -830,8 +830,12 @@ class FirmwareWorkload(Workload):
         callers = self.callers()
         if not callers or ch.integer(0, 15, label="system call now"):
             return
-        row = abi.BY_NAME[ch.pick(["SYSTEM_RESET", "SYSTEM_OFF"], label="row")]
-        self.fw_call(ch.pick(callers, label="vcpu"), row, ())
+        row = abi.BY_NAME[ch.pick(["SYSTEM_RESET", "SYSTEM_OFF", "SYSTEM_RESET2",
+                                   "SYSTEM_RESET2_32"], label="row")]
+        # SYSTEM_RESET2: a warm reset, a reserved architectural type, a vendor type
+        args = (ch.pick([0, 1, 0x8000_0000 | ch.integer(0, 3, label="vendor type")],
+                        label="reset_type"), 0) if row.handler == "system_reset2" else ()
+        self.fw_call(ch.pick(callers, label="vcpu"), row, args)
 
 
 # --- a target that speaks only event channels, as one domain (Xen's dom0) ------------------

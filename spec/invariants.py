@@ -376,13 +376,13 @@ def lifecycle_by_control_only(s: State, caller: Any, row: Any, s2: State, ret: A
 def vcpus_follow_psci(s: State, caller: Any, row: Any, s2: State, ret: Any,
                       args: tuple[Any, ...] = ()) -> Any:
     """Each vCPU moves only along PSCI's edges: OFF->ON_PENDING->ON->OFF (or OFF when its VM
-    is created with its boot vCPU ON, or is destroyed).  SYSTEM_OFF and SYSTEM_RESET
-    (DEN0022 5.1.9, 5.1.10) act on the caller's VM only: every one of its vCPUs goes
+    is created with its boot vCPU ON, or is destroyed).  SYSTEM_OFF, SYSTEM_RESET and
+    SYSTEM_RESET2 (DEN0022 5.1.9-5.1.11) act on the caller's VM only: every one of its vCPUs goes
     OFF, except that a reset starts the boot vCPU again (ON)."""
     out = []
     C = s.cfg.n_vcpus
-    system = row is not None and row.name in ("SYSTEM_OFF", "SYSTEM_RESET")
-    reset = row is not None and row.name == "SYSTEM_RESET"
+    system = row is not None and row.handler in ("system_off", "system_reset", "system_reset2")
+    reset = row is not None and row.handler in ("system_reset", "system_reset2")
     for i, (a, b) in enumerate(zip(s.vcpu, s2.vcpu, strict=True)):
         v = i // C
         created = and_(s.vm_state[v] == ABSENT, s2.vm_state[v] != ABSENT, i % C == 0)

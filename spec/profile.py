@@ -45,6 +45,10 @@ class Profile:
     suspend_states: int = 0xF
     # SMCCC_ARCH_FEATURES asked about SMCCC_VERSION or SMCCC_ARCH_FEATURES themselves
     arch_features_self: int = 0
+    # SYSTEM_RESET2 (optional): None when not implemented; else the answer to a
+    # vendor-specific reset type -- 0 the reset happens (no return), or the error
+    # (INVALID_PARAMETERS -2, NOT_SUPPORTED -1) for a type the platform does not have
+    system_reset2: int | None = None
     # Event channels (Xen event_channel.h leaves these open; pvspec's own ABI takes the
     # strict reading): a port offered to, and bound by, the offering VM itself ...
     evtchn_loopback: bool = False
@@ -106,6 +110,12 @@ DIMENSIONS: tuple[Dimension, ...] = (
               "one is INVALID_PARAMETERS)",
               "CPU_SUSPEND states accepted: bit 0 standby, bit 1 power-down (level 0); "
               "bits 2, 3 the same above level 0"),
+    Dimension("system_reset2", (None, 0, -2, -1),
+              frozenset({"SYSTEM_RESET2", "SYSTEM_RESET2_32", "PSCI_FEATURES"}),
+              "PSCI DEN0022 5.1.11 (SYSTEM_RESET2 is optional, discovered through "
+              "PSCI_FEATURES; vendor-specific reset types, bit 31 set, are the platform's)",
+              "SYSTEM_RESET2: None not implemented; else what a vendor reset type does: 0 "
+              "resets, -2 INVALID_PARAMETERS, -1 NOT_SUPPORTED"),
     Dimension("arch_features_self", (0, -1), frozenset({"SMCCC_ARCH_FEATURES"}),
               "SMCCC DEN0028 SMCCC_ARCH_FEATURES (whether SMCCC_VERSION and "
               "SMCCC_ARCH_FEATURES themselves may be queried is read both ways: Trusted "

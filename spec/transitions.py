@@ -297,6 +297,42 @@ def system_reset(s: State, me: Caller, row: Row) -> Result:
     return ok(_vm_power(s, me.vm, boot=True))
 
 
+RESET2_VENDOR = 1 << 31  # DEN0022 5.1.11: reset_type bit 31 marks a vendor-specific type
+SYSTEM_WARM_RESET = 0  # the one architectural reset type; 1..0x7FFFFFFF are reserved
+
+
+def system_reset2(s: State, me: Caller, row: Row, reset_type: Any, cookie: Any) -> Result:
+    """The caller's system restarts as SYSTEM_RESET does (DEN0022 5.1.11), for a warm reset
+    or a vendor type the platform has; optional (the profile).  A reserved architectural
+    type is INVALID_PARAMETERS; what a vendor type does is the platform's (the profile:
+    it resets, or it is refused with the error the profile names).  The cookie only
+    matters to a vendor reset, which the model does not tell apart from a warm one."""
+    vendor = s.cfg.profile.system_reset2
+    if vendor is None:
+        return fail(s, row, "NOT_SUPPORTED")
+    if reset_type & RESET2_VENDOR == 0:
+        if reset_type != SYSTEM_WARM_RESET:
+            return fail(s, row, "INVALID_PARAMETERS")
+    elif vendor != 0:
+        return fail(s, row, "INVALID_PARAMETERS" if vendor == -2 else "NOT_SUPPORTED")
+    return ok(_vm_power(s, me.vm, boot=True))
+
+
+@postcondition("system_reset2", "psci", "PSCI DEN0022 5.1.11 SYSTEM_RESET2")
+def system_reset2_post(s: State, me: Caller, s2: State, ret: Any, reset_type: Any,
+                       cookie: Any) -> Any:
+    """A SYSTEM_RESET2 that succeeds asked for a warm reset or for a vendor type the
+    platform resets for -- never a reserved architectural type -- and restarts the
+    caller's VM: its boot vCPU ON, the others OFF, nothing pending on any."""
+    vendor = s.cfg.profile.system_reset2
+    allowed = or_(reset_type == SYSTEM_WARM_RESET,
+                  and_(bit(reset_type, 31), vendor == 0)) if vendor is not None else False
+    C = s.cfg.n_vcpus
+    restarted = and_(*(and_(select(s2.vcpu, s.vc(me.vm, c), OFF) == (ON if c == 0 else OFF),
+                            select(s2.irq, s.vc(me.vm, c), 1) == 0) for c in range(C)))
+    return and_(ret == 0, allowed, restarted)
+
+
 def _vm_power(s: State, vm: Any, boot: bool) -> State:
     C = s.cfg.n_vcpus
     vcpu, irq = s.vcpu, s.irq
@@ -313,15 +349,19 @@ _PSCI_IDS = tuple(r.function_id for r in TABLE if r.space == "psci")
 _MIGRATE_INFO_TYPE_ID = next(r.function_id for r in TABLE if r.name == "MIGRATE_INFO_TYPE")
 _SMCCC_VERSION_ID = next(r.function_id for r in TABLE if r.name == "SMCCC_VERSION")
 _SMCCC_IDS = tuple(r.function_id for r in TABLE if r.space == "smccc")
+_RESET2_IDS = tuple(r.function_id for r in TABLE if r.handler == "system_reset2")
 
 
 def psci_features(s: State, me: Caller, row: Row, fid: Any) -> Result:
     """0 for an implemented PSCI function or SMCCC_VERSION, else NOT_SUPPORTED.  No call
     this table has defines feature flags (CPU_SUSPEND would), so every answer is 0."""
     p = s.cfg.profile
-    known = or_(*(fid == f for f in _PSCI_IDS if f != _MIGRATE_INFO_TYPE_ID))
+    optional = (_MIGRATE_INFO_TYPE_ID, *_RESET2_IDS)
+    known = or_(*(fid == f for f in _PSCI_IDS if f not in optional))
     if p.migrate_info_type is not None:
         known = or_(known, fid == _MIGRATE_INFO_TYPE_ID)
+    if p.system_reset2 is not None:
+        known = or_(known, *(fid == f for f in _RESET2_IDS))
     if p.smccc_version is not None:
         known = or_(known, fid == _SMCCC_VERSION_ID)
     if not known:

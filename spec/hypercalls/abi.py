@@ -219,6 +219,15 @@ TABLE: tuple[Row, ...] = (
             "PSCI DEN0022 5.1.9", no_return=True),
     _psci11("SYSTEM_RESET", 0x9, (), "does not return", (_DEN,), "system_reset",
             "PSCI DEN0022 5.1.10", no_return=True),
+    *(Row(name, 0x12, _PSCI, smc64, (
+        _a("reset_type", 32, "value", "bit 31 clear: architectural (0 SYSTEM_WARM_RESET, other "
+           "values reserved); bit 31 set: vendor-specific type"),
+        _a("cookie", 64 if smc64 else 32, "value", "vendor reset argument (ignored by a warm "
+           "reset)")),
+        "does not return", (_DEN, "NOT_SUPPORTED", _INV), "any", "psci", "system_reset2",
+        "PSCI DEN0022 5.1.11 SYSTEM_RESET2 (optional, from PSCI 1.1)"
+        f"{'' if smc64 else ' (SMC32)'}", no_return=True, never_returns=True, since="1.1")
+      for name, smc64 in (("SYSTEM_RESET2_32", False), ("SYSTEM_RESET2", True))),
     _psci11("PSCI_FEATURES", 0xA,
             (_a("psci_func_id", 32, "function", "function id of a PSCI or SMCCC call"),),
             "0, or feature flags (bit 31 clear)", ("NOT_SUPPORTED",), "psci_features",
