@@ -354,7 +354,8 @@ class Differ:
         else:
             got = self._guard(lambda: self.target.hypercall(vm, vcpu, sent, conv))
         bad = self._judge_result(self.s, decoded, conv, vm, ret, out, got, vcpu)
-        if row is not None and row.name in self._open_rows:
+        if row is not None and (row.name in self._open_rows or (
+                decoded.hinted and spec_profile.HINTED in self._open_rows)):
             s2, ret, out, bad = self._choose(caller, decoded, regs, conv, vm, got,
                                              (s2, ret, out, bad))
             self._records[-1] = (*self._records[-1][:6], ret, self._records[-1][7])
@@ -557,9 +558,9 @@ class Differ:
         allowed): one dimension at a time would pin whichever was tried first.  Such an
         answer is kept (:attr:`joint`) and every later narrowing keeps it explained, so
         a target that showed one of the two is held to it."""
-        name = decoded.row.name
+        names = {decoded.row.name, *((spec_profile.HINTED,) if decoded.hinted else ())}
         dims = tuple(d.name for d in spec_profile.DIMENSIONS
-                     if name in d.rows and len(self.candidates[d.name]) > 1)
+                     if names & d.rows and len(self.candidates[d.name]) > 1)
         if not dims:
             return first
         here = _Joint(self.s, caller, decoded, regs, conv, vm, got, dims)

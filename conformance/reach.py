@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from spec import profile as spec_profile
 from spec.hypercalls import abi, codec
 from spec.state import INTERDOMAIN, ON, ON_PENDING, PAUSED, State
 
@@ -138,12 +139,14 @@ FLOORS: dict[str, int] = {
 MAX_SHARE_ONE_LIVE_VM = 0.4
 
 
-def unmet_floors(reach: Reach) -> list[str]:
-    """What ``reach`` falls short of (empty: every floor met)."""
+def unmet_floors(reach: Reach, profile: spec_profile.Profile = spec_profile.DEFAULT
+                 ) -> list[str]:
+    """What ``reach`` falls short of (empty: every floor met); a call the target's
+    ``profile`` does not have cannot succeed and is not asked to."""
     out = [f"{name}: {reach.features.get(name, 0)} < {n}" for name, n in FLOORS.items()
            if reach.features.get(name, 0) < n]
     for row in abi.TABLE:
-        if not reach.rows.get((row.name, "ok")):
+        if spec_profile.offers(profile, row.name) and not reach.rows.get((row.name, "ok")):
             out.append(f"{row.name}: never succeeded")
     for parity in ("odd", "even"):
         if not reach.unknown_ids.get(parity):

@@ -280,11 +280,15 @@ class Workload:
         return self.rows is None or row.name in self.rows
 
     def _call(self, vm: int, vcpu: int, row: abi.Row, args: tuple[int, ...],
-              conv: str) -> None:
+              conv: str, hint: bool = False) -> None:
+        """``row`` with ``args``; ``hint``: with the SVE hint bit set in its function id
+        (SMCCC 1.3), which an implementation of an earlier SMCCC must refuse."""
         if not self.speaks(row):
             self._last_ret = (1 << 64) - 1  # NOT_SUPPORTED: the call is not made
             return
         regs = codec.encode_call(row, args, conv)
+        if hint:
+            regs[abi.CONVENTIONS[conv]["id"]] |= abi.SVE_HINT
         self._regs(vm, vcpu, regs, conv)
 
     def _regs(self, vm: int, vcpu: int, regs: dict[str, int], conv: str) -> None:
@@ -376,7 +380,8 @@ class Workload:
             args = tuple(self._aimed(ch, a, vm) for a in row.args)
         else:
             args = tuple(ch.arg(a, cfg, label=a.name) for a in row.args)
-        self._call(vm, vcpu, row, args, conv)
+        self._call(vm, vcpu, row, args, conv,
+                   hint=not ch.integer(0, 31, label="SVE hint"))
 
     @move
     def move_transaction(self, ch: Chooser) -> None:
@@ -684,9 +689,10 @@ class FirmwareWorkload(Workload):
     def image_frames(self) -> int:
         return min(self.cfg.control_quota, self.cfg.n_gframes - 1)
 
-    def fw_call(self, vcpu: int, row: abi.Row, args: tuple[int, ...]) -> int:
+    def fw_call(self, vcpu: int, row: abi.Row, args: tuple[int, ...], hint: bool = False
+                ) -> int:
         """One call from VM 0's ``vcpu``; keeps :attr:`ours` up to date."""
-        self._call(0, vcpu, row, args, "arm64")
+        self._call(0, vcpu, row, args, "arm64", hint)
         ret = self._last_ret
         if row.name == "CPU_OFF" or (row.name == "SYSTEM_OFF" and not ret >> 63):
             self.ours.discard(vcpu) if row.name == "CPU_OFF" else self.ours.clear()
@@ -780,7 +786,8 @@ class FirmwareWorkload(Workload):
         ask = "SMCCC_ARCH_FEATURES" if row.abi == "smccc" else "PSCI_FEATURES"
         self.fw_call(me, abi.BY_NAME[ask], (row.function_id,))
         if row.name in ("PSCI_VERSION", "MIGRATE_INFO_TYPE", "SMCCC_VERSION"):
-            self.fw_call(me, row, ())
+            # now and then as a guest that read SMCCC 1.3+ would: the SVE hint set
+            self.fw_call(me, row, (), hint=not ch.integer(0, 7, label="SVE hint"))
 
     @firmware_move
     def move_at_once(self, ch: Chooser) -> None:

@@ -12,8 +12,9 @@ from typing import Any
 
 from spec import logic
 from spec.hypercalls.abi import EVENT_BY_NAME, Row
-from spec.hypercalls.codec import Call, DecodeError, decode, encode_result
+from spec.hypercalls.codec import NOT_SUPPORTED, Call, DecodeError, decode, encode_result
 from spec.logic import and_, select, ult
+from spec.profile import hint_honoured
 from spec.state import CONTROL, ON, RUNNING, State
 from spec.transitions import EVENT_HANDLERS, HANDLERS, Caller
 
@@ -39,6 +40,8 @@ def apply(s: State, caller: Caller, call: Call | DecodeError) -> tuple[State, An
     Precedence: decode errors, then an impossible caller, then privilege, then the
     handler's own guards in ABI-table order.
     """
+    if not hint_honoured(s.cfg.profile) and call.hinted:
+        return s, logic.word(NOT_SUPPORTED)  # bit 16 is reserved before SMCCC 1.3: no call
     if isinstance(call, DecodeError):
         return s, logic.word(call.code)
     row: Row = call.row

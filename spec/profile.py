@@ -24,8 +24,8 @@ from typing import Any
 
 import attrs
 
-__all__ = ["DEFAULT", "DIMENSIONS", "Dimension", "Profile", "get", "parse_value",
-           "render_value", "with_value"]
+__all__ = ["DEFAULT", "DIMENSIONS", "HINTED", "Dimension", "Profile", "get", "hint_honoured",
+           "offers", "parse_value", "render_value", "with_value"]
 
 
 @attrs.frozen
@@ -76,6 +76,9 @@ class Dimension:
     abi: str = ""
 
 
+# Not a row: any call whose function id carries the SVE hint bit (its answer depends on
+# the SMCCC version as well as on the row it names)
+HINTED = "(SVE hint)"
 _WA = (-1, 0, 1, -2)  # not supported, required, not needed, not required (SMCCC 1.2+)
 
 DIMENSIONS: tuple[Dimension, ...] = (
@@ -83,9 +86,10 @@ DIMENSIONS: tuple[Dimension, ...] = (
               "PSCI DEN0022 5.1.1 (1.0 and 1.1 define the same calls this table has)",
               "the PSCI version reported: 1.0 or 1.1"),
     Dimension("smccc_version", (0x10001, 0x10002, 0x10003, 0x10004, 0x10005, None),
-              frozenset({"SMCCC_VERSION", "SMCCC_ARCH_FEATURES", "PSCI_FEATURES"}),
+              frozenset({"SMCCC_VERSION", "SMCCC_ARCH_FEATURES", "PSCI_FEATURES", HINTED}),
               "SMCCC DEN0028 SMCCC_VERSION (absent in SMCCC 1.0; PSCI DEN0022 5.1.14 "
-              "discovers it through PSCI_FEATURES)",
+              "discovers it through PSCI_FEATURES; from SMCCC 1.3 bit 16 of every "
+              "function id is the SVE hint, 2.5)",
               "the SMCCC version, or None for SMCCC 1.0 without SMCCC_VERSION"),
     Dimension("migrate_info_type", (2, 0, 1, None),
               frozenset({"MIGRATE_INFO_TYPE", "PSCI_FEATURES"}),
@@ -143,6 +147,29 @@ DIMENSIONS: tuple[Dimension, ...] = (
 )
 DOMID_FIRST_RESERVED = 0x7FF0  # Xen xen.h: ids from here on are not domains (DOMID_SELF...)
 BY_NAME = {d.name: d for d in DIMENSIONS}
+
+
+def offers(profile: Profile, row: str) -> bool:
+    """Whether an implementation with ``profile`` has the call ``row`` at all (the
+    optional ones: MIGRATE_INFO_TYPE, SYSTEM_RESET2, and SMCCC 1.0 has neither
+    SMCCC_VERSION nor SMCCC_ARCH_FEATURES)."""
+    if row == "MIGRATE_INFO_TYPE":
+        return profile.migrate_info_type is not None
+    if row.startswith("SYSTEM_RESET2"):
+        return profile.system_reset2 is not None
+    if row in ("SMCCC_VERSION", "SMCCC_ARCH_FEATURES"):
+        return profile.smccc_version is not None
+    return True
+
+
+HINT_FROM_SMCCC = 0x10003  # SMCCC 1.3 made bit 16 of a function id the SVE hint
+
+
+def hint_honoured(profile: Profile) -> bool:
+    """Whether a function id with the SVE hint bit set names the call its other bits name
+    (SMCCC 1.3 or later) rather than an unknown function (the bit was reserved before)."""
+    v = profile.smccc_version
+    return v is not None and v >= HINT_FROM_SMCCC
 
 
 def get(profile: Profile, name: str) -> Any:

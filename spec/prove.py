@@ -76,10 +76,13 @@ def _setup(target: str, cfg: Config, conv: str, tag: str = "") -> _Setup:
         # the others the result is an error, about which a postcondition says nothing)
         call_args = tuple(logic.bits(regs[r], 0, a.width)
                           for a, r in zip(row.args, abi.CONVENTIONS[conv]["args"], strict=False))
-        return _Setup(s, caller, regs, (), row, None, [*inv, fid == row.function_id],
+        # the row's id, with or without the SVE hint bit (SMCCC 1.3: a hinted call is the
+        # row's call from 1.3 on, an unknown id before), so both readings are proved
+        return _Setup(s, caller, regs, (), row, None,
+                      [*inv, fid & ~abi.SVE_HINT == row.function_id],
                       call_args)
     if target == UNKNOWN:
-        known = [fid != row.function_id for row in abi.TABLE]
+        known = [fid & ~abi.SVE_HINT != row.function_id for row in abi.TABLE]
         return _Setup(s, caller, regs, (), None, None, [*inv, *known])
     event = abi.EVENT_BY_NAME[target]
     args = tuple(z3.BitVec(f"{a.name}{tag}", 64) for a in event.args)

@@ -6,7 +6,10 @@ Function identifiers follow the Arm SMC Calling Convention (DEN0028, section 2.5
 bit 31 fast call (1) or yielding call (0); every call here is fast
 bit 30 SMC64/HVC64 calling convention (1) or SMC32/HVC32 (0)
 29:24  owning entity: 4 = standard secure service (PSCI), 6 = vendor hypervisor
-23:16  reserved, must be zero (a non-zero value is an unknown function)
+23:17  reserved, must be zero (a non-zero value is an unknown function)
+16     SVE live-state hint (SMCCC 1.3): the caller holds no live SVE state; before
+       SMCCC 1.3 the bit is reserved too
+
 15:0   function number
 ====== =====================================================================
 
@@ -58,6 +61,12 @@ SMCCC_ERRORS: dict[str, int] = {  # SMCCC DEN0028 return codes of the Arm archit
     "INVALID_PARAMETER": -3,
 }
 ERROR_SPACES = {"psci": PSCI_ERRORS, "hv": HV_ERRORS, "smccc": SMCCC_ERRORS}
+
+# SMCCC DEN0028 2.5 (from SMCCC 1.3): bit 16 of a function id tells the callee the caller
+# has no live SVE state to preserve.  An implementation of SMCCC 1.3 or later serves the
+# call the other bits name; before 1.3 the bit is one of the reserved bits 23:16, so the
+# id is unknown (NOT_SUPPORTED).  Callers set it only after SMCCC_VERSION says 1.3+.
+SVE_HINT = 1 << 16
 
 ENTITY_ARM_ARCH = 0
 ENTITY_STANDARD_SECURE = 4

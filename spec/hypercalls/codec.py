@@ -6,6 +6,10 @@
   (Xen's and Linux's hypercall order), the result in rax.
 
 SMC32/HVC32 functions read only the low 32 bits of each argument register (SMCCC 2.6).
+Bit 16 of the function id is SMCCC 1.3's SVE live-state hint (:data:`SVE_HINT`): the
+decoder names the call it qualifies and marks it ``hinted``; whether the hint is honoured
+or the id is unknown depends on the implementation's SMCCC version, which
+:func:`spec.machine.apply` reads from the profile.
 The decoder is total: every 64-bit value of every register yields either a :class:`Call`
 or a :class:`DecodeError` with the code the caller sees.  It runs unchanged on Z3 words.
 """
@@ -18,7 +22,7 @@ from typing import Any
 import attrs
 
 from spec import logic
-from spec.hypercalls.abi import BY_ID, CONVENTIONS, HV_ERRORS, TABLE, Row
+from spec.hypercalls.abi import BY_ID, CONVENTIONS, HV_ERRORS, SVE_HINT, TABLE, Row
 
 __all__ = ["Call", "DecodeError", "decode", "encode_call", "encode_result", "registers"]
 
@@ -27,6 +31,9 @@ __all__ = ["Call", "DecodeError", "decode", "encode_call", "encode_result", "reg
 class Call:
     row: Row
     args: tuple[Any, ...]
+    # the function id had the SVE hint bit set: the call it names from SMCCC 1.3, an
+    # unknown function before (spec.machine.apply decides, by the profile)
+    hinted: Any = False
 
 
 @attrs.frozen
@@ -34,6 +41,7 @@ class DecodeError:
     code: int  # negative; NOT_SUPPORTED and INVALID_PARAMETERS are -1 / -2 in both spaces
     reason: str
     row: Row | None = None
+    hinted: Any = False  # as for Call: the id named ``row`` with the SVE hint bit set
 
 
 NOT_SUPPORTED = HV_ERRORS["NOT_SUPPORTED"]
@@ -52,24 +60,31 @@ def decode(regs: Mapping[str, Any], conv: str) -> Call | DecodeError:
     fid = logic.bits(regs[c["id"]], 0, 32)
     if not logic.is_sym(fid):  # concrete: the same answer as the loop below, by lookup
         row = BY_ID.get(fid)
+        if row is not None:
+            return _decode_args(row, regs, c["args"])
+        row = BY_ID.get(fid & ~SVE_HINT)
         if row is None:
             return DecodeError(NOT_SUPPORTED, "unknown function id")
-        return _decode_args(row, regs, c["args"])
+        return _decode_args(row, regs, c["args"], hinted=True)
     for row in TABLE:
         if fid == row.function_id:
             return _decode_args(row, regs, c["args"])
+        if fid == row.function_id | SVE_HINT:
+            return _decode_args(row, regs, c["args"], hinted=True)
     return DecodeError(NOT_SUPPORTED, "unknown function id")
 
 
-def _decode_args(row: Row, regs: Mapping[str, Any], names: tuple[str, ...]) -> Call | DecodeError:
+def _decode_args(row: Row, regs: Mapping[str, Any], names: tuple[str, ...],
+                 hinted: bool = False) -> Call | DecodeError:
     limit = 64 if row.smc64 else 32
     values = []
     for arg, reg in zip(row.args, names, strict=False):
         raw = regs[reg]
         if arg.width < limit and logic.bits(raw, arg.width, limit - arg.width) != 0:
-            return DecodeError(INVALID_PARAMETERS, f"reserved bits set in {arg.name}", row)
+            return DecodeError(INVALID_PARAMETERS, f"reserved bits set in {arg.name}", row,
+                               hinted)
         values.append(logic.bits(raw, 0, arg.width))
-    return Call(row, tuple(values))
+    return Call(row, tuple(values), hinted)
 
 
 def encode_call(row: Row, args: tuple[int, ...], conv: str) -> dict[str, int]:

@@ -14,6 +14,7 @@ import z3
 
 from reference_impl import _decode
 from reference_impl._abi_constants import ROWS
+from spec import profile as spec_profile
 from spec import symbolic
 from spec.hypercalls import abi, codec
 
@@ -25,8 +26,12 @@ def _pad(fields: tuple) -> tuple:
 
 
 def spec_decode(regs: dict, conv: str) -> tuple:
-    """The spec's answer in the kernel's shape: (status, row index, padded fields)."""
+    """The spec's answer in the kernel's shape: (status, row index, padded fields), for
+    the reference's SMCCC 1.1, which knows no SVE hint: a hinted id is an unknown one."""
     out = codec.decode(regs, conv)
+    assert not spec_profile.hint_honoured(spec_profile.DEFAULT)
+    if out.hinted:
+        return codec.NOT_SUPPORTED, _decode.NO_ROW, _pad(())
     if isinstance(out, codec.DecodeError):
         index = abi.TABLE.index(out.row) if out.row is not None else _decode.NO_ROW
         return out.code, index, _pad(())
