@@ -288,7 +288,7 @@ class Workload:
             return
         regs = codec.encode_call(row, args, conv)
         if hint:
-            regs[abi.CONVENTIONS[conv]["id"]] |= abi.SVE_HINT
+            regs[codec.registers(conv)[0]] |= abi.SVE_HINT  # the function-id register
         self._regs(vm, vcpu, regs, conv)
 
     def _regs(self, vm: int, vcpu: int, regs: dict[str, int], conv: str) -> None:

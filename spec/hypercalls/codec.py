@@ -16,7 +16,7 @@ or a :class:`DecodeError` with the code the caller sees.  It runs unchanged on Z
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -74,7 +74,7 @@ def decode(regs: Mapping[str, Any], conv: str) -> Call | DecodeError:
     return DecodeError(NOT_SUPPORTED, "unknown function id")
 
 
-def _decode_args(row: Row, regs: Mapping[str, Any], names: tuple[str, ...],
+def _decode_args(row: Row, regs: Mapping[str, Any], names: Sequence[str],
                  hinted: bool = False) -> Call | DecodeError:
     limit = 64 if row.smc64 else 32
     values = []
