@@ -66,7 +66,7 @@ __all__ = [
     "DONATE_PERM", "ERRORS", "EXPRESSES", "FUNCTIONS", "LAYOUTS", "MAILBOX_RULES",
     "NORMAL_WB_INNER", "PAGE", "RULES", "SVE_HINT", "Access", "Constituent", "Descriptor",
     "Field", "Inexpressible", "Layout", "Mailbox", "ModelCall", "Reading", "Relinquish",
-    "Request", "Rule", "Violation", "decode", "decode_request", "encode",
+    "Request", "Rule", "Violation", "base_name", "decode", "decode_request", "encode",
     "encode_descriptor", "encode_relinquish", "endpoint_of", "function_name",
     "parse_relinquish", "parse_transaction", "rows", "rx_release", "rxtx_map",
     "rxtx_unmap", "to_model", "vm_of",
@@ -112,7 +112,7 @@ assert len(BY_ID) == len(FUNCTIONS)
 # management).  Sub-section numbers were not checked against the text; the chapters and
 # the tables named here were (Hafnium and the arm-ffa crate cite them).
 CLAUSES: dict[str, str] = {
-    "FFA_ERROR": "DEN0077A v1.1 ch. 13 FFA_ERROR; error codes ch. 7 (Table 7.x)",
+    "FFA_ERROR": "DEN0077A v1.1 ch. 13 FFA_ERROR; the error status codes table",
     "FFA_SUCCESS": "DEN0077A v1.1 ch. 13 FFA_SUCCESS",
     "FFA_VERSION": "DEN0077A v1.1 ch. 13 FFA_VERSION",
     "FFA_FEATURES": "DEN0077A v1.1 ch. 13 FFA_FEATURES",
@@ -139,11 +139,12 @@ def function_name(w0: int) -> str | None:
     return BY_ID.get(w0 & _M32 & ~SVE_HINT)
 
 
-def _base(name: str) -> str:
+def base_name(name: str) -> str:
+    """A function's name without its calling-convention suffix."""
     return name.removesuffix("_32").removesuffix("_64")
 
 
-# --- error codes (DEN0077A v1.1 ch. 7, "Error status codes") ------------------------------
+# --- error codes (DEN0077A v1.1, the "Error status codes" table) ------------------------------
 ERRORS: dict[str, int] = {
     "NOT_SUPPORTED": -1, "INVALID_PARAMETERS": -2, "NO_MEMORY": -3, "BUSY": -4,
     "INTERRUPTED": -5, "DENIED": -6, "RETRY": -7, "ABORTED": -8, "NO_DATA": -9,
@@ -200,7 +201,7 @@ TRANSACTION = Layout(
         Field("sender", 0, 2, "endpoint id of the owner"),
         Field("attributes", 2, 2, "memory region attributes (Table 10.18)"),
         Field("flags", 4, 4, "transaction flags"),
-        Field("handle", 8, 8, "memory region handle (0 on a send)"),
+        Field("handle", 8, 8, "memory region handle (this codec sends 0 in a send)"),
         Field("tag", 16, 8, "implementation-defined tag"),
         Field("emad_size", 24, 4, "size of each endpoint memory access descriptor (16)"),
         Field("emad_count", 28, 4, "number of endpoint memory access descriptors"),
@@ -763,7 +764,7 @@ def decode_request(regs: Mapping[str, int], tx: bytes, caller_vm: int,
     if name is None:
         return Inexpressible(f"function id {regs.get('x0', 0):#x} is not FF-A memory "
                              "management")
-    base = _base(name)
+    base = base_name(name)
     kind = next((k for k, f in FUNCTION_OF_KIND.items() if f == base), None)
     if kind is not None or base == "FFA_MEM_RETRIEVE_REQ":
         lengths = check_lengths(regs, len(tx))

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from spec import machine, state
-from spec.hypercalls import abi, codec, ffa
+from spec.hypercalls import abi, codec, ffa, render
 
 u16 = st.integers(0, 0xFFFF)
 u32 = st.integers(0, 0xFFFF_FFFF)
@@ -589,3 +589,23 @@ def test_the_properties_pass_the_real_codec() -> None:
         check_hint_ignored(ffa.decode_request, call[0], call[1], 0)
 
     assert not _falsified(prop)
+
+
+# --- pvspec abi and docs/ABI.md --------------------------------------------------------------
+def test_pvspec_abi_lists_ffa_with_its_standard_and_ids() -> None:
+    text = render.text_table()
+    assert any(line.split()[:1] == ["ffa"] and "DEN0077A v1.1" in line
+               for line in text.splitlines())
+    for name, fid in ffa.FUNCTIONS.items():
+        assert any(line.split()[:2] == [name, f"{fid:#010x}"] for line in text.splitlines())
+
+
+def test_abi_markdown_has_the_ffa_tables() -> None:
+    md = render.markdown()
+    section = md[md.index("## Codec: FF-A"):]
+    for name, fid in ffa.FUNCTIONS.items():
+        assert f"| {name} | `{fid:#010x}` |" in section
+    for rule in ffa.RULES.values():
+        assert f"| {rule.id} | {rule.text} |" in section
+    for layout in ffa.LAYOUTS:
+        assert f"**{layout.name}** ({layout.table}" in section
