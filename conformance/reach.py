@@ -45,7 +45,7 @@ class Reach:
         self._features: Counter[str] = Counter()
         self._fields: Counter[tuple[str, str]] = Counter()  # (row.arg, class)
         self._unknown_ids: Counter[str] = Counter()  # parity of unknown function ids
-        self._raw: Counter[tuple[Any, ...]] = Counter()  # call facts not yet sorted
+        self._raw: dict[tuple[Any, ...], int] = {}  # call facts not yet sorted -> count
         self._closed: set[tuple[int, int]] = set()  # (vm, port) seen closed after use
 
     @property
@@ -73,8 +73,8 @@ class Reach:
         """One call the oracle compared: ``s`` is the state it was made in."""
         row = decoded.row
         if row is None:
-            fid = regs.get(_ID_REG[conv], 0)
-            self._raw[(None, fid & 1)] += 1
+            key: tuple[Any, ...] = (None, regs.get(_ID_REG[conv], 0) & 1)
+            self._raw[key] = self._raw.get(key, 0) + 1
             return
         states = s.vm_state
         C = s.cfg.n_vcpus
@@ -86,13 +86,15 @@ class Reach:
                 self._success(s, vm, row.name, args, ret)
         else:
             args, sign = None, 0
-        self._raw[(row.name, ret, vm, states, power, args, sign)] += 1
-        if len(self._raw) >= _RAW_LIMIT:
+        raw = self._raw
+        key = (row.name, ret, vm, states, power, args, sign)
+        raw[key] = raw.get(key, 0) + 1  # (dict.get: Counter's += calls __missing__)
+        if len(raw) >= _RAW_LIMIT:
             self._sort()
 
     def _sort(self) -> None:
         """Fold the raw facts counted by :meth:`call` into the figures."""
-        raw, self._raw = self._raw, Counter()
+        raw, self._raw = self._raw, {}
         rows, f, fields = self._rows, self._features, self._fields
         for key, n in raw.items():
             if key[0] is None:
