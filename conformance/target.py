@@ -967,5 +967,9 @@ def make_target(spec: str, timeout: float = 5.0, log_dir: str | None = None,
         from conformance.xen_target import XenTarget
 
         return XenTarget()
+    if spec == "reference-ffa":
+        from conformance.ffa_target import ReferenceFfaTarget
+
+        return ReferenceFfaTarget()
     raise ValueError(f"unknown target {spec!r}: use spec, reference, qemu-psci, "
                      f"kvm-arm64[:nvhe|:protected], xen-arm64 or exec:COMMAND")
