@@ -145,8 +145,8 @@ class FfaFrontEnd:
     def _tx_length(self, vm: int, regs: Mapping[str, int]) -> int:
         _need(vm in self.buffers, INVALID, "no TX buffer")
         total, frag = regs.get("x1", 0) & _M32, regs.get("x2", 0) & _M32
-        _need(not regs.get("x3", 0) and not regs.get("x4", 0) & _M32, INVALID,
-              "only the TX buffer")
+        address = regs.get("x3", 0) & (-1 if regs.get("x0", 0) >> 30 & 1 else _M32)
+        _need(not address and not regs.get("x4", 0) & _M32, INVALID, "only the TX buffer")
         _need(frag <= total, INVALID, "fragment past total")
         _need(frag == total, NOT_SUPPORTED, "fragmented transactions")
         _need(total <= self.buffers[vm][2] * PAGE, INVALID, "past the TX buffer")

@@ -64,12 +64,12 @@ from spec.hypercalls.abi import HV_ERRORS
 
 __all__ = [
     "DONATE_PERM", "ERRORS", "EXPRESSES", "FUNCTIONS", "LAYOUTS", "MAILBOX_RULES",
-    "NORMAL_WB_INNER", "PAGE", "RULES", "SVE_HINT", "Access", "Constituent", "Descriptor",
-    "Field", "Inexpressible", "Layout", "Mailbox", "ModelCall", "Reading", "Relinquish",
-    "Request", "Rule", "Violation", "base_name", "decode", "decode_request", "encode",
-    "encode_descriptor", "encode_relinquish", "endpoint_of", "function_name",
-    "parse_relinquish", "parse_transaction", "rows", "rx_release", "rxtx_map",
-    "rxtx_unmap", "to_model", "vm_of",
+    "NORMAL_WB_INNER", "PAGE", "RULES", "SEND_EXPRESSES", "SVE_HINT", "Access", "Constituent",
+    "Descriptor", "Field", "Inexpressible", "Layout", "Mailbox", "ModelCall", "Reading",
+    "Relinquish", "Request", "Rule", "Violation", "base_name", "decode", "decode_request",
+    "encode", "encode_descriptor", "encode_relinquish", "endpoint_of", "expresses",
+    "function_name", "parse_relinquish", "parse_transaction", "rows", "rx_release",
+    "rxtx_map", "rxtx_unmap", "to_model", "vm_of",
 ]
 
 STANDARD = "Arm FF-A DEN0077A v1.1"
@@ -156,17 +156,21 @@ NOT_SUPPORTED, INVALID, NO_MEMORY, BUSY, DENIED = (
 # the model's error space is FF-A's numbering (abi.py): same name, same code
 assert all(ERRORS[n] == c for n, c in HV_ERRORS.items() if n != "SUCCESS")
 
-# Per FF-A code: the model errors it may stand for.  One difference of reading: a frame
-# range past the caller's memory is INVALID_PARAMETERS to the model (a bad frame number)
-# and memory the caller does not own to an FF-A instance (DENIED: Hafnium's and Xen's
-# sender-state checks), so on the transaction calls DENIED also stands for it.
+# Per FF-A code: the model errors it stands for (the same numbering).
 EXPRESSES: dict[int, frozenset[str]] = {
-    NOT_SUPPORTED: frozenset({"NOT_SUPPORTED"}),
-    INVALID: frozenset({"INVALID_PARAMETERS"}),
-    NO_MEMORY: frozenset({"NO_MEMORY"}),
-    BUSY: frozenset({"BUSY"}),
-    DENIED: frozenset({"DENIED", "INVALID_PARAMETERS"}),
-}
+    code: frozenset({name}) for name, code in ERRORS.items() if name in HV_ERRORS}
+# One difference of reading, on the sends only: a frame range past the caller's memory is
+# INVALID_PARAMETERS to the model (a bad frame number) and memory the caller does not own
+# to an FF-A instance (DENIED: Hafnium's and Xen's sender-state checks), so there DENIED
+# also stands for INVALID_PARAMETERS.
+SEND_EXPRESSES: dict[int, frozenset[str]] = {
+    **EXPRESSES, DENIED: frozenset({"DENIED", "INVALID_PARAMETERS"})}
+
+
+def expresses(code: int, row: str) -> frozenset[str]:
+    """The model errors an FF-A error ``code`` in the answer to ``row`` stands for."""
+    return (SEND_EXPRESSES if row in KIND_OF_ROW else EXPRESSES).get(code, frozenset())
+
 
 # --- descriptor layouts (little-endian, packed) -------------------------------------------
 
@@ -745,7 +749,8 @@ def check_lengths(regs: Mapping[str, int], tx_size: int) -> tuple[int, int] | Vi
     the TX buffer), checked against each other and the TX buffer; this codec's instance
     does not take fragmented transactions."""
     total, frag = regs.get("x1", 0) & _M32, regs.get("x2", 0) & _M32
-    if regs.get("x3", 0) or regs.get("x4", 0) & _M32:
+    wide = regs.get("x0", 0) >> 30 & 1  # SMC64: x3 is a 64-bit address; SMC32: w3
+    if regs.get("x3", 0) & (_M64 if wide else _M32) or regs.get("x4", 0) & _M32:
         return Violation("buffer_address")
     if frag > total:
         return Violation("fragment_past_total", f"{frag} > {total}")
@@ -842,7 +847,7 @@ def decode(row: str, out: Mapping[str, int], rx: bytes = b"", caller_vm: int = 0
     if name == "FFA_ERROR":
         code = _signed32(w[2])
         label = ERROR_NAME.get(code, str(code))
-        return Reading(False, errors=EXPRESSES.get(code, frozenset()), code=code,
+        return Reading(False, errors=expresses(code, row), code=code,
                        text=f"FFA_ERROR {label}")
     if name in ("FFA_SUCCESS_32", "FFA_SUCCESS_64") and row in KIND_OF_ROW:
         handle = w[2] | w[3] << 32

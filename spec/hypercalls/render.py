@@ -187,10 +187,12 @@ def _ffa_codec() -> list[str]:
         base = ffa.base_name(name)
         out.append(f"| {name} | `{fid:#010x}` | {model.get(base, '-')} | "
                    f"{ffa.CLAUSES[base]} |")
-    out += ["", "| FF-A error | code | stands for the model's |", "|---|---|---|"]
+    out += ["", "| FF-A error | code | stands for the model's | on a share, lend or donate |",
+            "|---|---|---|---|"]
     for name, code in ffa.ERRORS.items():
-        meant = sorted(ffa.EXPRESSES.get(code, ()))
-        out.append(f"| {name} | {code} | {', '.join(meant) or '(none)'} |")
+        meant = ", ".join(sorted(ffa.EXPRESSES.get(code, ()))) or "(none)"
+        send = ", ".join(sorted(ffa.SEND_EXPRESSES.get(code, ()))) or "(none)"
+        out.append(f"| {name} | {code} | {meant} | {send} |")
     out += ["", "### Descriptor layouts", ""]
     for layout in ffa.LAYOUTS:
         out += [f"**{layout.name}** ({layout.table}; {layout.size} bytes fixed)", "",

@@ -45,6 +45,24 @@ def _front(cls: type = FfaFrontEnd) -> Any:
     return front
 
 
+def test_register_forms_answered_as_the_codec_reads_them() -> None:
+    """w1/w2/w3/w4 of a send: an SMC32 call's x3 upper half is no address."""
+    from tests.hypervisor.test_ffa_codec import _good, _regs
+
+    data = _good()
+    n = len(data)
+    for regs in (_regs(data), _regs(data, addr=1 << 40), _regs(data, frag=n + 16),
+                 _regs(data, total=n + 16), _regs(data, addr=0x4000, pages=1),
+                 dict(_regs(data, addr=1 << 40), x0=ffa.FUNCTIONS["FFA_MEM_SHARE_32"])):
+        expected = ffa.check_lengths(regs, ffa.PAGE)
+        out, _ = _front().call(0, 0, regs, data)
+        reading = ffa.decode("MEM_SHARE", out)
+        if isinstance(expected, ffa.Violation):
+            assert reading.code in expected.codes, (regs, reading)
+        else:
+            assert reading.ok, (regs, reading)
+
+
 def test_the_base_descriptors_are_carried_out() -> None:
     """(So a malformed case that the front end lets through succeeds.)"""
     from tests.hypervisor.test_ffa_codec import _good
