@@ -61,8 +61,17 @@ class SplitQueue:
     def room(self) -> int:
         return len(self.drv.free)
 
-    def add(self, bufs: Sequence[tuple[int, int, bool]], indirect: bool) -> int:
-        self.drv, head = sp.driver_add(self.mem, self.drv, bufs, indirect)
+    def add(self, bufs: Sequence[tuple[int, int, bool]], indirect: bool,
+            direct_prefix: int = 0, write_on_indirect: bool = False) -> int:
+        """One buffer; with ``indirect``, ``direct_prefix`` leading parts in ordinary
+        descriptors (a mixed chain) and (``write_on_indirect``) WRITE set on the
+        descriptor that points at the table (2.7.5.3.2: the device ignores it)."""
+        free = self.drv.free
+        self.drv, head = sp.driver_add(self.mem, self.drv, bufs, indirect, direct_prefix)
+        if indirect and write_on_indirect:
+            at = rm.desc_addr(self.layout.desc, free[direct_prefix])
+            d = sp.Desc.read(self.mem, at)
+            attrs.evolve(d, flags=d.flags | sp.VIRTQ_DESC_F_WRITE).write(self.mem, at)
         self.segs[head] = tuple((a, n) for a, n, _ in bufs)
         return head
 
