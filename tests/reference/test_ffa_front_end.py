@@ -177,3 +177,17 @@ def test_planted_reserved_bytes_ignored_is_caught() -> None:
     assert judge_malformed(_front(), 0, 0, FUNCTION[kind], data, kind) is None
     why = judge_malformed(_front(_ReservedIgnored), 0, 0, FUNCTION[kind], data, kind)
     assert why is not None and "reserved_header" in why
+
+
+@given(data=st.binary(max_size=40), count=st.integers(0, 3), flags=st.integers(0, 7),
+       endpoint=st.sampled_from([1, 2, 0x8001]))
+def test_relinquish_descriptors_answered_as_required(data: bytes, count: int, flags: int,
+                                                     endpoint: int) -> None:
+    """Relinquish descriptors (Table 16.25), near-valid and arbitrary: where the codec
+    names a broken rule, the front end's FFA_ERROR is one the rule allows."""
+    for tx in (data, ffa.encode_relinquish(ffa.Relinquish(0, flags, (endpoint,) * count))):
+        expected = ffa.parse_relinquish(tx, len(tx), ffa.endpoint_of(0))
+        out, _ = _front().call(0, 0, {"x0": ffa.FUNCTIONS["FFA_MEM_RELINQUISH"]}, tx)
+        reading = ffa.decode("MEM_RELINQUISH", out)
+        if isinstance(expected, ffa.Violation):
+            assert not reading.ok and reading.code in expected.codes, (tx, reading)
