@@ -303,7 +303,8 @@ RULES: dict[str, Rule] = {r.id: r for r in (
     _rule("buffer_address", "a buffer other than the TX buffer (w3/w4 non-zero)",
           "ch. 16 FFA_MEM_SHARE w3, w4 (Hafnium: INVALID_PARAMETERS, Xen: "
           "NOT_SUPPORTED)", INVALID, NOT_SUPPORTED),
-    _rule("no_tx_buffer", "no RX/TX buffer pair is mapped", "ch. 13 FFA_RXTX_MAP"),
+    _rule("no_tx_buffer", "no RX/TX buffer pair is mapped",
+          "ch. 13 FFA_RXTX_MAP (Hafnium: INVALID_PARAMETERS)"),
     _rule("header_past_length", "the 48-byte header runs past the stated length",
           "Table 10.20"),
     _rule("reserved_header", "reserved header bytes 36..47 are not zero", "Table 10.20"),
@@ -744,10 +745,14 @@ def encode(row: str, args: tuple[int, ...], caller_vm: int, owner_vm: int | None
     return Inexpressible(f"{row} has no FF-A form")
 
 
-def check_lengths(regs: Mapping[str, int], tx_size: int) -> tuple[int, int] | Violation:
+def check_lengths(regs: Mapping[str, int], tx_size: int | None
+                  ) -> tuple[int, int] | Violation:
     """The total and fragment lengths of a send or retrieve (w1, w2, with w3/w4 naming
-    the TX buffer), checked against each other and the TX buffer; this codec's instance
-    does not take fragmented transactions."""
+    the TX buffer), checked against each other and the TX buffer (``tx_size`` bytes;
+    None: the caller has mapped none); this codec's instance does not take fragmented
+    transactions."""
+    if tx_size is None:
+        return Violation("no_tx_buffer")
     total, frag = regs.get("x1", 0) & _M32, regs.get("x2", 0) & _M32
     wide = regs.get("x0", 0) >> 30 & 1  # SMC64: x3 is a 64-bit address; SMC32: w3
     if regs.get("x3", 0) & (_M64 if wide else _M32) or regs.get("x4", 0) & _M32:

@@ -353,6 +353,8 @@ def test_register_rules() -> None:
         got = ffa.check_lengths(regs, n - 16 if rule == "length_past_buffer" else n + 64)
         assert isinstance(got, ffa.Violation) and got.rule == rule, (rule, got)
     assert ffa.RULES["fragmented"].codes == {ffa.NOT_SUPPORTED, ffa.INVALID}
+    got = ffa.check_lengths(_regs(data), None)
+    assert isinstance(got, ffa.Violation) and got.rule == "no_tx_buffer"
     # SMC32 reads w3 (the upper half of x3 is ignored); SMC64 reads all of x3
     high = _regs(data, addr=1 << 40)
     assert ffa.check_lengths(dict(high, x0=ffa.FUNCTIONS["FFA_MEM_SHARE_32"]), n) == (n, n)

@@ -51,6 +51,10 @@ def test_register_forms_answered_as_the_codec_reads_them() -> None:
 
     data = _good()
     n = len(data)
+    unmapped = _front()
+    del unmapped.buffers[0]
+    out, _ = unmapped.call(0, 0, _regs(data), data)
+    assert ffa.decode("MEM_SHARE", out).code in ffa.RULES["no_tx_buffer"].codes
     for regs in (_regs(data), _regs(data, addr=1 << 40), _regs(data, frag=n + 16),
                  _regs(data, total=n + 16), _regs(data, addr=0x4000, pages=1),
                  dict(_regs(data, addr=1 << 40), x0=ffa.FUNCTIONS["FFA_MEM_SHARE_32"])):
