@@ -931,8 +931,13 @@ _ENCODE = json.JSONEncoder(separators=(",", ":")).encode  # json.dumps builds on
 
 
 def _observation(reply: dict[str, Any]) -> Observation:
+    irq = reply["irq"]  # words: numbers, or hex strings (one or the other, usually)
     return Observation(tuple(reply["access"]), tuple(reply["dma"]),
-                       tuple([protocol.word(x) for x in reply["irq"]]))
+                       tuple(irq) if _INTS.issuperset(map(type, irq)) else
+                       tuple([protocol.word(x) for x in irq]))
+
+
+_INTS = frozenset({int})
 
 
 def _hypercall_answer(reply: Mapping[str, Any]) -> dict[str, int]:
@@ -942,7 +947,8 @@ def _hypercall_answer(reply: Mapping[str, Any]) -> dict[str, int]:
         return {"returned": 0}
     if "raised" in reply:
         return {"raised": protocol.word(reply["raised"])}
-    return {k: protocol.word(v) for k, v in reply["regs"].items()}
+    return {k: int(v, 16) if type(v) is str else int(v)  # protocol.word, inlined
+            for k, v in reply["regs"].items()}
 
 
 def make_target(spec: str, timeout: float = 5.0, log_dir: str | None = None,
