@@ -20,7 +20,7 @@ from conformance.vhost_user import checks as ck
 from conformance.vhost_user import net_frames as nf
 from conformance.vhost_user.checks import Ctx, Result
 from conformance.vhost_user.evidence import text_ops
-from conformance.vhost_user.net_rings import SplitQueue
+from conformance.vhost_user.net_rings import PackedQueue, SplitQueue
 from conformance.vhost_user.net_session import (
     DATA,
     FN,
@@ -367,6 +367,8 @@ def check_net_in_order(t: Target) -> list[Result]:
 PACKED_RULES = ("VIRTIO-2.8.15-DEV-NO-WRITE-READABLE", "PVSPEC-RING-PACKED-DESC-RING",
                 "PVSPEC-RING-PACKED-NOTIFY", "PVSPEC-RING-PACKED-USED-LEN")
 LIST_ORDER = "VIRTIO-2.8.18-DEV-LIST-ORDER"
+WAIT_AVAIL = "VIRTIO-2.8.15-DEV-WAIT-AVAIL"
+HELD_WAIT = 0.3  # seconds a back-end is given to (wrongly) take a list not made available
 # packed-ring rules about the order of what happens inside the device: a front-end sees
 # the ring before and after a step, never when the device started on a list, when a
 # buffer completed, nor the order of its writes to a descriptor
@@ -393,7 +395,7 @@ def check_net_packed(t: Target) -> list[Result]:
     with _session(t, want=NET_WANT | packed) as s:
         offered = s.feats.packed
     if not offered:
-        for rule in (*PACKED_RULES, LIST_ORDER, *PACKED_PLATFORM):
+        for rule in (*PACKED_RULES, LIST_ORDER, WAIT_AVAIL, *PACKED_PLATFORM):
             c.skip(rule, "RING_PACKED not offered", NotJudged.NOT_OFFERED)
         return c.results
     for rule, why in PACKED_PLATFORM.items():
@@ -406,10 +408,56 @@ def check_net_packed(t: Target) -> list[Result]:
     ok, what = _carried(chains)
     c.add(LIST_ORDER, ok, "transmit lists of 3 descriptors (header apart), receive lists of "
           f"2: {what}")
+    _wait_avail(t, c, NET_WANT | packed)
     # 12 rounds of 6 frames: 72 transmit lists on a 64-slot ring, both counters flip
     return (c.results + chains + _loopback(t, "net-packed", NET_WANT | packed, rounds=12)
             + _loopback(t, "net-packed-no-mrg", NET_WANT & ~F.mask(FN["MRG_RXBUF"]) | packed,
                         rounds=2))
+
+
+def _wait_avail(t: Target, c: Ctx, want: int) -> None:
+    """2.8.15: the device takes a descriptor only once its AVAIL bit says so.  A transmit
+    list is written whole -- buffer, descriptor, id -- but for its flags word, left as
+    the previous lap's (not available); the device is kicked and given HELD_WAIT s: it
+    must use nothing, and deliver nothing.  Then the flags word is written and kicked
+    again: the frame must now be sent (so the device was there to take it)."""
+    with _session(t, want=want) as s:
+        q, rq = s.txq, s.rxq
+        assert isinstance(q, PackedQueue) and isinstance(rq, PackedQueue)
+        assert s.tx_mem is not None
+        s.post_rx([FULL_BUF] * 2)
+        _b, _r, kick = rq.publish()
+        if kick:
+            s.rx_vring.kick()
+        fr = nf.frame(60, nf.UDP, seed=9)
+        raw = N.NetHdr().encode() + fr
+        s.tx_mem.write(TX_BASE + DATA, raw)
+        q.add([(TX_BASE + DATA, len(raw), False)], False)
+        held = q.publish_held()
+        s.tx_vring.kick()
+        deadline = time.monotonic() + HELD_WAIT
+        early = 0
+        while time.monotonic() < deadline and not early:
+            time.sleep(0.01)
+            early = q.used_count() + rq.used_count()
+        q.release(held)
+        s.tx_vring.kick()  # whatever the device's event flags say: it is to look now
+        deadline = time.monotonic() + s.timeout
+        while time.monotonic() < deadline and not (q.used_count() and rq.used_count()):
+            time.sleep(0.01)
+        late = (q.used_count(), rq.used_count())
+    if early:
+        c.add(WAIT_AVAIL, False, f"a transmit list written but not made available (its "
+              f"flags word the previous lap's) was used ({early} used descriptor(s) on the "
+              f"two queues within {HELD_WAIT} s of a kick)")
+    elif late[0] and late[1]:
+        c.add(WAIT_AVAIL, True, f"a list written but not made available was left alone for "
+              f"{HELD_WAIT} s after a kick; once its flags were written it was sent and came "
+              f"back")
+    else:
+        c.skip(WAIT_AVAIL, f"the list was left alone while not available, but not used "
+               f"once it was either (transmit {late[0]}, receive {late[1]} used): nothing "
+               f"shows the device would have taken it", NotJudged.NOT_REACHED)
 
 
 def check_net_notifications(t: Target) -> list[Result]:
@@ -692,7 +740,7 @@ NET_COVERS: dict[str, tuple[str, ...]] = {
                    "VIRTIO-2.7.5.3-DEV-MIXED-CHAIN",
                    "VIRTIO-2.7.5.3-DEV-IGNORE-WRITE-ON-INDIRECT"),
     "net-in-order": (*_LOOP, "VIRTIO-6.2-DEV-IN-ORDER"),
-    "net-packed": (*_LOOP, *PACKED_RULES, LIST_ORDER, *PACKED_PLATFORM),
+    "net-packed": (*_LOOP, *PACKED_RULES, LIST_ORDER, WAIT_AVAIL, *PACKED_PLATFORM),
     "net-notifications": (*STEP_RULES, "VIRTIO-2.7.7-DEV-NOTIFY-FLAGS0",
                           "VIRTIO-2.7.7-DEV-IGNORE-USED-EVENT",
                           "VIRTIO-2.7.7-DEV-IGNORE-FLAGS-EVENT-IDX",

@@ -210,7 +210,8 @@ RING_REQUIREMENTS: tuple[Requirement, ...] = (
        "The device avoids reading device-writable buffers.", PORACLE),
     _r("VIRTIO-2.8.15-DEV-WAIT-AVAIL", "2.8.15", "MUST NOT", "device",
        "The device takes a descriptor only after seeing its AVAIL bit change.",
-       PORACLE, PBUGS, "spec.virtio.proofs:goal_packed_flags"),
+       PORACLE, PBUGS, "spec.virtio.proofs:goal_packed_flags", VU_NET + "check_net_packed",
+       T_AM + "test_planted_packed_list_taken_before_available_is_caught"),
     _r("VIRTIO-2.8.15-DEV-NO-CHANGE-AFTER-USED", "2.8.15", "MUST NOT", "device",
        "Once it has flipped a descriptor's USED bit the device changes that descriptor no "
        "more.", PORACLE, PBUGS),
@@ -243,7 +244,8 @@ RING_REQUIREMENTS: tuple[Requirement, ...] = (
     _r("VIRTIO-2.8.18-DEV-LIST-ORDER", "2.8.18", "MUST", "device",
        "The device uses the descriptors of a NEXT-linked list in the order they were made "
        "available.", PORACLE, T + "test_packed.py::test_packed_roundtrip_wraps",
-       VU_NET + "check_net_packed"),
+       VU_NET + "check_net_packed",
+       T_AM + "test_planted_packed_list_taken_before_available_is_caught"),
     _r("VIRTIO-2.8.18-DEV-MAY-LIMIT", "2.8.18", "MAY", "device",
        "The device can cap how many buffers a list may have."),
     _r("VIRTIO-2.8.19-DRV-INDIRECT-NEGOTIATED", "2.8.19", "MUST NOT", "driver",

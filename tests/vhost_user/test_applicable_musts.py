@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from conformance.vhost_user import checks as ck
+from conformance.vhost_user import net_checks as nc
 from conformance.vhost_user.checks import run_check
 from conformance.vhost_user.targets import Target, start_reference_blk
 from reference_impl.virtio import net as rnet
@@ -269,3 +270,40 @@ def test_report_takes_applicability_from_the_registry(tmp_path) -> None:  # type
     line = next(n for n in rep.notes if n.startswith("device-side MUSTs, all chapters"))
     applicable = int(re.search(r"(\d+) applicable", line).group(1))  # type: ignore[union-attr]
     assert applicable < 40, line  # 31-32, not the 62 counted before the conditions
+
+
+# --- packed rings: a list not made available is left alone (2.8.15) -----------------------
+
+
+def _packed_net(dev: rnet.NetDevice, name: str) -> Target:
+    """Our net back-end offering RING_PACKED too, frames looped back."""
+    return _target(dev, name, rnet.OFFERED | 1 << 30 | 1 << 34)
+
+
+def test_planted_packed_list_taken_before_available_is_caught(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """2.8.15 WAIT-AVAIL and 2.8.18 LIST-ORDER on our packed net back-end; then one planted
+    to look at the USED bit only (a slot whose AVAIL bit was never flipped is taken): the
+    list written but not made available is used, and caught."""
+    import inspect
+    import textwrap
+
+    from reference_impl.virtio import packed as ref_packed
+
+    rules = ("VIRTIO-2.8.15-DEV-WAIT-AVAIL", "VIRTIO-2.8.18-DEV-LIST-ORDER")
+    t = _packed_net(rnet.NetDevice(), "reference-net-packed")
+    try:
+        rs = run_check(t, "net-packed")
+        assert all(_statuses(rs, r) == ["pass"] for r in rules), rs
+        assert not [r for r in rs if r.status in ("fail", "error")], rs
+        src = textwrap.dedent(inspect.getsource(ref_packed.PackedQueue.process))
+        cond = "if (flags >> 7 & 1) != w or (flags >> 15) == w:"
+        assert cond in src
+        ns: dict[str, object] = {}
+        exec(compile(src.replace(cond, "if (flags >> 15) == w:"), ref_packed.__file__, "exec"),
+             vars(ref_packed), ns)
+        monkeypatch.setattr(ref_packed.PackedQueue, "process", ns["process"])
+        c = ck.Ctx(t, "net-packed")
+        nc._wait_avail(t, c, nc.NET_WANT | 1 << 34)  # the step itself, not every round
+    finally:
+        t.stop()
+    assert _statuses(c.results, "VIRTIO-2.8.15-DEV-WAIT-AVAIL") == ["fail"], c.results
