@@ -137,6 +137,8 @@ def _first_result(got: dict[str, int]) -> str:
     return "x0" if "x0" in got else "rax"
 
 
+_ABI_REQ = {r.name: f"abi:{r.name}" for r in abi.TABLE}  # row -> its requirement
+
 # Calls whose arguments name a handle or a port, and calls whose result is one (or, for
 # EVTCHN_STATUS, carries a remote port): what the renaming translates.
 _NAMED_ARGS = {r.name: tuple((i, a) for i, a in enumerate(r.args)
@@ -378,17 +380,20 @@ class Differ:
             self._deviation_seen(known, decoded, vm)
             self._advance(caller, None, self.s, ret, seen)
             return ret
-        if self._renaming and isinstance(decoded, codec.Call) and not ret >> 63:
+        is_call = type(decoded) is codec.Call
+        if self._renaming and is_call and not ret >> 63:
             self._bind(decoded, vm, ret, got)
         if self.reach is not None:
             self.reach.call(self.s, vm, vcpu, decoded, regs, conv, ret)
         judged = self.judged  # the result agreed: this row (or the decoder) was judged
         if row is not None:
-            judged.add(f"abi:{row.name}")
-        if row is None or isinstance(decoded, codec.DecodeError):
+            judged.add(_ABI_REQ[row.name])
+        if not is_call:
             judged.add("abi:decode")
-        self._advance(caller, row if isinstance(decoded, codec.Call) else None, s2, ret, seen,
-                      decoded.args if isinstance(decoded, codec.Call) else ())
+        if is_call:
+            self._advance(caller, row, s2, ret, seen, decoded.args)
+        else:
+            self._advance(caller, None, s2, ret, seen)
         return ret
 
     def concurrent(self, calls: list[tuple[int, int, dict[str, int], str]]) -> list[int]:

@@ -102,14 +102,27 @@ class State:
     dev_owner: tuple[Any, ...]
 
     # --- index helpers (work on ints and on Z3 words) -----------------------------------
+    # (each with _flat_index's concrete fast path inlined: they run on every step)
     def vc(self, vm: Any, c: Any) -> Any:
-        return _flat_index(vm, c, self.cfg.n_vcpus, self.cfg.n_vms)
+        cfg = self.cfg
+        if type(vm) is int and type(c) is int:
+            w, rows = cfg.n_vcpus, cfg.n_vms
+            return vm * w + c if 0 <= c < w and 0 <= vm < rows else rows * w
+        return _flat_index(vm, c, cfg.n_vcpus, cfg.n_vms)
 
     def vg(self, vm: Any, g: Any) -> Any:
-        return _flat_index(vm, g, self.cfg.n_gframes, self.cfg.n_vms)
+        cfg = self.cfg
+        if type(vm) is int and type(g) is int:
+            w, rows = cfg.n_gframes, cfg.n_vms
+            return vm * w + g if 0 <= g < w and 0 <= vm < rows else rows * w
+        return _flat_index(vm, g, cfg.n_gframes, cfg.n_vms)
 
     def vp(self, vm: Any, p: Any) -> Any:
-        return _flat_index(vm, p, self.cfg.n_ports, self.cfg.n_vms)
+        cfg = self.cfg
+        if type(vm) is int and type(p) is int:
+            w, rows = cfg.n_ports, cfg.n_vms
+            return vm * w + p if 0 <= p < w and 0 <= vm < rows else rows * w
+        return _flat_index(vm, p, cfg.n_ports, cfg.n_vms)
 
     def evolve(self, **changes: Any) -> State:
         """``attrs.evolve(self, **changes)`` in a quarter of the time: every transition
