@@ -188,8 +188,9 @@ def _universe_reqs(kind: str) -> tuple[Requirement, ...]:
 def gated_rules(kind: str) -> tuple[str, ...]:
     """Every rule of a ``kind`` back-end's universe whose applicability depends on the
     offer (a condition on offering or negotiating a feature, or a forbidden offer)."""
-    return tuple(r.id for r in _universe_reqs(kind) for w in condition_of(r)
-                 if w.offered or w.negotiated or w.forbids_offer)
+    return tuple(dict.fromkeys(
+        r.id for r in _universe_reqs(kind) for w in condition_of(r)
+        if w.offered or w.not_offered or w.negotiated or w.forbids_offer))
 
 
 def gated_not_offered(kind: str, offered: int) -> list[tuple[str, str]]:

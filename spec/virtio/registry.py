@@ -47,6 +47,8 @@ class When:
     without the ``VIRTIO_F_`` / ``VIRTIO_<DEV>_F_`` prefix; ``"A|B"`` is either of them.
 
     * ``offered``: applies only to a device that offers every entry ("if it offers X");
+    * ``not_offered``: applies only to a device that offers none of them ("for devices
+      not offering X");
     * ``negotiated``: applies only while every entry is negotiated ("if X has been
       negotiated"); a device that does not offer one never comes under it;
     * ``not_negotiated``: applies only while none is negotiated ("if X is not negotiated");
@@ -62,6 +64,7 @@ class When:
     """
 
     offered: tuple[str, ...] = ()
+    not_offered: tuple[str, ...] = ()
     negotiated: tuple[str, ...] = ()
     not_negotiated: tuple[str, ...] = ()
     legacy: bool = False
@@ -74,7 +77,8 @@ class When:
 
     def features(self) -> tuple[str, ...]:
         """Every feature name this condition mentions."""
-        return tuple(n for e in (*self.offered, *self.negotiated, *self.not_negotiated,
+        return tuple(n for e in (*self.offered, *self.not_offered, *self.negotiated,
+                                 *self.not_negotiated,
                                  *((self.forbids_offer,) if self.forbids_offer else ()))
                      for n in e.split("|"))
 
@@ -150,6 +154,9 @@ def not_applicable(req: Requirement, device: str, offered: int,
         for entry in (*w.offered, *w.negotiated):
             if not _has(offered, entry, bits):
                 return f"{' or '.join(entry.split('|'))} not offered"
+        for entry in w.not_offered:
+            if _has(offered, entry, bits):
+                return f"{' or '.join(entry.split('|'))} offered"
     return None
 
 

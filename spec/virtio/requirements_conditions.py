@@ -7,9 +7,10 @@ device type of a §5.x statement and the transport of a §4.x one follow from it
 (:func:`spec.virtio.registry.device_type`, :func:`~spec.virtio.registry.transport_of`);
 what a whole section opens with is in :data:`spec.virtio.registry.SECTION_WHEN`.
 
-Covered: the device-side statements of chapters 2 and 6 and of net (§5.1) and blk (§5.2),
-every level.  Not yet: the other device chapters and the driver side (their records say
-nothing about applicability, so they count as applying whenever their chapter does).
+Covered: the device-side statements of chapters 2, 4 and 6, of net (§5.1) and blk (§5.2),
+every level, and the feature dependencies of gpu (§5.7.3).  Not yet: the rest of the
+other device chapters and the driver side (their records say nothing about applicability,
+so they count as applying whenever their chapter, and transport, does).
 
 A condition on *offering* a feature ("if it offers X", a dependency "X requires Y")
 spares a device that does not offer it.  A statement that *forbids an offer* under a
@@ -28,6 +29,9 @@ from spec.virtio.registry import Requirement, When, all_requirements, condition,
 BLK = "device-types/blk/description.tex:"
 NET = "device-types/net/description.tex:"
 SPLIT = "split-ring.tex:"
+PCI = "transport-pci.tex:"
+MMIO = "transport-mmio.tex:"
+GPU = "device-types/gpu/description.tex:"
 CONTENT = "content.tex:"
 
 _DEVICE_IDS = {"net": F.NET, "blk": F.BLOCK, "console": F.CONSOLE, "rng": F.ENTROPY,
@@ -76,6 +80,22 @@ CORE: dict[str, When] = {
                                                       source=CONTENT + "927"),
     "VIRTIO-6.2-DEV-MAY-EMULATE-NO-ORDER-PLATFORM": When(offered=("ORDER_PLATFORM",),
                                                          source=CONTENT + "929"),
+}
+
+# --- chapter 4 (the transport is the section's, registry.TRANSPORT_SECTIONS) --------------
+_NO_NOTIF_DATA = When(not_offered=("NOTIFICATION_DATA",), source=PCI + "566")
+_NOTIF_DATA = When(offered=("NOTIFICATION_DATA",), source=PCI + "582")
+TRANSPORTS: dict[str, When] = {
+    "VIRTIO-4.1.4.3.1-DEV-QUEUE-RESET": When(negotiated=("RING_RESET",), source=PCI + "472"),
+    "VIRTIO-4.1.4.3.1-DEV-QUEUE-SIZE-POW2": When(not_negotiated=("RING_PACKED",),
+                                                 source=PCI + "487"),
+    "VIRTIO-4.1.4.3.1-DEV-ADMIN-RANGE": When(negotiated=("ADMIN_VQ",), source=PCI + "491"),
+    **{f"VIRTIO-4.1.4.4.1-DEV-{k}-2": _NO_NOTIF_DATA for k in (
+        "NOTIFY-OFFSET-ALIGN", "NOTIFY-LENGTH", "NOTIFY-LENGTH-FORMULA")},
+    "VIRTIO-4.1.4.4.1-DEV-NOTIFY-MULTIPLIER-EVEN": _NO_NOTIF_DATA,
+    **{f"VIRTIO-4.1.4.4.1-DEV-{k}-4": _NOTIF_DATA for k in (
+        "NOTIFY-OFFSET-ALIGN", "NOTIFY-LENGTH", "NOTIFY-LENGTH-FORMULA", "NOTIFY-MULTIPLIER")},
+    "VIRTIO-4.2.2.1-DEV-QUEUE-RESET": When(negotiated=("RING_RESET",), source=MMIO + "280"),
 }
 
 # --- §5.2 block ----------------------------------------------------------------------------
@@ -272,19 +292,20 @@ _NET_REQUIRES = {
 
 
 def _dependencies() -> dict[str, When]:
-    """Each dependency record (§5.1.3.1, §5.2.5.2) applies to a device that offers the
+    """Each dependency record (§5.1.3.1, §5.2.5.2, §5.7.3) applies to a device that offers the
     feature that has the dependency ("X requires Y", §2.2.2)."""
     out: dict[str, When] = {}
-    for dev in (F.NET, F.BLOCK):
+    for dev in (F.NET, F.BLOCK, F.GPU):
         for feat in F.DEPENDENCIES[dev]:
             name = F.feature_name(dev, feat)
-            src = NET + str(_NET_REQUIRES[name]) if dev == F.NET else BLK + "321"
+            src = {F.NET: NET + str(_NET_REQUIRES.get(name, 124)), F.BLOCK: BLK + "321",
+                   F.GPU: GPU + "38"}[dev]
             out.setdefault(F.dependency_requirement(dev, feat),
                            When(offered=(name,), source=src))
     return out
 
 
-CONDITIONS: dict[str, When] = {**_dependencies(), **CORE, **BLOCK, **NETWORK}
+CONDITIONS: dict[str, When] = {**_dependencies(), **CORE, **TRANSPORTS, **BLOCK, **NETWORK}
 
 
 def check_names() -> None:

@@ -74,6 +74,12 @@ def test_offered_and_negotiated_conditions() -> None:
     assert _why(rid, F.mask(NET["GUEST_ANNOUNCE"])) == "CTRL_VQ not offered"
     assert _why(rid, F.mask(NET["CTRL_VQ"])) == "GUEST_ANNOUNCE not offered"
     assert _why(rid, F.mask(NET["CTRL_VQ"], NET["GUEST_ANNOUNCE"])) is None
+    # "for devices (not) offering NOTIFICATION_DATA" (4.1.4.4.1)
+    nd = F.mask(F.NOTIFICATION_DATA)
+    assert _why("VIRTIO-4.1.4.4.1-DEV-NOTIFY-OFFSET-ALIGN-2", nd) == "NOTIFICATION_DATA offered"
+    assert _why("VIRTIO-4.1.4.4.1-DEV-NOTIFY-OFFSET-ALIGN-2", 0) is None
+    assert _why("VIRTIO-4.1.4.4.1-DEV-NOTIFY-OFFSET-ALIGN-4", 0) == \
+        "NOTIFICATION_DATA not offered"
     # 2.8 is the packed ring's: none of it applies without RING_PACKED
     assert _why("VIRTIO-2.8.18-DEV-LIST-ORDER", F.mask(F.VERSION_1)) == "RING_PACKED not offered"
     # every dependency record applies to a device that offers the feature with the dependency
