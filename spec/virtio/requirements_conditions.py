@@ -8,9 +8,12 @@ device type of a §5.x statement and the transport of a §4.x one follow from it
 what a whole section opens with is in :data:`spec.virtio.registry.SECTION_WHEN`.
 
 Covered: the device-side statements of chapters 2, 4 and 6, of net (§5.1) and blk (§5.2),
-every level, and the feature dependencies of gpu (§5.7.3).  Not yet: the rest of the
-other device chapters and the driver side (their records say nothing about applicability,
-so they count as applying whenever their chapter, and transport, does).
+every level, and the feature dependencies of gpu (§5.7.3); on the driver side, the
+feature-conditioned statements of 2.7, 5.1, 5.2 and 6.1.  Not yet: the rest of the other
+device chapters (their records say nothing about applicability, so they count as applying
+whenever their chapter, and transport, does).  A driver statement that forbids using a
+facility without its feature ("INDIRECT only when INDIRECT_DESC was negotiated") applies
+to every driver and carries no condition.
 
 A condition on *offering* a feature ("if it offers X", a dependency "X requires Y")
 spares a device that does not offer it.  A statement that *forbids an offer* under a
@@ -291,6 +294,89 @@ _NET_REQUIRES = {
 }
 
 
+# --- the driver side ---------------------------------------------------------------------
+_DRV_EVENT_IDX = When(negotiated=("EVENT_IDX",), source=SPLIT + "346")
+_DRV_NO_EVENT_IDX = When(not_negotiated=("EVENT_IDX",), source=SPLIT + "339")
+_DRV_AVAIL_EVENT = When(negotiated=("EVENT_IDX",), source=SPLIT + "528")
+_DRV_NO_AVAIL_EVENT = When(not_negotiated=("EVENT_IDX",), source=SPLIT + "518")
+_OFFERED = {  # "A driver SHOULD/MUST accept X if it is offered" (content.tex, 6.1)
+    "VERSION-1": ("VERSION_1", "879"), "ACCESS-PLATFORM": ("ACCESS_PLATFORM", "882"),
+    "RING-PACKED": ("RING_PACKED", "888"), "ORDER-PLATFORM": ("ORDER_PLATFORM", "890"),
+    "NOTIF-CONFIG-DATA": ("NOTIF_CONFIG_DATA", "909"),
+}
+_BLK_ZONED_DRV = When(negotiated=("ZONED",), source=BLK + "915")
+DRIVER: dict[str, When] = {
+    "VIRTIO-2.7.5-DRV-IN-ORDER-NEXT": When(negotiated=("IN_ORDER",), source=SPLIT + "226"),
+    "VIRTIO-2.7.5.3-DRV-INDIRECT-IN-ORDER": When(negotiated=("IN_ORDER",), source=SPLIT + "277"),
+    "VIRTIO-2.7.7-DRV-FLAGS-VALUES": _DRV_NO_EVENT_IDX,
+    "VIRTIO-2.7.7-DRV-MAY-NO-INTERRUPT": _DRV_NO_EVENT_IDX,
+    "VIRTIO-2.7.7-DRV-FLAGS-ZERO-EVENT-IDX": _DRV_EVENT_IDX,
+    "VIRTIO-2.7.7-DRV-MAY-USED-EVENT": _DRV_EVENT_IDX,
+    "VIRTIO-2.7.10-DRV-IGNORE-AVAIL-EVENT": _DRV_NO_AVAIL_EVENT,
+    "VIRTIO-2.7.10-DRV-KICK-FLAGS0": _DRV_NO_AVAIL_EVENT,
+    "VIRTIO-2.7.10-DRV-NO-KICK-FLAGS1": _DRV_NO_AVAIL_EVENT,
+    "VIRTIO-2.7.10-DRV-IGNORE-FLAGS-EVENT-IDX": _DRV_AVAIL_EVENT,
+    "VIRTIO-2.7.10-DRV-KICK-AVAIL-EVENT": _DRV_AVAIL_EVENT,
+    "VIRTIO-2.7.10-DRV-NO-KICK-OTHERWISE": _DRV_AVAIL_EVENT,
+    # 6.1
+    **{f"VIRTIO-6.1-DRV-ACCEPT-{k}": When(offered=(f,), source=CONTENT + line)
+       for k, (f, line) in _OFFERED.items()},
+    "VIRTIO-6.1-DRV-ACCESS-PLATFORM-IOMMU": When(negotiated=("ACCESS_PLATFORM",),
+                                                 source=CONTENT + "882"),
+    "VIRTIO-6.1-DRV-PHYSICAL-ADDRESSES": When(not_offered=("ACCESS_PLATFORM",),
+                                              source=CONTENT + "885"),
+    "VIRTIO-6.1-DRV-ORDER-PLATFORM-BARRIERS": When(negotiated=("ORDER_PLATFORM",),
+                                                   source=CONTENT + "891"),
+    "VIRTIO-6.1-DRV-SR-IOV-MAY-ENABLE": When(negotiated=("SR_IOV",), source=CONTENT + "894"),
+    "VIRTIO-6.1-DRV-SR-IOV-AFTER-RESET": When(negotiated=("SR_IOV",), source=CONTENT + "903"),
+    # 5.1 net
+    "VIRTIO-5.1.4.2-DRV-NEGOTIATE-MAC": When(offered=("MAC",), source=NET + "292"),
+    "VIRTIO-5.1.4.2-DRV-USE-MAC": When(negotiated=("MAC",), source=NET + "293"),
+    "VIRTIO-5.1.4.2-DRV-LOCAL-MAC": When(not_negotiated=("MAC",), source=NET + "293"),
+    "VIRTIO-5.1.4.2-DRV-MTU-RX-BUFFERS": When(negotiated=("MTU",), source=NET + "304"),
+    "VIRTIO-5.1.4.2-DRV-MTU-TX-LIMIT": When(negotiated=("MTU",), source=NET + "308"),
+    "VIRTIO-5.1.4.2-DRV-SPEED-DUPLEX-UNKNOWN": When(negotiated=("SPEED_DUPLEX",),
+                                                    source=NET + "314"),
+    "VIRTIO-5.1.4.2-DRV-SPEED-DUPLEX-REREAD": When(negotiated=("SPEED_DUPLEX",),
+                                                   source=NET + "319"),
+    "VIRTIO-5.1.6.2.1-DRV-FLAGS-ZERO": When(not_negotiated=("CSUM",), source=NET + "530"),
+    "VIRTIO-5.1.6.2.1-DRV-MAY-GSO-TCPV4": When(negotiated=("HOST_TSO4",), source=NET + "534"),
+    "VIRTIO-5.1.6.2.1-DRV-MAY-GSO-TCPV6": When(negotiated=("HOST_TSO6",), source=NET + "539"),
+    "VIRTIO-5.1.6.2.1-DRV-MAY-GSO-UDP": When(negotiated=("HOST_UFO",), source=NET + "544"),
+    "VIRTIO-5.1.6.2.1-DRV-MAY-GSO-UDP-L4": When(negotiated=("HOST_USO",), source=NET + "549"),
+    "VIRTIO-5.1.6.2.1-DRV-NO-ECN-TSO": When(not_negotiated=("HOST_ECN",), source=NET + "554"),
+    "VIRTIO-5.1.6.2.1-DRV-ECN-BIT": When(negotiated=("HOST_ECN",), source=NET + "554"),
+    **{f"VIRTIO-5.1.6.2.1-DRV-{k}": When(negotiated=("CSUM",), source=NET + "560") for k in (
+        "MAY-PARTIAL-CSUM", "PARTIAL-CSUM-VALID-BEFORE", "PARTIAL-CSUM-PSEUDO",
+        "PARTIAL-CSUM-FIELDS")},
+    "VIRTIO-5.1.6.2.1-DRV-HDR-LEN-EXACT": When(negotiated=(_HOST_GSO, "GUEST_HDRLEN"),
+                                               source=NET + "589"),
+    "VIRTIO-5.1.6.3.1-DRV-RX-BUFFER-SIZE": When(not_negotiated=("MRG_RXBUF",),
+                                                source=NET + "665"),
+    "VIRTIO-5.1.6.3.1-DRV-MRG-BUFFER-HDR": When(negotiated=("MRG_RXBUF",), source=NET + "673"),
+    "VIRTIO-5.1.6.3.1-DRV-MQ-POPULATE": When(negotiated=("MQ",), source=NET + "681"),
+    "VIRTIO-5.1.6.4.2-DRV-HDR-LEN-HINT": When(negotiated=(_GUEST_GSO,), source=NET + "858"),
+    # 5.2 blk
+    "VIRTIO-5.2.5.1-DRV-WRITETHROUGH-DEDUCE": When(not_negotiated=("CONFIG_WCE", "FLUSH"),
+                                                   source=BLK + "288"),
+    "VIRTIO-5.2.5.1-DRV-WRITEBACK-ASSUME": When(negotiated=("FLUSH",),
+                                                not_negotiated=("CONFIG_WCE",),
+                                                source=BLK + "290"),
+    "VIRTIO-5.2.5.1-DRV-HM-NO-DISCARD": When(offered=("ZONED",), source=BLK + "300"),
+    "VIRTIO-5.2.5.1-DRV-HA-DISCARD-INDEPENDENT": When(offered=("ZONED", "DISCARD"),
+                                                      source=BLK + "304"),
+    "VIRTIO-5.2.5.1-DRV-HM-UNSUPPORTED-FAIL": When(negotiated=("ZONED",), source=BLK + "308"),
+    "VIRTIO-5.2.5.1-DRV-HA-AS-NON-ZONED": When(negotiated=("ZONED",), source=BLK + "308"),
+    "VIRTIO-5.2.5.1-DRV-HA-IGNORE-ZONED": When(negotiated=("ZONED",), source=BLK + "308"),
+    "VIRTIO-5.2.6.1-DRV-ACCEPT-RO": When(offered=("RO",), source=BLK + "874"),
+    "VIRTIO-5.2.6.1-DRV-WRITEBACK-SWITCH": When(negotiated=("CONFIG_WCE",), source=BLK + "900"),
+    **{f"VIRTIO-5.2.6.1-DRV-{k}": _BLK_ZONED_DRV for k in (
+        "ZONE-SECTOR-ALIGN", "ZONE-OP-SECTOR", "ZONE-RESET-ALL-SECTOR", "ZONE-REPORT-SECTOR",
+        "ZONE-REPORT-ANY-SECTOR", "ZONE-APPEND-SECTOR", "ZONE-APPEND-SIZE",
+        "ZONE-APPEND-READ-SECTOR", "SEQ-WRITE-RULES")},
+}
+
+
 def _dependencies() -> dict[str, When]:
     """Each dependency record (§5.1.3.1, §5.2.5.2, §5.7.3) applies to a device that offers the
     feature that has the dependency ("X requires Y", §2.2.2)."""
@@ -305,7 +391,8 @@ def _dependencies() -> dict[str, When]:
     return out
 
 
-CONDITIONS: dict[str, When] = {**_dependencies(), **CORE, **TRANSPORTS, **BLOCK, **NETWORK}
+CONDITIONS: dict[str, When] = {**_dependencies(), **CORE, **TRANSPORTS, **BLOCK, **NETWORK,
+                               **DRIVER}
 
 
 def check_names() -> None:

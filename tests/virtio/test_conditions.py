@@ -134,3 +134,17 @@ def test_each_cited_line_names_its_condition() -> None:
                 f", {n.rsplit('_', 1)[-1]}" in near for n in when.features()):
             missing.append((rid, when.via or when.source, words))
     assert not missing, missing
+
+
+def test_driver_statements_carry_their_conditions() -> None:
+    """The driver side states its conditions the same way: a driver of a device that
+    offers ACCESS_PLATFORM is not bound to pass physical addresses; the zoned request rules
+    bind only with ZONED; "A driver SHOULD accept X if it is offered"."""
+    ap = F.mask(F.ACCESS_PLATFORM)
+    assert _why("VIRTIO-6.1-DRV-PHYSICAL-ADDRESSES", ap) == "ACCESS_PLATFORM offered"
+    assert _why("VIRTIO-6.1-DRV-PHYSICAL-ADDRESSES", 0) is None
+    assert _why("VIRTIO-6.1-DRV-ACCEPT-RING-PACKED", 0) == "RING_PACKED not offered"
+    assert _why("VIRTIO-5.2.6.1-DRV-ZONE-APPEND-SIZE", F.mask(BLK["FLUSH"])) == \
+        "ZONED not offered"
+    # a driver rule forbidding a facility without its feature binds every driver
+    assert _why("VIRTIO-2.7.5.3-DRV-INDIRECT-NEGOTIATED", 0) is None
