@@ -643,7 +643,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "xen-arm64, and judged ring operations/s on linux-virtio:blk")
     be.set_defaults(fn=cmd_bench)
 
-    ab = sub.add_parser("abi", parents=[common], help="print the hypercall ABI table")
+    ab = sub.add_parser("abi", parents=[common], help="print the hypercall ABI table, the "
+                        "ABIs a target may speak and FF-A's function ids")
     ab.add_argument("--markdown", action="store_true", help="the docs/ABI.md text")
     ab.set_defaults(fn=cmd_abi)
 

@@ -137,6 +137,8 @@ def _first_result(got: dict[str, int]) -> str:
     return "x0" if "x0" in got else "rax"
 
 
+_ABI_REQ = {r.name: f"abi:{r.name}" for r in abi.TABLE}  # row -> its requirement
+
 # Calls whose arguments name a handle or a port, and calls whose result is one (or, for
 # EVTCHN_STATUS, carries a remote port): what the renaming translates.
 _NAMED_ARGS = {r.name: tuple((i, a) for i, a in enumerate(r.args)
@@ -181,6 +183,7 @@ class Differ:
     _observer: SpecObserver = attrs.field(init=False, factory=SpecObserver)
     _pipelined: bool = attrs.field(init=False, default=False)
     _observe: Callable[[], Observation] = attrs.field(init=False)
+    _callers: dict[tuple[int, int], Caller] = attrs.field(init=False, factory=dict)
     # the requirements this Differ evaluated on the target (what a report may credit)
     judged: set[str] = attrs.field(factory=set, kw_only=True)
     reach: Reach | None = attrs.field(default=None, kw_only=True)  # what the run reached
@@ -235,9 +238,10 @@ class Differ:
         views = self.observed_kinds | {"result"}
         spoken = target_rows(self.profile)
         reads, refuses = _fields_read(self.cfg, spoken)
-        self._state_reqs = {
+        self._state_reqs = {  # (those an earlier Differ of this run judged are judged)
             r.id: reads.get(r.id) or None for r in requirements.hypervisor()
-            if r.kind in ("invariant", "step") and requirements.views_of(r.id) <= views
+            if r.kind in ("invariant", "step") and r.id not in self.judged
+            and requirements.views_of(r.id) <= views
             # vacuous here: an invariant that reads nothing in this configuration (no
             # devices), a step property that only refuses results of calls the target
             # does not speak (firmware results on a Xen target)
@@ -324,35 +328,51 @@ class Differ:
     def _guard(self, fn: Callable[[], Any]) -> Any:
         try:
             return fn()
-        except TargetCrashed as exc:
+        except Exception as exc:
+            raise self._target_failed(exc) from None
+
+    def _target_failed(self, exc: Exception) -> BaseException:
+        """What to raise when the target raised ``exc``: a crash is the last call's
+        failure; a broken protocol, a hang or a defect of the suite or target glue stops
+        the run (not shrunk).  (The hot paths catch around the target call themselves,
+        instead of paying for a closure and :meth:`_guard` every step.)"""
+        if isinstance(exc, TargetCrashed):
             last = self._records[-1] if self._records else ()
             req = f"abi:{last[5].name}" if last and last[0] == "hypercall" and last[5] \
                 else "abi:decode"
-            raise ConformanceFailure("crash", req, CRASH_CLAUSE, "a result",
-                                     f"crash: {exc.reason}", self.ops) from None
-        except TargetError as exc:
-            raise TargetAbort(exc, self.ops) from None
-        except Exception as exc:  # a defect of the suite or target glue: stop, do not shrink
-            raise TargetAbort(TargetError(f"{type(exc).__name__}: {exc}"), self.ops) from None
+            return ConformanceFailure("crash", req, CRASH_CLAUSE, "a result",
+                                      f"crash: {exc.reason}", self.ops)
+        if isinstance(exc, TargetError):
+            return TargetAbort(exc, self.ops)
+        return TargetAbort(TargetError(f"{type(exc).__name__}: {exc}"), self.ops)
 
     def hypercall(self, vm: int, vcpu: int, regs: dict[str, int], conv: str = "arm64") -> int:
         """Run one call on both sides; the spec's registers name the spec's handles and
         ports, the target gets them under the renaming (:mod:`conformance.names`)."""
-        regs = {k: v & MASK64 for k, v in regs.items()}  # registers are 64 bits wide
+        # registers are 64 bits wide (a copy either way: the record keeps it)
+        values = regs.values()
+        if values and (min(values) < 0 or max(values) > MASK64):
+            regs = {k: v & MASK64 for k, v in regs.items()}
+        else:
+            regs = dict(regs)
         decoded = machine.decode_regs(regs, conv)
         row = decoded.row  # None only for an unknown function id
-        caller = Caller(vm, vcpu)
+        caller = self._callers.get((vm, vcpu)) or self._callers.setdefault(
+            (vm, vcpu), Caller(vm, vcpu))  # (immutable: one per vCPU, not one per call)
         s2, ret, out = self._spec_step(self.s, caller, decoded, regs, conv)
         sent = self._rename(regs, conv, decoded, vm) if self._renaming else regs
         self._records.append(("hypercall", vm, vcpu, conv, regs, row, ret,
                               sent if sent is not regs else None))
         self.steps += 1
         seen: Observation | None = None
-        if self._pipelined:
-            got, seen = self._guard(
-                lambda: self.target.hypercall_observe(vm, vcpu, sent, conv))  # type: ignore[attr-defined]
-        else:
-            got = self._guard(lambda: self.target.hypercall(vm, vcpu, sent, conv))
+        try:
+            if self._pipelined:
+                got, seen = self.target.hypercall_observe(  # type: ignore[attr-defined]
+                    vm, vcpu, sent, conv)
+            else:
+                got = self.target.hypercall(vm, vcpu, sent, conv)
+        except Exception as exc:
+            raise self._target_failed(exc) from None
         bad = self._judge_result(self.s, decoded, conv, vm, ret, out, got, vcpu)
         if row is not None and (row.name in self._open_rows or (
                 decoded.hinted and spec_profile.HINTED in self._open_rows)):
@@ -388,17 +408,20 @@ class Differ:
             self._deviation_seen(known, decoded, vm)
             self._advance(caller, None, self.s, ret, seen)
             return ret
-        if self._renaming and isinstance(decoded, codec.Call) and not ret >> 63:
+        is_call = type(decoded) is codec.Call
+        if self._renaming and is_call and not ret >> 63:
             self._bind(decoded, vm, ret, got)
         if self.reach is not None:
             self.reach.call(self.s, vm, vcpu, decoded, regs, conv, ret)
         judged = self.judged  # the result agreed: this row (or the decoder) was judged
         if row is not None:
-            judged.add(f"abi:{row.name}")
-        if row is None or isinstance(decoded, codec.DecodeError):
+            judged.add(_ABI_REQ[row.name])
+        if not is_call:
             judged.add("abi:decode")
-        self._advance(caller, row if isinstance(decoded, codec.Call) else None, s2, ret, seen,
-                      decoded.args if isinstance(decoded, codec.Call) else ())
+        if is_call:
+            self._advance(caller, row, s2, ret, seen, decoded.args)
+        else:
+            self._advance(caller, None, s2, ret, seen)
         return ret
 
     def concurrent(self, calls: list[tuple[int, int, dict[str, int], str]]) -> list[int]:
@@ -654,6 +677,9 @@ class Differ:
         """The target's result registers against the spec's, in state ``s``: a name the
         target chose is judged by its allowed set, a name it reports by the renaming."""
         row = decoded.row
+        if got == out and not self._renaming and (row is None or not row.never_returns or
+                                                  "no_return" not in self.target.capabilities):
+            return None  # every result register as the spec's: nothing below refuses that
         result_regs = abi.CONVENTIONS[conv]["result"]
         first = result_regs[0]
         if "raised" in got:  # the call trapped into the guest instead of returning
@@ -807,10 +833,13 @@ class Differ:
         self._records.append(("event", name, args))
         self.steps += 1
         seen: Observation | None = None
-        if self._pipelined:
-            seen = self._guard(lambda: self.target.event_observe(name, *args))  # type: ignore[attr-defined]
-        else:
-            self._guard(lambda: self.target.event(name, *args))
+        try:
+            if self._pipelined:
+                seen = self.target.event_observe(name, *args)  # type: ignore[attr-defined]
+            else:
+                self.target.event(name, *args)
+        except Exception as exc:
+            raise self._target_failed(exc) from None
         self.judged.add(f"event:{name}")
         self._advance(Caller(0, 0), None, s2, None, seen)
 
@@ -829,7 +858,12 @@ class Differ:
             if changed and self._state_reqs else None
         self.s = s2
         if self.observed_kinds:
-            self.compare(seen if seen is not None else self._guard(self._observe))
+            if seen is None:
+                try:
+                    seen = self._observe()
+                except Exception as exc:
+                    raise self._target_failed(exc) from None
+            self.compare(seen)
         done = []
         if touched:
             # a state change, compared through every view, judges what reads what changed

@@ -129,6 +129,9 @@ class RandomChooser:
 
 
 Candidates = Callable[[State, int], list[tuple[int, ...]]]
+# Register files already encoded, (row name, args, convention) -> registers (a pure
+# function, and aimed calls repeat constantly); each call gets a copy.
+_ENCODED: dict[tuple[str, tuple[int, ...], str], dict[str, int]] = {}
 
 
 def _candidate_table(cfg: Config) -> dict[str, Candidates]:
@@ -286,7 +289,13 @@ class Workload:
         if not self.speaks(row):
             self._last_ret = (1 << 64) - 1  # NOT_SUPPORTED: the call is not made
             return
-        regs = codec.encode_call(row, args, conv)
+        key = (row.name, args if type(args) is tuple else tuple(args), conv)
+        regs = _ENCODED.get(key)
+        if regs is None:
+            if len(_ENCODED) >= 1 << 14:
+                _ENCODED.clear()
+            regs = _ENCODED[key] = codec.encode_call(row, args, conv)
+        regs = dict(regs)
         if hint:
             regs[codec.registers(conv)[0]] |= abi.SVE_HINT  # the function-id register
         self._regs(vm, vcpu, regs, conv)

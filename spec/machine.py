@@ -26,6 +26,13 @@ _DECODED: dict[tuple[str, tuple[tuple[str, int], ...]], Call | DecodeError] = {}
 def can_call(s: State, vm: Any, vcpu: Any) -> Any:
     """A hypercall can only come from an ON vCPU of a RUNNING VM."""
     cfg = s.cfg
+    if type(vm) is int and type(vcpu) is int:  # concrete: the formula below, directly
+        vm, vcpu = vm & logic.MASK64, vcpu & logic.MASK64
+        if vm >= cfg.n_vms or vcpu >= cfg.n_vcpus:
+            return False
+        state, power = s.vm_state[vm], s.vcpu[vm * cfg.n_vcpus + vcpu]
+        if type(state) is int and type(power) is int:
+            return state == RUNNING and power == ON
     vm, vcpu = logic.word(vm), logic.word(vcpu)  # a negative id is no id
     return and_(
         ult(vm, cfg.n_vms), ult(vcpu, cfg.n_vcpus),

@@ -28,21 +28,27 @@ from pathlib import Path
 from typing import Any
 
 from conformance import oracle
-from conformance.target import make_target, reference_available
+from conformance.target import make_target, reference_available, target_profile
 
 EXAMPLES = oracle.PROFILES["ci"]["max_examples"]  # the oracle: a whole ci run
 TRACES = 20  # replay: the traces of a 20-example ci run
+_RECORDED: dict[tuple[tuple[str, str], ...], list[list[dict[str, Any]]]] = {}  # per profile
 C_ADAPTER = Path(__file__).resolve().parents[2] / "examples" / "c-adapter"
 
 
-def _traces(n: int = TRACES) -> list[list[dict[str, Any]]]:
-    """Recorded op traces from the spec-only oracle (one per example)."""
+def _traces(n: int = TRACES, profile: dict[str, str] | None = None
+            ) -> list[list[dict[str, Any]]]:
+    """Recorded op traces from the spec-only oracle (one per example), of the workload a
+    target with ``profile`` gets (its calls: a protocol 1.0 adapter speaks fewer)."""
     from hypothesis.stateful import run_state_machine_as_test
 
     from conformance.target import SpecTarget
 
+    spec = SpecTarget()
+    if profile is not None:
+        spec.profile = profile  # type: ignore[misc]
     traces: list[list[dict[str, Any]]] = []
-    base = oracle.make_oracle(SpecTarget(), invariants="off")
+    base = oracle.make_oracle(spec, invariants="off")
 
     class Recorder(base):  # type: ignore[misc, valid-type]
         def teardown(self) -> None:
@@ -52,17 +58,26 @@ def _traces(n: int = TRACES) -> list[list[dict[str, Any]]]:
     return traces
 
 
-def measure(target_spec: str, traces: list[list[dict[str, Any]]], examples: int = EXAMPLES
-            ) -> dict[str, float]:
+def measure(target_spec: str, traces: list[list[dict[str, Any]]] | None = None,
+            examples: int = EXAMPLES) -> dict[str, float]:
+    """Both rates for one target; ``traces`` default to the workload of its profile.
+    Every replay must pass: one that stopped at a mismatch replayed fewer steps than
+    its trace holds."""
     target = make_target(target_spec)
     try:
         out = oracle.run_oracle(target, max_examples=examples, invariants="off")
         if out.status != "passed":
             raise RuntimeError(f"{target_spec} did not pass the oracle: {out.status} "
                                f"{out.failure or out.error}")
+        if traces is None:
+            profile = target_profile(target)
+            key = tuple(sorted(profile.items()))
+            traces = _RECORDED.get(key) or _RECORDED.setdefault(key, _traces(profile=profile))
         start, steps = time.perf_counter(), 0
         for ops in traces:
-            oracle.replay(target, ops, invariants="off")
+            failure = oracle.replay(target, ops, invariants="off")
+            if failure is not None:
+                raise RuntimeError(f"{target_spec} did not pass a replay: {failure}")
             steps += len(ops)
         replay_rate = steps / (time.perf_counter() - start)
     finally:
@@ -86,13 +101,12 @@ def c_adapter(directory: str) -> str | None:
 def run(exec_targets: list[str] | None = None) -> dict[str, dict[str, float]]:
     """Steps per second for the in-process targets, the example C adapter over stdio (if
     it can be built) and each ``exec:`` target given; all in one process, one after the
-    other, on the same traces."""
-    traces = _traces()
+    other, each replaying traces of its own workload (the same for the same calls)."""
     with tempfile.TemporaryDirectory(prefix="pvspec-bench-") as tmp:
         built = c_adapter(tmp)
         names = ["spec"] + (["reference"] if reference_available() else []) + (
             [built] if built else []) + list(exec_targets or [])
-        results = {name: measure(name, traces) for name in names}
+        results = {name: measure(name) for name in names}
     if built:  # name it for what it is rather than by its temporary path
         results["stdio:c-adapter"] = results.pop(built)
     return results

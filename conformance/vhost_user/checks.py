@@ -33,7 +33,7 @@ from typing import Any
 
 import attrs
 
-from conformance.requirements import VHOST_USER_RULES
+from conformance.requirements import VHOST_USER_RULES, virtio_device
 from conformance.results import NotJudged, RunInterrupted
 from conformance.vhost_user import evidence as ev
 from conformance.vhost_user import session as ss
@@ -50,11 +50,12 @@ from conformance.vhost_user.protocol import (
 from conformance.vhost_user.targets import Target
 from spec.virtio import features as F
 from spec.virtio import oracle as orc
+from spec.virtio import requirements_conditions as rc
 from spec.virtio import ring_math as rm
 from spec.virtio import split as sp
 from spec.virtio.devices import block as blk
 from spec.virtio.memory import write_le16
-from spec.virtio.registry import all_requirements
+from spec.virtio.registry import Requirement, all_requirements, condition_of, not_applicable
 
 PROBE_TIMEOUT = 10.0  # seconds: "still answering" after hostile input
 PROBE_CONNECT = 1.5  # seconds to connect when probing a back-end that may be dead
@@ -104,6 +105,13 @@ EXPECTED_DEVIATIONS: dict[tuple[str, str, str], str | tuple[str, str]] = {
     ("dpdk-vhost-net", "net-hostile/avail-idx-overrun", "PVSPEC-RING-USED-IDX"):
         "D4: avail.idx 65 ahead on a 64-entry ring: rte_vhost returns 65 used entries, "
         "all head 0",
+    ("dpdk-vhost-net", "net-chains", "VIRTIO-2.7.5.3-DEV-MIXED-CHAIN"):
+        "D5: rte_vhost follows an indirect table only at a chain's head: in a mixed chain it "
+        "transmits the table's own bytes as the frame",
+    ("dpdk-vhost-net", "net-chains-mixed", "PVSPEC-NET-LOOPBACK"):
+        "D5: the frame of a mixed transmit chain comes back as the indirect table's bytes",
+    ("dpdk-vhost-net", "net-chains-mixed", "VIRTIO-5.1.4.1-DEV-FORWARD-WITHIN-MTU"):
+        "D5: the frame of a mixed transmit chain is not forwarded (the table's bytes are)",
     ("dpdk-vhost-net", "net-tso", "VIRTIO-5.1.4.1-DEV-RX-WITHIN-MTU"):
         "D3: a GSO TCPV4 frame comes back as one non-GSO packet above the mtu given by "
         "SET_MTU (rte_vhost leaves the mtu to its application)",
@@ -165,28 +173,55 @@ TRANSPORT_RULES = (
 TRANSPORT_DETAIL = ("over vhost-user the device status, the FEATURES_OK handshake, device "
                     "reset and the transport (PCI, MMIO: SR-IOV) are the front-end VMM's: a "
                     "back-end sees vhost-user messages, not those registers")
-# rules that apply only when the device offers a feature: (feature bit, rules); a device
-# that does not offer it is not judged on them (reason not-offered)
-_BLK = F.BLK_FEATURES
-FEATURE_GATED: dict[str, tuple[tuple[int, tuple[str, ...]], ...]] = {
-    "*": ((F.RING_PACKED, ("VIRTIO-2.8.12-DEV-PROCESS-IN-RING-ORDER",
-                           "VIRTIO-2.8.12-DEV-WRITE-IN-COMPLETION-ORDER",
-                           "VIRTIO-2.8.15-DEV-NO-CHANGE-AFTER-USED",
-                           "VIRTIO-2.8.15-DEV-NO-WRITE-READABLE",
-                           "VIRTIO-2.8.15-DEV-WAIT-AVAIL", "VIRTIO-2.8.18-DEV-LIST-ORDER")),
-          (F.RING_RESET, ("VIRTIO-2.6.1-DEV-REENABLE-CONFIG", "VIRTIO-2.6.1-DEV-RESET-QUIET",
-                          "VIRTIO-2.6.1-DEV-RESET-STATE"))),
-    "blk": ((_BLK["CONFIG_WCE"], ("VIRTIO-5.2.5.2-DEV-WRITEBACK-ZERO",)),
-            (_BLK["LIFETIME"], ("VIRTIO-5.2.6.2-DEV-LIFETIME-RESERVED",)),
-            (_BLK["RO"], ("VIRTIO-5.2.6.2-DEV-RO-IOERR",))),
-}
+# Which rules a device's offer makes applicable is the registry's (Requirement.when,
+# spec/virtio/requirements_conditions.py, read from each statement's VIRTIO wording): a
+# rule whose feature the device does not offer is not judged, reason not-offered.
+_KIND_DEVICE = {"blk": F.BLOCK, "net": F.NET}
+
+
+@functools.cache
+def _universe_reqs(kind: str) -> tuple[Requirement, ...]:
+    ids = {r.id for r in virtio_device(kind)}
+    return tuple(r for r in all_requirements() if r.id in ids and r.side == "device")
+
+
+def gated_rules(kind: str) -> tuple[str, ...]:
+    """Every rule of a ``kind`` back-end's universe whose applicability depends on the
+    offer (a condition on offering or negotiating a feature, or a forbidden offer)."""
+    return tuple(dict.fromkeys(
+        r.id for r in _universe_reqs(kind) for w in condition_of(r)
+        if w.offered or w.not_offered or w.negotiated or w.forbids_offer))
 
 
 def gated_not_offered(kind: str, offered: int) -> list[tuple[str, str]]:
-    """(rule, why) for every feature-gated rule whose feature ``offered`` lacks."""
-    return [(rule, f"{F.feature_name(F.BLOCK if kind == 'blk' else F.NET, bit)} not offered")
-            for k in ("*", kind) for bit, rules in FEATURE_GATED.get(k, ())
-            if not F.has(offered, bit) for rule in rules]
+    """(rule, why) for every rule of ``kind``'s universe that the offer ``offered`` makes
+    inapplicable (the registry's condition names a feature it lacks)."""
+    bits = rc.bits_for(kind)
+    out = []
+    for r in _universe_reqs(kind):
+        why = not_applicable(r, kind, offered, bits)
+        if why is not None:
+            out.append((r.id, why))
+    return out
+
+
+def forbidden_offers(kind: str) -> tuple[tuple[str, str], ...]:
+    """(rule, feature) for every rule of ``kind``'s universe that forbids offering a
+    feature under a condition of its own (met by a device that does not offer it)."""
+    return tuple((r.id, w.forbids_offer) for r in _universe_reqs(kind)
+                 for w in condition_of(r) if w.forbids_offer)
+
+
+FORBIDDEN_OFFER_DETAIL = {
+    "SR_IOV": "whether the device is a PCI device with an SR-IOV capability is the front-end "
+              "VMM's (the transport): a back-end that offers SR_IOV cannot be judged here",
+    "ZONED": "whether the device is zoned, and whether a legacy interface is presented (the "
+             "VMM's), cannot be seen through a vhost-user socket",
+    "LIFETIME": "whether the backing storage has lifetime metrics cannot be seen through a "
+                "vhost-user socket",
+}
+
+
 PLATFORM_DETAIL = ("a vhost-user front-end sees guest memory before and after each step, "
                    "not the order of the device's accesses: whether used.len was written "
                    "before used.idx (2.7.8.2) and whether the device read device-writable "
@@ -194,7 +229,7 @@ PLATFORM_DETAIL = ("a vhost-user front-end sees guest memory before and after ea
 COVERS: dict[str, tuple[str, ...]] = {
     "features": ("VIRTIO-2.2.2-DEV-NO-UNDEFINED", "VIRTIO-6.2-DEV-OFFER-VERSION-1",
                  "VIRTIO-2.2.2-DEV-DEPENDENCY",
-                 *(r for group in FEATURE_GATED.values() for _, rs in group for r in rs),
+                 *gated_rules("blk"),
                  *(F.dependency_requirement(F.BLOCK, f) for f in F.DEPENDENCIES[F.BLOCK]),
                  "VHOST-USER-REPLY", "VIRTIO-5.2.5.2-DEV-PADDING-ZERO",
                  "VIRTIO-5.2.5.2-DEV-WRITEBACK-ZERO", "VIRTIO-5.2.6-DEV-DATA-INTEGRITY"),
@@ -390,8 +425,21 @@ def judge_offer(c: Ctx, device: int, offered: int, acked: int, aside: int = 0,
     else:
         c.skip("VIRTIO-2.2.2-DEV-DEPENDENCY", "no offered feature depends on another",
                NotJudged.NOT_APPLICABLE)
-    for rule, why in gated_not_offered("blk" if device == F.BLOCK else "net", offer):
-        c.skip(rule, why, NotJudged.NOT_OFFERED)
+    kind = "blk" if device == F.BLOCK else "net"
+    for rule, why in gated_not_offered(kind, offer):
+        if rule not in deps:  # skipped above, each under its own feature
+            c.skip(rule, why, NotJudged.NOT_OFFERED)
+    # a rule forbidding an offer under a condition of its own (6.2 SR_IOV, 5.2.5.2 ZONED
+    # on a legacy interface, 5.2.6.2 LIFETIME): met by not offering, seen in the offer
+    for rule, name in forbidden_offers(kind):
+        bit = rc.feature_bit(kind, name)
+        assert bit is not None
+        if F.has(offered, bit):
+            c.skip(rule, f"{name} offered: {FORBIDDEN_OFFER_DETAIL.get(name, '')}",
+                   NotJudged.PLATFORM)
+        else:
+            c.add(rule, True, f"{name} (bit {bit}) not offered ({offered:#x}): the offer "
+                  f"meets the rule whatever its condition")
     drv = F.check_driver_accept(device, offer, acked & ~VHOST_ONLY_BITS)
     # a driver rule: the front-end's own conduct, never credited to the device
     if drv is not None:
@@ -406,16 +454,36 @@ def check_features(t: Target) -> list[Result]:
         c.add("VHOST-USER-REPLY", True,
               f"protocol features {s.poffered:#x}, acked {s.packed:#x}")
         if s.config:
-            cv = blk.check_config(s.config, s.offered, s.virtio_features)
-            c.add(cv.requirement if cv else "VIRTIO-5.2.5.2-DEV-PADDING-ZERO", cv is None,
-                  cv.detail if cv else "config padding zero",
-                  ev.text_ops([f"config {s.config.hex()}"], "config"))
+            for rule, v in blk.judge_config(s.config, s.virtio_features):
+                c.add(rule, v is None, v.detail if v else "holds",
+                      ev.text_ops([f"config {s.config.hex()}"], "config"))
             if t.initial is not None and s.capacity * 512 != len(t.initial):
                 # a device that misstates its disk's size; a match is no pass of 5.2.6's
                 # data rule (the reads and writes of the other checks judge that)
                 c.add("VIRTIO-5.2.6-DEV-DATA-INTEGRITY", False,
                       f"capacity {s.capacity} sectors, disk {len(t.initial)} bytes")
+        wce = F.has(s.offered, blk.FB["CONFIG_WCE"])
+    if wce:
+        _writeback(t, c)
     return c.results
+
+
+def _writeback(t: Target, c: Ctx) -> None:
+    """5.2.5.2: with CONFIG_WCE negotiated and FLUSH not, writeback starts at 0 (the
+    device's cache mode is write-through until the driver says otherwise): a session that
+    takes CONFIG_WCE and declines FLUSH reads the config space."""
+    want = (ss.VIRTIO_WANT | F.mask(blk.FB["CONFIG_WCE"])) & ~F.mask(blk.FB["FLUSH"])
+    with _session(t, want=want) as s:
+        rule = "VIRTIO-5.2.5.2-DEV-WRITEBACK-ZERO"
+        if not s.config:
+            c.skip(rule, "the device has no config space here (no CONFIG protocol feature): "
+                   "its writeback field is the front-end VMM's", NotJudged.PLATFORM)
+            return
+        for r, v in blk.judge_config(s.config, s.virtio_features):
+            if r == rule:
+                c.add(rule, v is None, (v.detail if v else "writeback 0")
+                      + f" (features acked {s.acked:#x})",
+                      ev.text_ops([f"config {s.config.hex()}"], "config"))
 
 
 # --- virtio-blk semantics (5.2.6) ----------------------------------------------------------
@@ -614,12 +682,14 @@ def check_notifications(t: Target) -> list[Result]:
                        used_event=rm.idx_add(s.drv.last_used, 1), grace=0.2)
             c.step(st, "used_event at the 2nd entry (notification owed)", s)
             c.add("VIRTIO-2.7.7-DEV-NOTIFY-USED-EVENT", st.notified, f"notified={st.notified}")
-            # 2.7.7.2: with EVENT_IDX avail.flags is to be ignored: NO_INTERRUPT set, and
-            # used_event still owed a notification
-            sp.driver_set_no_interrupt(s.mem, s.drv, True)
+            # 2.7.7.2: with EVENT_IDX the device ignores bit 0 of avail.flags: NO_INTERRUPT
+            # set, and used_event still owes a notification.  The driver's own rule
+            # (2.7.7.1: flags 0 under EVENT_IDX) is broken on purpose, written past
+            # driver_set_no_interrupt: the device's MUST is about such a driver
+            set_avail_flags(s.mem, s.layout, sp.VIRTQ_AVAIL_F_NO_INTERRUPT)
             st = s.run([R(blk.T_IN, 3, in_len=512)], grace=0.2)
             c.step(st, "EVENT_IDX, NO_INTERRUPT set, used_event passed (notification owed)", s)
-            sp.driver_set_no_interrupt(s.mem, s.drv, False)
+            set_avail_flags(s.mem, s.layout, 0)
         else:
             sp.driver_set_no_interrupt(s.mem, s.drv, True)
             st = s.run([R(blk.T_IN, 1, in_len=512)], grace=0.1)
@@ -635,6 +705,12 @@ def check_notifications(t: Target) -> list[Result]:
         st = s.run([R(blk.T_IN, 1, in_len=512)], grace=0.1)
         c.step(st, "no EVENT_IDX, NO_INTERRUPT", s)
     return c.results
+
+
+def set_avail_flags(mem: Any, layout: sp.SplitLayout, flags: int) -> None:
+    """Write avail.flags as it is, whatever was negotiated (a driver rule may be broken on
+    purpose, to judge the device rule that is about such a driver)."""
+    write_le16(mem, rm.avail_flags_addr(layout.avail), flags)
 
 
 def check_index_wrap(t: Target, start: int = 65530, batches: int = 6) -> list[Result]:

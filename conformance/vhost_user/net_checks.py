@@ -20,7 +20,7 @@ from conformance.vhost_user import checks as ck
 from conformance.vhost_user import net_frames as nf
 from conformance.vhost_user.checks import Ctx, Result
 from conformance.vhost_user.evidence import text_ops
-from conformance.vhost_user.net_rings import SplitQueue
+from conformance.vhost_user.net_rings import PackedQueue, SplitQueue
 from conformance.vhost_user.net_session import (
     DATA,
     FN,
@@ -38,20 +38,28 @@ from spec.virtio import ring_math as rm
 from spec.virtio import split as sp
 from spec.virtio.devices import net as N
 from spec.virtio.memory import write_le16
+from spec.virtio.registry import condition_of
 
 LEGACY_NET_BITS = F.mask(6)  # VIRTIO_NET_F_GSO: §5.1.3.2, legacy interface only
 CONFIG_RULES = ("VIRTIO-5.1.4.1-DEV-MAX-PAIRS", "VIRTIO-5.1.4.1-DEV-MTU-RANGE",
                 "VIRTIO-5.1.4.1-DEV-MTU-FIXED", "VIRTIO-5.1.4.1-DEV-RSS-KEY",
                 "VIRTIO-5.1.4.1-DEV-RSS-TABLE", "VIRTIO-5.1.4.1-DEV-RX-WITHIN-MTU",
                 "VIRTIO-5.1.4.1-DEV-SPEED-RANGE", "VIRTIO-5.1.4.1-DEV-DUPLEX-VALUES")
-CONFIG_FEATURE = {"VIRTIO-5.1.4.1-DEV-MAX-PAIRS": ("MQ",),
-                  "VIRTIO-5.1.4.1-DEV-MTU-RANGE": ("MTU",),
-                  "VIRTIO-5.1.4.1-DEV-MTU-FIXED": ("MTU",),
-                  "VIRTIO-5.1.4.1-DEV-RX-WITHIN-MTU": ("MTU",),
-                  "VIRTIO-5.1.4.1-DEV-RSS-KEY": ("RSS", "HASH_REPORT"),
-                  "VIRTIO-5.1.4.1-DEV-RSS-TABLE": ("RSS",),
-                  "VIRTIO-5.1.4.1-DEV-SPEED-RANGE": ("SPEED_DUPLEX",),
-                  "VIRTIO-5.1.4.1-DEV-DUPLEX-VALUES": ("SPEED_DUPLEX",)}
+# the control virtqueue's rules (5.1.6.5): over vhost-user the front-end's VMM keeps the
+# control queue (QEMU's virtio-net serves it and relays what it must); a back-end is given
+# the receive and transmit queues only
+CTRLQ_DETAIL = ("over vhost-user the control virtqueue is the front-end VMM's (QEMU's "
+                "virtio-net serves it; the back-end is given the receive and transmit "
+                "queues only): its commands never reach the back-end")
+
+
+def ctrlq_rules() -> tuple[str, ...]:
+    """The device rules about control-queue commands: those whose registry condition
+    includes CTRL_VQ negotiated."""
+    return tuple(r.id for r in ck._universe_reqs("net")
+                 if any("CTRL_VQ" in w.negotiated for w in condition_of(r)))
+
+
 NO_CONFIG = ("the back-end offers no CONFIG protocol feature: over vhost-user the front-end "
              "(the VMM) supplies net's config space, so the device's mtu and "
              "max_virtqueue_pairs are not readable here")
@@ -163,7 +171,7 @@ def _platform(c: Ctx) -> None:
 
 
 def _frames(sizes: tuple[tuple[int, int], ...] = SIZES, csum: bool = False,
-            split: int = 1, indirect: bool = False) -> list[Sent]:
+            split: int = 1, indirect: bool = False, **layout: Any) -> list[Sent]:
     """Frames to transmit: complete ones, or (``csum``) partial ones with NEEDS_CSUM and
     csum_start/csum_offset as §5.1.6.2 item 2 describes (CSUM must be negotiated)."""
     out = []
@@ -174,7 +182,7 @@ def _frames(sizes: tuple[tuple[int, int], ...] = SIZES, csum: bool = False,
             hdr = N.NetHdr(N.F_NEEDS_CSUM, csum_start=start, csum_offset=off)
         else:
             fr, hdr = nf.frame(size, proto, seed=k + 1), N.NetHdr()
-        out.append(Sent(hdr, fr, split, indirect))
+        out.append(Sent(hdr, fr, split, indirect, **layout))
     return out
 
 
@@ -196,39 +204,49 @@ def check_net_features(t: Target) -> list[Result]:
     with _session(t) as s:
         ck.judge_offer(c, F.NET, s.offered, s.acked, LEGACY_NET_BITS,
                        " and net's legacy GSO bit 6")
+        cfg_ops = text_ops([f"config {s.config.hex()}"], "config") if s.config else ()
         c.add("VHOST-USER-REPLY", True,
               f"protocol features {s.poffered:#x}, acked {s.packed:#x}")
+        gated = dict(ck.gated_not_offered("net", s.offered))
         for rule in CONFIG_RULES:
-            feats = CONFIG_FEATURE[rule]
-            if not any(F.has(s.offered, FN[f]) for f in feats):
-                c.skip(rule, f"{' / '.join(feats)} not offered", NotJudged.NOT_OFFERED)
+            if rule in gated:
+                c.skip(rule, gated[rule], NotJudged.NOT_OFFERED)
             elif not s.config:
                 c.skip(rule, NO_CONFIG, NotJudged.PLATFORM)
+        for rule in ctrlq_rules():
+            if rule not in gated:
+                c.skip(rule, CTRLQ_DETAIL, NotJudged.PLATFORM)
         if s.config:
             sv = N.check_speed_duplex(s.config, s.virtio_features)
             if F.has(s.virtio_features, FN["SPEED_DUPLEX"]):
                 c.add(sv.requirement if sv else "VIRTIO-5.1.4.1-DEV-SPEED-RANGE", sv is None,
                       sv.detail if sv else "speed and duplex in range")
-            cv = N.check_config(s.config, s.offered)
-            c.add(cv.requirement if cv else "VIRTIO-5.1.4.1-DEV-MTU-RANGE", cv is None,
-                  cv.detail if cv else "config fields in range",
-                  text_ops([f"config {s.config.hex()}"], "config"))
+            for rule, v in N.judge_config(s.config, s.offered):
+                c.add(rule, v is None, v.detail if v else "in range", cfg_ops)
     return c.results
 
 
 def _loopback(t: Target, name: str, want: int, rounds: int = 2, csum: bool = False,
               split: int = 1, indirect: bool = False, rx_split: int = 1,
-              rx_indirect: bool = False) -> list[Result]:
+              rx_indirect: bool = False, layout: dict[str, Any] | None = None,
+              spurious: bool = False) -> list[Result]:
+    """``rounds`` exchanges of the frames of :data:`SIZES` (``layout``: more Sent fields);
+    ``spurious``: kick both queues with nothing new first (2.7.10.2)."""
     c = Ctx(t, name)
     judged: set[str] = set()
     with _session(t, want=want) as s:
+        mtu0 = N.mtu_of(s.config) if s.config and s.has("MTU") else None
+        if spurious:
+            s.rx_vring.kick()
+            s.tx_vring.kick()
+            time.sleep(0.05)
         if csum and not s.has("CSUM"):
             c.skip(LOOPBACK, "CSUM not offered: no frame can ask for a checksum",
                    NotJudged.NOT_OFFERED)
             return c.results
         last: NetStep | None = None
         for k in range(rounds):
-            frames = _frames(csum=csum, split=split, indirect=indirect)
+            frames = _frames(csum=csum, split=split, indirect=indirect, **(layout or {}))
             s.poison = POISONS[k % 2]  # the same frames into the other poison
             st = s.exchange(frames, _rx_sizes(s, frames), rx_split=rx_split,
                             rx_indirect=rx_indirect)
@@ -244,6 +262,11 @@ def _loopback(t: Target, name: str, want: int, rounds: int = 2, csum: bool = Fal
             last = st
         _rest(c, s, judged)
         _platform(c)
+        if mtu0 is not None:
+            # 5.1.4.1: mtu, once set, never changes: read again after the exchanges
+            mtu1 = N.mtu_of(s.fe.get_config(len(s.config)))
+            c.add("VIRTIO-5.1.4.1-DEV-MTU-FIXED", mtu1 == mtu0,
+                  f"config mtu {mtu0} at the start, {mtu1} after {rounds} exchange(s)")
         if s.mtu is None:
             why = NO_MTU if s.has("MTU") else "MTU not negotiated"
             c.skip(FORWARD, why, NotJudged.PLATFORM if s.has("MTU") else NotJudged.NOT_OFFERED)
@@ -283,13 +306,50 @@ def check_net_csum(t: Target) -> list[Result]:
     return out
 
 
+def _carried(rs: list[Result]) -> tuple[bool, str]:
+    """Whether every frame of a loopback check came back as sent and every transmit
+    buffer was used (its LOOPBACK and PROGRESS results), and a summary."""
+    lb = [r for r in rs if r.rule in (LOOPBACK, "PVSPEC-RING-PROGRESS")]
+    bad = [r for r in lb if r.status not in ("pass", "warn")]
+    ok = bool(lb) and not bad and any(r.rule == LOOPBACK for r in lb)
+    return ok, (f"{sum(r.rule == LOOPBACK for r in lb)} frame(s) came back as sent" if ok
+                else "; ".join(r.detail for r in bad[:2]) or "nothing came back")
+
+
 def check_net_chains(t: Target) -> list[Result]:
     """2.7.4 any descriptor layout: header apart and the frame in two descriptors, indirect
-    tables where negotiated, receive buffers in two descriptors (direct and indirect)."""
-    out = _loopback(t, "net-chains", NET_WANT, rounds=1, split=3, rx_split=2)
+    tables where negotiated, receive buffers in two descriptors (direct and indirect);
+    2.7.10.2 a spurious kick on both queues first; 2.7.5.3.2 (split rings, INDIRECT_DESC)
+    a mixed chain -- the header in an ordinary descriptor chained to an indirect table
+    with the frame -- and WRITE set on the descriptor that points at a table."""
+    c = Ctx(t, "net-chains")
+    out = _loopback(t, "net-chains", NET_WANT, rounds=1, split=3, rx_split=2, spurious=True)
+    ok, what = _carried(out)
+    c.add("VIRTIO-2.7.4-DEV-NO-LAYOUT-ASSUMPTION", ok,
+          f"frames in 3 transmit descriptors (header apart), receive buffers in 2: {what}")
+    c.add("VIRTIO-2.7.10-DEV-SPURIOUS", ok,
+          f"both queues kicked with nothing new, then an exchange: {what}")
     out += _loopback(t, "net-chains-indirect", NET_WANT, rounds=1, split=3, indirect=True,
                      rx_split=2, rx_indirect=True)
-    return out
+    with _session(t) as s:
+        split_indirect = s.feats.indirect and not s.feats.packed
+    rules = {"mixed": "VIRTIO-2.7.5.3-DEV-MIXED-CHAIN",
+             "write": "VIRTIO-2.7.5.3-DEV-IGNORE-WRITE-ON-INDIRECT"}
+    if not split_indirect:
+        for rule in rules.values():
+            c.skip(rule, "INDIRECT_DESC not offered", NotJudged.NOT_OFFERED)
+        return c.results + out
+    mixed = _loopback(t, "net-chains-mixed", NET_WANT, rounds=1, split=3, indirect=True,
+                      layout={"direct_prefix": 1})
+    ok, what = _carried(mixed)
+    c.add(rules["mixed"], ok, "transmit chains: the header in an ordinary descriptor "
+          f"chained to an indirect table holding the frame: {what}")
+    write = _loopback(t, "net-chains-indirect-write", NET_WANT, rounds=1, split=2,
+                      indirect=True, layout={"write_on_indirect": True})
+    ok, what = _carried(write)
+    c.add(rules["write"], ok, "transmit chains through an indirect descriptor with WRITE "
+          f"set: {what}")
+    return c.results + out + mixed + write
 
 
 def check_net_in_order(t: Target) -> list[Result]:
@@ -306,6 +366,24 @@ def check_net_in_order(t: Target) -> list[Result]:
 
 PACKED_RULES = ("VIRTIO-2.8.15-DEV-NO-WRITE-READABLE", "PVSPEC-RING-PACKED-DESC-RING",
                 "PVSPEC-RING-PACKED-NOTIFY", "PVSPEC-RING-PACKED-USED-LEN")
+LIST_ORDER = "VIRTIO-2.8.18-DEV-LIST-ORDER"
+WAIT_AVAIL = "VIRTIO-2.8.15-DEV-WAIT-AVAIL"
+HELD_WAIT = 0.3  # seconds a back-end is given to (wrongly) take a list not made available
+# packed-ring rules about the order of what happens inside the device: a front-end sees
+# the ring before and after a step, never when the device started on a list, when a
+# buffer completed, nor the order of its writes to a descriptor
+PACKED_PLATFORM = {
+    "VIRTIO-2.8.12-DEV-PROCESS-IN-RING-ORDER": (
+        "when the device starts processing each list is internal to it: a front-end sees "
+        "the ring before and after, and a loopback the order frames come back in, which a "
+        "pipelined device may keep whatever order it started them in"),
+    "VIRTIO-2.8.12-DEV-WRITE-IN-COMPLETION-ORDER": (
+        "the order in which the device's buffers complete is internal to it: only the "
+        "order of the used descriptors is seen"),
+    "VIRTIO-2.8.15-DEV-NO-CHANGE-AFTER-USED": (
+        "a front-end sees the ring before and after each step, not the order of the "
+        "device's writes to a descriptor within it (the USED flag first or last)"),
+}
 
 
 def check_net_packed(t: Target) -> list[Result]:
@@ -317,13 +395,69 @@ def check_net_packed(t: Target) -> list[Result]:
     with _session(t, want=NET_WANT | packed) as s:
         offered = s.feats.packed
     if not offered:
-        for rule in PACKED_RULES:
+        for rule in (*PACKED_RULES, LIST_ORDER, WAIT_AVAIL, *PACKED_PLATFORM):
             c.skip(rule, "RING_PACKED not offered", NotJudged.NOT_OFFERED)
         return c.results
+    for rule, why in PACKED_PLATFORM.items():
+        c.skip(rule, why, NotJudged.PLATFORM)
+    # 2.8.18: lists of several descriptors -- the frame in three transmit descriptors, the
+    # receive buffers in two: a frame that comes back byte for byte was read, and written,
+    # part after part in the order of its list
+    chains = _loopback(t, "net-packed-chains", NET_WANT | packed, rounds=1, split=3,
+                       rx_split=2)
+    ok, what = _carried(chains)
+    c.add(LIST_ORDER, ok, "transmit lists of 3 descriptors (header apart), receive lists of "
+          f"2: {what}")
+    _wait_avail(t, c, NET_WANT | packed)
     # 12 rounds of 6 frames: 72 transmit lists on a 64-slot ring, both counters flip
-    return (c.results + _loopback(t, "net-packed", NET_WANT | packed, rounds=12)
+    return (c.results + chains + _loopback(t, "net-packed", NET_WANT | packed, rounds=12)
             + _loopback(t, "net-packed-no-mrg", NET_WANT & ~F.mask(FN["MRG_RXBUF"]) | packed,
                         rounds=2))
+
+
+def _wait_avail(t: Target, c: Ctx, want: int) -> None:
+    """2.8.15: the device takes a descriptor only once its AVAIL bit says so.  A transmit
+    list is written whole -- buffer, descriptor, id -- but for its flags word, left as
+    the previous lap's (not available); the device is kicked and given HELD_WAIT s: it
+    must use nothing, and deliver nothing.  Then the flags word is written and kicked
+    again: the frame must now be sent (so the device was there to take it)."""
+    with _session(t, want=want) as s:
+        q, rq = s.txq, s.rxq
+        assert isinstance(q, PackedQueue) and isinstance(rq, PackedQueue)
+        assert s.tx_mem is not None
+        s.post_rx([FULL_BUF] * 2)
+        _b, _r, kick = rq.publish()
+        if kick:
+            s.rx_vring.kick()
+        fr = nf.frame(60, nf.UDP, seed=9)
+        raw = N.NetHdr().encode() + fr
+        s.tx_mem.write(TX_BASE + DATA, raw)
+        q.add([(TX_BASE + DATA, len(raw), False)], False)
+        held = q.publish_held()
+        s.tx_vring.kick()
+        deadline = time.monotonic() + HELD_WAIT
+        early = 0
+        while time.monotonic() < deadline and not early:
+            time.sleep(0.01)
+            early = q.used_count() + rq.used_count()
+        q.release(held)
+        s.tx_vring.kick()  # whatever the device's event flags say: it is to look now
+        deadline = time.monotonic() + s.timeout
+        while time.monotonic() < deadline and not (q.used_count() and rq.used_count()):
+            time.sleep(0.01)
+        late = (q.used_count(), rq.used_count())
+    if early:
+        c.add(WAIT_AVAIL, False, f"a transmit list written but not made available (its "
+              f"flags word the previous lap's) was used ({early} used descriptor(s) on the "
+              f"two queues within {HELD_WAIT} s of a kick)")
+    elif late[0] and late[1]:
+        c.add(WAIT_AVAIL, True, f"a list written but not made available was left alone for "
+              f"{HELD_WAIT} s after a kick; once its flags were written it was sent and came "
+              f"back")
+    else:
+        c.skip(WAIT_AVAIL, f"the list was left alone while not available, but not used "
+               f"once it was either (transmit {late[0]}, receive {late[1]} used): nothing "
+               f"shows the device would have taken it", NotJudged.NOT_REACHED)
 
 
 def check_net_notifications(t: Target) -> list[Result]:
@@ -340,9 +474,25 @@ def check_net_notifications(t: Target) -> list[Result]:
             fold(c, st, "used_event far ahead on both queues", judged)
             st = s.exchange(frames, _rx_sizes(s, frames))
             fold(c, st, "used_event at the next entry on both queues", judged)
+            # 2.7.7.2: under EVENT_IDX bit 0 of avail.flags is ignored: NO_INTERRUPT set
+            # (breaking the driver's 2.7.7.1 on purpose) and used_event owing one
+            splits = [q for q in (s.rxq, s.txq) if isinstance(q, SplitQueue)]
+            if len(splits) == 2:
+                for sq in splits:
+                    ck.set_avail_flags(sq.mem, sq.layout, sp.VIRTQ_AVAIL_F_NO_INTERRUPT)
+                st = s.exchange(frames, _rx_sizes(s, frames))
+                fold(c, st, "EVENT_IDX, NO_INTERRUPT set on both queues, used_event at the "
+                     "next entry (notifications owed)", judged)
+                for sq in splits:
+                    ck.set_avail_flags(sq.mem, sq.layout, 0)
     with _session(t, want=NET_WANT & ~F.mask(F.EVENT_IDX)) as s:
+        # without EVENT_IDX used_event means nothing: far ahead, flags 0 still owe them
+        for nq in (s.rxq, s.txq):
+            if isinstance(nq, SplitQueue):
+                sp.driver_set_used_event(nq.mem, nq.drv, rm.idx_add(nq.drv.last_used, 100))
         st = s.exchange(frames, _rx_sizes(s, frames))
-        fold(c, st, "no EVENT_IDX, avail.flags 0 (notifications owed)", judged)
+        fold(c, st, "no EVENT_IDX, used_event far ahead, avail.flags 0 (notifications owed)",
+             judged)
         s.rxq.no_interrupt(True)
         s.txq.no_interrupt(True)
         st = s.exchange(frames, _rx_sizes(s, frames))
@@ -398,6 +548,84 @@ def check_net_tso(t: Target) -> list[Result]:
                   f"{p.judgement.hdr.gso_type if p.judgement.hdr else '?'}"
                   for p in st.packets), () if back else st.evidence())
         _rest(c, s, judged)
+    return c.results
+
+
+UNKNOWN_FLAGS = 0xF8  # transmit header flag bits 1.3 defines nowhere (NEEDS_CSUM is 1,
+# DATA_VALID 2 and RSC_INFO 4, the last two for received packets only)
+TX_FLAGS_RULE = "VIRTIO-5.1.6.2.2-DEV-IGNORE-UNKNOWN-FLAGS"
+TX_CSUM_FIELDS_RULE = "VIRTIO-5.1.6.2.2-DEV-NO-CSUM-FIELDS"
+
+
+def check_net_tx_header(t: Target) -> list[Result]:
+    """5.1.6.2.2 on what a loopback hands back: complete frames sent (a) with every flag
+    bit 1.3 does not define set, and (b) without NEEDS_CSUM but with csum_start and
+    csum_offset naming a spot inside the IP header.  A device that ignores the unknown
+    bits, and does not use the checksum fields, delivers both as sent: same bytes, and
+    flags without NEEDS_CSUM (a device that passed the fields on would flag them).  What
+    such a device does inside without any effect on the frame is not seen: the rules are
+    judged on their effect, the only one the bits and fields can have (a checksum
+    completed, or handed on, at csum_start/csum_offset)."""
+    c = Ctx(t, "net-tx-header")
+    judged: set[str] = set()
+    with _session(t) as s:
+        sizes = ((60, nf.UDP), (342, nf.TCP), (1514, nf.UDP))
+        cases = {TX_FLAGS_RULE: [Sent(N.NetHdr(UNKNOWN_FLAGS), nf.frame(n, p, seed=k + 1))
+                                 for k, (n, p) in enumerate(sizes)],
+                 # csum_start 14 + 6 and offset 4: inside the IPv4 header (its ttl and
+                 # protocol, then the source address) -- any use would change those bytes
+                 TX_CSUM_FIELDS_RULE: [Sent(N.NetHdr(0, csum_start=20, csum_offset=4),
+                                            nf.frame(n, p, seed=k + 7))
+                                       for k, (n, p) in enumerate(sizes)]}
+        for rule, frames in cases.items():
+            what = ("flags 0xf8 (bits 1.3 defines nowhere)" if rule == TX_FLAGS_RULE else
+                    "flags 0, csum_start 20, csum_offset 4")
+            st = s.exchange(frames, _rx_sizes(s, frames))
+            fold(c, st, f"{len(frames)} complete frames, {what}", judged)
+            back = [p for p in st.packets if p.sent is not None]
+            why = []
+            for p in back:
+                flags = p.judgement.hdr.flags if p.judgement.hdr is not None else 0
+                if p.loopback is not None:
+                    why.append(p.loopback.detail)
+                elif flags & N.F_NEEDS_CSUM:
+                    why.append(f"came back with flags {flags:#x} (NEEDS_CSUM)")
+            ok = st.outcome == "completed" and len(back) == len(frames) and not why
+            c.add(rule, ok, f"{what}: {len(back)} of {len(frames)} came back"
+                  + (" as sent, flags without NEEDS_CSUM" if ok else
+                     "".join(f"; {w}" for w in why[:2])), () if ok else st.evidence())
+        _rest(c, s, judged)
+    return c.results
+
+
+VLAN_RULE = "VIRTIO-5.1.6.5.3.1-DEV-NO-VLAN-FILTER"
+VLAN_IDS = (1, 100, 4094)
+
+
+def vlan_frame(size: int, vid: int, seed: int) -> bytes:
+    """An 802.1Q-tagged frame: a ``size - 4``-byte IPv4 UDP frame with the tag (TPID
+    0x8100, priority 0, VLAN ``vid``) inserted after the two addresses."""
+    fr = nf.frame(size - 4, nf.UDP, seed=seed)
+    return fr[:12] + b"\x81\x00" + vid.to_bytes(2, "big") + fr[12:]
+
+
+def check_net_vlan(t: Target) -> list[Result]:
+    """5.1.6.5.3.1: without CTRL_VLAN negotiated the device accepts every VLAN-tagged
+    packet: tagged frames (VLANs 1, 100, 4094) sent out must come back, unchanged.  On a
+    loopback a frame that does not come back was dropped on the way out or on the way in;
+    either way the device did not pass a tagged packet it must accept."""
+    c = Ctx(t, "net-vlan")
+    with _session(t, want=NET_WANT & ~F.mask(FN["CTRL_VLAN"])) as s:
+        frames = [Sent(N.NetHdr(), vlan_frame(size, vid, k + 1))
+                  for k, (size, vid) in enumerate(zip((64, 300, 1514), VLAN_IDS, strict=True))]
+        st = s.exchange(frames, _rx_sizes(s, frames))
+        fold(c, st, f"3 frames tagged VLAN {', '.join(map(str, VLAN_IDS))}", set())
+        back = {p.sent.frame for p in st.packets if p.sent is not None and p.loopback is None}
+        missing = [int.from_bytes(f.frame[14:16], "big") for f in frames if f.frame not in back]
+        c.add(VLAN_RULE, not missing and st.outcome == "completed",
+              f"CTRL_VLAN not negotiated: {len(frames) - len(missing)} of {len(frames)} "
+              f"tagged frames came back" + (f"; VLAN {missing} did not" if missing else ""),
+              () if not missing else st.evidence())
     return c.results
 
 
@@ -495,23 +723,33 @@ NET_CHECKS: dict[str, ck.Check] = {
     "net-notifications": check_net_notifications,
     "net-index-wrap": check_net_index_wrap,
     "net-tso": check_net_tso,
+    "net-vlan": check_net_vlan,
+    "net-tx-header": check_net_tx_header,
     "net-hostile": check_net_hostile,
 }
-_LOOP = (*STEP_RULES, *NET_RX_RULES, LOOPBACK, FORWARD, *N.NOT_OBSERVABLE)
+_LOOP = (*STEP_RULES, *NET_RX_RULES, LOOPBACK, FORWARD, *N.NOT_OBSERVABLE,
+         "VIRTIO-5.1.4.1-DEV-MTU-FIXED")
 NET_COVERS: dict[str, tuple[str, ...]] = {
     "net-features": ("VIRTIO-2.2.2-DEV-NO-UNDEFINED", "VIRTIO-6.2-DEV-OFFER-VERSION-1",
                      *(F.dependency_requirement(F.NET, f) for f in F.DEPENDENCIES[F.NET]),
-                     "VHOST-USER-REPLY", *CONFIG_RULES),
+                     "VHOST-USER-REPLY", *CONFIG_RULES, *ck.gated_rules("net")),
     "net-loopback": _LOOP,
     "net-loopback-no-mrg": _LOOP,
     "net-csum": _LOOP,
-    "net-chains": _LOOP,
+    "net-chains": (*_LOOP, "VIRTIO-2.7.4-DEV-NO-LAYOUT-ASSUMPTION", "VIRTIO-2.7.10-DEV-SPURIOUS",
+                   "VIRTIO-2.7.5.3-DEV-MIXED-CHAIN",
+                   "VIRTIO-2.7.5.3-DEV-IGNORE-WRITE-ON-INDIRECT"),
     "net-in-order": (*_LOOP, "VIRTIO-6.2-DEV-IN-ORDER"),
-    "net-packed": (*_LOOP, *PACKED_RULES),
+    "net-packed": (*_LOOP, *PACKED_RULES, LIST_ORDER, WAIT_AVAIL, *PACKED_PLATFORM),
     "net-notifications": (*STEP_RULES, "VIRTIO-2.7.7-DEV-NOTIFY-FLAGS0",
+                          "VIRTIO-2.7.7-DEV-IGNORE-USED-EVENT",
+                          "VIRTIO-2.7.7-DEV-IGNORE-FLAGS-EVENT-IDX",
                           "VIRTIO-2.7.7-DEV-NO-NOTIFY-FLAGS1", "VIRTIO-2.7.10-DEV-FLAGS-VALUES",
                           LOOPBACK),
     "net-index-wrap": (*STEP_RULES, "VHOST-USER-VRING-BASE", LOOPBACK),
+    "net-vlan": (*STEP_RULES, *NET_RX_RULES, LOOPBACK, VLAN_RULE),
+    "net-tx-header": (*STEP_RULES, *NET_RX_RULES, LOOPBACK, TX_FLAGS_RULE,
+                      TX_CSUM_FIELDS_RULE),
     "net-tso": (*STEP_RULES, *NET_RX_RULES, LOOPBACK),
     "net-hostile": (*STEP_RULES, "PVSPEC-RING-MALFORMED", "VHOST-USER-RESPONSIVE"),
 }

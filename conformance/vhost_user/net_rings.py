@@ -61,8 +61,17 @@ class SplitQueue:
     def room(self) -> int:
         return len(self.drv.free)
 
-    def add(self, bufs: Sequence[tuple[int, int, bool]], indirect: bool) -> int:
-        self.drv, head = sp.driver_add(self.mem, self.drv, bufs, indirect)
+    def add(self, bufs: Sequence[tuple[int, int, bool]], indirect: bool,
+            direct_prefix: int = 0, write_on_indirect: bool = False) -> int:
+        """One buffer; with ``indirect``, ``direct_prefix`` leading parts in ordinary
+        descriptors (a mixed chain) and (``write_on_indirect``) WRITE set on the
+        descriptor that points at the table (2.7.5.3.2: the device ignores it)."""
+        free = self.drv.free
+        self.drv, head = sp.driver_add(self.mem, self.drv, bufs, indirect, direct_prefix)
+        if indirect and write_on_indirect:
+            at = rm.desc_addr(self.layout.desc, free[direct_prefix])
+            d = sp.Desc.read(self.mem, at)
+            attrs.evolve(d, flags=d.flags | sp.VIRTQ_DESC_F_WRITE).write(self.mem, at)
         self.segs[head] = tuple((a, n) for a, n, _ in bufs)
         return head
 
@@ -133,11 +142,14 @@ class PackedQueue:
 
     def setup(self) -> Vring:
         """SET_VRING_ADDR carries the ring, the driver area and the device area in the
-        desc/avail/used fields; SET_VRING_BASE: slot 0, avail wrap counter 1 in bit 15
-        (vhost-user.rst, "packed virtqueues")."""
+        desc/avail/used fields; SET_VRING_BASE: avail slot 0 with its wrap counter 1 in
+        bit 15, used slot 0 with its wrap counter 1 in bit 31 (2.8.1: both counters start
+        at 1; vhost-user.rst "Vring descriptor indices for packed virtqueues", as QEMU
+        sends it).  A back-end that reads the low 16 bits only (rte_vhost 22.11) takes
+        the used side to be the avail side's, the same here."""
         lay = self.layout
         addrs = sp.SplitLayout(lay.size, lay.desc, lay.driver, lay.device)
-        return self.fe.setup_vring(self.index, self.mem, addrs, 1 << 15)
+        return self.fe.setup_vring(self.index, self.mem, addrs, 1 << 15 | 1 << 31)
 
     def next_head(self) -> int:
         return self.drv.free_ids[0]
@@ -178,6 +190,28 @@ class PackedQueue:
     def no_interrupt(self, on: bool) -> None:
         pk.driver_set_event(self.mem, self.drv,
                             rm.EVENT_FLAGS_DISABLE if on else rm.EVENT_FLAGS_ENABLE)
+
+    def publish_held(self) -> list[tuple[int, bytes]]:
+        """Write the new lists into the shared region but for their first flags words:
+        every byte of each list is there, and none is available (2.8.1: AVAIL still of
+        the previous lap).  Returns the held flags writes for :meth:`release`."""
+        img = self._img()
+        held = [(at + 14, img.read(at + 14, 2)) for at in self.firsts]
+        for a, n in self.spans:
+            data = bytearray(img.read(a, n))
+            if a in self.firsts:
+                data[14:16] = self.mem.read(a + 14, 2)
+            self.mem.write(a, bytes(data))
+        self.image, self.firsts, self.spans = None, [], []
+        return held
+
+    def release(self, held: list[tuple[int, bytes]]) -> bool:
+        """Make the lists :meth:`publish_held` wrote available, in ring order; whether to
+        kick."""
+        for at, flags in held:
+            self.mem.write(at, flags)
+        self.drv, kick = pk.driver_must_kick(self.mem, self.drv)
+        return kick
 
     def publish(self) -> tuple[ByteMemory, dict[str, Any], bool]:
         """Memory as at publication (every new list available), ring facts, whether to

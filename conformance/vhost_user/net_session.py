@@ -63,6 +63,12 @@ class Sent:
     frame: bytes
     split: int = 1  # descriptors: 1 = header and frame together; 2 = header apart; 3+ more
     indirect: bool = False
+    # with ``indirect`` (split rings): this many leading parts in ordinary descriptors
+    # chained to the indirect one (2.7.5.3.2's mixed chain)
+    direct_prefix: int = 0
+    # with ``indirect``: WRITE set on the descriptor that points at the table, which the
+    # device ignores (2.7.5.3.2)
+    write_on_indirect: bool = False
 
 
 @attrs.frozen
@@ -211,7 +217,13 @@ class NetSession:
                 step = -(-len(s.frame) // (s.split - 1))
                 bufs += [(at + N.HDR_LEN + off, min(step, len(s.frame) - off), False)
                          for off in range(0, len(s.frame), step)]
-            head = self.txq.add(bufs, s.indirect and self.feats.indirect)
+            indirect = s.indirect and self.feats.indirect
+            if isinstance(self.txq, SplitQueue) and indirect and (
+                    s.direct_prefix or s.write_on_indirect):
+                head = self.txq.add(bufs, indirect, s.direct_prefix,
+                                    write_on_indirect=s.write_on_indirect)
+            else:
+                head = self.txq.add(bufs, indirect)
             placed.append((head, s))
             at = (at + len(raw) + 63) & ~63
         assert at <= TX_BASE + MEM_SIZE, "transmit batch larger than the region"
@@ -352,7 +364,10 @@ class NetSession:
             if self.mrg and first.used_len >= N.HDR_LEN:
                 n = max(1, N.NetHdr.decode(first.data).num_buffers)
                 sent = queue[0] if queue else None
-                if sent is not None:  # the loopback says how long the packet is
+                # the loopback says how long the packet is -- but a packet whose first
+                # buffer is not full ends there (5.1.6.4.1: every buffer but the last is
+                # filled), whatever was sent: a shorter packet does not swallow the next
+                if sent is not None and first.used_len >= first.size:
                     n = max(n, self._buffers_for(bufs[i:], N.HDR_LEN + len(sent.frame)))
             group = bufs[i: i + n]
             j = N.judge_rx_packet(self.virtio_features, [b for _, b in group], self.mtu)

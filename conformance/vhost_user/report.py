@@ -48,6 +48,7 @@ from conformance.vhost_user.checks import (
     TRANSPORT_RULES,
     Result,
     check_names,
+    gated_not_offered,
     run_check,
 )
 from conformance.vhost_user.frontend import Frontend
@@ -178,6 +179,20 @@ def transport_check(universe: Collection[str]) -> Check:
                       TRANSPORT_DETAIL, method=METHOD)
 
 
+def applicability_check(kind: str, offered: int, universe: Collection[str]) -> Check:
+    """The rules of the universe that the device's offer makes inapplicable, by the
+    registry's conditions (Requirement.when, read from each statement's VIRTIO wording):
+    not judged, reason not-offered, whatever checks ran (a check that judged one anyway
+    still counts)."""
+    why = {r: w for r, w in gated_not_offered(kind, offered) if r in universe}
+    return not_judged("applicability:offer", "rules the device's offer makes inapplicable "
+                      "(registry conditions)", KIND, tuple(why), NotJudged.NOT_OFFERED,
+                      f"offered {offered:#x}: " + "; ".join(
+                          f"{r}: {w}" for r, w in list(why.items())[:3])
+                      + (f"; and {len(why) - 3} more" if len(why) > 3 else ""),
+                      method=METHOD)
+
+
 def build_report(target_spec: str, results: list[Result], seconds: float, kind: str = "blk",
                  ) -> Report:
     """A report of results already gathered (no run)."""
@@ -212,13 +227,19 @@ def connect_check(target: Target, within: float = CONNECT_WITHIN,
     """The precondition of every check: connect (bounded) and get an answer to
     GET_FEATURES.  On success the connection is handed over to the next check
     (``target.handoff``: a back-end such as virtiofsd serves one connection only)."""
+    return _connect(target, within, reply_within)[0]
+
+
+def _connect(target: Target, within: float = CONNECT_WITHIN,
+             reply_within: float = REPLY_WITHIN) -> tuple[Check, int | None]:
+    """:func:`connect_check`, and the features the back-end offered (None: no answer)."""
     t0 = time.perf_counter()
     cid, title = "vhost-user:connect", "connect to the back-end and get an answer"
     try:
         fe = Frontend(target.socket_path, timeout=reply_within, connect_within=within)
     except ProtocolViolation as e:
         return _unreachable(cid, title, "VHOST-USER-CONNECT", str(e), e.trace,
-                            seconds=time.perf_counter() - t0)
+                            seconds=time.perf_counter() - t0), None
     try:
         offered = fe.get_u64(Req.GET_FEATURES)
     except ProtocolViolation as e:
@@ -229,7 +250,7 @@ def connect_check(target: Target, within: float = CONNECT_WITHIN,
         rule = "VHOST-USER-CONNECT" if gone else "VHOST-USER-REPLY"
         return _unreachable(cid, title, rule, f"connected, but no answer to GET_FEATURES: {e}"
                             if gone else str(e), e.trace, "crash" if gone else "protocol",
-                            time.perf_counter() - t0)
+                            time.perf_counter() - t0), None
     old = target.take_handoff()
     if old is not None:
         old.close()
@@ -238,7 +259,7 @@ def connect_check(target: Target, within: float = CONNECT_WITHIN,
                  covers=("VHOST-USER-CONNECT",), judged=("VHOST-USER-CONNECT",),
                  clause=VHOST_USER_RULES["VHOST-USER-CONNECT"][0], method=METHOD,
                  seconds=time.perf_counter() - t0,
-                 detail=f"connected to {target.socket_path}; GET_FEATURES {offered:#x}")
+                 detail=f"connected to {target.socket_path}; GET_FEATURES {offered:#x}"), offered
 
 
 # --- the API the pytest plugin uses -----------------------------------------------------------
@@ -304,7 +325,7 @@ def _run(target_spec: str, report_dir: str | Path | None, checks: Sequence[str] 
                              "VHOST-USER-CONNECT", f"target unavailable: {exc}"))
             report.incomplete = f"the back-end could not be reached: {exc}"
             return report
-        pre = connect_check(target)
+        pre, offered = _connect(target)
         add(pre)
         if pre.status is not Status.PASSED:
             report.incomplete = (f"the back-end could not be reached "
@@ -353,6 +374,8 @@ def _run(target_spec: str, report_dir: str | Path | None, checks: Sequence[str] 
                 break
         add(platform_check())
         add(transport_check(report.universe or ()))
+        if offered is not None and kind in ("blk", "net"):
+            add(applicability_check(kind, offered, report.universe or ()))
         # the device-side MUSTs applicable to what this device offered: its own chapter's,
         # and every one in its universe (chapters 2-4 and 6 too)
         if kind in DEVICE_CHAPTER:

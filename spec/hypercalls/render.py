@@ -1,8 +1,11 @@
-"""Human-readable renderings of the ABI table (``pvspec abi`` and ``docs/ABI.md``)."""
+"""Human-readable renderings of the ABI table (``pvspec abi`` and ``docs/ABI.md``): the
+model's own table and each codec of a real ABI over it (Xen's event channels, FF-A's
+memory management)."""
 
 from __future__ import annotations
 
 from spec import profile
+from spec.hypercalls import ffa
 from spec.hypercalls.abi import ABI_VERSION, CONVENTIONS, ERROR_SPACES, EVENTS, TABLE
 
 
@@ -10,8 +13,21 @@ def _args(row_args: tuple) -> str:
     return ", ".join(f"{a.name}:{a.width}" for a in row_args) or "-"
 
 
+# The ABIs a target may speak: the standard each states and where (the codec's module
+# holds the rest).  smccc, psci and pvspec are rows of abi.TABLE; xen and ffa are codecs.
+ABIS: tuple[tuple[str, str, str], ...] = (
+    ("smccc", "Arm SMCCC DEN0028", "SMCCC_VERSION, SMCCC_ARCH_FEATURES (from SMCCC 1.1)"),
+    ("psci", "Arm PSCI DEN0022", "5.1 (functions), 5.2.2 (return codes)"),
+    ("pvspec", "pvspec's own vendor-hypervisor calls", "spec/hypercalls/abi.py"),
+    ("xen", "Xen event_channel_op (hypercall 32)", "xen/include/public/event_channel.h"),
+    ("ffa", "Arm FF-A DEN0077A v1.1 memory management",
+     "ch. 10 (Tables 10.13-10.16, 10.18, 10.20), ch. 13 (setup: RXTX_MAP/UNMAP, "
+     "RX_RELEASE), ch. 16 (FFA_MEM_*, Table 16.25)"),
+)
+
+
 def text_table() -> str:
-    """A terminal table: one line per hypercall."""
+    """A terminal table: one line per hypercall, then the ABIs and FF-A's function ids."""
     head = (f"{'name':26} {'function id':>11} {'conv':5} {'abi':6} {'caller':7} {'errors':6} "
             f"arguments")
     lines = [f"pvspec hypercall ABI {ABI_VERSION}", head, "-" * len(head)]
@@ -20,7 +36,25 @@ def text_table() -> str:
             f"{row.name:26} {row.function_id:#010x}  {'64' if row.smc64 else '32':5} "
             f"{row.abi:6} {row.caller:7} {row.space:6} {_args(row.args)}"
         )
+    lines += ["", "ABIs (a target declares the ones it speaks):"]
+    for name, standard, where in ABIS:
+        lines.append(f"  {name:7} {standard}; {where}")
+    lines += ["", f"{ffa.STANDARD} (abi ffa): function ids", f"{'name':26} {'function id':>11}"
+              f"  model call / clause"]
+    model = _ffa_model_rows()
+    for name, fid in ffa.FUNCTIONS.items():
+        clause = ffa.CLAUSES[ffa.base_name(name)]
+        lines.append(f"{name:26} {fid:#010x}   {model.get(ffa.base_name(name), '-'):15} "
+                     f"{clause}")
     return "\n".join(lines)
+
+
+def _ffa_model_rows() -> dict[str, str]:
+    """Which model call each FF-A memory function carries."""
+    out = {f: ffa.ROW_OF_KIND[k] for k, f in ffa.FUNCTION_OF_KIND.items()}
+    out.update(FFA_MEM_RETRIEVE_REQ="MEM_RETRIEVE", FFA_MEM_RELINQUISH="MEM_RELINQUISH",
+               FFA_MEM_RECLAIM="MEM_RECLAIM")
+    return out
 
 
 def markdown() -> str:
@@ -94,6 +128,7 @@ def markdown() -> str:
             out.append(f"| {regs} | {a.name} | {a.width} | {a.kind} | {a.meaning} |")
         out.append("")
     out += _xen_codec()
+    out += _ffa_codec()
     out += ["## Environment events", "", "Not hypercalls: things that happen to the machine. "
             "The proofs cover them too.", "", "| event | arguments | meaning |", "|---|---|---|"]
     for e in EVENTS:
@@ -122,5 +157,57 @@ def _xen_codec() -> list[str]:
     for name, number in xen.ERRNO.items():
         meant = [m for m, es in xen.EXPRESSES.items() if number in es]
         out.append(f"| -{name} (-{number}) | {', '.join(meant) or '(none)'} |")
+    out.append("")
+    return out
+
+
+def _ffa_codec() -> list[str]:
+    """The FF-A memory-management codec (spec/hypercalls/ffa.py) as tables."""
+    out = ["## Codec: FF-A v1.1 memory management (`abis: ffa`)", "",
+           f"A target that lists `ffa` speaks the model's memory transactions as "
+           f"{ffa.STANDARD}: the caller writes a memory transaction descriptor to its TX "
+           "buffer and passes its length in w1 (total) and w2 (fragment), w3/w4 zero; the "
+           "answer is FFA_SUCCESS with the 64-bit handle in w2 (low half) and w3 (high "
+           "half), FFA_ERROR with the error code in w2, or for a retrieve "
+           "FFA_MEM_RETRIEVE_RESP with the descriptor in the caller's RX buffer. Bit 16 of "
+           "a function id (SMCCC 1.3's SVE hint) is ignored.", "",
+           "Choices of this codec: model VM *v* is endpoint *v*+1 (0 is the hypervisor, bit "
+           "15 the secure world; endpoints 1..16 are expressible); model frame *g* is the "
+           "4 KiB page at IPA `g * 4096`; touching constituents coalesce into the model's "
+           "one range; data access RO is R, RW is R|W; a sender gives no instruction "
+           "access, so rights with X have no FF-A form; a donation carries no rights and "
+           f"is read as rights {ffa.DONATE_PERM} (R|W); the model's memory is normal "
+           "write-back inner-shareable; where the borrower's memory is mapped "
+           "(MEM_RETRIEVE's base) is the instance's choice, read from "
+           "FFA_MEM_RETRIEVE_RESP; fragmentation and memory zeroing have no model form. "
+           "What the model cannot express is reported as such, never approximated.", "",
+           "| function | function id | model call | clause |", "|---|---|---|---|"]
+    model = _ffa_model_rows()
+    for name, fid in ffa.FUNCTIONS.items():
+        base = ffa.base_name(name)
+        out.append(f"| {name} | `{fid:#010x}` | {model.get(base, '-')} | "
+                   f"{ffa.CLAUSES[base]} |")
+    out += ["", "| FF-A error | code | stands for the model's | on a share, lend or donate |",
+            "|---|---|---|---|"]
+    for name, code in ffa.ERRORS.items():
+        meant = ", ".join(sorted(ffa.EXPRESSES.get(code, ()))) or "(none)"
+        send = ", ".join(sorted(ffa.SEND_EXPRESSES.get(code, ()))) or "(none)"
+        out.append(f"| {name} | {code} | {meant} | {send} |")
+    out += ["", "### Descriptor layouts", ""]
+    for layout in ffa.LAYOUTS:
+        out += [f"**{layout.name}** ({layout.table}; {layout.size} bytes fixed)", "",
+                "| offset | size | field | meaning |", "|---|---|---|---|"]
+        for f in layout.fields:
+            mbz = " (MBZ)" if f.mbz else ""
+            out.append(f"| {f.offset} | {f.size} | {f.name} | {f.meaning}{mbz} |")
+        out.append("")
+    out += ["### Malformed requests and the errors FF-A requires", "",
+            "| rule | breach | FF-A error(s) | clause |", "|---|---|---|---|"]
+    for r in ffa.RULES.values():
+        codes = ", ".join(ffa.ERROR_NAME[c] for c in sorted(r.codes, reverse=True))
+        out.append(f"| {r.id} | {r.text} | {codes} | {r.clause} |")
+    out += ["", "### RX/TX buffers", "", "| function | rule | clause |", "|---|---|---|"]
+    for function, rule, clause in ffa.MAILBOX_RULES:
+        out.append(f"| {function} | {rule} | {clause} |")
     out.append("")
     return out

@@ -6,6 +6,7 @@ from spec.virtio import (  # noqa: F401  (imported for their register() side eff
     config,
     features,
     packed,
+    requirements_conditions,
     requirements_core,
     requirements_devices,
     requirements_rings,

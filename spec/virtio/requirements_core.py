@@ -20,6 +20,10 @@ T_MM = "tests/virtio/test_transport_mmio.py::"
 T_PC = "tests/virtio/test_transport_pci.py::"
 
 
+# the vhost-user checks that judge a back-end (conformance/vhost_user), and their tests
+VU = "conformance.vhost_user.checks:"
+T_AM = "tests/vhost_user/test_applicable_musts.py::"
+
 def R(rid: str, section: str, level: str, side: str, text: str, *checks: str) -> Requirement:
     return Requirement(rid, section, level, side, text, tuple(checks))  # type: ignore[arg-type]
 
@@ -367,6 +371,8 @@ CORE = (
         "device",
         "Only a PCI device with an SR-IOV capability offers SR_IOV.",
         FE + "check_device_offer",
+        VU + "judge_offer",
+        T_AM + "test_offer_decides_applicability_and_forbidden_offers",
     ),
     # §6.2 in VIRTIO 1.3 and in 1.4 alike (Device Requirements: Reserved Feature Bits)
     R(

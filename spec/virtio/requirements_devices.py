@@ -24,6 +24,11 @@ LV = "conformance.linux_virtio.judge:"  # the driver judge of a real driver's ri
 T_LV = "tests/conformance/test_linux_virtio.py::"
 
 
+# the vhost-user checks that judge a back-end (conformance/vhost_user), and their tests
+VU = "conformance.vhost_user.checks:"
+VU_NET = "conformance.vhost_user.net_checks:"
+T_AM = "tests/vhost_user/test_applicable_musts.py::"
+
 def R(rid: str, section: str, level: str, side: str, text: str, *checks: str) -> Requirement:
     return Requirement(rid, section, level, side, text, tuple(checks))  # type: ignore[arg-type]
 
@@ -63,6 +68,8 @@ BLOCK = (
         "With CONFIG_WCE but not FLUSH negotiated, writeback starts at 0.",
         BK + "check_config",
         T_BK + "test_config_checks",
+        "spec.virtio.devices.block:judge_config",
+        T_AM + "test_planted_writeback_one_without_flush_is_caught",
     ),
     R(
         "VIRTIO-5.2.5.2-DEV-PADDING-ZERO",
@@ -225,9 +232,13 @@ BLOCK = (
     R("VIRTIO-5.2.5.2-DEV-OFFER-FLUSH", "5.2.5.2", "SHOULD", "device",
       "A block device offers FLUSH in any case."),
     R("VIRTIO-5.2.5.2-DEV-NOT-ZONED-NO-OFFER", "5.2.5.2", "SHOULD NOT", "device",
-      "A device that is not zoned does not offer ZONED."),
+      "A device that is not zoned does not offer ZONED.",
+      VU + "judge_offer",
+      T_AM + "test_offer_decides_applicability_and_forbidden_offers"),
     R("VIRTIO-5.2.5.2-DEV-LEGACY-NO-ZONED", "5.2.5.2", "MUST NOT", "device",
-      "A legacy-interface device never offers ZONED."),
+      "A legacy-interface device never offers ZONED.",
+      VU + "judge_offer",
+      T_AM + "test_offer_decides_applicability_and_forbidden_offers"),
     R("VIRTIO-5.2.5.2-DEV-ZONED-DECLINED-ZEROES", "5.2.5.2", "SHOULD", "device",
       "A host-aware or non-zoned device whose ZONED the driver declined carries on, with "
       "every zoned field 0."),
@@ -311,7 +322,9 @@ BLOCK = (
       "A device on storage with lifetime metrics (eMMC, UFS) offers LIFETIME."),
     R("VIRTIO-5.2.6.2-DEV-LIFETIME-ONLY-IF-MEANINGFUL", "5.2.6.2", "MUST NOT", "device",
       "LIFETIME is not offered when the backing storage has no such metrics, or none that "
-      "mean anything."),
+      "mean anything.",
+      VU + "judge_offer",
+      T_AM + "test_offer_decides_applicability_and_forbidden_offers"),
     R("VIRTIO-5.2.6.2-DEV-ZONE-CONV-INVALID", "5.2.6.2", "MUST", "device",
       "ZONE_OPEN, ZONE_CLOSE, ZONE_FINISH or ZONE_RESET on a conventional zone ends in "
       "ZONE_INVALID_CMD."),
@@ -380,6 +393,8 @@ NET = (
         "With MQ offered, max_virtqueue_pairs is between 1 and 0x8000.",
         NT + "check_config",
         T_NT + "test_config_checks",
+        "spec.virtio.devices.net:judge_config",
+        T_AM + "test_planted_net_bugs_are_caught",
     ),
     R(
         "VIRTIO-5.1.4.1-DEV-MTU-RANGE",
@@ -398,6 +413,8 @@ NET = (
         "Once set, mtu is never changed.",
         NT + "check_mtu_stable",
         T_NT + "test_config_checks",
+        VU_NET + "check_net_loopback",
+        T_AM + "test_planted_net_bugs_are_caught",
     ),
     R(
         "VIRTIO-5.1.4.1-DEV-RX-WITHIN-MTU",
@@ -559,7 +576,8 @@ NET = (
         "MUST",
         "device",
         "Flag bits of a transmit header the device does not know are ignored.",
-        NT + "not_observable",
+        VU_NET + "check_net_tx_header",
+        T_AM + "test_planted_net_bugs_are_caught",
     ),
     R(
         "VIRTIO-5.1.6.2.2-DEV-NO-CSUM-FIELDS",
@@ -567,7 +585,8 @@ NET = (
         "MUST NOT",
         "device",
         "Without NEEDS_CSUM in a transmit header, csum_start and csum_offset are not used.",
-        NT + "not_observable",
+        VU_NET + "check_net_tx_header",
+        T_AM + "test_planted_net_bugs_are_caught",
     ),
     R(
         "VIRTIO-5.1.6.2.2-DEV-MAY-USE-HDR-LEN",
@@ -990,7 +1009,9 @@ NET = (
     R("VIRTIO-5.1.6.5.2.2-DRV-MAC-TABLE-EMPTY-LISTS", "5.1.6.5.2.2", "MAY", "driver",
       "Either count can be 0."),
     R("VIRTIO-5.1.6.5.3.1-DEV-NO-VLAN-FILTER", "5.1.6.5.3.1", "MUST", "device",
-      "Without CTRL_VLAN every VLAN-tagged packet is accepted."),
+      "Without CTRL_VLAN every VLAN-tagged packet is accepted.",
+      VU_NET + "check_net_vlan",
+      T_AM + "test_planted_net_bugs_are_caught"),
     R("VIRTIO-5.1.6.5.3.1-DEV-VLAN-FILTER", "5.1.6.5.3.1", "MUST", "device",
       "With CTRL_VLAN, packets tagged with a VLAN in the filter table are accepted (others "
       "should be dropped)."),

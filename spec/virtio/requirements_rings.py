@@ -21,6 +21,10 @@ WALK = T + "test_split.py::test_walk_rejects_bad_chain"
 PWALK = T + "test_packed.py::test_packed_walk_faults"
 
 
+# the vhost-user checks that judge a back-end (conformance/vhost_user), and their tests
+VU_NET = "conformance.vhost_user.net_checks:"
+T_AM = "tests/vhost_user/test_applicable_musts.py::"
+
 def _r(id_: str, section: str, level: str, side: str, text: str, *checks: str) -> Requirement:
     return Requirement(id_, section, level, side, text, tuple(checks))  # type: ignore[arg-type]
 
@@ -93,7 +97,9 @@ RING_REQUIREMENTS: tuple[Requirement, ...] = (
        "table.", T + "test_split.py::test_indirect_write_flag_ignored"),
     _r("VIRTIO-2.7.5.3-DEV-MIXED-CHAIN", "2.7.5.3.2", "MUST", "device",
        "The device accepts some ordinary chained descriptors ending in one indirect "
-       "descriptor.", T + "test_split.py::test_mixed_direct_then_indirect"),
+       "descriptor.", T + "test_split.py::test_mixed_direct_then_indirect",
+       VU_NET + "check_net_chains",
+       T_AM + "test_planted_net_mixed_chain_head_only_is_caught"),
     # 2.7.6 available ring
     _r("VIRTIO-2.7.6-DRV-NO-DECREMENT", "2.7.6.1", "MUST NOT", "driver",
        "The driver never moves avail.idx backwards; exposed buffers cannot be taken back.",
@@ -113,7 +119,8 @@ RING_REQUIREMENTS: tuple[Requirement, ...] = (
        "The driver copes with used buffer notifications that bring nothing new.",
        T + "test_split.py::test_driver_tolerates_spurious_and_rejects_bogus"),
     _r("VIRTIO-2.7.7-DEV-IGNORE-USED-EVENT", "2.7.7.2", "MUST", "device",
-       "Without EVENT_IDX, the device pays no attention to used_event.", ORACLE, MACHINE),
+       "Without EVENT_IDX, the device pays no attention to used_event.", ORACLE, MACHINE,
+       T_AM + "test_planted_net_notification_bugs_are_caught"),
     _r("VIRTIO-2.7.7-DEV-NOTIFY-FLAGS0", "2.7.7.2", "MUST", "device",
        "Without EVENT_IDX, after adding used entries while avail.flags is 0, the device "
        "notifies the driver.", ORACLE, BUGS, MACHINE),
@@ -121,7 +128,9 @@ RING_REQUIREMENTS: tuple[Requirement, ...] = (
        "Without EVENT_IDX, while avail.flags is 1 the device refrains from notifying.",
        ORACLE),
     _r("VIRTIO-2.7.7-DEV-IGNORE-FLAGS-EVENT-IDX", "2.7.7.2", "MUST", "device",
-       "With EVENT_IDX, the device ignores bit 0 of avail.flags.", ORACLE, MACHINE),
+       "With EVENT_IDX, the device ignores bit 0 of avail.flags.", ORACLE, MACHINE,
+       T_AM + "test_planted_no_interrupt_honoured_under_event_idx_is_caught",
+       T_AM + "test_planted_net_notification_bugs_are_caught"),
     _r("VIRTIO-2.7.7-DEV-NOTIFY-USED-EVENT", "2.7.7.2", "MUST", "device",
        "With EVENT_IDX, the device notifies when it fills the used ring position named by "
        "used_event.", ORACLE, BUGS, MACHINE, "spec.virtio.proofs:goal_need_event_window"),
@@ -201,7 +210,8 @@ RING_REQUIREMENTS: tuple[Requirement, ...] = (
        "The device avoids reading device-writable buffers.", PORACLE),
     _r("VIRTIO-2.8.15-DEV-WAIT-AVAIL", "2.8.15", "MUST NOT", "device",
        "The device takes a descriptor only after seeing its AVAIL bit change.",
-       PORACLE, PBUGS, "spec.virtio.proofs:goal_packed_flags"),
+       PORACLE, PBUGS, "spec.virtio.proofs:goal_packed_flags", VU_NET + "check_net_packed",
+       T_AM + "test_planted_packed_list_taken_before_available_is_caught"),
     _r("VIRTIO-2.8.15-DEV-NO-CHANGE-AFTER-USED", "2.8.15", "MUST NOT", "device",
        "Once it has flipped a descriptor's USED bit the device changes that descriptor no "
        "more.", PORACLE, PBUGS),
@@ -233,7 +243,9 @@ RING_REQUIREMENTS: tuple[Requirement, ...] = (
        T + "test_packed.py::test_packed_driver_makes_head_available_last", PWALK),
     _r("VIRTIO-2.8.18-DEV-LIST-ORDER", "2.8.18", "MUST", "device",
        "The device uses the descriptors of a NEXT-linked list in the order they were made "
-       "available.", PORACLE, T + "test_packed.py::test_packed_roundtrip_wraps"),
+       "available.", PORACLE, T + "test_packed.py::test_packed_roundtrip_wraps",
+       VU_NET + "check_net_packed",
+       T_AM + "test_planted_packed_list_taken_before_available_is_caught"),
     _r("VIRTIO-2.8.18-DEV-MAY-LIMIT", "2.8.18", "MAY", "device",
        "The device can cap how many buffers a list may have."),
     _r("VIRTIO-2.8.19-DRV-INDIRECT-NEGOTIATED", "2.8.19", "MUST NOT", "driver",

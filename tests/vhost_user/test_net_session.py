@@ -29,12 +29,14 @@ def _loop(dev: rnet.NetDevice) -> None:
     dev.sent.clear()
 
 
-def _target(dev: rnet.NetDevice, name: str) -> Target:
+def _target(dev: rnet.NetDevice, name: str, offered: int = rnet.OFFERED | (1 << 30)
+            ) -> Target:
+    """``dev`` served over vhost-user from a thread, offering ``offered``."""
     tmp = tempfile.mkdtemp(prefix="pvspec-net-")
     sock = os.path.join(tmp, "net.sock")
     stop = threading.Event()
     th = threading.Thread(target=serve_vhost_user, args=(sock, dev, stop),
-                          kwargs={"offered": rnet.OFFERED | (1 << 30), "nqueues": 2,
+                          kwargs={"offered": offered, "nqueues": 2,
                                   "pump": _loop}, daemon=True)
     th.start()
 

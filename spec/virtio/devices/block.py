@@ -581,6 +581,26 @@ def check_config(raw: bytes, offered: int, negotiated: int) -> Violation | None:
     return None
 
 
+def judge_config(raw: bytes, negotiated: int) -> list[tuple[str, Violation | None]]:
+    """§5.2.5.2, rule by rule: (rule, violation or None) for every rule this config space
+    gives occasion to judge -- the padding always; writeback only with CONFIG_WCE
+    negotiated and FLUSH not."""
+    cfg = CONFIG.decode(raw)
+    unused0, unused1 = int(cfg.get("unused0", 0)), bytes(cfg.get("unused1", b"\0\0\0"))
+    pad = unused0 or any(unused1)
+    out: list[tuple[str, Violation | None]] = [(
+        "VIRTIO-5.2.5.2-DEV-PADDING-ZERO",
+        Violation("VIRTIO-5.2.5.2-DEV-PADDING-ZERO", "device",
+                  f"unused0 {unused0:#x}, unused1 {unused1.hex()}") if pad else None)]
+    if F.has(negotiated, FB["CONFIG_WCE"]) and not F.has(negotiated, FB["FLUSH"]):
+        wb = int(cfg.get("writeback", 0))
+        out.append(("VIRTIO-5.2.5.2-DEV-WRITEBACK-ZERO",
+                    Violation("VIRTIO-5.2.5.2-DEV-WRITEBACK-ZERO", "device",
+                              f"writeback {wb} with CONFIG_WCE negotiated and FLUSH not")
+                    if wb != 0 else None))
+    return out
+
+
 def check_driver_writeback_read(features_ok: bool) -> Violation | None:
     """§5.2.5.1: ``writeback`` is read only after FEATURES_OK."""
     if not features_ok:

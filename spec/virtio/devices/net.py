@@ -130,6 +130,37 @@ def check_config(raw: bytes, offered: int) -> Violation | None:
     return None
 
 
+def judge_config(raw: bytes, offered: int) -> list[tuple[str, Violation | None]]:
+    """§5.1.4.1, rule by rule: (rule, violation or None) for every range rule whose field
+    the offer makes present (max_virtqueue_pairs with MQ, mtu with MTU, the RSS sizes with
+    RSS / HASH_REPORT)."""
+    cfg = CONFIG.decode(raw)
+    out: list[tuple[str, Violation | None]] = []
+
+    def judge(rid: str, ok: bool, detail: str) -> None:
+        out.append((rid, None if ok else Violation(rid, "device", detail)))
+
+    if F.has(offered, FN["MQ"]):
+        n = int(cfg["max_virtqueue_pairs"])
+        judge("VIRTIO-5.1.4.1-DEV-MAX-PAIRS", 1 <= n <= 0x8000, f"max_virtqueue_pairs {n}")
+    if F.has(offered, FN["MTU"]):
+        m = int(cfg["mtu"])
+        judge("VIRTIO-5.1.4.1-DEV-MTU-RANGE", 68 <= m <= 65535, f"mtu {m}")
+    if F.has(offered, FN["RSS"]) or F.has(offered, FN["HASH_REPORT"]):
+        k = int(cfg.get("rss_max_key_size", 0))
+        judge("VIRTIO-5.1.4.1-DEV-RSS-KEY", k >= 40, f"rss_max_key_size {k}")
+    if F.has(offered, FN["RSS"]):
+        n = int(cfg.get("rss_max_indirection_table_length", 0))
+        judge("VIRTIO-5.1.4.1-DEV-RSS-TABLE", n >= 128,
+              f"rss_max_indirection_table_length {n}")
+    return out
+
+
+def mtu_of(raw: bytes) -> int:
+    """The config space's mtu field (present with MTU offered)."""
+    return int(CONFIG.decode(raw)["mtu"])
+
+
 SPEED_UNKNOWN, SPEED_MAX = 0xFFFFFFFF, 0x7FFFFFFF
 DUPLEX_VALUES = (0x00, 0x01, 0xFF)  # full, half, unknown
 
@@ -259,11 +290,15 @@ TX_RULES = (
     "VIRTIO-5.1.6.2.2-DEV-HDR-LEN-NOT-RELIED", "VIRTIO-5.1.6.2.2-DEV-NO-RELY-CSUM",
 )
 TX_PLATFORM_DETAIL = (
-    "what a device relies on or uses inside itself when it transmits (§5.1.6.2.2: unknown "
-    "flag bits, csum_start/csum_offset without NEEDS_CSUM, hdr_len, the packet checksum) "
-    "cannot be observed through a vhost-user back-end: the frame leaves the back-end, not "
-    "towards the front-end; a loopback shows only what it delivers back "
-    "(PVSPEC-NET-LOOPBACK)")
+    "what a device relies on inside itself when it transmits (§5.1.6.2.2: hdr_len, the "
+    "packet checksum without NEEDS_CSUM) cannot be observed through a vhost-user back-end: "
+    "the frame leaves the back-end, not towards the front-end; a loopback shows only what "
+    "it delivers back (PVSPEC-NET-LOOPBACK).  Unknown flag bits and csum_start/csum_offset "
+    "without NEEDS_CSUM can only have an effect on the frame, which a loopback shows: "
+    "judged by the net-tx-header check")
+# the transmit rules judged on their effect on what a loopback delivers back
+TX_EFFECT_RULES = ("VIRTIO-5.1.6.2.2-DEV-IGNORE-UNKNOWN-FLAGS",
+                   "VIRTIO-5.1.6.2.2-DEV-NO-CSUM-FIELDS")
 LOOPBACK_RULE = "PVSPEC-NET-LOOPBACK"
 LOOPBACK_TEXT = ("a frame the driver transmits to a loopback back-end comes back on the "
                  "receive queue byte for byte, but for the checksum the driver asked the "
@@ -273,7 +308,7 @@ LOOPBACK_TEXT = ("a frame the driver transmits to a loopback back-end comes back
 
 # the device-side rules of §5.1.6 no front-end can judge, each with why
 NOT_OBSERVABLE: dict[str, str] = {
-    **dict.fromkeys(TX_RULES, TX_PLATFORM_DETAIL),
+    **dict.fromkeys((r for r in TX_RULES if r not in TX_EFFECT_RULES), TX_PLATFORM_DETAIL),
     "VIRTIO-5.1.6.4.1-DEV-NEEDS-CSUM-VALIDATE": (
         "whether the device validated the checksums of a packet it flags NEEDS_CSUM is its "
         "own step before the packet reaches the driver; what it reports (the pseudo-header "
