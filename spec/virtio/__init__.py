@@ -8,6 +8,7 @@ from spec.virtio import (  # noqa: F401  (imported for their register() side eff
     packed,
     requirements_core,
     requirements_devices,
+    requirements_fs,
     requirements_rings,
     requirements_sound,
     split,
