@@ -263,8 +263,9 @@ def start_virtiofsd(within: float = 10.0) -> Target:
     tmp = tempfile.mkdtemp(prefix="pvspec-fs-")
     shared = os.path.join(tmp, "shared")
     os.mkdir(shared)
-    with open(os.path.join(shared, "hello.txt"), "w") as f:
-        f.write("hello from pvspec\n")
+    from conformance.vhost_user.fs_tree import populate
+
+    populate(shared)  # known names, sizes, modes and contents (fs_tree.TREE)
     sock, log = os.path.join(tmp, "fs.sock"), os.path.join(tmp, "virtiofsd.log")
     cmd = [exe, f"--socket-path={sock}", "-o", f"source={shared}", "-o", "cache=none",
            "-o", "sandbox=chroot", "-f"]
