@@ -88,6 +88,9 @@ class FsSession:
     """Negotiated, memory shared, hiprio (0) and one request queue (1) set up, FUSE_INIT
     sent: judged FUSE requests from here on."""
 
+    WANT = F.mask(F.VERSION_1, F.EVENT_IDX, F.INDIRECT_DESC)
+    CONFIG_SIZE = FS_CONFIG_SIZE
+
     def __init__(self, target: Target, fe: Frontend | None = None) -> None:
         self.target = target
         self.fe = fe if fe is not None else Frontend(target.socket_path,
@@ -97,10 +100,10 @@ class FsSession:
         self.init: Call | None = None
         try:
             self.offered, self.acked, self.poffered, self.packed = self.fe.negotiate(
-                F.mask(F.VERSION_1, F.EVENT_IDX, F.INDIRECT_DESC), ss.PROTO_WANT)
+                self.WANT, ss.PROTO_WANT)
             proto = self.acked >> VHOST_USER_F_PROTOCOL_FEATURES & 1
             self.nq = self.fe.get_u64(GET_QUEUE_NUM) if proto else 2
-            self.config = (self.fe.get_config(FS_CONFIG_SIZE)
+            self.config = (self.fe.get_config(self.CONFIG_SIZE)
                            if self.packed >> PF.CONFIG & 1 else b"")
             self.mem = MemfdMemory(MEM_SIZE)
             self.feats = rm.RingFeatures.from_bits(self.acked)
@@ -148,10 +151,22 @@ class FsSession:
         """Place one request (readable part, then ``out_size`` writable bytes poisoned,
         split after byte ``split`` when nonzero; in an indirect table with ``indirect``
         where negotiated), publish, kick, wait, judge the ring."""
+        unique = self.next_unique() if unique is None else unique
+        step, length, written = self.call_raw(fu.encode_request(opcode, unique, nodeid, body),
+                                              out_size, queue=queue, split=split,
+                                              poison=poison, indirect=indirect)
+        c = Call(opcode, unique, step, length, written)
+        if step.outcome == "completed" and out_size:
+            c.reply = fu.Reply.decode(written[:length] if length is not None else written)
+        return c
+
+    def call_raw(self, req: bytes, out_size: int, *, queue: int = REQUEST, split: int = 0,
+                 poison: int = POISONS[0], indirect: bool = False
+                 ) -> tuple[ss.Step, int | None, bytes]:
+        """:meth:`call` for any device-readable bytes ``req``: the judged step, used.len and
+        the ``out_size`` device-writable bytes after completion."""
         assert self.mem is not None
         q = self.queues[queue]
-        unique = self.next_unique() if unique is None else unique
-        req = fu.encode_request(opcode, unique, nodeid, body)
         rep = (DATA + len(req) + 63) & ~63
         self.mem.write(DATA, req)
         self.mem.write(rep, bytes([poison]) * out_size)
@@ -185,11 +200,7 @@ class FsSession:
         length = next((n for h, n in got if h == head), None)
         step = ss.Step(verdict, [], notified, outcome, layout=q.layout, before=before,
                        after=after, placed=[(head, None)], ring=ring)  # type: ignore[list-item]
-        written = after.read(rep, out_size) if out_size else b""
-        c = Call(opcode, unique, step, length, written)
-        if outcome == "completed" and out_size:
-            c.reply = fu.Reply.decode(written[:length] if length is not None else written)
-        return c
+        return step, length, after.read(rep, out_size) if out_size else b""
 
     def _wait(self, q: Queue, expect: int, timeout: float) -> tuple[str, bool]:
         assert self.mem is not None
