@@ -49,6 +49,7 @@ from spec.virtio import oracle as orc
 from spec.virtio import ring_math as rm
 from spec.virtio import split as sp
 from spec.virtio.devices import block as blk
+from spec.virtio.devices.gpu import IMPLIED_RULES as GPU_RULES
 from spec.virtio.fuse import FUSE_RULES
 from spec.virtio.memory import write_le16
 from spec.virtio.registry import all_requirements
@@ -251,6 +252,8 @@ def _section(rule: str) -> str:
         return orc.IMPLIED_RULES[rule][0]
     if rule in FUSE_RULES:
         return FUSE_RULES[rule][0]
+    if rule in GPU_RULES:
+        return GPU_RULES[rule][0]
     section = _registry_sections().get(rule)
     if section is not None:
         return section

@@ -430,11 +430,16 @@ def search(t: Target, check: str, strategy: st.SearchStrategy[Any],
 
 # --- the checks ----------------------------------------------------------------------------
 
-def _session_check(name: str, body: Callable[[ck.Ctx, FsSession], None]
-                   ) -> Callable[[Target], list[ck.Result]]:
+def session_check(name: str, body: Callable[[ck.Ctx, Any], None],
+                  session: type[FsSession] | None = None) -> ck.Check:
+    """A check running ``body`` on the run's one session (of class ``session``, default
+    :class:`FsSession`), handed on to the next check when ``body`` returns; closed when it
+    raises (the back-end may be left in any state)."""
+    cls = session or FsSession
+
     def check(t: Target) -> list[ck.Result]:
         c = ck.Ctx(t, name)
-        s = FsSession.take(t)
+        s = cls.take(t)
         try:
             body(c, s)
         except BaseException:
@@ -692,12 +697,12 @@ def _used_len(c: ck.Ctx, s: FsSession) -> None:
 
 
 FS_CHECKS: dict[str, ck.Check] = {
-    "fs-fuse-init": _session_check("fs-fuse-init", _init),
-    "fs-lookup": _session_check("fs-lookup", _lookup),
-    "fs-read": _session_check("fs-read", _read),
-    "fs-write": _session_check("fs-write", _write),
-    "fs-readdir": _session_check("fs-readdir", _readdir),
-    "fs-used-len": _session_check("fs-used-len", _used_len),
+    "fs-fuse-init": session_check("fs-fuse-init", _init),
+    "fs-lookup": session_check("fs-lookup", _lookup),
+    "fs-read": session_check("fs-read", _read),
+    "fs-write": session_check("fs-write", _write),
+    "fs-readdir": session_check("fs-readdir", _readdir),
+    "fs-used-len": session_check("fs-used-len", _used_len),
 }
 _REPLY = ("PVSPEC-FUSE-UNIQUE", "PVSPEC-FUSE-OUT-LEN", "PVSPEC-FUSE-ERRNO")
 FS_COVERS: dict[str, tuple[str, ...]] = {

@@ -40,6 +40,7 @@ from conformance.results import (
 )
 from conformance.vhost_user import evidence as ev
 from conformance.vhost_user import fs_checks as _fs_checks  # noqa: F401  (registers fs)
+from conformance.vhost_user import gpu_checks as _gpu_checks  # noqa: F401  (registers gpu)
 from conformance.vhost_user import net_checks as _net_checks  # noqa: F401  (registers net)
 from conformance.vhost_user.checks import (
     COVERS,
@@ -55,6 +56,7 @@ from conformance.vhost_user.frontend import Frontend
 from conformance.vhost_user.protocol import ProtocolViolation, Req, ViolationKind
 from conformance.vhost_user.targets import Target, TargetUnavailable, open_target, target_kind
 from spec.virtio import oracle as orc
+from spec.virtio.devices.gpu import IMPLIED_RULES as GPU_RULES
 from spec.virtio.fuse import FUSE_RULES
 from spec.virtio.registry import all_requirements
 
@@ -80,7 +82,7 @@ def _paraphrase(rule: str) -> str:
         if r.id == rule:
             return r.text
     return (orc.IMPLIED_RULES.get(rule) or VHOST_USER_RULES.get(rule)
-            or FUSE_RULES.get(rule) or ("", rule))[1]
+            or FUSE_RULES.get(rule) or GPU_RULES.get(rule) or ("", rule))[1]
 
 
 def _check(**kw: Any) -> Check:
@@ -374,7 +376,7 @@ def _run(target_spec: str, report_dir: str | Path | None, checks: Sequence[str] 
 
 
 NOT_APPLICABLE = (NotJudged.NOT_OFFERED, NotJudged.NOT_APPLICABLE)
-DEVICE_CHAPTER = {"net": "5.1", "blk": "5.2", "fs": "5.11"}
+DEVICE_CHAPTER = {"net": "5.1", "blk": "5.2", "fs": "5.11", "gpu": "5.7"}
 
 
 def device_musts_line(report: Report, chapter: str | None) -> str:
