@@ -95,6 +95,7 @@ class FsSession:
         self.target = target
         self.fe = fe if fe is not None else Frontend(target.socket_path,
                                                      timeout=DEFAULT_TIMEOUT)
+        self.fe.timeout = DEFAULT_TIMEOUT  # a handed-over connection had the probe's
         self.mem: MemfdMemory | None = None
         self.unique = 0x100
         self.init: Call | None = None
