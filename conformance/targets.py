@@ -14,6 +14,7 @@ one place before any work starts.
 ``reference-vhost-user-blk``   pvspec's own virtio-blk back-end, in a thread
 ``reference-vhost-user-net``   pvspec's own virtio-net back-end, in a thread, frames looped back
 ``virtiofsd``                  QEMU's virtiofsd on a scratch directory
+``qemu-vhost-user-gpu``        QEMU's vhost-user-gpu (2D, no display socket)
 ``dpdk-vhost-net[:tso]``       DPDK 22.11's rte_vhost virtio-net (net_vhost PMD), frames
                                looped back (guests/dpdk-loopback; ``:tso`` with tso=1)
 ``linux-virtio:blk|net[:packed]`` Linux's virtio-blk / virtio-net *driver* (Debian amd64
@@ -36,7 +37,7 @@ __all__ = ["EXAMPLES", "HYPERVISOR", "LINUX_VIRTIO", "VHOST_USER_MANAGED", "Targ
 HYPERVISOR = ("reference", "spec", "qemu-psci", "kvm-arm64", "kvm-arm64:nvhe",
               "kvm-arm64:protected", "xen-arm64")
 VHOST_USER_MANAGED = ("qemu-vhost-user-blk", "reference-vhost-user-blk",
-                      "reference-vhost-user-net", "virtiofsd",
+                      "reference-vhost-user-net", "virtiofsd", "qemu-vhost-user-gpu",
                       "dpdk-vhost-net", "dpdk-vhost-net:tso")
 # a guest's driver judged; :packed with RING_PACKED offered and QEMU's device packed=on
 LINUX_VIRTIO = ("linux-virtio:blk", "linux-virtio:net", "linux-virtio:blk:packed",

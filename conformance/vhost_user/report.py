@@ -39,6 +39,8 @@ from conformance.results import (
     not_judged,
 )
 from conformance.vhost_user import evidence as ev
+from conformance.vhost_user import fs_checks as _fs_checks  # noqa: F401  (registers fs)
+from conformance.vhost_user import gpu_checks as _gpu_checks  # noqa: F401  (registers gpu)
 from conformance.vhost_user import net_checks as _net_checks  # noqa: F401  (registers net)
 from conformance.vhost_user.checks import (
     COVERS,
@@ -55,6 +57,8 @@ from conformance.vhost_user.frontend import Frontend
 from conformance.vhost_user.protocol import ProtocolViolation, Req, ViolationKind
 from conformance.vhost_user.targets import Target, TargetUnavailable, open_target, target_kind
 from spec.virtio import oracle as orc
+from spec.virtio.devices.gpu import IMPLIED_RULES as GPU_RULES
+from spec.virtio.fuse import FUSE_RULES
 from spec.virtio.registry import all_requirements
 
 __all__ = ["build_report", "check_names", "connect_check", "run_conformance", "run_one",
@@ -78,7 +82,8 @@ def _paraphrase(rule: str) -> str:
     for r in all_requirements():
         if r.id == rule:
             return r.text
-    return (orc.IMPLIED_RULES.get(rule) or VHOST_USER_RULES.get(rule) or ("", rule))[1]
+    return (orc.IMPLIED_RULES.get(rule) or VHOST_USER_RULES.get(rule)
+            or FUSE_RULES.get(rule) or GPU_RULES.get(rule) or ("", rule))[1]
 
 
 def _check(**kw: Any) -> Check:
@@ -394,7 +399,7 @@ def _run(target_spec: str, report_dir: str | Path | None, checks: Sequence[str] 
 
 
 NOT_APPLICABLE = (NotJudged.NOT_OFFERED, NotJudged.NOT_APPLICABLE)
-DEVICE_CHAPTER = {"net": "5.1", "blk": "5.2", "fs": "5.11"}
+DEVICE_CHAPTER = {"net": "5.1", "blk": "5.2", "fs": "5.11", "gpu": "5.7"}
 
 
 def device_musts_line(report: Report, chapter: str | None) -> str:

@@ -7,6 +7,7 @@
   vhost-user-blk over a temp socket (started and killed here);
 * ``reference-vhost-user-blk`` — our own back-end (reference_impl.virtio) in a thread;
 * ``virtiofsd`` — QEMU's vhost-user-fs daemon on a temp shared directory;
+* ``qemu-vhost-user-gpu`` — QEMU's vhost-user-gpu, 2D, without a display socket;
 * ``dpdk-vhost-net`` (``:tso`` with ``tso=1``) — DPDK 22.11's rte_vhost virtio-net back-end
   (net_vhost PMD) in guests/dpdk-loopback, which returns every frame the driver transmits
   on its receive queue (built on first use against Debian's libdpdk-dev).
@@ -59,7 +60,7 @@ def disk_pattern(size: int) -> bytes:
 @attrs.define
 class Target:
     name: str
-    kind: str  # "blk" | "fs" | "net"
+    kind: str  # "blk" | "fs" | "net" | "gpu"
     socket_path: str
     initial: bytes | None = None  # known initial disk contents
     disk_view: Callable[[], bytes] | None = None  # direct look at the backing store
@@ -263,14 +264,34 @@ def start_virtiofsd(within: float = 10.0) -> Target:
     tmp = tempfile.mkdtemp(prefix="pvspec-fs-")
     shared = os.path.join(tmp, "shared")
     os.mkdir(shared)
-    with open(os.path.join(shared, "hello.txt"), "w") as f:
-        f.write("hello from pvspec\n")
+    from conformance.vhost_user.fs_tree import populate
+
+    populate(shared)  # known names, sizes, modes and contents (fs_tree.TREE)
     sock, log = os.path.join(tmp, "fs.sock"), os.path.join(tmp, "virtiofsd.log")
     cmd = [exe, f"--socket-path={sock}", "-o", f"source={shared}", "-o", "cache=none",
            "-o", "sandbox=chroot", "-f"]
     proc = _spawn(cmd, log)
     t = Target("virtiofsd", "fs", sock, None, None, proc, tmp, log_path=log,
                single_connection=True)  # virtiofsd exits when its front-end leaves
+    return _ready(t, proc, log, within)
+
+
+GPU_PATH = "/usr/lib/qemu/vhost-user-gpu"
+QEMU_GPU = "qemu-vhost-user-gpu"
+
+
+def start_qemu_gpu(within: float = 10.0) -> Target:
+    """QEMU's vhost-user-gpu (Debian's qemu-system-gui), 2D (no virgl), no display socket:
+    it serves one front-end connection (it closes its listening socket on accept)."""
+    exe = GPU_PATH if os.access(GPU_PATH, os.X_OK) else shutil.which("vhost-user-gpu")
+    if exe is None:
+        raise TargetUnavailable("vhost-user-gpu not installed: apt-get install "
+                                "qemu-system-gui (scripts/install-system-deps)")
+    tmp = tempfile.mkdtemp(prefix="pvspec-gpu-")
+    sock, log = os.path.join(tmp, "gpu.sock"), os.path.join(tmp, "vhost-user-gpu.log")
+    proc = _spawn([exe, f"--socket-path={sock}"], log)
+    t = Target(QEMU_GPU, "gpu", sock, None, None, proc, tmp, log_path=log,
+               single_connection=True)
     return _ready(t, proc, log, within)
 
 
@@ -368,6 +389,8 @@ def target_kind(spec: str) -> str:
         return SOCKET_FORMS[form]
     if spec in DPDK_NET or spec == REFERENCE_NET:
         return "net"
+    if spec == QEMU_GPU:
+        return "gpu"
     return "fs" if spec == "virtiofsd" else "blk"
 
 
@@ -396,6 +419,8 @@ def _start_managed(spec: str) -> Target:
         return start_reference_blk()
     if spec == "virtiofsd":
         return start_virtiofsd()
+    if spec == QEMU_GPU:
+        return start_qemu_gpu()
     if spec in DPDK_NET:
         return start_dpdk_net(tso=spec.endswith(":tso"))
     if spec == REFERENCE_NET:

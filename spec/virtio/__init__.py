@@ -9,6 +9,7 @@ from spec.virtio import (  # noqa: F401  (imported for their register() side eff
     requirements_conditions,
     requirements_core,
     requirements_devices,
+    requirements_fs,
     requirements_rings,
     requirements_sound,
     split,

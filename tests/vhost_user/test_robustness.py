@@ -407,7 +407,7 @@ def test_used_len_survives_a_device_that_completes_nothing(monkeypatch) -> None:
 
 def test_run_one_and_check_names() -> None:
     assert check_names("blk")[0] == "features" and "hostile" in check_names("blk")
-    assert check_names("fs") == ("fs-fuse-init",)
+    assert check_names("fs")[0] == "fs-fuse-init" and "fs-read" in check_names("fs")
     t = Target("x", "blk", "/nonexistent/x.sock")
     (c,) = run_one(t, "no-such-check")
     assert c.status == "error" and c.kind == "suite" and "no-such-check" in c.detail

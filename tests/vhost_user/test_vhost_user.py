@@ -141,10 +141,6 @@ def test_planted_ioerr_len_over_unwritten_bytes_is_caught(monkeypatch) -> None: 
         ("read-past-capacity-len-bytes", "VIRTIO-2.7.8-DEV-WRITE-LEN-BYTES", "fail")], bad
 
 
-def test_virtiofsd_fuse_init(virtiofsd: Target) -> None:
-    _assert_clean(ck.check_fs_init(virtiofsd))
-
-
 def _answers(t: Target) -> list[tuple[int | None, int | None, bytes]]:
     script = [
         [R(blk.T_OUT, 4, data=bytes(range(256)) * 4)],

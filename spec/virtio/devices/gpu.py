@@ -211,3 +211,27 @@ def check_shm(shm_ids: tuple[int, ...], supported: frozenset[int]) -> Violation 
     ):
         return Violation("VIRTIO-5.7.5-DEV-MAP-BLOB", "device", "host-visible without MAP_BLOB")
     return None
+
+
+# What the GPU judges evaluate that §5.7 states in its descriptive text rather than in a
+# Requirements block: id -> (1.3 section, paraphrase).  In the universe of a vhost-user
+# GPU back-end (conformance.requirements.virtio_device).
+IMPLIED_RULES: dict[str, tuple[str, str]] = {
+    "VIRTIO-5.7.6-DEV-RESPONSE-TYPE": ("5.7.6", "a control command is answered with a "
+                                       "response type its description allows for the "
+                                       "resources as they are: OK, or the error naming what "
+                                       "is wrong (an unknown resource id, scanout id, bad "
+                                       "parameter), or ERR_UNSPEC / ERR_OUT_OF_MEMORY"),
+    "PVSPEC-GPU-NUM-SCANOUTS": ("5.7.4", "the configuration's num_scanouts is between 1 "
+                                "and 16"),
+}
+
+
+def check_config(raw: bytes) -> Violation | None:
+    """§5.7.4: num_scanouts within 1..16 (the configuration as the device shows it)."""
+    if len(raw) < 16:
+        return Violation("PVSPEC-GPU-NUM-SCANOUTS", "device", f"config of {len(raw)} bytes")
+    n = int(CONFIG.decode(raw)["num_scanouts"])
+    if not 1 <= n <= MAX_SCANOUTS:
+        return Violation("PVSPEC-GPU-NUM-SCANOUTS", "device", f"num_scanouts {n}")
+    return None
