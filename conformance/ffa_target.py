@@ -68,7 +68,10 @@ class ReferenceFfaTarget(ReferenceTarget):
     def hypercall(self, vm: int, vcpu: int, regs: Mapping[str, int], conv: str = "arm64"
                   ) -> dict[str, int]:
         decoded = codec.decode(dict(regs), conv)
-        if not isinstance(decoded, codec.Call) or decoded.row.name not in ffa.rows():
+        if not isinstance(decoded, codec.Call) or decoded.row.name not in ffa.rows() \
+                or decoded.hinted:
+            # a hinted id is the model's SMCCC question (unknown before SMCCC 1.3), which
+            # FF-A's front end, ignoring the hint as FF-A ids do, would not ask
             return super().hypercall(vm, vcpu, regs, conv)
         row = decoded.row.name
         args = tuple(int(a) for a in decoded.args)
@@ -94,7 +97,7 @@ class ReferenceFfaTarget(ReferenceTarget):
             if not reading.code:  # no FFA_ERROR: an answer FF-A does not allow here
                 raise TargetError(f"{self.name}: {reading.text}", definite=True)
             return {"x0": reading.code & MASK64, "errors": reading.error_mask(),
-                    "errno": -reading.code}
+                    "ffa_error": reading.code}
         if row == "MEM_RETRIEVE":
             self._guard(lambda: self._front.call(vm, vcpu, {"x0": ffa.FUNCTIONS[
                 "FFA_RX_RELEASE"]}))

@@ -757,11 +757,13 @@ class Differ:
             return None
         req = f"abi:{row.name}" if row else "abi:decode"
         names = [n for n, v in abi.HV_ERRORS.items() if v < 0 and got["errors"] >> -v & 1]
-        errno = got.get("errno", 0)
+        # the target's own error code, in its ABI's words: Xen's errno, FF-A's FFA_ERROR
+        said = f"FFA_ERROR {got['ffa_error']}" if "ffa_error" in got else \
+            f"error {-got['errno']} (errno)" if got.get("errno") else "an error"
         return ConformanceFailure(
             "result", req, row.clause if row else DECODE_CLAUSE,
             f"x0 = {describe_result(row, ret)}",
-            f"error {-errno if errno else '?'} (errno), which stands for "
+            f"{said}, which stands for "
             f"{' or '.join(names) if names else 'no error this call has'}", self.ops)
 
     def _judge_start(self, s: State, vm: int, vcpu: int, got: dict[str, int]

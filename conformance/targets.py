@@ -34,8 +34,8 @@ from conformance.results import UsageError
 __all__ = ["EXAMPLES", "HYPERVISOR", "LINUX_VIRTIO", "VHOST_USER_MANAGED", "TargetSpec",
            "parse_target"]
 
-HYPERVISOR = ("reference", "spec", "qemu-psci", "kvm-arm64", "kvm-arm64:nvhe",
-              "kvm-arm64:protected", "xen-arm64")
+HYPERVISOR = ("reference", "reference-ffa", "spec", "qemu-psci", "kvm-arm64",
+              "kvm-arm64:nvhe", "kvm-arm64:protected", "xen-arm64")
 VHOST_USER_MANAGED = ("qemu-vhost-user-blk", "reference-vhost-user-blk",
                       "reference-vhost-user-net", "virtiofsd", "qemu-vhost-user-gpu",
                       "dpdk-vhost-net", "dpdk-vhost-net:tso")

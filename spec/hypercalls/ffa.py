@@ -60,7 +60,7 @@ from typing import Literal
 
 import attrs
 
-from spec.hypercalls.abi import HV_ERRORS
+from spec.hypercalls.abi import HV_ERRORS, SVE_HINT  # a hint FF-A ids ignore (SMCCC 1.3)
 
 __all__ = [
     "DONATE_PERM", "ERRORS", "EXPRESSES", "FUNCTIONS", "LAYOUTS", "MAILBOX_RULES",
@@ -75,7 +75,6 @@ __all__ = [
 STANDARD = "Arm FF-A DEN0077A v1.1"
 VERSION = (1, 1)
 PAGE = 4096  # FF-A counts memory in 4 KiB pages (Table 10.14)
-SVE_HINT = 1 << 16  # SMCCC 1.3: bit 16 of a function id is a hint, ignored when matching
 _M32 = 0xFFFF_FFFF
 _M64 = (1 << 64) - 1
 
