@@ -418,7 +418,7 @@ class Differ:
             judged.add(_ABI_REQ[row.name])
         if not is_call:
             judged.add("abi:decode")
-        if is_call:
+        if isinstance(decoded, codec.Call):  # (is_call, as mypy can see it)
             self._advance(caller, row, s2, ret, seen, decoded.args)
         else:
             self._advance(caller, None, s2, ret, seen)

@@ -36,7 +36,7 @@ def test_spec_observer_is_spec_observation_after_every_step() -> None:
 def test_access_table_is_access_slot_by_slot() -> None:
     s = campaign.with_image(initial(campaign.SIM_CONFIG))
     cfg = s.cfg
-    s = s.evolve(s2_held=(True,) + s.s2_held[1:])  # the first frame lent away
+    s = s.evolve(s2_held=(True, *s.s2_held[1:]))  # the first frame lent away
     want = tuple(access(s, v, g) for v in range(cfg.n_vms) for g in range(cfg.n_gframes))
     assert access_table(s) == want and want[0] == 0 and any(want)
     assert SpecObserver()(s) == spec_observation(s)
