@@ -21,7 +21,7 @@ import attrs
 from spec import logic
 from spec.hypercalls.abi import ABI_VERSION, ARCH_WORKAROUNDS, EVENTS, TABLE, Row
 from spec.logic import and_, bit, implies, ite, not_, or_, select, set_bit, store, ule, ult
-from spec.profile import DOMID_FIRST_RESERVED
+from spec.profile import DOMID_FIRST_RESERVED, offers
 from spec.state import (
     ABSENT,
     CLOSED,
@@ -343,28 +343,18 @@ def _vm_power(s: State, vm: Any, boot: bool) -> State:
     return s.evolve(vcpu=vcpu, irq=irq)
 
 
-# Function ids PSCI_FEATURES reports as implemented (DEN0022 5.1.14): every PSCI row, and
-# SMCCC_VERSION when the SMCCC version has it.
-_PSCI_IDS = tuple(r.function_id for r in TABLE if r.space == "psci")
-_MIGRATE_INFO_TYPE_ID = next(r.function_id for r in TABLE if r.name == "MIGRATE_INFO_TYPE")
-_SMCCC_VERSION_ID = next(r.function_id for r in TABLE if r.name == "SMCCC_VERSION")
+# Calls PSCI_FEATURES reports on (DEN0022 5.1.14): every PSCI row, and SMCCC_VERSION;
+# an optional one only where the profile has it (spec.profile.offers).
+_FEATURE_ROWS = tuple((r.name, r.function_id) for r in TABLE
+                      if r.space == "psci" or r.name == "SMCCC_VERSION")
 _SMCCC_IDS = tuple(r.function_id for r in TABLE if r.space == "smccc")
-_RESET2_IDS = tuple(r.function_id for r in TABLE if r.handler == "system_reset2")
 
 
 def psci_features(s: State, me: Caller, row: Row, fid: Any) -> Result:
     """0 for an implemented PSCI function or SMCCC_VERSION, else NOT_SUPPORTED.  No call
     this table has defines feature flags (CPU_SUSPEND would), so every answer is 0."""
     p = s.cfg.profile
-    optional = (_MIGRATE_INFO_TYPE_ID, *_RESET2_IDS)
-    known = or_(*(fid == f for f in _PSCI_IDS if f not in optional))
-    if p.migrate_info_type is not None:
-        known = or_(known, fid == _MIGRATE_INFO_TYPE_ID)
-    if p.system_reset2 is not None:
-        known = or_(known, *(fid == f for f in _RESET2_IDS))
-    if p.smccc_version is not None:
-        known = or_(known, fid == _SMCCC_VERSION_ID)
-    if not known:
+    if not or_(*(fid == f for name, f in _FEATURE_ROWS if offers(p, name))):
         return fail(s, row, "NOT_SUPPORTED")
     return ok(s, 0)
 
