@@ -70,9 +70,9 @@ class ByteMemory:
         return n >= 0 and self.base <= addr and addr + n <= self.base + len(self.buf)
 
     def read(self, addr: int, n: int) -> bytes:
-        if not self.contains(addr, n):
-            raise OutOfRange(addr, n)
         off = addr - self.base
+        if n < 0 or off < 0 or off + n > len(self.buf):  # contains(), inlined: the judges'
+            raise OutOfRange(addr, n)                    # hottest call
         return bytes(self.buf[off : off + n])
 
     def write(self, addr: int, data: bytes) -> None:
@@ -212,14 +212,37 @@ def diff_spans(before: bytes, after: bytes, base: int = 0) -> list[Span]:
     """
     if len(before) != len(after):
         raise ValueError(f"snapshots differ in size: {len(before)} != {len(after)}")
-    if before == after:
-        return []
-    n = len(before)
-    # XOR leaves a non-zero byte exactly where the snapshots differ; the runs of non-zero
-    # bytes are then found by the regex engine rather than a byte loop in Python
-    xor = (int.from_bytes(before, "little") ^ int.from_bytes(after, "little")).to_bytes(
-        n, "little")
-    return [Span(base + m.start(), m.end() - m.start()) for m in _CHANGED.finditer(xor)]
+    spans: list[list[int]] = []  # [start, end) offsets, adjacent runs joined
+    _diff_into(before, after, 0, len(before), _DIFF_STEPS, spans)
+    return [Span(base + lo, hi - lo) for lo, hi in spans]
+
+
+# Chunk sizes, coarse to fine: a chunk whose bytes are equal (one memcmp) is skipped, a
+# differing one is searched at the next size, and at the last the changed bytes are found
+# by XOR and the regex engine.  A step's writes are a few small buffers in a large memory,
+# so this touches a few chunks instead of running the regex over every byte (ten times
+# faster on the vhost-user oracle's 256 KiB).
+_DIFF_STEPS = (8192, 512)
+
+
+def _diff_into(before: bytes, after: bytes, lo: int, hi: int, steps: tuple[int, ...],
+               spans: list[list[int]]) -> None:
+    step, finer = steps[0], steps[1:]
+    for a in range(lo, hi, step):
+        e = min(a + step, hi)
+        if before[a:e] == after[a:e]:
+            continue
+        if finer:
+            _diff_into(before, after, a, e, finer, spans)
+            continue
+        xor = (int.from_bytes(before[a:e], "little")
+               ^ int.from_bytes(after[a:e], "little")).to_bytes(e - a, "little")
+        for m in _CHANGED.finditer(xor):
+            start, end = a + m.start(), a + m.end()
+            if spans and spans[-1][1] == start:  # a run that crosses a chunk boundary
+                spans[-1][1] = end
+            else:
+                spans.append([start, end])
 
 
 _CHANGED = re.compile(rb"[^\x00]+")

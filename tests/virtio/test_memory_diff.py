@@ -35,6 +35,30 @@ def test_diff_spans_is_the_runs_of_changed_bytes(pair: tuple[bytes, bytes], base
     assert diff_spans(before, after, base) == naive_diff(before, after, base)
 
 
+def _patched(n: int, patches: list[tuple[int, bytes]]) -> tuple[bytes, bytes]:
+    before = bytes(n)
+    after = bytearray(before)
+    for off, data in patches:
+        off %= max(n, 1)
+        after[off:off + len(data)] = data[: n - off]
+    return before, bytes(after)
+
+
+# large memories with a few sparse writes, runs crossing the chunk sizes the fast diff
+# searches at (8 KiB, 512 B) and the memory's end
+SPARSE = st.builds(_patched, st.integers(0, 40_000), st.lists(st.tuples(
+    st.integers(0, 40_000) | st.sampled_from([511, 512, 8191, 8192, 16384, 39_999]),
+    st.binary(min_size=1, max_size=200).map(lambda b: bytes(x % 3 for x in b))),
+    max_size=6))
+
+
+@given(SPARSE, st.integers(0, 1 << 40))
+def test_diff_spans_of_sparse_writes_in_large_memory(pair: tuple[bytes, bytes],
+                                                     base: int) -> None:
+    before, after = pair
+    assert diff_spans(before, after, base) == naive_diff(before, after, base)
+
+
 @given(st.integers(1, 40).flatmap(lambda n: st.lists(
     st.binary(min_size=n, max_size=n).map(lambda b: bytes(x % 2 for x in b)),
     min_size=4, max_size=4)))
