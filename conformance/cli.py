@@ -510,6 +510,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from conformance.benchmarks import oracle as conf_bench
 
         results["conformance"] = conf_bench.run()
+    if args.vhost_user:
+        from conformance.benchmarks import vhost_user as vu_bench
+
+        results["vhost_user"] = vu_bench.run(quiet=True)
     if args.real_targets:
         from conformance.benchmarks import real_targets
 
@@ -638,6 +642,9 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--json", help="write the figures to this file")
     be.add_argument("--quick", action="store_true", help="short runs")
     be.add_argument("--conformance", action="store_true", help="also the oracle's steps/s")
+    be.add_argument("--vhost-user", action="store_true",
+                    help="also verified virtio-blk requests/s over vhost-user, on "
+                         "qemu-storage-daemon and the reference back-end")
     be.add_argument("--real-targets", action="store_true",
                     help="also boot time and checked calls/s on qemu-psci, kvm-arm64, "
                          "xen-arm64, and judged ring operations/s on linux-virtio:blk")

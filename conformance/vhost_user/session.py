@@ -9,7 +9,7 @@ judges the memory before/after and the call eventfd, and the virtio-blk disk mod
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import attrs
@@ -24,7 +24,7 @@ from spec.virtio import oracle as orc
 from spec.virtio import ring_math as rm
 from spec.virtio import split as sp
 from spec.virtio.devices import block as blk
-from spec.virtio.memory import write_le16
+from spec.virtio.memory import ByteMemory, RecordingMemory, write_le16
 from spec.virtio.ring_math import RingFeatures
 
 MEM_SIZE = 256 << 10  # the oracle diffs all of it per step: keep it small
@@ -48,6 +48,15 @@ class Completion:
     data_in: bytes
     violation: object | None = None  # spec.virtio.verdict.Violation
     rule: str = ""  # the requirement this completion was judged against
+
+
+@attrs.frozen
+class _Published:
+    """A batch made visible: the memory as the device was shown it, and the ring
+    indices then (what a step's evidence reports)."""
+
+    memory: ByteMemory
+    ring: dict[str, Any]
 
 
 @attrs.define
@@ -184,39 +193,102 @@ class BlkSession:
                        grace: float = 0.05, judge: bool = True, force_kick: bool = False,
                        wait: float | None = None, expect_progress: bool = True) -> Step:
         """Publish avail.idx, notify per 2.7.10.1, wait (bounded), then judge."""
-        before = self.mem.frozen()
+        published = self._publish(self.mem.frozen(), force_kick)
+        before, ring = published.memory, published.ring
+        outcome, notified = self._wait(expect, self.timeout if wait is None else wait, grace)
+        after = self.mem.frozen()
+        if not judge:
+            self.drv, _ = sp.driver_collect(self.mem, self.drv)
+            return Step(orc.Verdict(()), [], notified, outcome, layout=self.layout,
+                        before=before, after=after, placed=list(placed),
+                        ring=ring | {"used_idx_after": sp.read_used_idx(after, self.layout),
+                                     "notified": notified, "outcome": outcome})
+        try:
+            self.drv, got = sp.driver_collect(after, self.drv)
+        except sp.DeviceMisbehaved:
+            got = []
+        return self._judge_step(before, after, placed, ring, notified, outcome, got,
+                                expect_progress)
+
+    def stream(self, batches: Iterable[Sequence[blk.Request]], *,
+               expect_progress: bool = True) -> Iterator[Step]:
+        """Run ``batches`` one after the other, judging each while the device works on the
+        next: the verdicts are those of :meth:`run` with ``grace=0``, in the same order,
+        and the wall time is about the larger of judging and serving instead of the sum.
+
+        Step ``j`` is judged from the memory as it was when batch ``j`` was published to
+        the memory once batch ``j`` completed.  The next step's "before" is that "after"
+        plus the driver's own writes for the next batch (recorded as they are made), so
+        no device write between the two steps escapes the diff; the used ring is read from
+        the frozen "after", so the next batch's completions are never taken early.  The
+        stream stops after the first batch that does not complete.
+        """
+        it = iter(batches)
+        batch = next(it, None)
+        if batch is None:
+            return
+        placed, _ = self.submit(batch)
+        before = self._publish(self.mem.frozen())
+        while True:
+            outcome, notified = self._wait(len(placed), self.timeout, 0.0)
+            after = self.mem.frozen()
+            ring = before.ring
+            try:
+                self.drv, got = sp.driver_collect(after, self.drv)
+            except sp.DeviceMisbehaved:
+                got = []
+            nxt = next(it, None) if outcome == "completed" else None
+            following = None
+            if nxt is not None:  # the device works on this batch while the last is judged
+                recorder = RecordingMemory(self.mem)
+                live, self.mem = self.mem, recorder  # type: ignore[assignment]
+                try:
+                    next_placed, _ = self.submit(nxt)
+                finally:
+                    self.mem = live
+                mine = after.copy()
+                for access in recorder.writes():
+                    mine.write(access.addr, access.data)
+                following = (self._publish(mine), next_placed)
+            yield self._judge_step(before.memory, after, placed, ring, notified, outcome,
+                                   got, expect_progress)
+            if following is None:
+                return
+            before, placed = following
+
+    def _publish(self, before: ByteMemory, force_kick: bool = False) -> _Published:
+        """Publish the submitted heads and kick as 2.7.10.1 says (or anyway, with
+        ``force_kick``); ``before`` (a private copy of the memory with every driver write
+        made) gets the same avail.idx."""
         write_le16(before, rm.avail_idx_addr(self.layout.avail), self.drv.avail_idx)
-        ring: dict[str, Any] = {"avail_idx": self.drv.avail_idx, "last_avail": self.view.last_avail,
-                "used_idx_before": self.view.used_idx, "last_used": self.drv.last_used}
+        ring: dict[str, Any] = {"avail_idx": self.drv.avail_idx,
+                                "last_avail": self.view.last_avail,
+                                "used_idx_before": self.view.used_idx,
+                                "last_used": self.drv.last_used}
         self.drv = sp.driver_publish(self.mem, self.drv)
         self.drv, need = sp.driver_must_kick(self.mem, self.drv)
         if need or force_kick:
             self.vring.kick()
-        outcome, notified = self._wait(expect, self.timeout if wait is None else wait, grace)
+        ring["kicked"] = bool(need or force_kick)
+        return _Published(before, ring)
+
+    def _judge_step(self, before: Any, after: Any, placed: list[tuple[int, blk.Request]],
+                    ring: dict[str, Any], notified: bool, outcome: str,
+                    got: list[tuple[int, int | None]], expect_progress: bool) -> Step:
+        """The ring oracle's verdict on one step and the disk model's on each completion
+        the driver collected from ``after``."""
         t0 = time.perf_counter()
-        after = self.mem.frozen()
-        ring |= {"used_idx_after": sp.read_used_idx(after, self.layout),
-                 "kicked": bool(need or force_kick), "notified": notified, "outcome": outcome}
-        seen: dict[str, Any] = {"layout": self.layout, "before": before, "after": after,
-                "placed": list(placed), "ring": ring}
-        if not judge:
-            self.drv, _ = sp.driver_collect(self.mem, self.drv)
-            return Step(orc.Verdict(()), [], notified, outcome, **seen)
+        ring = ring | {"used_idx_after": sp.read_used_idx(after, self.layout),
+                       "notified": notified, "outcome": outcome}
         verdict, self.view = orc.judge_split(before, after, self.view, notified=notified,
                                              expect_progress=expect_progress
                                              and outcome == "completed")
-        comps = []
-        try:
-            self.drv, got = sp.driver_collect(self.mem, self.drv)
-        except sp.DeviceMisbehaved:
-            got = []
         by_head = dict(placed)
-        for head, length in got:
-            req = by_head.get(head)
-            if req is None:
-                continue
-            comps.append(self._judge_blk(head, req, length, after))
-        return Step(verdict, comps, notified, outcome, time.perf_counter() - t0, **seen)
+        comps = [self._judge_blk(head, by_head[head], length, after)
+                 for head, length in got if head in by_head]
+        return Step(verdict, comps, notified, outcome, time.perf_counter() - t0,
+                    layout=self.layout, before=before, after=after, placed=list(placed),
+                    ring=ring)
 
     def _wait(self, expect: int, timeout: float, grace: float) -> tuple[str, bool]:
         """Wait for ``expect`` used entries; then up to ``grace`` for a late call."""
