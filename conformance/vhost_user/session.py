@@ -284,7 +284,8 @@ class BlkSession:
                                              expect_progress=expect_progress
                                              and outcome == "completed")
         by_head = dict(placed)
-        comps = [self._judge_blk(head, by_head[head], length, after)
+        chains = {c.head: c for c in verdict.chains}
+        comps = [self._judge_blk(head, by_head[head], length, after, chains.get(head))
                  for head, length in got if head in by_head]
         return Step(verdict, comps, notified, outcome, time.perf_counter() - t0,
                     layout=self.layout, before=before, after=after, placed=list(placed),
@@ -318,8 +319,11 @@ class BlkSession:
     # --- virtio-blk payload (5.2.6) ----------------------------------------------------
 
     def _judge_blk(self, head: int, req: blk.Request, length: int | None,
-                   after: Any) -> Completion:
-        chain = sp.walk_chain(after, self.layout, head, self.feats)
+                   after: Any, chain: sp.Chain | None = None) -> Completion:
+        """The disk model's verdict on one completion; ``chain``: the buffers as the
+        driver placed them (else walked in ``after``)."""
+        if chain is None:
+            chain = sp.walk_chain(after, self.layout, head, self.feats)
         wbytes = b"".join(after.read(s.addr, s.len) for s in chain.writable)
         status = wbytes[-1] if wbytes else None
         data_in = wbytes[:-1]

@@ -101,6 +101,9 @@ class Verdict:
     # every rule this step gave occasion to check, violated or not: what a report may
     # count as exercised (a rule never judged stays "skipped", never "passed")
     judged: frozenset[str] = frozenset()
+    # the returned buffers' chains as the driver exposed them (walked then, split rings),
+    # so a payload judge reads the buffers the driver placed without walking them again
+    chains: tuple[Chain, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -373,7 +376,8 @@ def judge_split(
     if feats.in_order and n_new:
         judged.add("VIRTIO-6.2-DEV-IN-ORDER")
     return (Verdict(tuple(out), tuple(c.head for c, _, _ in completed),
-                    "needs-reset" if needs_reset else "ok", frozenset(judged)), nxt)
+                    "needs-reset" if needs_reset else "ok", frozenset(judged),
+                    tuple(c for c, _, _ in completed)), nxt)
 
 
 def _judged(rules: dict[str, str], accesses: Sequence[Access] | None, cands: Sequence[Chain],
@@ -606,4 +610,5 @@ def judge_packed(
         if feats.in_order:
             judged.add("VIRTIO-6.2-DEV-IN-ORDER")
     return (Verdict(tuple(out), tuple(c.head for c, _, _ in completed),
-                    "needs-reset" if needs_reset else "ok", frozenset(judged)), nxt)
+                    "needs-reset" if needs_reset else "ok", frozenset(judged),
+                    tuple(c for c, _, _ in completed)), nxt)
