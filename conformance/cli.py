@@ -173,7 +173,8 @@ def _prove(args: argparse.Namespace, json_file: str | None, cex_dir: str | None,
             "bounded": True, "bound": _proof_bound(),
             "results": [{"group": r.group, "invariant": r.invariant, "hypercall": r.hypercall,
                          "clause": r.clause, "status": r.status, "seconds": r.seconds,
-                         "paths": r.paths, "counterexample": r.counterexample}
+                         "paths": r.paths, "counterexample": r.counterexample,
+                         **({"detail": r.detail} if r.detail else {})}
                         for r in results]}, indent=1))
     return results, seconds
 

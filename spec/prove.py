@@ -138,6 +138,7 @@ def prove_target(target: str, cfg: Config = PROOF_CONFIG, conv: str = "arm64",
     start = time.perf_counter()
     setup = _setup(target, cfg, conv)
     paths, accesses = _explore(setup, conv)
+    hypotheses: dict[int, bool] = {}  # which hypothesis sets were found satisfiable
     explore_s = time.perf_counter() - start
     results: list[ProofResult] = []
 
@@ -153,6 +154,7 @@ def prove_target(target: str, cfg: Config = PROOF_CONFIG, conv: str = "arm64",
         """
         if only is not None and name not in only:
             return
+        goals = list(goals)
         t0 = time.perf_counter()
         model, answer = None, z3.unsat
         for cond, holds in goals:
@@ -172,6 +174,11 @@ def prove_target(target: str, cfg: Config = PROOF_CONFIG, conv: str = "arm64",
             if answer != z3.unsat:
                 break
         status = "proved" if answer == z3.unsat else "failed" if model is not None else "unknown"
+        detail = ""
+        if status == "proved" and not _satisfiable(
+                hypotheses, [*setup.assumptions, *extra], [c for c, _ in goals]):
+            # proved only because nothing satisfies what it assumes: it says nothing
+            status, detail = "vacuous", "its hypotheses contradict one another"
         cex = None
         if model is not None:
             cex = _counterexample(setup, model, cfg, conv, kind, name)
@@ -180,7 +187,8 @@ def prove_target(target: str, cfg: Config = PROOF_CONFIG, conv: str = "arm64",
             if cex_dir:
                 _write_case(cex_dir, cex)
         results.append(ProofResult("hypervisor", name, target, clause, status,
-                                   time.perf_counter() - t0 + explore_s / 20, len(paths), cex))
+                                   time.perf_counter() - t0 + explore_s / 20, len(paths), cex,
+                                   detail))
 
     check.only = only  # type: ignore[attr-defined]
     # A path that returns the very pre-state object cannot break a state invariant that
@@ -192,6 +200,21 @@ def prove_target(target: str, cfg: Config = PROOF_CONFIG, conv: str = "arm64",
               describe=lambda model: {"accesses": _outside(model, accesses)})
         _all_checks(setup, paths, moved, cfg, conv, check)
     return results
+
+
+def _satisfiable(cache: dict[int, bool], assumed: list[Any], conditions: list[Any]) -> bool:
+    """Whether some state and call satisfy ``assumed`` and reach one of the goals'
+    ``conditions`` (issue 15: each obligation's hypotheses satisfiable together); for an
+    obligation without goals (no path moves the state), ``assumed`` alone.  Many
+    obligations of one call share their hypotheses: each set is solved once."""
+    reach = z3.Or(*[_b(c) for c in conditions]) if conditions else z3.BoolVal(True)
+    formula = z3.And(*[_b(a) for a in assumed], reach)
+    key = formula.hash()
+    if key not in cache:
+        solver = z3.SolverFor("QF_BV")
+        solver.add(formula)
+        cache[key] = solver.check() != z3.unsat  # unknown: not shown vacuous
+    return cache[key]
 
 
 def _all_checks(setup: _Setup, paths: list[symbolic.Path], moved: list[symbolic.Path],

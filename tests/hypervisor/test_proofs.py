@@ -1,5 +1,6 @@
 """Every invariant is inductive for every hypercall and event; the initial state is sound."""
 
+import attrs
 import pytest
 
 from spec import prove
@@ -15,3 +16,19 @@ def test_transition_preserves_everything(target, tmp_path):
     bad = [(r.invariant, r.status, r.counterexample) for r in results if r.status != "proved"]
     assert not bad
     assert len(results) >= 20 or target not in {r.name for r in prove.abi.TABLE}
+
+
+def test_contradictory_hypotheses_make_a_vacuous_proof_not_a_proved_one(monkeypatch):
+    """A planted contradiction among the hypotheses (the caller is VM 0 and VM 1) proves
+    every goal; the satisfiability check reports those obligations vacuous instead."""
+    real = prove._setup
+
+    def contradictory(*args, **kwargs):
+        setup = real(*args, **kwargs)
+        vm = setup.caller.vm
+        return attrs.evolve(setup, assumptions=[*setup.assumptions, vm == 0, vm == 1])
+
+    monkeypatch.setattr(prove, "_setup", contradictory)
+    only = {"well_formed", "post_vm_pause", "noninterference_unchanged"}
+    results = prove.prove_target("VM_PAUSE", only=only)
+    assert results and {r.status for r in results} == {"vacuous"}, results
