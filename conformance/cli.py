@@ -478,7 +478,8 @@ def cmd_virtio_requirements(args: argparse.Namespace) -> int:
     from spec.virtio.registry import all_requirements
     from spec.virtio.report import render_requirements_table
 
-    _print(render_requirements_table(all_requirements()))
+    # the 1.4-only statements too, marked as such (never judged against a 1.3 target)
+    _print(render_requirements_table(all_requirements(include_1_4=True)))
     return EXIT_PASS
 
 

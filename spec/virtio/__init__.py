@@ -1,4 +1,5 @@
-"""VIRTIO 1.3 rules: importing this package registers every requirement module."""
+"""VIRTIO 1.3 rules (and the statements 1.4 adds): importing this package registers every
+requirement module."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from spec.virtio import (  # noqa: F401  (imported for their register() side eff
     requirements_fs,
     requirements_rings,
     requirements_sound,
+    requirements_v14,
     split,
     status,
     transport_mmio,

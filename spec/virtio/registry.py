@@ -3,6 +3,10 @@
 Each record paraphrases one Driver/Device Requirements statement of the VIRTIO 1.3
 specification in our own words, with its section number and level.  Checks declare
 which requirement ids they cover (``covers=``), and a test fails when a MUST has none.
+
+The statements VIRTIO 1.4 adds to the covered sections are registered too
+(spec/virtio/requirements_v14.py, ``only_in="1.4"``), but targets are judged against 1.3:
+:func:`all_requirements` returns them only when asked, so no 1.3 figure counts them.
 """
 
 from __future__ import annotations
@@ -27,14 +31,24 @@ class Requirement:
     # when the statement applies, from its own wording (None: it states no condition of
     # its own; a section-wide one may still hold, :func:`condition_of`)
     when: When | None = None
+    # "1.4": a statement only VIRTIO 1.4 makes (requirements_v14.py); ``section`` is then
+    # its 1.4 section, and ``when.source`` cites tag v1.4-cs01.  None: a 1.3 statement.
+    only_in: str | None = None
 
     @property
     def section_1_4(self) -> str | None:
         """Its section in VIRTIO 1.4's numbering (spec/virtio/numbering.py; None: the
-        1.3 heading has no counterpart there)."""
+        1.3 heading has no counterpart there).  A 1.4-only record's section already is."""
+        if self.only_in == "1.4":
+            return self.section
         from spec.virtio.numbering import in_1_4
 
         return in_1_4(self.section)
+
+    @property
+    def section_1_3(self) -> str | None:
+        """Its section in VIRTIO 1.3 (None: a statement 1.3 does not make)."""
+        return None if self.only_in else self.section
 
 
 @attrs.frozen
@@ -186,14 +200,20 @@ def condition(table: dict[str, When]) -> None:
             _REGISTRY[rid] = attrs.evolve(_REGISTRY[rid], when=when)
 
 
-def all_requirements() -> list[Requirement]:
-    """Every registered requirement, importing the modules that register them."""
+def all_requirements(include_1_4: bool = False) -> list[Requirement]:
+    """Every registered VIRTIO 1.3 requirement, importing the modules that register them.
+
+    A target is judged against VIRTIO 1.3, and every universe, denominator and coverage
+    headline is built from this list; the statements only VIRTIO 1.4 makes do not apply
+    to such a target, so they are left out unless ``include_1_4`` (for listing them, as
+    ``pvspec virtio requirements`` does, marked as 1.4-only)."""
     import spec.virtio  # noqa: F401  (its __init__ imports every rule module)
 
     stray = set(_CONDITIONS) - set(_REGISTRY)
     if stray:
         raise KeyError(f"conditions for unregistered requirements: {sorted(stray)}")
-    return sorted(_REGISTRY.values(), key=lambda r: (_section_key(r.section), r.id))
+    return sorted((r for r in _REGISTRY.values() if include_1_4 or r.only_in is None),
+                  key=lambda r: (r.only_in or "", _section_key(r.section), r.id))
 
 
 def _section_key(section: str) -> tuple[int, ...]:
