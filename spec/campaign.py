@@ -17,6 +17,7 @@ way.
 
 from __future__ import annotations
 
+import collections
 import functools
 import random
 from collections.abc import Callable, Sequence
@@ -31,6 +32,8 @@ SIM_CONFIG = Config(n_vms=4, n_vcpus=2, n_gframes=4, n_hframes=16, n_tx=3, n_por
                     n_devices=2, control_quota=3)
 
 T = TypeVar("T")
+# how many steps back the state machines take a twin's secrets from (noninterference)
+NI_TWIN_AGE = 6
 
 
 # Rows by area; the workload has one move per area.
@@ -255,6 +258,10 @@ class Workload:
         self.trace: list[str] = []
         self._last_ret = 0
         self._table = _candidates_for(cfg)
+        # whether each call is also judged by the noninterference obligations (the spec's
+        # own state machines; a driver of a target, which judges the target, turns it off)
+        self.noninterference = True
+        self._past: collections.deque[State] = collections.deque(maxlen=NI_TWIN_AGE)
 
     def boot(self, ch: Chooser) -> None:
         """Boot with a quota (1 to 4 frames) per guest VM drawn from ``ch``."""
@@ -270,10 +277,12 @@ class Workload:
                 self._call(vm, 0, abi.BY_NAME["MEM_POPULATE"], (g, 7), "arm64")
 
     def _apply(self, caller: Caller, row: abi.Row | None, s2: State, ret: Any,
-               what: str, args: tuple[Any, ...] = (), log: list[Any] | None = None) -> None:
+               what: str, args: tuple[Any, ...] = (), log: list[Any] | None = None,
+               leaks: list[checking.Violation] | None = None) -> None:
         self.trace.append(what)
         bad = checking.check_step(self.s, caller, row, s2, ret, args)
         bad += checking.index_violations(log or [])  # a slot that does not exist
+        bad += leaks or []  # noninterference (when this workload checks it)
         self.s = s2
         if bad:
             names = ", ".join(f"{v.name} [{v.clause}]" for v in bad)
@@ -304,6 +313,13 @@ class Workload:
         decoded = codec.decode(regs, conv)
         with logic.index_log() as log:
             s2, out = machine.step(self.s, vm, vcpu, regs, conv)
+        leaks: list[checking.Violation] = []
+        if self.noninterference:
+            # the twin's secrets come from the oldest state kept: far enough back that the
+            # other VMs' slots differ, near enough that the mix is often sound
+            leaks = checking.noninterference_step(
+                self.s, vm, vcpu, regs, conv, s2, out, self._past[0] if self._past else None)
+            self._past.append(self.s)
         ret = out[abi.CONVENTIONS[conv]["result"][0]]
         self._last_ret = ret
         row = decoded.row if isinstance(decoded, codec.Call) else None
@@ -313,7 +329,7 @@ class Workload:
         what = (f"vm{vm}.{vcpu} {conv} {row.name if row else 'undecodable'}"
                 f"({', '.join(shown)}) -> {signed}")
         self._apply(Caller(vm, vcpu), row, s2, ret, what,
-                    decoded.args if isinstance(decoded, codec.Call) else (), log)
+                    decoded.args if isinstance(decoded, codec.Call) else (), log, leaks)
 
     def _at_once(self, calls: list[tuple[int, int, abi.Row, tuple[int, ...]]]) -> list[int]:
         """Calls ``(vm, vcpu, row, args)`` made at the same time from different vCPUs;

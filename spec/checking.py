@@ -156,3 +156,59 @@ def results_constrained(s: State, rows: tuple[Row, ...]) -> dict[str, frozenset[
                     hit.add(row.name)
         out[f"step:{prop.name}"] = frozenset(hit)
     return out
+
+
+# --- noninterference on concrete steps -----------------------------------------------------
+# The three obligations of spec.prove (see spec.noninterference), read on one concrete step
+# so the state machines check them too: "unchanged" for every other VM of the machine, the
+# two confidentiality ones against a twin pre-state.
+NI_CLAUSES = {"noninterference_unchanged": "two VMs sharing nothing",
+              "noninterference_confidential": "a call naming no other VM, by a VM sharing "
+                                              "nothing",
+              "noninterference_confidential_named": "a call naming other VMs or by a VM "
+                                                    "that shares"}
+
+
+def noninterference_step(s: State, vm: int, vcpu: int, regs: dict[str, int], conv: str,
+                         s2: State, out: dict[str, int], other: State | None
+                         ) -> list[Violation]:
+    """The noninterference obligations on the step ``s -> s2`` of the call in ``regs`` by
+    ``vm`` (its result registers ``out``):
+
+    * every VM the call does not name and that shares nothing with the caller (not the
+      control VM) sees the same view after it;
+    * with ``other`` (another sound state of the same machine, e.g. an earlier one of the
+      run): the twin pre-state -- ``s`` with every secret slot of the other VMs taken from
+      ``other`` -- if it is sound and the caller cannot tell it from ``s``, gives the
+      caller the same result and the same view.  A twin that is not sound proves
+      nothing and is skipped, as the proof's hypotheses would exclude it."""
+    from spec import machine
+    from spec import noninterference as ni
+    from spec.hypercalls import codec
+    from spec.state import CONTROL
+
+    decoded = codec.decode(regs, conv)
+    if not isinstance(decoded, codec.Call):
+        return []
+    row, args, cfg = decoded.row, decoded.args, s.cfg
+    named = [bool(ni.names(row, args, v)) for v in range(cfg.n_vms)]
+    if vm != CONTROL:
+        for b in range(cfg.n_vms):
+            if b != vm and not named[b] and not ni.shared(s, vm, b) \
+                    and ni.view(s, b) != ni.view(s2, b):
+                return [Violation("noninterference_unchanged", "noninterference",
+                                  NI_CLAUSES["noninterference_unchanged"],
+                                  f"VM {b}'s view changed by VM {vm}'s {row.name}")]
+    if other is None or not ni.is_attacker(s, vm):
+        return []
+    twin = ni.with_private(s, other, ni.secret_slots(s, vm, named))
+    if twin == s or not ni.low_equivalent(s, twin, vm) or check_state(twin):
+        return []
+    twin2, twin_out = machine.step(twin, vm, vcpu, regs, conv)
+    if twin_out == out and ni.view(twin2, vm) == ni.view(s2, vm):
+        return []
+    related = any(n for v, n in enumerate(named) if v != vm) or ni.shares_any(s, vm)
+    name = "noninterference_confidential_named" if related else "noninterference_confidential"
+    return [Violation(name, "noninterference", NI_CLAUSES[name],
+                      f"VM {vm}'s {row.name} answers {out} or leaves its view differently "
+                      f"on a twin state that differs only in other VMs' secrets")]
