@@ -31,7 +31,7 @@ import z3
 
 from spec import checking, logic, machine, noninterference, symbolic
 from spec import invariants as inv_mod
-from spec.hypercalls import abi, codec
+from spec.hypercalls import abi, codec, xen
 from spec.proof import ProofResult
 from spec.state import CONTROL, Config, State, initial
 from spec.transitions import Caller
@@ -47,9 +47,21 @@ PROOF_CONFIG = Config()
 __all__ = ["ProofResult", "initial_state_results", "prove_all", "prove_target", "targets"]
 
 
+# Through Xen's event-channel ABI (spec.hypercalls.xen): per command, the call decoded
+# from what a guest puts down -- registers and a fully symbolic struct in its memory --
+# preserves every invariant, and the codec's two directions agree with each other.
+XEN = "xen:"
+XEN_CALL, XEN_CALL_CLAUSE = "xen_call_round_trip", (
+    "a model call, put down as Xen's command and struct, decodes as that call")
+XEN_ANSWER, XEN_ANSWER_CLAUSE = "xen_answer_round_trip", (
+    "the model's result, answered as Xen (0/-errno, outputs in the struct), reads back as it")
+
+
 def targets() -> list[str]:
-    """Every transition the proofs cover: each ABI row, each event, and unknown ids."""
-    return [row.name for row in abi.TABLE] + [e.name for e in abi.EVENTS] + [UNKNOWN]
+    """Every transition the proofs cover: each ABI row, each event, unknown ids, and each
+    Xen event-channel command."""
+    return ([row.name for row in abi.TABLE] + [e.name for e in abi.EVENTS] + [UNKNOWN]
+            + [XEN + row for row in xen.COMMANDS])
 
 
 @attrs.frozen
@@ -62,6 +74,7 @@ class _Setup:
     event: abi.Event | None
     assumptions: list[Any]
     call_args: tuple[Any, ...] = ()  # the row's arguments as decoded (where it decodes)
+    mem: tuple[Any, ...] | None = None  # a Xen command: its struct in guest memory
 
 
 def _setup(target: str, cfg: Config, conv: str, tag: str = "") -> _Setup:
@@ -70,6 +83,8 @@ def _setup(target: str, cfg: Config, conv: str, tag: str = "") -> _Setup:
     caller = Caller(z3.BitVec(f"caller_vm{tag}", 64), z3.BitVec(f"caller_vcpu{tag}", 64))
     regs = {r: z3.BitVec(f"{r}{tag}", 64) for r in codec.registers(conv)}
     fid = z3.Extract(31, 0, regs[abi.CONVENTIONS[conv]["id"]])
+    if target.startswith(XEN):
+        return _xen_setup(target[len(XEN):], s, inv, caller, conv, tag)
     if target in abi.BY_NAME:
         row = abi.BY_NAME[target]
         # what codec.decode hands the handler on every path where the call decodes (on
@@ -87,6 +102,25 @@ def _setup(target: str, cfg: Config, conv: str, tag: str = "") -> _Setup:
     event = abi.EVENT_BY_NAME[target]
     args = tuple(z3.BitVec(f"{a.name}{tag}", 64) for a in event.args)
     return _Setup(s, caller, regs, args, None, event, inv)
+
+
+def _xen_setup(row: str, s: State, inv: list[Any], caller: Caller, conv: str, tag: str
+               ) -> _Setup:
+    """Xen's registers (hypercall number, command, pointer) as free words constrained to
+    event_channel_op and the command, and the struct as free bytes."""
+    c = xen.COMMANDS[row]
+    nr, cmd, ptr = xen.GUEST_REGS[conv]
+    regs = {r: z3.BitVec(f"{r}{tag}", 64) for r in (nr, cmd, ptr)}
+    mem = tuple(z3.BitVec(f"struct[{i}]{tag}", 8) for i in range(c.size))
+    return _Setup(s, caller, regs, (), abi.BY_NAME[row], None,
+                  [*inv, regs[nr] == xen.HYPERCALL_EVENT_CHANNEL_OP,
+                   z3.Extract(31, 0, regs[cmd]) == int(c.op)], mem=mem)
+
+
+def _decode(setup: _Setup, conv: str) -> codec.Call | codec.DecodeError:
+    if setup.mem is not None:
+        return xen.decode_call(setup.regs, conv, setup.mem)
+    return codec.decode(setup.regs, conv)
 
 
 def _outside(model: z3.ModelRef, accesses: list[tuple[Any, tuple[logic.Access, ...]]]
@@ -113,7 +147,7 @@ def _run(setup: _Setup, conv: str, s: State | None = None
                 out: tuple[State, Any] = (machine.event(pre, setup.event.name, *setup.args),
                                           None)
             else:
-                out = machine.apply(pre, setup.caller, codec.decode(setup.regs, conv))
+                out = machine.apply(pre, setup.caller, _decode(setup, conv))
         return (*out, tuple(log))
     return run
 
@@ -190,8 +224,40 @@ def prove_target(target: str, cfg: Config = PROOF_CONFIG, conv: str = "arm64",
         check("index", INDICES, INDICES_CLAUSE,
               [(cond, z3.And(*[_b(a.inside) for a in log])) for cond, log in accesses if log],
               describe=lambda model: {"accesses": _outside(model, accesses)})
-        _all_checks(setup, paths, moved, cfg, conv, check)
+        if setup.mem is not None:
+            _xen_checks(setup, paths, moved, conv, check)
+        else:
+            _all_checks(setup, paths, moved, cfg, conv, check)
     return results
+
+
+def _xen_checks(setup: _Setup, paths: list[symbolic.Path], moved: list[symbolic.Path],
+                conv: str, check: Callable[..., None]) -> None:
+    """Through Xen's codec: every invariant, and both round trips.  The answer's round
+    trip is over every result the model gives from a sound state (a free word would claim
+    results no call returns); the call's over every argument within the row's widths."""
+    assert setup.row is not None and setup.mem is not None
+    row = setup.row.name
+    for inv in inv_mod.INVARIANTS:
+        check("invariant", inv.name, inv.clause,
+              [(p.condition, inv.holds(p.value[0])) for p in moved])
+    mem = setup.mem
+    check("codec", XEN_ANSWER, XEN_ANSWER_CLAUSE,
+          [(p.condition, xen.answer_reads_back(row, p.value[1], mem)) for p in paths],
+          describe=lambda model: {"result": [_value(model, p.value[1]) for p in paths
+                                             if z3.is_true(model.eval(p.condition, True))]})
+    if only_wants(check, XEN_CALL):
+        args = tuple(z3.ZeroExt(logic.WORD - a.width, z3.BitVec(f"arg.{a.name}", a.width))
+                     for a in setup.row.args)
+        ptr = setup.regs[xen.GUEST_REGS[conv][2]]
+        trips = symbolic.explore(lambda: xen.call_reads_back(row, args, conv, ptr))
+        check("codec", XEN_CALL, XEN_CALL_CLAUSE, [(p.condition, p.value) for p in trips],
+              describe=lambda model: {"args": [_value(model, a) for a in args]})
+
+
+def only_wants(check: Callable[..., None], name: str) -> bool:
+    only = getattr(check, "only", None)
+    return only is None or name in only
 
 
 def _all_checks(setup: _Setup, paths: list[symbolic.Path], moved: list[symbolic.Path],
@@ -296,10 +362,8 @@ def _two_states(setup: _Setup, cfg: Config, conv: str) -> _TwoStates:
 
 def _noninterference(setup: _Setup, paths: list[symbolic.Path], cfg: Config, conv: str,
                      check: Callable[..., None]) -> None:
-    only = getattr(check, "only", None)
-
     def wanted(name: str) -> bool:
-        return only is None or name in only
+        return only_wants(check, name)
 
     a, b = setup.caller.vm, _observer()
     s = setup.s
@@ -381,7 +445,11 @@ def _counterexample(setup: _Setup, model: z3.ModelRef, cfg: Config, conv: str, k
     else:
         case["caller"] = [_value(model, setup.caller.vm), _value(model, setup.caller.vcpu)]
         case["regs"] = {r: _value(model, v) for r, v in setup.regs.items()}
-        decoded = codec.decode(case["regs"], conv)
+        if setup.mem is not None:
+            case["struct"] = [_value(model, b) for b in setup.mem]
+            decoded = xen.decode_call(case["regs"], conv, bytes(case["struct"]))
+        else:
+            decoded = codec.decode(case["regs"], conv)
         case["call"] = (decoded.row.name if isinstance(decoded, codec.Call)
                         else f"decode error: {decoded.reason}")
         if name == "noninterference_unchanged":
