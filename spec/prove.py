@@ -55,6 +55,7 @@ XEN_CALL, XEN_CALL_CLAUSE = "xen_call_round_trip", (
     "a model call, put down as Xen's command and struct, decodes as that call")
 XEN_ANSWER, XEN_ANSWER_CLAUSE = "xen_answer_round_trip", (
     "the model's result, answered as Xen (0/-errno, outputs in the struct), reads back as it")
+CODEC_OBLIGATIONS = (XEN_CALL, XEN_ANSWER)
 
 
 def targets() -> list[str]:
