@@ -20,6 +20,14 @@ the two correspond, so a target that speaks Xen's ABI is judged by the model:
   caller), so an ``-EINVAL`` is judged against both; its error precedence is otherwise the
   model's (a missing remote domain is ``-ESRCH``, an exhausted port space ``-ENOSPC``).
 
+The guest's side and Xen's answer are stated once, for concrete and symbolic memory alike
+(:func:`read_field` / :func:`write_field` read and write a field of ``bytes`` or of a tuple
+of 8-bit Z3 terms): :func:`decode_call` reads the model's call from what a guest puts down
+(hypercall number, command, struct), :func:`encode_answer` gives the model's result as Xen
+answers it, and :func:`call_reads_back` / :func:`answer_reads_back` state that the two
+directions agree.  :mod:`spec.prove` runs them on a fully symbolic struct (targets
+``xen:<row>``): every invariant holds through the codec, and both round trips.
+
 The model's EVTCHN_MASK and EVTCHN_CLEAR have no command: in Xen the mask and pending bits
 live in the shared-info page, written by the guest directly.  EVTCHN_STATUS's pending and
 masked bits are not in ``evtchn_status`` either, so they are not judged through this ABI;
