@@ -16,7 +16,7 @@ from typing import Any
 import attrs
 
 from spec import logic, machine, transitions
-from spec.hypercalls import xen
+from spec.hypercalls import ffa, xen
 from spec.logic import add, bit, bits, ite, select, set_bit, store, sub, ult
 from spec.state import (
     CLOSED,
@@ -630,8 +630,8 @@ class CodecMutant:
 def _xen_reads_local_port(orig: Callable[..., Any]) -> Callable[..., Any]:
     """The bind's remote_port read at offset 8 -- local_port, the output field the guest
     leaves zero -- instead of 4 (event_channel.h struct evtchn_bind_interdomain)."""
-    def bug(mem: Any, f: xen.Field) -> Any:
-        return orig(mem, attrs.evolve(f, offset=8) if f.name == "remote_port" else f)
+    def bug(mem: Any, f: xen.Field, at: int = 0) -> Any:
+        return orig(mem, attrs.evolve(f, offset=8) if f.name == "remote_port" else f, at)
     return bug
 
 
@@ -642,12 +642,35 @@ def _xen_errno_sign_slip(orig: Callable[..., Any]) -> Callable[..., Any]:
     return bug
 
 
+def _ffa_pages_at_reserved(orig: Callable[..., Any]) -> Callable[..., Any]:
+    """A constituent's page count read at offset 12 -- its reserved word -- instead of 8
+    (DEN0077A Table 10.14)."""
+    def bug(mem: Any, f: ffa.Field, at: int = 0) -> Any:
+        wrong = f == ffa.CONSTITUENT.field("pages")
+        return orig(mem, attrs.evolve(f, offset=12) if wrong else f, at)
+    return bug
+
+
+def _ffa_handle_halves_swapped(orig: Callable[..., Any]) -> Callable[..., Any]:
+    """The handle's high half in w2 and its low half in w3 (ch. 16: w2 holds the low)."""
+    def bug(handle: Any) -> tuple[Any, Any]:
+        lo, hi = orig(handle)
+        return hi, lo
+    return bug
+
+
 CODEC_MUTANTS: tuple[CodecMutant, ...] = (
     CodecMutant("xen_bind_reads_local_port", xen, "read_field", "xen:EVTCHN_BIND_INTERDOMAIN",
                 "xen_call_round_trip", "struct field read at the wrong offset",
                 _xen_reads_local_port),
     CodecMutant("xen_errno_sign_slip", xen, "answer_rc", "xen:EVTCHN_SEND",
                 "xen_answer_round_trip", "errno returned positive", _xen_errno_sign_slip),
+    CodecMutant("ffa_pages_at_reserved", ffa, "read_field", "ffa:MEM_LEND",
+                "ffa_call_round_trip", "descriptor field read at the wrong offset",
+                _ffa_pages_at_reserved),
+    CodecMutant("ffa_handle_halves_swapped", ffa, "split_handle", "ffa:MEM_SHARE",
+                "ffa_answer_round_trip", "handle split the wrong way round (w2/w3)",
+                _ffa_handle_halves_swapped),
 )
 CODEC_BY_NAME = {m.name: m for m in CODEC_MUTANTS}
 

@@ -21,7 +21,7 @@ the two correspond, so a target that speaks Xen's ABI is judged by the model:
   model's (a missing remote domain is ``-ESRCH``, an exhausted port space ``-ENOSPC``).
 
 The guest's side and Xen's answer are stated once, for concrete and symbolic memory alike
-(:func:`read_field` / :func:`write_field` read and write a field of ``bytes`` or of a tuple
+(:mod:`spec.hypercalls.guest_memory` reads and writes a field of ``bytes`` or of a tuple
 of 8-bit Z3 terms): :func:`decode_call` reads the model's call from what a guest puts down
 (hypercall number, command, struct), :func:`encode_answer` gives the model's result as Xen
 answers it, and :func:`call_reads_back` / :func:`answer_reads_back` state that the two
@@ -42,18 +42,18 @@ from collections.abc import Mapping
 from typing import Any
 
 import attrs
-import z3
 
 from spec import logic
 from spec.hypercalls.abi import BY_NAME, HV_ERRORS
 from spec.hypercalls.codec import INVALID_PARAMETERS, NOT_SUPPORTED, Call, DecodeError
+from spec.hypercalls.guest_memory import Memory, read_field, write_field
 from spec.state import CLOSED, INTERDOMAIN, NONE, UNBOUND
 
 __all__ = ["COMMANDS", "DOMID_SELF", "ERRNO", "ERRNO_OF", "EXPRESSES", "GUEST_REGS",
            "HYPERCALL_EVENT_CHANNEL_OP", "STRUCT_SIZE", "Command", "Field", "Op", "Reading",
            "Stat", "answer_rc", "answer_reads_back", "call_reads_back", "decode",
-           "decode_call", "encode", "encode_answer", "encode_struct", "read_field",
-           "read_value", "rows", "seen", "stands_for", "write_field"]
+           "decode_call", "encode", "encode_answer", "encode_struct", "read_value", "rows",
+           "seen", "stands_for"]
 
 HYPERCALL_EVENT_CHANNEL_OP = 32  # xen.h __HYPERVISOR_event_channel_op
 DOMID_SELF = 0x7FF0  # xen.h
@@ -163,38 +163,6 @@ COMMANDS: dict[str, Command] = {c.row: c for c in (
              Field("vcpu", 12, 4), Field("u_dom", 16, 2), Field("u_port", 20, 4)),
             ("port",)),
 )}
-
-
-# --- guest memory: one reader and one writer for concrete bytes and symbolic bytes ---------
-# A struct in guest memory is ``bytes`` (the oracle, a real guest) or a tuple of 8-bit Z3
-# terms (the proofs: every byte the guest could have written).  Fields are little-endian
-# (Xen's Arm and x86 ABIs); a field reads as a word, an int or a 64-bit term.
-Memory = bytes | tuple[Any, ...]
-
-
-def read_field(mem: Memory, f: Field) -> Any:
-    """The unsigned little-endian field ``f`` of ``mem`` (zero past its end)."""
-    chunk = mem[f.offset:f.offset + f.size]
-    if type(chunk) is bytes:
-        return int.from_bytes(chunk, "little")
-    if all(type(b) is int for b in chunk):
-        return int.from_bytes(bytes(chunk), "little")
-    parts = [b if logic.is_sym(b) else z3.BitVecVal(b, 8) for b in chunk]
-    parts += [z3.BitVecVal(0, 8)] * (f.size - len(parts))
-    whole = parts[0] if len(parts) == 1 else z3.Concat(*reversed(parts))
-    return z3.ZeroExt(logic.WORD - 8 * f.size, whole)
-
-
-def write_field(mem: Memory, f: Field, value: Any) -> Memory:
-    """``mem`` with field ``f`` set to the low bytes of ``value``."""
-    end = f.offset + f.size
-    if type(mem) is bytes and type(value) is int:
-        return mem[:f.offset] + (value & ((1 << 8 * f.size) - 1)).to_bytes(
-            f.size, "little") + mem[end:]
-    v = value if logic.is_sym(value) else z3.BitVecVal(value & logic.MASK64, logic.WORD)
-    new = tuple(z3.Extract(8 * i + 7, 8 * i, v) for i in range(f.size))
-    old = tuple(mem)
-    return (*old[:f.offset], *new, *old[end:])
 
 
 for _c in COMMANDS.values():
