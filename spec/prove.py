@@ -271,9 +271,7 @@ def _codec_checks(setup: _Setup, paths: list[symbolic.Path], moved: list[symboli
     a send to one borrower other than the caller, with rights FF-A can carry)."""
     assert setup.row is not None and setup.mem is not None
     row, mem = setup.row.name, setup.mem
-    for inv in inv_mod.INVARIANTS:
-        check("invariant", inv.name, inv.clause,
-              [(p.condition, inv.holds(p.value[0])) for p in moved])
+    _invariant_checks(moved, check)
     answer, call = (XEN_ANSWER, XEN_CALL) if setup.codec == XEN else (FFA_ANSWER, FFA_CALL)
     reads_back: Callable[[Any], Any] = (
         (lambda ret: xen.answer_reads_back(row, ret, mem)) if setup.codec == XEN
@@ -309,11 +307,15 @@ def only_wants(check: Callable[..., None], name: str) -> bool:
     return only is None or name in only
 
 
-def _all_checks(setup: _Setup, paths: list[symbolic.Path], moved: list[symbolic.Path],
-                cfg: Config, conv: str, check: Callable[..., None]) -> None:
+def _invariant_checks(moved: list[symbolic.Path], check: Callable[..., None]) -> None:
     for inv in inv_mod.INVARIANTS:
         check("invariant", inv.name, inv.clause,
               [(p.condition, inv.holds(p.value[0])) for p in moved])
+
+
+def _all_checks(setup: _Setup, paths: list[symbolic.Path], moved: list[symbolic.Path],
+                cfg: Config, conv: str, check: Callable[..., None]) -> None:
+    _invariant_checks(moved, check)
     for prop in inv_mod.STEP_PROPERTIES:
         if prop.rows is not None and (setup.row is None or setup.row.name not in prop.rows):
             continue  # a postcondition of other calls: nothing to prove here

@@ -17,6 +17,11 @@ the two correspond, so a target that speaks FF-A is judged by the model:
 * :func:`encode` -- a model call as (registers, TX-buffer bytes);
 * :func:`decode` -- a target's answer as a :class:`Reading`, like ``xen.decode``;
 * :class:`Mailbox` and its functions -- the RX/TX buffer rules.
+* :func:`read_one` / :func:`one_descriptor` and :func:`answer_regs` -- the
+  single-receiver, single-constituent send and the answer to it, on concrete or symbolic
+  bytes and registers, for the proofs through this codec (:mod:`spec.prove`, targets
+  ``ffa:<row>``); every descriptor field is read and written through
+  :mod:`spec.hypercalls.guest_memory`, by the general parser too.
 
 Choices this codec makes (FF-A leaves them to the system):
 
@@ -67,12 +72,14 @@ from spec.hypercalls.guest_memory import Memory, read_field, write_bytes, write_
 
 __all__ = [
     "DONATE_PERM", "ERRORS", "EXPRESSES", "FUNCTIONS", "LAYOUTS", "MAILBOX_RULES",
-    "NORMAL_WB_INNER", "PAGE", "RULES", "SEND_EXPRESSES", "SVE_HINT", "Access", "Constituent",
-    "Descriptor", "Field", "Inexpressible", "Layout", "Mailbox", "ModelCall", "Reading",
-    "Relinquish", "Request", "Rule", "Violation", "base_name", "decode", "decode_request",
-    "encode", "encode_descriptor", "encode_relinquish", "endpoint_of", "expresses",
-    "function_name", "parse_relinquish", "parse_transaction", "rows", "rx_release",
-    "rxtx_map", "rxtx_unmap", "to_model", "vm_of",
+    "NORMAL_WB_INNER", "ONE_LENGTH", "PAGE", "RULES", "SEND_EXPRESSES", "SVE_HINT", "Access",
+    "Constituent", "Descriptor", "Field", "Inexpressible", "Layout", "Mailbox", "ModelCall",
+    "Reading", "Relinquish", "Request", "Rule", "Violation", "answer_reads_back", "answer_regs",
+    "base_name", "decode", "decode_one", "decode_request", "descriptor_memory", "encode",
+    "encode_descriptor", "encode_relinquish", "endpoint_of", "expresses", "function_name",
+    "handle_of", "one_descriptor", "one_reads_back", "parse_relinquish", "parse_transaction",
+    "read_one", "rows", "rx_release", "rxtx_map", "rxtx_unmap", "split_handle", "to_model",
+    "vm_of",
 ]
 
 STANDARD = "Arm FF-A DEN0077A v1.1"
