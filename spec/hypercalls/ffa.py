@@ -199,9 +199,15 @@ class Layout:
     table: str  # where DEN0077A v1.1 states it
     size: int  # fixed part, bytes
     fields: tuple[Field, ...]
+    # by name, built once: the oracle reads every field of every descriptor through it
+    by_name: dict[str, Field] = attrs.field(init=False, eq=False, repr=False)
+
+    @by_name.default
+    def _by_name(self) -> dict[str, Field]:
+        return {f.name: f for f in self.fields}
 
     def field(self, name: str) -> Field:
-        return next(f for f in self.fields if f.name == name)
+        return self.by_name[name]
 
     def check(self) -> None:
         """The fields tile the fixed part exactly: no gap, no overlap."""
@@ -534,7 +540,8 @@ def _u(fmt: str, buf: bytes, at: int) -> tuple[int, ...]:
 def _read(buf: Memory, layout: Layout, at: int, *names: str) -> list[Any]:
     """Fields of the ``layout`` struct at byte ``at``, read as every codec reads guest
     memory (:mod:`spec.hypercalls.guest_memory`)."""
-    return [read_field(buf, layout.field(n), at) for n in names]
+    fields = layout.by_name
+    return [read_field(buf, fields[n], at) for n in names]
 
 
 def parse_transaction(buf: bytes, length: int, kind: Kind) -> Descriptor | Violation:
