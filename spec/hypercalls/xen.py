@@ -131,13 +131,19 @@ class Command:
     fields: tuple[Field, ...]  # in declaration order, as in ``layout``
     args: tuple[str, ...]  # the fields holding the model call's arguments, in order
     result: str = ""  # the output field holding the model's result ("" if none or STATUS)
+    # by name, built once (the oracle reads a command's fields at every step)
+    by_name: dict[str, Field] = attrs.field(init=False, eq=False, repr=False)
+
+    @by_name.default
+    def _by_name(self) -> dict[str, Field]:
+        return {f.name: f for f in self.fields}
 
     def field(self, name: str) -> Field:
-        return next(f for f in self.fields if f.name == name)
+        return self.by_name[name]
 
     @property
     def names(self) -> tuple[str, ...]:
-        return tuple(f.name for f in self.fields)
+        return tuple(self.by_name)
 
 
 _PORT_ONLY = (Field("port", 0, 4),)
@@ -191,8 +197,8 @@ def encode_struct(row: str, args: tuple[Any, ...]) -> tuple[Op, Memory]:
     """:func:`encode` for any arguments: bytes for ints, symbolic bytes for terms."""
     c = COMMANDS[row]
     data: Memory = bytes(c.size)
-    if "dom" in c.names:
-        data = write_field(data, c.field("dom"), DOMID_SELF)
+    if "dom" in c.by_name:
+        data = write_field(data, c.by_name["dom"], DOMID_SELF)
     for name, value in zip(c.args, args, strict=True):
         data = write_field(data, c.field(name), value)
     return c.op, data
@@ -229,7 +235,7 @@ def decode_call(regs: Mapping[str, Any], conv: str, mem: Memory) -> Call | Decod
 
 def _read_call(c: Command, mem: Memory) -> Call | DecodeError:
     row = BY_NAME[c.row]
-    if "dom" in c.names and read_field(mem, c.field("dom")) != DOMID_SELF:
+    if "dom" in c.by_name and read_field(mem, c.by_name["dom"]) != DOMID_SELF:
         return DecodeError(row.error("DENIED"), "dom is another domain", row)
     values = []
     for name, arg in zip(c.args, row.args, strict=True):
@@ -293,8 +299,17 @@ def read_value(row: str, out: Memory) -> Any:
         return read_field(out, c.field(c.result))
     if c.op != Op.STATUS:
         return 0
-    stat, vcpu, udom, uport = (read_field(out, c.field(n))
-                               for n in ("status", "vcpu", "u_dom", "u_port"))
+    return _status_value(*_status_fields(c, out))
+
+
+def _status_fields(c: Command, out: Memory) -> tuple[Any, Any, Any, Any]:
+    f = c.by_name
+    return (read_field(out, f["status"]), read_field(out, f["vcpu"]),
+            read_field(out, f["u_dom"]), read_field(out, f["u_port"]))
+
+
+def _status_value(stat: Any, vcpu: Any, udom: Any, uport: Any) -> Any:
+    """EVTCHN_STATUS's value from the fields of ``struct evtchn_status``."""
     unbound, inter = stat == int(STAT_UNBOUND), stat == int(STAT_INTERDOMAIN)
     rvm = logic.ite(logic.or_(unbound, inter), udom, NONE)
     rport = logic.ite(inter, uport, NONE)
@@ -319,18 +334,17 @@ def decode(row: str, rc: int, out: bytes) -> Reading:
     if rc != 0:
         return Reading(False, errno=0, text=f"{rc} (event_channel_op returns 0 or -errno)")
     out = out[:c.size].ljust(c.size, b"\0")
+    if c.op == Op.STATUS:  # read_value's reading, with the fields kept for the text
+        stat, vcpu, udom, uport = fields = _status_fields(c, out)
+        name = Stat(stat).name.lower() if stat in iter(Stat) else str(stat)
+        text = (f"0, status = {name}, vcpu = {vcpu}"
+                + (f", dom = {udom}" if stat in (STAT_UNBOUND, STAT_INTERDOMAIN) else "")
+                + (f", port = {uport}" if stat == STAT_INTERDOMAIN else ""))
+        return Reading(True, _status_value(*fields), _STATUS_SEEN, text=text)
     value = read_value(row, out)
     if c.result:
         return Reading(True, value, text=f"0, {c.result} = {value}")
-    if c.op != Op.STATUS:
-        return Reading(True, 0, text="0")
-    stat, vcpu, udom, uport = (read_field(out, c.field(n))
-                               for n in ("status", "vcpu", "u_dom", "u_port"))
-    name = Stat(stat).name.lower() if stat in iter(Stat) else str(stat)
-    text = (f"0, status = {name}, vcpu = {vcpu}"
-            + (f", dom = {udom}" if stat in (STAT_UNBOUND, STAT_INTERDOMAIN) else "")
-            + (f", port = {uport}" if stat == STAT_INTERDOMAIN else ""))
-    return Reading(True, value, _STATUS_SEEN, text=text)
+    return Reading(True, 0, text="0")
 
 
 # --- Xen's side: the model's answer as Xen gives it --------------------------------------
