@@ -221,17 +221,20 @@ def proof_checks(payload: dict[str, Any]) -> list[Any]:
     """Proof results (``pvspec prove --json``) as report checks: a proof judges exactly the
     requirements it proves."""
     from conformance.results import Check, Failure, Status
-    from spec import invariants
+    from spec import invariants, prove
     from spec.hypercalls import abi
 
     out = []
     for r in payload["results"]:
         inv = r["invariant"]
         kind = "invariant" if inv in invariants.BY_NAME else (
-            "step" if inv in invariants.STEP_BY_NAME else "noninterference")
+            "step" if inv in invariants.STEP_BY_NAME else
+            "codec" if inv in prove.CODEC_OBLIGATIONS else "noninterference")
         covers = [f"{kind}:{inv}"]
-        if r["hypercall"] in abi.BY_NAME:
-            covers.append(f"abi:{r['hypercall']}")
+        # a proof through Xen's codec (target xen:<row>) proves that row's call too
+        row = r["hypercall"].removeprefix(prove.XEN)
+        if row in abi.BY_NAME:
+            covers.append(f"abi:{row}")
         elif r["hypercall"] in abi.EVENT_BY_NAME:
             covers.append(f"event:{r['hypercall']}")
         elif r["hypercall"] == "UNKNOWN_FUNCTION_ID":

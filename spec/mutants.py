@@ -16,6 +16,7 @@ from typing import Any
 import attrs
 
 from spec import logic, machine, transitions
+from spec.hypercalls import ffa, xen
 from spec.logic import add, bit, bits, ite, select, set_bit, store, sub, ult
 from spec.state import (
     CLOSED,
@@ -608,6 +609,81 @@ MUTANTS: tuple[Mutant, ...] = (
            "device left attached after deassign", _on_success(_deassign_leaves_attached)),
 )
 BY_NAME = {m.name: m for m in MUTANTS}
+
+
+# --- planted bugs in a codec -----------------------------------------------------------
+# A codec's bug leaves the model right and the target's ABI wrong: the guest's struct read
+# at another offset than the header's, an answer with the sign of its errno lost.  The
+# invariants cannot see them (the model stays sound whatever arguments it is handed);
+# the codec's round-trip obligations (spec.prove, targets ``xen:<row>``) do.
+@attrs.frozen
+class CodecMutant:
+    name: str
+    codec: Any  # the codec module
+    function: str  # the module function replaced
+    target: str  # prove target whose obligation must fail
+    catches: str  # that obligation
+    bug_class: str
+    make: Callable[[Callable[..., Any]], Callable[..., Any]]
+
+
+def _xen_reads_local_port(orig: Callable[..., Any]) -> Callable[..., Any]:
+    """The bind's remote_port read at offset 8 -- local_port, the output field the guest
+    leaves zero -- instead of 4 (event_channel.h struct evtchn_bind_interdomain)."""
+    def bug(mem: Any, f: xen.Field, at: int = 0) -> Any:
+        return orig(mem, attrs.evolve(f, offset=8) if f.name == "remote_port" else f, at)
+    return bug
+
+
+def _xen_errno_sign_slip(orig: Callable[..., Any]) -> Callable[..., Any]:
+    """A failure answered with +errno (Xen returns the negated errno.h number)."""
+    def bug(row: str, ret: Any) -> Any:
+        return sub(0, orig(row, ret))
+    return bug
+
+
+def _ffa_pages_at_reserved(orig: Callable[..., Any]) -> Callable[..., Any]:
+    """A constituent's page count read at offset 12 -- its reserved word -- instead of 8
+    (DEN0077A Table 10.14)."""
+    def bug(mem: Any, f: ffa.Field, at: int = 0) -> Any:
+        wrong = f == ffa.CONSTITUENT.field("pages")
+        return orig(mem, attrs.evolve(f, offset=12) if wrong else f, at)
+    return bug
+
+
+def _ffa_handle_halves_swapped(orig: Callable[..., Any]) -> Callable[..., Any]:
+    """The handle's high half in w2 and its low half in w3 (ch. 16: w2 holds the low)."""
+    def bug(handle: Any) -> tuple[Any, Any]:
+        lo, hi = orig(handle)
+        return hi, lo
+    return bug
+
+
+CODEC_MUTANTS: tuple[CodecMutant, ...] = (
+    CodecMutant("xen_bind_reads_local_port", xen, "read_field", "xen:EVTCHN_BIND_INTERDOMAIN",
+                "xen_call_round_trip", "struct field read at the wrong offset",
+                _xen_reads_local_port),
+    CodecMutant("xen_errno_sign_slip", xen, "answer_rc", "xen:EVTCHN_SEND",
+                "xen_answer_round_trip", "errno returned positive", _xen_errno_sign_slip),
+    CodecMutant("ffa_pages_at_reserved", ffa, "read_field", "ffa:MEM_LEND",
+                "ffa_call_round_trip", "descriptor field read at the wrong offset",
+                _ffa_pages_at_reserved),
+    CodecMutant("ffa_handle_halves_swapped", ffa, "split_handle", "ffa:MEM_SHARE",
+                "ffa_answer_round_trip", "handle split the wrong way round (w2/w3)",
+                _ffa_handle_halves_swapped),
+)
+CODEC_BY_NAME = {m.name: m for m in CODEC_MUTANTS}
+
+
+@contextlib.contextmanager
+def installed_codec(mutant: CodecMutant) -> Iterator[None]:
+    """Run the codec with ``mutant``'s function in place of the correct one."""
+    orig = getattr(mutant.codec, mutant.function)
+    setattr(mutant.codec, mutant.function, mutant.make(orig))
+    try:
+        yield
+    finally:
+        setattr(mutant.codec, mutant.function, orig)
 
 
 @contextlib.contextmanager

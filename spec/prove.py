@@ -31,7 +31,7 @@ import z3
 
 from spec import checking, logic, machine, noninterference, symbolic
 from spec import invariants as inv_mod
-from spec.hypercalls import abi, codec
+from spec.hypercalls import abi, codec, ffa, xen
 from spec.proof import ProofResult
 from spec.state import CONTROL, Config, State, initial
 from spec.transitions import Caller
@@ -47,9 +47,32 @@ PROOF_CONFIG = Config()
 __all__ = ["ProofResult", "initial_state_results", "prove_all", "prove_target", "targets"]
 
 
+# Through Xen's event-channel ABI (spec.hypercalls.xen): per command, the call decoded
+# from what a guest puts down -- registers and a fully symbolic struct in its memory --
+# preserves every invariant, and the codec's two directions agree with each other.
+XEN = "xen:"
+XEN_CALL, XEN_CALL_CLAUSE = "xen_call_round_trip", (
+    "a model call, put down as Xen's command and struct, decodes as that call")
+XEN_ANSWER, XEN_ANSWER_CLAUSE = "xen_answer_round_trip", (
+    "the model's result, answered as Xen (0/-errno, outputs in the struct), reads back as it")
+# Through FF-A (spec.hypercalls.ffa): per send, the call decoded from a TX buffer of free
+# bytes in the single-receiver, single-constituent layout, and the same three kinds of
+# obligation.
+FFA = "ffa:"
+FFA_CALL, FFA_CALL_CLAUSE = "ffa_call_round_trip", (
+    "a model send to one borrower, put down as its memory transaction descriptor, decodes "
+    "as that call")
+FFA_ANSWER, FFA_ANSWER_CLAUSE = "ffa_answer_round_trip", (
+    "the model's result, answered as FF-A (FFA_SUCCESS handle in w2/w3, FFA_ERROR code), "
+    "reads back as it")
+CODEC_OBLIGATIONS = (XEN_CALL, XEN_ANSWER, FFA_CALL, FFA_ANSWER)
+
+
 def targets() -> list[str]:
-    """Every transition the proofs cover: each ABI row, each event, and unknown ids."""
-    return [row.name for row in abi.TABLE] + [e.name for e in abi.EVENTS] + [UNKNOWN]
+    """Every transition the proofs cover: each ABI row, each event, unknown ids, each Xen
+    event-channel command and each FF-A send."""
+    return ([row.name for row in abi.TABLE] + [e.name for e in abi.EVENTS] + [UNKNOWN]
+            + [XEN + row for row in xen.COMMANDS] + [FFA + row for row in ffa.KIND_OF_ROW])
 
 
 @attrs.frozen
@@ -62,6 +85,8 @@ class _Setup:
     event: abi.Event | None
     assumptions: list[Any]
     call_args: tuple[Any, ...] = ()  # the row's arguments as decoded (where it decodes)
+    mem: tuple[Any, ...] | None = None  # through a codec: the guest memory it reads
+    codec: str = ""  # through a codec: XEN or FFA
 
 
 def _setup(target: str, cfg: Config, conv: str, tag: str = "") -> _Setup:
@@ -70,6 +95,10 @@ def _setup(target: str, cfg: Config, conv: str, tag: str = "") -> _Setup:
     caller = Caller(z3.BitVec(f"caller_vm{tag}", 64), z3.BitVec(f"caller_vcpu{tag}", 64))
     regs = {r: z3.BitVec(f"{r}{tag}", 64) for r in codec.registers(conv)}
     fid = z3.Extract(31, 0, regs[abi.CONVENTIONS[conv]["id"]])
+    if target.startswith(XEN):
+        return _xen_setup(target[len(XEN):], s, inv, caller, conv, tag)
+    if target.startswith(FFA):
+        return _ffa_setup(target[len(FFA):], s, inv, caller, tag)
     if target in abi.BY_NAME:
         row = abi.BY_NAME[target]
         # what codec.decode hands the handler on every path where the call decodes (on
@@ -87,6 +116,43 @@ def _setup(target: str, cfg: Config, conv: str, tag: str = "") -> _Setup:
     event = abi.EVENT_BY_NAME[target]
     args = tuple(z3.BitVec(f"{a.name}{tag}", 64) for a in event.args)
     return _Setup(s, caller, regs, args, None, event, inv)
+
+
+def _xen_setup(row: str, s: State, inv: list[Any], caller: Caller, conv: str, tag: str
+               ) -> _Setup:
+    """Xen's registers (hypercall number, command, pointer) as free words constrained to
+    event_channel_op and the command, and the struct as free bytes."""
+    c = xen.COMMANDS[row]
+    nr, cmd, ptr = xen.GUEST_REGS[conv]
+    regs = {r: z3.BitVec(f"{r}{tag}", 64) for r in (nr, cmd, ptr)}
+    mem = tuple(z3.BitVec(f"struct[{i}]{tag}", 8) for i in range(c.size))
+    return _Setup(s, caller, regs, (), abi.BY_NAME[row], None,
+                  [*inv, regs[nr] == xen.HYPERCALL_EVENT_CHANNEL_OP,
+                   z3.Extract(31, 0, regs[cmd]) == int(c.op)], mem=mem, codec=XEN)
+
+
+def _ffa_setup(row: str, s: State, inv: list[Any], caller: Caller, tag: str) -> _Setup:
+    """FF-A's registers x0..x4 as free words, x0 the send's function id (SMC64), and the
+    TX buffer as free bytes."""
+    regs = {f"x{i}": z3.BitVec(f"x{i}{tag}", 64) for i in range(5)}
+    fid = ffa.FUNCTIONS[ffa.FUNCTION_OF_KIND[ffa.KIND_OF_ROW[row]] + "_64"]
+    mem = tuple(z3.BitVec(f"tx[{i}]{tag}", 8) for i in range(ffa.ONE_LENGTH))
+    return _Setup(s, caller, regs, (), abi.BY_NAME[row], None,
+                  [*inv, z3.Extract(31, 0, regs["x0"]) == fid], mem=mem, codec=FFA)
+
+
+def _decode(setup: _Setup, conv: str, mem: Any = None, caller_vm: Any = None
+            ) -> codec.Call | codec.DecodeError:
+    """The call the setup's registers (and guest memory: ``setup.mem``, or ``mem`` with a
+    counterexample's bytes) ask for."""
+    mem = setup.mem if mem is None else mem
+    if setup.codec == XEN:
+        return xen.decode_call(setup.regs, conv, mem)
+    if setup.codec == FFA:
+        assert setup.row is not None
+        return ffa.decode_one(setup.regs, mem, ffa.KIND_OF_ROW[setup.row.name],
+                              setup.caller.vm if caller_vm is None else caller_vm)
+    return codec.decode(setup.regs, conv)
 
 
 def _outside(model: z3.ModelRef, accesses: list[tuple[Any, tuple[logic.Access, ...]]]
@@ -113,7 +179,7 @@ def _run(setup: _Setup, conv: str, s: State | None = None
                 out: tuple[State, Any] = (machine.event(pre, setup.event.name, *setup.args),
                                           None)
             else:
-                out = machine.apply(pre, setup.caller, codec.decode(setup.regs, conv))
+                out = machine.apply(pre, setup.caller, _decode(setup, conv))
         return (*out, tuple(log))
     return run
 
@@ -198,7 +264,10 @@ def prove_target(target: str, cfg: Config = PROOF_CONFIG, conv: str = "arm64",
         check("index", INDICES, INDICES_CLAUSE,
               [(cond, z3.And(*[_b(a.inside) for a in log])) for cond, log in accesses if log],
               describe=lambda model: {"accesses": _outside(model, accesses)})
-        _all_checks(setup, paths, moved, cfg, conv, check)
+        if setup.codec:
+            _codec_checks(setup, paths, moved, conv, check)
+        else:
+            _all_checks(setup, paths, moved, cfg, conv, check)
     return results
 
 
@@ -217,11 +286,59 @@ def _satisfiable(cache: dict[int, bool], assumed: list[Any], conditions: list[An
     return cache[key]
 
 
-def _all_checks(setup: _Setup, paths: list[symbolic.Path], moved: list[symbolic.Path],
-                cfg: Config, conv: str, check: Callable[..., None]) -> None:
+def _codec_checks(setup: _Setup, paths: list[symbolic.Path], moved: list[symbolic.Path],
+                  conv: str, check: Callable[..., None]) -> None:
+    """Through a codec: every invariant, and both round trips.  The answer's round trip is
+    over every result the model gives from a sound state (a free word would claim results
+    no call returns); the call's over every argument within the row's widths (for FF-A:
+    a send to one borrower other than the caller, with rights FF-A can carry)."""
+    assert setup.row is not None and setup.mem is not None
+    row, mem = setup.row.name, setup.mem
+    _invariant_checks(moved, check)
+    answer, call = (XEN_ANSWER, XEN_CALL) if setup.codec == XEN else (FFA_ANSWER, FFA_CALL)
+    reads_back: Callable[[Any], Any] = (
+        (lambda ret: xen.answer_reads_back(row, ret, mem)) if setup.codec == XEN
+        else (lambda ret: ffa.answer_reads_back(row, ret)))
+    check("codec", answer, XEN_ANSWER_CLAUSE if answer == XEN_ANSWER else FFA_ANSWER_CLAUSE,
+          [(p.condition, reads_back(p.value[1])) for p in paths],
+          describe=lambda model: {"result": [_value(model, p.value[1]) for p in paths
+                                             if z3.is_true(model.eval(p.condition, True))]})
+    if not only_wants(check, call):
+        return
+    args = tuple(z3.ZeroExt(logic.WORD - a.width, z3.BitVec(f"arg.{a.name}", a.width))
+                 for a in setup.row.args)
+    extra: list[Any] = []
+    if setup.codec == XEN:
+        ptr = setup.regs[xen.GUEST_REGS[conv][2]]
+        trips = symbolic.explore(lambda: xen.call_reads_back(row, args, conv, ptr))
+    else:
+        base, count, _, perm = args
+        vm, me = z3.BitVec("arg.borrower", logic.WORD), setup.caller.vm
+        kind = ffa.KIND_OF_ROW[row]
+        extra = [count != 0, z3.ULT(vm, 16), z3.ULT(me, 16), vm != me,
+                 perm == ffa.DONATE_PERM if kind == "donate" else z3.Or(perm == 1, perm == 3)]
+        args = (base, count, vm, perm)
+        trips = symbolic.explore(lambda: ffa.one_reads_back(kind, me, base, count, vm, perm),
+                                 extra)
+    check("codec", call, XEN_CALL_CLAUSE if call == XEN_CALL else FFA_CALL_CLAUSE,
+          [(p.condition, p.value) for p in trips], extra,
+          describe=lambda model: {"args": [_value(model, a) for a in args]})
+
+
+def only_wants(check: Callable[..., None], name: str) -> bool:
+    only = getattr(check, "only", None)
+    return only is None or name in only
+
+
+def _invariant_checks(moved: list[symbolic.Path], check: Callable[..., None]) -> None:
     for inv in inv_mod.INVARIANTS:
         check("invariant", inv.name, inv.clause,
               [(p.condition, inv.holds(p.value[0])) for p in moved])
+
+
+def _all_checks(setup: _Setup, paths: list[symbolic.Path], moved: list[symbolic.Path],
+                cfg: Config, conv: str, check: Callable[..., None]) -> None:
+    _invariant_checks(moved, check)
     for prop in inv_mod.STEP_PROPERTIES:
         if prop.rows is not None and (setup.row is None or setup.row.name not in prop.rows):
             continue  # a postcondition of other calls: nothing to prove here
@@ -319,10 +436,8 @@ def _two_states(setup: _Setup, cfg: Config, conv: str) -> _TwoStates:
 
 def _noninterference(setup: _Setup, paths: list[symbolic.Path], cfg: Config, conv: str,
                      check: Callable[..., None]) -> None:
-    only = getattr(check, "only", None)
-
     def wanted(name: str) -> bool:
-        return only is None or name in only
+        return only_wants(check, name)
 
     a, b = setup.caller.vm, _observer()
     s = setup.s
@@ -404,7 +519,12 @@ def _counterexample(setup: _Setup, model: z3.ModelRef, cfg: Config, conv: str, k
     else:
         case["caller"] = [_value(model, setup.caller.vm), _value(model, setup.caller.vcpu)]
         case["regs"] = {r: _value(model, v) for r, v in setup.regs.items()}
-        decoded = codec.decode(case["regs"], conv)
+        if setup.mem is not None:
+            case["struct"] = [_value(model, b) for b in setup.mem]
+            decoded = _decode(attrs.evolve(setup, regs=case["regs"]), conv,
+                              bytes(case["struct"]), case["caller"][0])
+        else:
+            decoded = codec.decode(case["regs"], conv)
         case["call"] = (decoded.row.name if isinstance(decoded, codec.Call)
                         else f"decode error: {decoded.reason}")
         if name == "noninterference_unchanged":
@@ -453,7 +573,8 @@ def _jobs() -> list[tuple[str, Any]]:
     else:
         jobs += [("virtio", i) for i in range(len(proofs.obligations()))]
     # Longest first keeps both cores busy until the end.
-    heavy = {"VM_DESTROY", "MEM_RETRIEVE", "MEM_SHARE", "MEM_LEND", "MEM_DONATE"}
+    heavy = {"VM_DESTROY", "MEM_RETRIEVE", "MEM_SHARE", "MEM_LEND", "MEM_DONATE",
+             *(FFA + row for row in ffa.KIND_OF_ROW)}
     jobs.sort(key=lambda j: (j[0] != "hv", j[1] not in heavy))
     return jobs
 

@@ -17,6 +17,11 @@ the two correspond, so a target that speaks FF-A is judged by the model:
 * :func:`encode` -- a model call as (registers, TX-buffer bytes);
 * :func:`decode` -- a target's answer as a :class:`Reading`, like ``xen.decode``;
 * :class:`Mailbox` and its functions -- the RX/TX buffer rules.
+* :func:`read_one` / :func:`one_descriptor` and :func:`answer_regs` -- the
+  single-receiver, single-constituent send and the answer to it, on concrete or symbolic
+  bytes and registers, for the proofs through this codec (:mod:`spec.prove`, targets
+  ``ffa:<row>``); every descriptor field is read and written through
+  :mod:`spec.hypercalls.guest_memory`, by the general parser too.
 
 Choices this codec makes (FF-A leaves them to the system):
 
@@ -56,20 +61,25 @@ from __future__ import annotations
 import itertools
 import struct
 from collections.abc import Mapping
-from typing import Literal
+from typing import Any, Literal
 
 import attrs
 
-from spec.hypercalls.abi import HV_ERRORS, SVE_HINT  # a hint FF-A ids ignore (SMCCC 1.3)
+from spec import logic
+from spec.hypercalls.abi import BY_NAME, HV_ERRORS, SVE_HINT  # SVE: a hint FF-A ids ignore
+from spec.hypercalls.codec import Call, DecodeError
+from spec.hypercalls.guest_memory import Memory, read_field, write_bytes, write_field
 
 __all__ = [
     "DONATE_PERM", "ERRORS", "EXPRESSES", "FUNCTIONS", "LAYOUTS", "MAILBOX_RULES",
-    "NORMAL_WB_INNER", "PAGE", "RULES", "SEND_EXPRESSES", "SVE_HINT", "Access", "Constituent",
-    "Descriptor", "Field", "Inexpressible", "Layout", "Mailbox", "ModelCall", "Reading",
-    "Relinquish", "Request", "Rule", "Violation", "base_name", "decode", "decode_request",
-    "encode", "encode_descriptor", "encode_relinquish", "endpoint_of", "expresses",
-    "function_name", "parse_relinquish", "parse_transaction", "rows", "rx_release",
-    "rxtx_map", "rxtx_unmap", "to_model", "vm_of",
+    "NORMAL_WB_INNER", "ONE_LENGTH", "PAGE", "RULES", "SEND_EXPRESSES", "SVE_HINT", "Access",
+    "Constituent", "Descriptor", "Field", "Inexpressible", "Layout", "Mailbox", "ModelCall",
+    "Reading", "Relinquish", "Request", "Rule", "Violation", "answer_reads_back", "answer_regs",
+    "base_name", "decode", "decode_one", "decode_request", "descriptor_memory", "encode",
+    "encode_descriptor", "encode_relinquish", "endpoint_of", "expresses", "function_name",
+    "handle_of", "one_descriptor", "one_reads_back", "parse_relinquish", "parse_transaction",
+    "read_one", "rows", "rx_release", "rxtx_map", "rxtx_unmap", "split_handle", "to_model",
+    "vm_of",
 ]
 
 STANDARD = "Arm FF-A DEN0077A v1.1"
@@ -189,6 +199,15 @@ class Layout:
     table: str  # where DEN0077A v1.1 states it
     size: int  # fixed part, bytes
     fields: tuple[Field, ...]
+    # by name, built once: the oracle reads every field of every descriptor through it
+    by_name: dict[str, Field] = attrs.field(init=False, eq=False, repr=False)
+
+    @by_name.default
+    def _by_name(self) -> dict[str, Field]:
+        return {f.name: f for f in self.fields}
+
+    def field(self, name: str) -> Field:
+        return self.by_name[name]
 
     def check(self) -> None:
         """The fields tile the fixed part exactly: no gap, no overlap."""
@@ -462,19 +481,46 @@ class Relinquish:
 
 def encode_descriptor(d: Descriptor) -> bytes:
     """The bytes of a descriptor: the exact inverse of :func:`parse_transaction`."""
-    out = bytearray(struct.pack("<HHIQQIII", d.sender, d.attributes, d.flags, d.handle,
-                                d.tag, d.emad_size, len(d.receivers), d.emad_offset))
-    out += d.reserved
-    out += d.gap_header
-    for r in d.receivers:
-        out += struct.pack("<HBBIQ", r.endpoint, r.permissions, r.flags,
-                           r.composite_offset, r.reserved)
+    out = descriptor_memory(d)
+    assert type(out) is bytes
+    return out
+
+
+def descriptor_memory(d: Descriptor) -> Memory:
+    """:func:`encode_descriptor` for any field values: bytes for ints, symbolic bytes for
+    terms (the counts, offsets and gaps are concrete: they give the shape)."""
+    at_emad = TRANSACTION.size + len(d.gap_header)
+    at_comp = at_emad + EMAD.size * len(d.receivers) + len(d.gap_composite)
+    size = at_emad + EMAD.size * len(d.receivers)
     if d.composite_offset:
-        out += d.gap_composite
-        out += struct.pack("<IIQ", d.total_pages, len(d.constituents), d.composite_reserved)
-        for c in d.constituents:
-            out += struct.pack("<QII", c.address, c.pages, c.reserved)
-    return bytes(out)
+        size = at_comp + COMPOSITE.size + CONSTITUENT.size * len(d.constituents)
+    out: Memory = bytes(size)
+    for name, value in (("sender", d.sender), ("attributes", d.attributes),
+                        ("flags", d.flags), ("handle", d.handle), ("tag", d.tag),
+                        ("emad_size", d.emad_size), ("emad_count", len(d.receivers)),
+                        ("emad_offset", d.emad_offset)):
+        out = write_field(out, TRANSACTION.field(name), value)
+    out = write_bytes(write_bytes(out, TRANSACTION.field("reserved").offset, d.reserved),
+                      TRANSACTION.size, d.gap_header)
+    for i, r in enumerate(d.receivers):
+        at = at_emad + EMAD.size * i
+        for layout, name, value in ((PERMISSIONS, "endpoint", r.endpoint),
+                                    (PERMISSIONS, "permissions", r.permissions),
+                                    (PERMISSIONS, "flags", r.flags),
+                                    (EMAD, "composite_offset", r.composite_offset),
+                                    (EMAD, "reserved", r.reserved)):
+            out = write_field(out, layout.field(name), value, at)
+    if d.composite_offset:
+        out = write_bytes(out, at_emad + EMAD.size * len(d.receivers), d.gap_composite)
+        for name, value in (("total_pages", d.total_pages), ("count", len(d.constituents)),
+                            ("reserved", d.composite_reserved)):
+            out = write_field(out, COMPOSITE.field(name), value, at_comp)
+        for i, c in enumerate(d.constituents):
+            at = at_comp + COMPOSITE.size + CONSTITUENT.size * i
+            for name, value in (("address", c.address), ("pages", c.pages),
+                                ("reserved", c.reserved)):
+                out = write_field(out, CONSTITUENT.field(name), value, at)
+    return out
 
 
 def endpoint_of(vm: int) -> int:
@@ -491,6 +537,13 @@ def _u(fmt: str, buf: bytes, at: int) -> tuple[int, ...]:
     return struct.unpack_from(fmt, buf, at)
 
 
+def _read(buf: Memory, layout: Layout, at: int, *names: str) -> list[Any]:
+    """Fields of the ``layout`` struct at byte ``at``, read as every codec reads guest
+    memory (:mod:`spec.hypercalls.guest_memory`)."""
+    fields = layout.by_name
+    return [read_field(buf, fields[n], at) for n in names]
+
+
 def parse_transaction(buf: bytes, length: int, kind: Kind) -> Descriptor | Violation:
     """Read and check the memory transaction descriptor in the first ``length`` bytes of
     ``buf``, for a transaction of ``kind``.  Never raises: any bytes give a descriptor or
@@ -499,7 +552,9 @@ def parse_transaction(buf: bytes, length: int, kind: Kind) -> Descriptor | Viola
         return Violation("length_past_buffer", f"{length} > {len(buf)}")
     if length < TRANSACTION.size:
         return Violation("header_past_length", f"{length} < 48")
-    sender, attributes, flags, handle, tag, esize, ecount, eoff = _u("<HHIQQIII", buf, 0)
+    sender, attributes, flags, handle, tag, esize, ecount, eoff = _read(
+        buf, TRANSACTION, 0, "sender", "attributes", "flags", "handle", "tag", "emad_size",
+        "emad_count", "emad_offset")
     reserved = bytes(buf[36:48])
     send = kind in SEND_KINDS
     if any(reserved):
@@ -519,7 +574,10 @@ def parse_transaction(buf: bytes, length: int, kind: Kind) -> Descriptor | Viola
         return Violation("emad_past_length", f"{emad_end} > {length}")
     receivers = []
     for i in range(ecount):
-        endpoint, perms, aflags, coff, res = _u("<HBBIQ", buf, eoff + i * esize)
+        at = eoff + i * esize
+        endpoint, perms, aflags = _read(buf, PERMISSIONS, at, "endpoint", "permissions",
+                                        "flags")
+        coff, res = _read(buf, EMAD, at, "composite_offset", "reserved")
         a = Access(endpoint, perms, aflags, coff, res)
         if res:
             return Violation("reserved_emad", f"receiver {i}")
@@ -549,7 +607,7 @@ def parse_transaction(buf: bytes, length: int, kind: Kind) -> Descriptor | Viola
         return d
     if coff == 0 or coff < emad_end or coff % 16 or coff + COMPOSITE.size > length:
         return Violation("composite_offset", str(coff))
-    total, count, cres = _u("<IIQ", buf, coff)
+    total, count, cres = _read(buf, COMPOSITE, coff, "total_pages", "count", "reserved")
     if cres:
         return Violation("reserved_composite")
     end = coff + COMPOSITE.size + CONSTITUENT.size * count
@@ -558,7 +616,8 @@ def parse_transaction(buf: bytes, length: int, kind: Kind) -> Descriptor | Viola
                                                 f"length {length}")
     parts = []
     for i in range(count):
-        addr, pages, res = _u("<QII", buf, coff + COMPOSITE.size + i * CONSTITUENT.size)
+        addr, pages, res = _read(buf, CONSTITUENT, coff + COMPOSITE.size
+                                 + i * CONSTITUENT.size, "address", "pages", "reserved")
         if res:
             return Violation("reserved_constituent", f"constituent {i}")
         if pages == 0:
@@ -740,7 +799,7 @@ def encode(row: str, args: tuple[int, ...], caller_vm: int, owner_vm: int | None
         data = encode_relinquish(Relinquish(args[0], 0, (endpoint_of(caller_vm),)))
         return Request(_regs("FFA_MEM_RELINQUISH"), data)
     if row == "MEM_RECLAIM":
-        return Request(_regs("FFA_MEM_RECLAIM", args[0] & _M32, args[0] >> 32, 0), b"")
+        return Request(_regs("FFA_MEM_RECLAIM", *split_handle(args[0]), 0), b"")
     return Inexpressible(f"{row} has no FF-A form")
 
 
@@ -805,11 +864,182 @@ def decode_request(regs: Mapping[str, int], tx: bytes, caller_vm: int,
             return Violation("reclaim_flags", f"{flags:#x}")
         if flags & FLAG_CLEAR:
             return Inexpressible("zeroing memory: the model has no memory contents")
-        handle = (regs.get("x1", 0) & _M32) | (regs.get("x2", 0) & _M32) << 32
+        handle = handle_of(regs.get("x1", 0), regs.get("x2", 0))
         if handle >> 16:
             return Inexpressible(f"handle {handle:#x} past the model's 16 bits")
         return ModelCall("MEM_RECLAIM", (handle,))
     return Inexpressible(f"{name} is not a memory transaction")
+
+
+# --- one transaction in symbolic memory: the single-receiver, single-constituent send ------
+# The proofs (spec.prove, targets ``ffa:<row>``) run the codec on a TX buffer of free bytes.
+# The general parser above loops over counts read from the buffer, so they read the one
+# layout whose counts are fixed: one endpoint memory access descriptor at byte 48, the
+# composite at 64, one constituent at 80 (96 bytes), each field read through the same
+# layout tables and reader as :func:`parse_transaction`.  Where this reader gives a call,
+# the general parser gives the same one (tests/hypervisor/test_ffa_codec.py); any other
+# layout it declines (:class:`Inexpressible`), it does not judge it.
+ONE_EMAD, ONE_COMPOSITE = TRANSACTION.size, TRANSACTION.size + EMAD.size
+ONE_CONSTITUENT = ONE_COMPOSITE + COMPOSITE.size
+ONE_LENGTH = ONE_CONSTITUENT + CONSTITUENT.size
+_RESERVED = TRANSACTION.field("reserved")  # 12 bytes: read as a word and a half
+_HEADER_RESERVED = (attrs.evolve(_RESERVED, size=8),
+                    attrs.evolve(_RESERVED, offset=_RESERVED.offset + 8, size=4))
+
+
+def handle_of(lo: Any, hi: Any) -> Any:
+    """A 64-bit handle from its two 32-bit halves (w2/w3 of FFA_SUCCESS, w1/w2 of
+    FFA_MEM_RECLAIM: the low half first, ch. 16)."""
+    return logic.bits(lo, 0, 32) | logic.bits(hi, 0, 32) << 32
+
+
+def split_handle(handle: Any) -> tuple[Any, Any]:
+    """``(low half, high half)`` of a handle: the inverse of :func:`handle_of`."""
+    return logic.bits(handle, 0, 32), logic.bits(handle, 32, 32)
+
+
+def _data_of(kind: str, perm: Any) -> Any:
+    """The data access a model send with rights ``perm`` is sent with (a donation none)."""
+    if kind == "donate":
+        return DATA_UNSPECIFIED
+    return logic.ite(logic.bit(perm, 1), DATA_RW, DATA_RO)
+
+
+def _single_attributes(kind: str) -> int:
+    """The attributes a send to one borrower names (10.10.4: a single-borrower lend and a
+    donation leave them unspecified; a share names the model's memory)."""
+    return NORMAL_WB_INNER if kind == "share" else 0
+
+
+def one_descriptor(kind: str, caller_vm: Any, base: Any, count: Any, vm: Any, perm: Any
+                   ) -> Descriptor:
+    """The descriptor a model send to the one borrower ``vm`` is sent as (rights with R
+    and without X; a donation's R|W), for any field values: :func:`send_descriptor`'s
+    single-borrower case."""
+    return Descriptor(logic.add(caller_vm, 1), _single_attributes(kind), 0, 0, 0,
+                      (Access(logic.add(vm, 1), _data_of(kind, perm), 0, ONE_COMPOSITE),),
+                      (Constituent(base << 12, count),), count,
+                      composite_offset=ONE_COMPOSITE)
+
+
+def read_one(tx: Memory, kind: SendKind, caller_vm: Any) -> ModelCall | Violation | Inexpressible:
+    """The model's call in a single-receiver, single-constituent send descriptor of
+    ``kind`` (its ``ONE_LENGTH`` bytes) made by ``caller_vm``, checked by the rules
+    :func:`parse_transaction`, :func:`_check_send` and :func:`to_model` apply to it."""
+    sender, attributes, flags, esize, ecount, eoff = _read(
+        tx, TRANSACTION, 0, "sender", "attributes", "flags", "emad_size", "emad_count",
+        "emad_offset")
+    res_lo, res_hi = (read_field(tx, f) for f in _HEADER_RESERVED)
+    endpoint, perms, aflags = _read(tx, PERMISSIONS, ONE_EMAD, "endpoint", "permissions",
+                                    "flags")
+    coff, eres = _read(tx, EMAD, ONE_EMAD, "composite_offset", "reserved")
+    total, count, cres = _read(tx, COMPOSITE, ONE_COMPOSITE, "total_pages", "count",
+                               "reserved")
+    addr, pages, kres = _read(tx, CONSTITUENT, ONE_CONSTITUENT, "address", "pages",
+                              "reserved")
+    if logic.or_(esize != EMAD.size, ecount != 1, eoff != ONE_EMAD, coff != ONE_COMPOSITE,
+                 count != 1):
+        return Inexpressible("not the single-receiver, single-constituent layout")
+    if logic.or_(res_lo != 0, res_hi != 0):
+        return Violation("reserved_header")
+    if attributes != _single_attributes(kind):
+        return Inexpressible("other attributes than a single-borrower send names")
+    if eres != 0:
+        return Violation("reserved_emad")
+    data, instr = logic.bits(perms, 0, 2), logic.bits(perms, 2, 2)
+    if logic.or_(logic.bits(perms, 4, 4) != 0, data == 3, instr == 3):
+        return Violation("reserved_permissions")
+    if aflags != 0:
+        return Violation("send_access_flags")
+    if endpoint == sender:
+        return Violation("receiver_is_sender")
+    if logic.or_(cres != 0, kres != 0):
+        return Violation("reserved_composite")
+    if logic.or_(pages == 0, total == 0):
+        return Violation("zero_pages")
+    if logic.bits(addr, 0, 12) != 0:
+        return Violation("unaligned_address")
+    if logic.ult(logic.sub(_M64, addr), logic.sub(pages << 12, 1)):
+        return Violation("address_wraps")
+    if total != pages:
+        return Violation("total_pages")
+    if logic.bits(flags, 2, 30) != 0:
+        return Violation("send_flags")
+    if logic.bit(flags, 0):
+        return Violation("share_clear") if kind == "share" else Inexpressible("zeroing")
+    if (data == DATA_UNSPECIFIED) != (kind == "donate"):
+        return Violation("data_access")
+    if instr != INSTR_UNSPECIFIED:
+        return Violation("instruction_access")
+    if sender != logic.add(caller_vm, 1):
+        return Violation("sender_not_caller")
+    if logic.or_(endpoint == 0, logic.ult(16, endpoint)):
+        return Inexpressible("an endpoint that is no model VM")
+    if logic.bits(addr, 44, 20) != 0:
+        return Inexpressible("an IPA past the model's 32-bit frame numbers")
+    perm = DONATE_PERM if kind == "donate" else logic.ite(data == DATA_RO, 1, 3)
+    return ModelCall(ROW_OF_KIND[kind], (logic.bits(addr, 12, 32), pages,
+                                         logic.set_bit(0, logic.sub(endpoint, 1), True), perm))
+
+
+def one_reads_back(kind: SendKind, caller_vm: Any, base: Any, count: Any, vm: Any,
+                   perm: Any) -> Any:
+    """A model send to one borrower (``count`` >= 1 frames from ``base``, within the
+    model's widths; rights with an FF-A form) put down as its descriptor reads as that
+    very call (a condition)."""
+    tx = descriptor_memory(one_descriptor(kind, caller_vm, base, count, vm, perm))
+    call = read_one(tx, kind, caller_vm)
+    if not isinstance(call, ModelCall) or call.row != ROW_OF_KIND[kind]:
+        return False
+    return logic.all_(a == b for a, b in zip(
+        call.args, (base, count, logic.set_bit(0, vm, True), perm), strict=True))
+
+
+def decode_one(regs: Mapping[str, Any], tx: Memory, kind: SendKind, caller_vm: Any
+               ) -> Call | DecodeError:
+    """A send of ``kind`` whose function id the caller has already matched, with the
+    descriptor in ``tx``, as the model's call: w1 (total) and w2 (fragment length) must be
+    the one layout's length and w3/w4 zero (:func:`check_lengths`), then
+    :func:`read_one`.  A rule broken is the model's error FF-A allows for it (INVALID
+    where it may), a request the model cannot express NOT_SUPPORTED."""
+    total, frag = logic.bits(regs["x1"], 0, 32), logic.bits(regs["x2"], 0, 32)
+    if logic.or_(regs["x3"] != 0, logic.bits(regs["x4"], 0, 32) != 0):
+        return _as_call(Violation("buffer_address"), kind)
+    if logic.or_(total != ONE_LENGTH, frag != ONE_LENGTH):
+        return _as_call(Inexpressible("another length than the one layout's"), kind)
+    return _as_call(read_one(tx, kind, caller_vm), kind)
+
+
+def _as_call(x: ModelCall | Violation | Inexpressible, kind: SendKind) -> Call | DecodeError:
+    row = BY_NAME[ROW_OF_KIND[kind]]
+    if isinstance(x, ModelCall):
+        return Call(row, x.args)
+    if isinstance(x, Violation):
+        return DecodeError(INVALID if INVALID in x.codes else min(x.codes), x.rule, row)
+    return DecodeError(NOT_SUPPORTED, x.reason, row)
+
+
+def answer_regs(row: str, ret: Any) -> dict[str, Any]:
+    """The registers x0..x3 an FF-A instance answers a send with for the model's result
+    ``ret``: FFA_SUCCESS with the handle split over w2/w3, or FFA_ERROR with the code in
+    w2 (ch. 13: the model's codes are FF-A's)."""
+    lo, hi = split_handle(ret)
+    failed = logic.bit(ret, 63)
+    return {"x0": logic.ite(failed, FUNCTIONS["FFA_ERROR"], FUNCTIONS["FFA_SUCCESS_32"]),
+            "x1": 0, "x2": logic.ite(failed, logic.bits(ret, 0, 32), lo),
+            "x3": logic.ite(failed, 0, hi)}
+
+
+def answer_reads_back(row: str, ret: Any) -> Any:
+    """The model's result ``ret`` to a send, answered by :func:`answer_regs` and read back
+    by :func:`decode`'s rules, is ``ret`` (a condition)."""
+    out = answer_regs(row, ret)
+    w2 = logic.bits(out["x2"], 0, 32)
+    code = logic.ite(logic.bit(w2, 31), w2 | (_M64 ^ _M32), w2)  # sign-extended
+    return logic.ite(logic.bit(ret, 63),
+                     logic.and_(out["x0"] == FUNCTIONS["FFA_ERROR"], code == ret),
+                     logic.and_(out["x0"] == FUNCTIONS["FFA_SUCCESS_32"],
+                                handle_of(out["x2"], out["x3"]) == ret))
 
 
 # --- answers: target registers (and RX buffer) -> the model's terms ------------------------
@@ -854,7 +1084,7 @@ def decode(row: str, out: Mapping[str, int], rx: bytes = b"", caller_vm: int = 0
         return Reading(False, errors=expresses(code, row), code=code,
                        text=f"FFA_ERROR {label}")
     if name in ("FFA_SUCCESS_32", "FFA_SUCCESS_64") and row in KIND_OF_ROW:
-        handle = w[2] | w[3] << 32
+        handle = handle_of(w[2], w[3])
         return Reading(True, handle, text=f"FFA_SUCCESS handle {handle:#x}")
     if name in ("FFA_SUCCESS_32", "FFA_SUCCESS_64") and row in ("MEM_RELINQUISH",
                                                                  "MEM_RECLAIM"):

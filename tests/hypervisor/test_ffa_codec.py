@@ -618,3 +618,62 @@ def test_abi_markdown_has_the_ffa_tables() -> None:
         assert f"| {rule.id} | {rule.text} |" in section
     for layout in ffa.LAYOUTS:
         assert f"**{layout.name}** ({layout.table}" in section
+
+
+# --- the one-layout reader the proofs run on symbolic bytes (spec.prove ffa:<row>) ---------
+def _one_args(kind: str, base: int, count: int, perm_rw: bool) -> tuple[int, int, int]:
+    perm = ffa.DONATE_PERM if kind == "donate" else (3 if perm_rw else 1)
+    return base, count, perm
+
+
+@given(kind=st.sampled_from(ffa.SEND_KINDS), me=st.integers(0, 14), vm=VM, base=u32,
+       count=st.integers(1, 0xFFFF_FFFF), rw=st.booleans())
+def test_one_layout_is_the_general_codecs(kind: str, me: int, vm: int, base: int, count: int,
+                                          rw: bool) -> None:
+    """The single-borrower send the proofs decode symbolically is, concretely, the one the
+    general codec sends and parses, and reads as the same call."""
+    if vm == me:
+        return
+    base, count, perm = _one_args(kind, base, count, rw)
+    row = ffa.ROW_OF_KIND[kind]
+    args = (base, count, 1 << vm, perm)
+    req = ffa.encode(row, args, me)
+    assert isinstance(req, ffa.Request)
+    tx = ffa.encode_descriptor(ffa.one_descriptor(kind, me, base, count, vm, perm))
+    assert tx == req.tx and len(tx) == ffa.ONE_LENGTH
+    assert ffa.read_one(tx, kind, me) == ffa.decode_request(req.regs, tx, me) == \
+        ffa.ModelCall(row, args)
+    assert ffa.decode_one(req.regs, tx, kind, me) == codec.Call(abi.BY_NAME[row], args)
+    assert ffa.one_reads_back(kind, me, base, count, vm, perm)
+
+
+@given(kind=st.sampled_from(ffa.SEND_KINDS), me=st.integers(0, 14), vm=VM, base=u32,
+       count=st.integers(1, 64), at=st.integers(0, ffa.ONE_LENGTH - 1),
+       byte=st.integers(0, 255))
+def test_where_the_one_layout_reader_reads_a_call_the_general_parser_agrees(
+        kind: str, me: int, vm: int, base: int, count: int, at: int, byte: int) -> None:
+    """A byte of a valid descriptor changed: where the restricted reader still reads a
+    call, the general parser reads the same one (it never accepts what the codec would
+    not)."""
+    if vm == me:
+        return
+    base, count, perm = _one_args(kind, base, count, True)
+    tx = bytearray(ffa.encode_descriptor(ffa.one_descriptor(kind, me, base, count, vm, perm)))
+    tx[at] = byte
+    regs = ffa.encode(ffa.ROW_OF_KIND[kind], (base, count, 1 << vm, perm), me)
+    assert isinstance(regs, ffa.Request)
+    one = ffa.read_one(bytes(tx), kind, me)
+    if isinstance(one, ffa.ModelCall):
+        assert ffa.decode_request(regs.regs, bytes(tx), me) == one
+
+
+@given(row=st.sampled_from(SEND_ROWS), handle=st.integers(0, 2**63 - 1),
+       error=st.sampled_from(["DENIED", "INVALID_PARAMETERS", "NO_MEMORY"]))
+def test_an_answer_reads_back_through_decode(row: str, handle: int, error: str) -> None:
+    """The answer the proofs encode (handle halves in w2/w3, the error code in w2) is read
+    by the oracle's :func:`ffa.decode` as the model's result."""
+    ok = ffa.decode(row, ffa.answer_regs(row, handle))
+    assert ok.ok and ok.value == handle and ffa.answer_reads_back(row, handle)
+    code = abi.BY_NAME[row].error(error) & (2**64 - 1)
+    bad = ffa.decode(row, ffa.answer_regs(row, code))
+    assert not bad.ok and error in bad.errors and ffa.answer_reads_back(row, code)
