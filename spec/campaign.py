@@ -318,7 +318,8 @@ class Workload:
             # the twin's secrets come from the oldest state kept: far enough back that the
             # other VMs' slots differ, near enough that the mix is often sound
             leaks = checking.noninterference_step(
-                self.s, vm, vcpu, regs, conv, s2, out, self._past[0] if self._past else None)
+                self.s, vm, vcpu, regs, conv, s2, out, self._past[0] if self._past else None,
+                decoded)
             self._past.append(self.s)
         ret = out[abi.CONVENTIONS[conv]["result"][0]]
         self._last_ret = ret

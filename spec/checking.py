@@ -170,8 +170,8 @@ NI_CLAUSES = {"noninterference_unchanged": "two VMs sharing nothing",
 
 
 def noninterference_step(s: State, vm: int, vcpu: int, regs: dict[str, int], conv: str,
-                         s2: State, out: dict[str, int], other: State | None
-                         ) -> list[Violation]:
+                         s2: State, out: dict[str, int], other: State | None,
+                         decoded: Any = None) -> list[Violation]:
     """The noninterference obligations on the step ``s -> s2`` of the call in ``regs`` by
     ``vm`` (its result registers ``out``):
 
@@ -181,13 +181,16 @@ def noninterference_step(s: State, vm: int, vcpu: int, regs: dict[str, int], con
       run): the twin pre-state -- ``s`` with every secret slot of the other VMs taken from
       ``other`` -- if it is sound and the caller cannot tell it from ``s``, gives the
       caller the same result and the same view.  A twin that is not sound proves
-      nothing and is skipped, as the proof's hypotheses would exclude it."""
+      nothing and is skipped, as the proof's hypotheses would exclude it.
+
+    ``decoded``: ``codec.decode(regs, conv)`` when the caller has it already."""
     from spec import machine
     from spec import noninterference as ni
     from spec.hypercalls import codec
     from spec.state import CONTROL
 
-    decoded = codec.decode(regs, conv)
+    if decoded is None:
+        decoded = codec.decode(regs, conv)
     if not isinstance(decoded, codec.Call):
         return []
     row, args, cfg = decoded.row, decoded.args, s.cfg
