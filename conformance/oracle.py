@@ -37,7 +37,7 @@ from conformance.target import (
     Target,
     TargetCrashed,
     TargetError,
-    codec_abi,
+    codec_abis,
     observe,
     target_profile,
     target_rows,
@@ -214,12 +214,12 @@ class Differ:
         self.profile = target_profile(self.target)
         self._image = self.profile.get("memory") == "image" or not any(
             abi.BY_NAME[n].abi == "pvspec" for n in target_rows(self.profile))
-        codec_spoken = codec_abi(self.profile)
+        codec_spoken = codec_abis(self.profile)
         for dim in spec_profile.DIMENSIONS:
             declared = self.profile.get(dim.name)
             if declared is not None:
                 self.candidates[dim.name] = (spec_profile.parse_value(dim.name, declared),)
-            elif dim.abi and dim.abi != codec_spoken:  # the target's ABI defines it
+            elif dim.abi and dim.abi not in codec_spoken:  # the target's ABI defines it
                 self.candidates[dim.name] = dim.values[:1]
             else:
                 self.candidates[dim.name] = dim.values
@@ -758,13 +758,19 @@ class Differ:
         req = f"abi:{row.name}" if row else "abi:decode"
         names = [n for n, v in abi.HV_ERRORS.items() if v < 0 and got["errors"] >> -v & 1]
         # the target's own error code, in its ABI's words: Xen's errno, FF-A's FFA_ERROR
-        said = f"FFA_ERROR {got['ffa_error']}" if "ffa_error" in got else \
-            f"error {-got['errno']} (errno)" if got.get("errno") else "an error"
+        # -- or an answer the ABI does not have at all (conformance/codec_shim.py)
+        if "ffa_w0" in got:
+            observed = f"w0 = {got['ffa_w0']:#x}, neither FFA_SUCCESS nor FFA_ERROR"
+        elif "xen_rc" in got:
+            observed = f"event_channel_op returned {got['xen_rc']}, neither 0 nor -errno"
+        else:
+            said = f"FFA_ERROR {got['ffa_error']}" if "ffa_error" in got else \
+                f"error {-got['errno']} (errno)" if got.get("errno") else "an error"
+            observed = (f"{said}, which stands for "
+                        f"{' or '.join(names) if names else 'no error this call has'}")
         return ConformanceFailure(
             "result", req, row.clause if row else DECODE_CLAUSE,
-            f"x0 = {describe_result(row, ret)}",
-            f"{said}, which stands for "
-            f"{' or '.join(names) if names else 'no error this call has'}", self.ops)
+            f"x0 = {describe_result(row, ret)}", observed, self.ops)
 
     def _judge_start(self, s: State, vm: int, vcpu: int, got: dict[str, int]
                      ) -> ConformanceFailure | None:
@@ -1021,7 +1027,7 @@ def speaks_event_channels_only(target: Target) -> bool:
     """A target that speaks Xen's event-channel ABI and nothing else: one domain's
     calls, driven by the event-channel workload (spec.campaign.EventChannelWorkload)."""
     profile = target_profile(target)
-    return codec_abi(profile) == "xen" and target_rows(profile) <= xen.rows()
+    return "xen" in codec_abis(profile) and target_rows(profile) <= xen.rows()
 
 
 def config_for(target: Target, cfg: Config) -> Config:

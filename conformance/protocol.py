@@ -37,8 +37,8 @@ ERROR_CODES: dict[str, int] = {
     "unknown_event": 31,
 }
 
-REQUEST_TYPES = ("init", "reset", "hypercall", "event", "probe_access", "probe_dma",
-                 "probe_irq", "observe", "shutdown")
+REQUEST_TYPES = ("init", "reset", "hypercall", "abi_call", "event", "probe_access",
+                 "probe_dma", "probe_irq", "observe", "shutdown")
 
 
 class SchemaError(ValueError):
@@ -51,8 +51,8 @@ def schema(name: str = "protocol") -> dict[str, Any]:
     return json.loads(text)
 
 
-MESSAGE_TYPES = (*REQUEST_TYPES, "init_ok", "reset_ok", "hypercall_ok", "event_ok",
-                 "probe_access_ok", "probe_dma_ok", "probe_irq_ok", "observe_ok",
+MESSAGE_TYPES = (*REQUEST_TYPES, "init_ok", "reset_ok", "hypercall_ok", "abi_call_ok",
+                 "event_ok", "probe_access_ok", "probe_dma_ok", "probe_irq_ok", "observe_ok",
                  "shutdown_ok", "error")
 
 

@@ -27,7 +27,7 @@ import subprocess
 import threading
 import time
 from array import array
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import attrs
@@ -224,10 +224,18 @@ def target_rows(profile: Mapping[str, str]) -> frozenset[str]:
 CODEC_ABIS: dict[str, frozenset[str]] = {"xen": xen.rows()}
 
 
-def codec_abi(profile: Mapping[str, str]) -> str | None:
-    """The codec ABI a target speaks, if its profile lists one."""
-    listed = {a.strip() for a in (profile.get("abis") or "").split(",")}
-    return next((n for n in CODEC_ABIS if n in listed), None)
+# Codecs an exec adapter with the abi_call capability may name in its profile's
+# ``encodings``: the model's calls the codec expresses go to it as ``abi_call`` in that
+# ABI (conformance/codec_shim.py), the rest as ``hypercall`` in pvspec's registers
+ENCODINGS = ("ffa", "xen")
+
+
+def codec_abis(profile: Mapping[str, str]) -> frozenset[str]:
+    """The ABIs a target speaks through a codec: listed in ``abis`` (the ABI's calls only)
+    or in ``encodings`` (the ABI's form of calls it also speaks in pvspec's registers)."""
+    listed = {a.strip() for key in ("abis", "encodings")
+              for a in (profile.get(key) or "").split(",")}
+    return frozenset(listed & {*CODEC_ABIS, *ENCODINGS})
 
 
 def profile_of(declared: Mapping[str, str] | None, capabilities: frozenset[str]
@@ -680,6 +688,7 @@ class ExecTarget:
         self._next_id = 0
         self._recent: collections.deque[str] = collections.deque(maxlen=8)
         self._cfg = Config()
+        self._shims: list[Any] = []
         self._start()
 
     # process management
@@ -722,9 +731,48 @@ class ExecTarget:
         except BaseException:
             self._kill()  # whatever went wrong, leave nothing running
             raise
-        self.capabilities = frozenset(reply["capabilities"]) & ALL_CAPABILITIES
+        self.capabilities = frozenset(reply["capabilities"]) & (ALL_CAPABILITIES | {"abi_call"})
         self.profile = profile_of(reply.get("profile"), self.capabilities)
         self.target_name = clip_text(reply.get("name", ""), 200)
+        self._shims = self._make_shims()
+
+    def _make_shims(self) -> list[Any]:
+        """The codecs the adapter asked to be spoken to in (``encodings``, with the
+        ``abi_call`` capability): conformance/codec_shim.py."""
+        from conformance.codec_shim import FfaShim, XenShim
+
+        listed = [a.strip() for a in (self.profile.get("encodings") or "").split(",")
+                  if a.strip()]
+        if listed and "abi_call" not in self.capabilities:
+            self._kill()
+            raise ProtocolViolation("the profile lists encodings "
+                                    f"({_clip(', '.join(listed))}) but the capabilities lack "
+                                    "abi_call", definite=True)
+        make = {"ffa": FfaShim, "xen": XenShim}
+        return [make[a](functools.partial(self._abi_call, a), self.name)
+                for a in listed if a in make]
+
+    def _abi_call(self, abi_name: str, vm: int, vcpu: int, regs: dict[str, int],
+                  memory: bytes, place: int | None) -> tuple[dict[str, int], bytes]:
+        """One ``abi_call``: registers (their names say the calling convention) and the
+        guest memory the call reads; the result registers and the memory it wrote."""
+        body: dict[str, Any] = {
+            "type": "abi_call", "abi": abi_name, "vm": vm, "vcpu": vcpu,
+            "conv": "x86_64" if "rax" in regs else "arm64",
+            "regs": {k: hex(v) for k, v in regs.items()}, "memory": memory.hex()}
+        if place is not None:
+            body["place"] = hex(place)
+        reply = self._request(body, "abi_call_ok")
+        return ({k: protocol.word(v) for k, v in reply["regs"].items()},
+                bytes.fromhex(reply["memory"]))
+
+    def _through_shims(self, vm: int, vcpu: int, regs: Mapping[str, int], conv: str,
+                       native: Callable[[], dict[str, int]]) -> dict[str, int]:
+        """The call through every codec the adapter speaks; ``native`` if none takes it."""
+        send = native
+        for shim in self._shims:
+            send = functools.partial(shim.hypercall, vm, vcpu, regs, conv, send)
+        return send()
 
     def _kill(self) -> None:
         """End the process group, close the pipes, complete the stderr log (whose tail
@@ -871,6 +919,8 @@ class ExecTarget:
         if self._proc is None or self._proc.poll() is not None:
             self._start()
         self._request({"type": "reset", "config": config.sizes()}, "reset_ok")
+        for shim in self._shims:
+            shim.reset()
 
     @staticmethod
     def _hypercall_body(vm: int, vcpu: int, regs: Mapping[str, int], conv: str
@@ -880,15 +930,28 @@ class ExecTarget:
 
     def hypercall(self, vm: int, vcpu: int, regs: Mapping[str, int], conv: str = "arm64"
                   ) -> dict[str, int]:
-        reply = self._request(self._hypercall_body(vm, vcpu, regs, conv), "hypercall_ok")
-        return _hypercall_answer(reply)
+        def native() -> dict[str, int]:
+            reply = self._request(self._hypercall_body(vm, vcpu, regs, conv), "hypercall_ok")
+            return _hypercall_answer(reply)
+
+        return self._through_shims(vm, vcpu, regs, conv, native) if self._shims \
+            else native()
 
     def hypercall_observe(self, vm: int, vcpu: int, regs: Mapping[str, int],
                           conv: str = "arm64") -> tuple[dict[str, int], Observation]:
         """:meth:`hypercall` then :meth:`observe`, pipelined (needs ``observe``)."""
-        reply, seen = self._exchange([(self._hypercall_body(vm, vcpu, regs, conv),
-                                       "hypercall_ok"), ({"type": "observe"}, "observe_ok")])
-        return _hypercall_answer(reply), _observation(seen)
+        seen: list[Observation] = []
+
+        def native() -> dict[str, int]:
+            reply, obs = self._exchange([(self._hypercall_body(vm, vcpu, regs, conv),
+                                          "hypercall_ok"), ({"type": "observe"}, "observe_ok")])
+            seen.append(_observation(obs))
+            return _hypercall_answer(reply)
+
+        if not self._shims:
+            return native(), seen[0]
+        out = self._through_shims(vm, vcpu, regs, conv, native)
+        return out, seen[0] if seen else self.observe()
 
     def event(self, name: str, *args: int) -> None:
         self._request({"type": "event", "name": name, "args": list(args)}, "event_ok")
@@ -979,9 +1042,10 @@ def make_target(spec: str, timeout: float = 5.0, log_dir: str | None = None,
         from conformance.xen_target import XenTarget
 
         return XenTarget()
-    if spec == "reference-ffa":
-        from conformance.ffa_target import ReferenceFfaTarget
+    if spec in ("reference-ffa", "reference-xen"):
+        from conformance.abi_targets import ReferenceFfaTarget, ReferenceXenTarget
 
-        return ReferenceFfaTarget()
-    raise ValueError(f"unknown target {spec!r}: use spec, reference, qemu-psci, "
-                     f"kvm-arm64[:nvhe|:protected], xen-arm64 or exec:COMMAND")
+        return ReferenceFfaTarget() if spec == "reference-ffa" else ReferenceXenTarget()
+    raise ValueError(f"unknown target {spec!r}: use spec, reference, reference-ffa, "
+                     f"reference-xen, qemu-psci, kvm-arm64[:nvhe|:protected], xen-arm64 or "
+                     f"exec:COMMAND")

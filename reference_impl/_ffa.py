@@ -123,7 +123,9 @@ class FfaFrontEnd:
 
     def _rxtx_map(self, vm: int, vcpu: int, regs: Mapping[str, int], tx: bytes) -> Any:
         _need(vm not in self.buffers, DENIED, "buffers already mapped")
-        t, r, pages = regs.get("x1", 0), regs.get("x2", 0), regs.get("x3", 0) & _M32
+        wide = -1 if regs.get("x0", 0) >> 30 & 1 else _M32  # SMC32: the addresses are w1, w2
+        t, r = regs.get("x1", 0) & wide, regs.get("x2", 0) & wide
+        pages = regs.get("x3", 0) & _M32
         size = pages * PAGE
         _need(1 <= pages <= MAX_BUFFER_PAGES and not (t | r) % PAGE
               and (t + size <= r or r + size <= t), INVALID, "bad buffers")

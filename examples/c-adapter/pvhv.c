@@ -71,6 +71,15 @@
 #ifndef PVHV_ABI_VERSION
 #define PVHV_ABI_VERSION "1.0"
 #endif
+#ifdef PVHV_ABIS
+#include "ffa.h"
+#include "pvhv.h"
+#include "xen.h"
+#define ABIS_PROFILE "\"encodings\":\"ffa,xen\""
+#define ABIS_CAPABILITY ",\"abi_call\""
+#else
+#define ABIS_CAPABILITY ""
+#endif
 #ifdef LOOSE
 #define PROTOCOL_VERSION "1.1"
 #ifdef BUG_REFINEMENT_BROKEN
@@ -78,15 +87,25 @@
 #else
 #define PORT_ALLOCATION "any-free"
 #endif
-#define PROFILE_JSON ",\"profile\":{\"port_allocation\":\"" PORT_ALLOCATION "\"," \
-                     "\"handle_allocation\":\"any-free\",\"power_on\":\"async\"}"
+#define LOOSE_PROFILE "\"port_allocation\":\"" PORT_ALLOCATION "\"," \
+                      "\"handle_allocation\":\"any-free\",\"power_on\":\"async\""
+#ifdef PVHV_ABIS
+#define PROFILE_JSON ",\"profile\":{" LOOSE_PROFILE "," ABIS_PROFILE "}"
+#else
+#define PROFILE_JSON ",\"profile\":{" LOOSE_PROFILE "}"
+#endif
 #ifndef ASYNC_DELAY
 #define ASYNC_DELAY 64  /* hypercalls after which an ON_PENDING vCPU is ON at the latest */
 #endif
 #define HANDLE_SEED 0x2545F491u
+#elif defined(PVHV_ABIS)
+#define PROTOCOL_VERSION "1.1"
+#define PROFILE_JSON ",\"profile\":{" ABIS_PROFILE "}"
 #else
 #define PROTOCOL_VERSION "1.0"
 #define PROFILE_JSON ""
+#endif
+#ifndef LOOSE
 #if defined(BUG_HANDLE_REUSE) || defined(BUG_PORT_OOR) || defined(BUG_DOUBLE_CPU_ON) || \
     defined(BUG_AFFINITY_OFF_AFTER_RUN) || defined(BUG_ERROR_OUTSIDE) || \
     defined(BUG_REFINEMENT_BROKEN)
@@ -709,6 +728,31 @@ static u64 hypercall(u64 vm, u64 vcpu, u64 fid_reg, const u64 *args) {
     return run(r, vm, vcpu, a);
 }
 
+#ifdef PVHV_ABIS
+/* ---- what the ABI front ends call (pvhv.h) --------------------------------------------- */
+u64 pvhv_call(u64 vm, u64 vcpu, const char *name, const u64 *args, int nargs) {
+    u64 a[7] = {0};
+    for (int k = 0; k < nargs && k < 7; k++) a[k] = args[k];
+    for (size_t k = 0; k < NROWS; k++)
+        if (!strcmp(TABLE[k].name, name)) return hypercall(vm, vcpu, function_id(&TABLE[k]), a);
+    return (u64)(int64_t)HV_NOT_SUPPORTED;
+}
+
+int pvhv_runnable(u64 vm, u64 vcpu) {
+    return vm < V && vcpu < C && S.vm_state[vm] == RUNNING && S.vcpu[VC(vm, vcpu)] == ON;
+}
+
+int pvhv_transaction(u64 handle, u64 *owner, u64 *kind, u64 *base, u64 *count, u64 *perm) {
+    u64 k = SLOT_OF(handle);
+    if (!tx_live(k)) return 0;
+    *owner = S.tx_owner[k]; *kind = S.tx_kind[k]; *base = S.tx_base[k];
+    *count = S.tx_count[k]; *perm = S.tx_perm[k];
+    return 1;
+}
+
+u64 pvhv_n_vms(void) { return V; }
+#endif
+
 static void event(const char *name, const u64 *a, int n) {
     if (!strcmp(name, "VCPU_START") && n == 2) {
 #ifndef LOOSE /* power_on "async": the target starts its vCPUs itself; the event is a no-op */
@@ -743,6 +787,82 @@ static int field(int root, const char *key, u64 *out) {
     return json_word(&doc, json_get(&doc, root, key), out);
 }
 
+#ifdef PVHV_ABIS
+/* ---- abi_call: a call in FF-A or Xen's event-channel ABI, with the guest memory it reads */
+#define MEM_MAX 4096
+static uint8_t mem_in[MEM_MAX + 64], mem_out[MEM_MAX];
+
+static int hex_digit(char c) {
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* The "memory" string (lowercase hex) into mem_in; -1 if malformed or too long. */
+static long read_memory(int node) {
+    if (node < 0 || doc.n[node].type != J_STR || doc.n[node].len % 2 ||
+        doc.n[node].len / 2 > MEM_MAX)
+        return -1;
+    const char *s = doc.n[node].s;
+    long n = doc.n[node].len / 2;
+    for (long i = 0; i < n; i++) {
+        int hi = hex_digit(s[2 * i]), lo = hex_digit(s[2 * i + 1]);
+        if (hi < 0 || lo < 0) return -1;
+        mem_in[i] = (uint8_t)(hi << 4 | lo);
+    }
+    memset(mem_in + n, 0, sizeof mem_in - (size_t)n);
+    return n;
+}
+
+static void print_memory(const uint8_t *m, size_t n) {
+    printf(",\"memory\":\"");
+    for (size_t i = 0; i < n; i++) printf("%02x", m[i]);
+    printf("\"}\n");
+}
+
+static void abi_call(int root, u64 id) {
+    u64 vm, vcpu, r[8] = {0}, place = 0, x16 = 0;
+    int abi = json_get(&doc, root, "abi"), conv = json_get(&doc, root, "conv");
+    int regs = json_get(&doc, root, "regs"), has_place = json_get(&doc, root, "place") >= 0;
+    int ffa = json_streq(&doc, abi, "ffa"), arm = json_streq(&doc, conv, "arm64");
+    long n = read_memory(json_get(&doc, root, "memory"));
+    if ((!ffa && !json_streq(&doc, abi, "xen")) || (!arm && !json_streq(&doc, conv, "x86_64")) ||
+        field(root, "vm", &vm) || field(root, "vcpu", &vcpu) || regs < 0 || n < 0 ||
+        (has_place && field(root, "place", &place)) || (ffa && !arm)) {
+        reply_error(id, 12, "bad abi_call request", 1);
+        return;
+    }
+    const char **names = arm ? ARM64 : X86;
+    for (int k = 0; k < (arm ? 8 : 7); k++) {
+        int node = json_get(&doc, regs, names[k]);
+        if (node >= 0 && json_word(&doc, node, &r[k])) {
+            reply_error(id, 12, "bad register value", 1);
+            return;
+        }
+    }
+    if (ffa) {
+        u64 out[8];
+        size_t rx_len = 0;
+        ffa_call(vm, vcpu, r, mem_in, (size_t)n, has_place, place, out, mem_out, &rx_len);
+        reply_head("abi_call_ok", id);
+        printf(",\"regs\":{");
+        for (int k = 0; k < 8; k++)
+            printf("%s\"x%d\":\"0x%llx\"", k ? "," : "", k, (unsigned long long)out[k]);
+        printf("}");
+        print_memory(mem_out, rx_len);
+        return;
+    }
+    /* Xen: arm64 hvc #0xEA1 with the number in x16, x86-64 the number in rax */
+    int nr_node = json_get(&doc, regs, arm ? "x16" : "rax");
+    if (nr_node >= 0 && json_word(&doc, nr_node, &x16)) {
+        reply_error(id, 12, "bad register value", 1);
+        return;
+    }
+    u64 rc = xen_call(vm, vcpu, x16, arm ? r[0] : r[1], mem_in, (size_t)n);
+    reply_head("abi_call_ok", id);
+    printf(",\"regs\":{\"%s\":\"0x%llx\"}", arm ? "x0" : "rax", (unsigned long long)rc);
+    print_memory(mem_in, (size_t)n);
+}
+#endif
+
 static void handle(int root) {
     u64 id, v = 0, a = 0, b = 0;
     int t = json_get(&doc, root, "type");
@@ -772,6 +892,10 @@ static void handle(int root) {
                    (unsigned long long)ret);
         else
             printf(",\"regs\":{\"rax\":\"0x%llx\"}}\n", (unsigned long long)ret);
+#ifdef PVHV_ABIS
+    } else if (json_streq(&doc, t, "abi_call")) {
+        abi_call(root, id);
+#endif
     } else if (json_streq(&doc, t, "observe")) {
         reply_head("observe_ok", id);
         printf(",\"access\":[");
@@ -830,14 +954,17 @@ static void handle(int root) {
         }
         K = k;
         initial();
+#ifdef PVHV_ABIS
+        ffa_reset(V);
+#endif
         reply_head("reset_ok", id);
         printf("}\n");
     } else if (json_streq(&doc, t, "init")) {
         reply_head("init_ok", id);
         printf(",\"name\":\"pvhv-c\",\"protocol_version\":\"" PROTOCOL_VERSION "\","
                "\"abi_version\":\"" PVHV_ABI_VERSION "\",\"capabilities\":[\"hypercall\","
-               "\"probe_access\",\"probe_dma\",\"probe_irq\",\"events\",\"observe\"]"
-               PROFILE_JSON "}\n");
+               "\"probe_access\",\"probe_dma\",\"probe_irq\",\"events\",\"observe\""
+               ABIS_CAPABILITY "]" PROFILE_JSON "}\n");
     } else if (json_streq(&doc, t, "shutdown")) {
         reply_head("shutdown_ok", id);
         printf("}\n");

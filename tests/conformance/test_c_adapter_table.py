@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from spec.hypercalls import abi
+from spec.hypercalls import abi, ffa, xen
 
 SOURCE = Path(__file__).resolve().parents[2] / "examples" / "c-adapter" / "pvhv.c"
 _ROW = re.compile(r'\{"(?P<name>\w+)",\s*(?P<number>0x[0-9a-fA-F]+|\d+),\s*(?P<entity>\d+),\s*'
@@ -64,3 +64,37 @@ def test_a_drifted_c_table_is_refused():
     assert any(d.startswith("VM_PAUSE") for d in differences(c_table(unprivileged)))
     dropped = re.sub(r'\s*\{"IRQ_ACK"[^\n]*', "", text)
     assert differences(c_table(dropped)) == ["IRQ_ACK: in the spec's ABI 1.0, missing in pvhv.c"]
+
+
+# --- the front ends' numbers (built with -DPVHV_ABIS): FF-A's and Xen's, as the codecs say
+FRONT_ENDS = SOURCE.parent
+
+
+def c_constants(text: str, pattern: str) -> dict[str, int]:
+    """name -> value of every ``NAME = value`` the pattern (one group: the name) matches."""
+    value = r"\s*=\s*(-?(?:0x[0-9A-Fa-f]+|\d+))"
+    return {m[1]: int(m[2], 0) for m in re.finditer(pattern + value, text)}
+
+
+def test_the_ffa_front_ends_ids_and_codes_are_the_codecs():
+    text = (FRONT_ENDS / "ffa.c").read_text()
+    ids = {m[1]: int(m[2], 16) for m in re.finditer(
+        r"#define (FFA_[A-Z0-9_]+) 0x([0-9A-Fa-f]+)u?\b", text)}
+    assert ids == dict(ffa.FUNCTIONS)
+    codes = c_constants(text, r"\b(NOT_SUPPORTED|INVALID|BUSY|DENIED)")
+    assert {("INVALID_PARAMETERS" if n == "INVALID" else n): v for n, v in codes.items()} \
+        == {n: ffa.ERRORS[n] for n in ("NOT_SUPPORTED", "INVALID_PARAMETERS", "BUSY", "DENIED")}
+
+
+def test_the_xen_front_ends_commands_and_errnos_are_the_codecs():
+    text = (FRONT_ENDS / "xen.c").read_text()
+    ops = c_constants(text, r"\bEVTCHNOP_([A-Z_]+)")
+    assert ops and all(xen.Op[name] == value for name, value in ops.items()), ops
+    assert set(ops) == {xen.COMMANDS[row].op.name for row in xen.COMMANDS}
+    errnos = c_constants(text, r"\b(E[A-Z]+)_")
+    assert all(xen.ERRNO[n] == v for n, v in errnos.items() if n in xen.ERRNO), errnos
+    assert {"EPERM", "EINVAL", "ENOSPC"} <= set(errnos)
+    defines = {m[1]: int(m[2], 0) for m in re.finditer(
+        r"#define (HYPERCALL_EVENT_CHANNEL_OP|DOMID_SELF) (0x[0-9A-Fa-f]+|\d+)", text)}
+    assert defines == {"HYPERCALL_EVENT_CHANNEL_OP": xen.HYPERCALL_EVENT_CHANNEL_OP,
+                       "DOMID_SELF": xen.DOMID_SELF}

@@ -200,7 +200,7 @@ def _valid_message(rng, msg_type):
             m["msg_id"] = rng.randrange(2**20)
     u16 = lambda: rng.choice((0, 1, rng.randrange(65536), 65535))  # noqa: E731
     caps = ["hypercall", "probe_access", "probe_dma", "probe_irq", "events", "observe",
-            "virtio"]
+            "virtio", "abi_call"]
     if msg_type in ("init", "init_ok"):
         m["protocol_version"] = rng.choice(("1.0", "1.12", "10.3"))
         m["abi_version"] = rng.choice(("1.0", "2.1"))
@@ -218,6 +218,13 @@ def _valid_message(rng, msg_type):
         m.update(vm=u16(), vcpu=u16(), conv=rng.choice(("arm64", "x86_64")), regs=_regs(rng))
     elif msg_type == "hypercall_ok":
         m["regs"] = _regs(rng)
+    elif msg_type in ("abi_call", "abi_call_ok"):
+        m.update(regs=_regs(rng), memory=rng.randbytes(rng.choice((0, 4, 24, 96))).hex())
+        if msg_type == "abi_call":
+            m.update(abi=rng.choice(("ffa", "xen")), vm=u16(), vcpu=u16(),
+                     conv=rng.choice(("arm64", "x86_64")))
+            if rng.random() < 0.3:
+                m["place"] = _word(rng)
     elif msg_type == "event":
         m["name"] = rng.choice(("VCPU_START", "DEVICE_IRQ", "X", "A_1"))
         m["args"] = [_word(rng) for _ in range(rng.randint(0, 8))]

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conformance import oracle
-from conformance.ffa_target import ReferenceFfaTarget, judge_malformed
+from conformance.abi_targets import ReferenceFfaTarget, front_call, judge_malformed
 from conformance.target import make_target
 from reference_impl import Hypervisor
 from reference_impl._ffa import FfaFrontEnd
@@ -93,14 +93,14 @@ def test_the_oracle_passes_reference_ffa() -> None:
                                         if k != "retrieve_resp" and n is None))
 def test_malformed_descriptor_answered_as_required(rule: str) -> None:
     kind, data, _ = MALFORMED[rule]
-    assert judge_malformed(_front(), 0, 0, FUNCTION[kind], data, kind) is None
+    assert judge_malformed(front_call(_front()), 0, 0, FUNCTION[kind], data, kind) is None
 
 
 @settings(max_examples=300)
 @given(desc=descriptors(), kind=KINDS)
 def test_any_descriptor_answered_as_required(desc: tuple[bytes, int], kind: Any) -> None:
     data, length = desc
-    assert judge_malformed(_front(), 0, 0, FUNCTION[kind], data[:length], kind) is None
+    assert judge_malformed(front_call(_front()), 0, 0, FUNCTION[kind], data[:length], kind) is None
 
 
 def _mailbox_call(front: Any, op: str, args: tuple[int, ...]) -> int:
@@ -178,8 +178,8 @@ def test_planted_handle_halves_swapped_is_caught() -> None:
 
 def test_planted_reserved_bytes_ignored_is_caught() -> None:
     kind, data, _ = MALFORMED["reserved_header"]
-    assert judge_malformed(_front(), 0, 0, FUNCTION[kind], data, kind) is None
-    why = judge_malformed(_front(_ReservedIgnored), 0, 0, FUNCTION[kind], data, kind)
+    assert judge_malformed(front_call(_front()), 0, 0, FUNCTION[kind], data, kind) is None
+    why = judge_malformed(front_call(_front(_ReservedIgnored)), 0, 0, FUNCTION[kind], data, kind)
     assert why is not None and "reserved_header" in why
 
 
