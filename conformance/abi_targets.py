@@ -74,6 +74,10 @@ class _ReferenceAbiTarget(ReferenceTarget):
     def through_abi(self) -> int:
         return self._shim.through
 
+    def encoded(self) -> dict[str, tuple[int, int]]:
+        """(calls sent in the ABI, calls of its rows it has no form for)."""
+        return {self._shim.abi: (self._shim.through, self._shim.native)}
+
     def reset(self, config: Config) -> None:
         super().reset(config)
         self._front = self._front_cls(self._hv)

@@ -161,6 +161,13 @@ def _oracle_covers(target: Target) -> list[str]:
     return covers
 
 
+def _encoded(target: Target) -> dict[str, tuple[int, int]]:
+    """Per codec ABI the target speaks: (calls sent in it, calls of its rows it has no
+    form for, sent in pvspec's registers)."""
+    encoded = getattr(target, "encoded", None)
+    return encoded() if callable(encoded) else {}
+
+
 def oracle_check(target: Target, profile: str, reach: Reach | None = None,
                  deviations: dict[str, int] | None = None,
                  learned: dict[str, str] | None = None, **overrides: Any) -> Check:
@@ -367,6 +374,10 @@ def run_conformance(target_spec: str, profile: str = "ci", report_dir: str | Non
                          lambda: oracle_check(tgt, profile, reach, seen, learned,
                                               **oracle_overrides)))
             report.reach = reach.to_dict()
+            # calls made in a standard ABI through its codec (conformance/codec_shim.py)
+            for name, (through, native) in _encoded(tgt).items():
+                report.reach["features"][f"calls sent in {name}"] = through
+                report.reach["features"][f"calls of {name}'s rows with no {name} form"] = native
             # the implementation-defined answers the target showed (spec/profile.py), beside
             # what it declared: "a|b" when the run could not tell them apart
             report.target_profile = {**report.target_profile,

@@ -766,6 +766,10 @@ class ExecTarget:
         return ({k: protocol.word(v) for k, v in reply["regs"].items()},
                 bytes.fromhex(reply["memory"]))
 
+    def encoded(self) -> dict[str, tuple[int, int]]:
+        """Per codec: (calls sent as ``abi_call``, calls of its rows it has no form for)."""
+        return {s.abi: (s.through, s.native) for s in self._shims}
+
     def _through_shims(self, vm: int, vcpu: int, regs: Mapping[str, int], conv: str,
                        native: Callable[[], dict[str, int]]) -> dict[str, int]:
         """The call through every codec the adapter speaks; ``native`` if none takes it."""

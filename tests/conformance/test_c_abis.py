@@ -19,6 +19,7 @@ import pytest
 
 from conformance import oracle
 from conformance.abi_targets import judge_malformed
+from conformance.runner import run_conformance
 from conformance.target import ExecTarget, TargetError
 from spec.hypercalls import ffa
 from spec.state import Config
@@ -146,3 +147,12 @@ def test_an_x86_ffa_call_is_refused_as_malformed(abis_adapter: Any) -> None:
                                  "FFA_VERSION"])}, "memory": ""}, "abi_call_ok")
     finally:
         target.close()
+
+
+def test_the_report_says_how_many_calls_went_through_each_abi(abis_adapter: Any) -> None:
+    report = run_conformance("exec:" + str(abis_adapter()))
+    assert report.verdict == "passed", report.headline()
+    assert report.target_profile.get("encodings") == "ffa,xen"
+    features = (report.reach or {})["features"]
+    assert features["calls sent in ffa"] > 100 and features["calls sent in xen"] > 100
+    assert "calls of xen's rows with no xen form" in features
