@@ -477,11 +477,18 @@ class Workload:
         if port_b >> 63:
             return
         self._call(a, 0, abi.BY_NAME["EVTCHN_SEND"], (port_a,), "arm64")
+        # each end's status names the other end (Xen EVTCHNOP_status; no draw, so the rest
+        # of the workload's choices are unchanged)
+        status = abi.BY_NAME["EVTCHN_STATUS"]
+        self._call(a, 0, status, (port_a,), "arm64")
+        self._call(b, 0, status, (port_b,), "arm64")
         then = ch.pick(["close a", "close b", "destroy a", "destroy b", "unmask b"],
                        label="then")
         who, port = (a, port_a) if then.endswith("a") else (b, port_b)
         if then.startswith("close"):
             self._call(who, 0, abi.BY_NAME["EVTCHN_CLOSE"], (port,), "arm64")
+            other, other_port = (b, port_b) if who == a else (a, port_a)
+            self._call(other, 0, status, (other_port,), "arm64")  # unbound again
         elif then.startswith("destroy") and who != 0:
             self._call(0, 0, abi.BY_NAME["VM_DESTROY"], (who,), "arm64")
         else:
