@@ -34,7 +34,7 @@ from conformance.results import UsageError
 __all__ = ["EXAMPLES", "HYPERVISOR", "LINUX_VIRTIO", "VHOST_USER_MANAGED", "TargetSpec",
            "parse_target"]
 
-HYPERVISOR = ("reference", "reference-ffa", "spec", "qemu-psci", "kvm-arm64",
+HYPERVISOR = ("reference", "reference-ffa", "reference-xen", "spec", "qemu-psci", "kvm-arm64",
               "kvm-arm64:nvhe", "kvm-arm64:protected", "xen-arm64")
 VHOST_USER_MANAGED = ("qemu-vhost-user-blk", "reference-vhost-user-blk",
                       "reference-vhost-user-net", "virtiofsd", "qemu-vhost-user-gpu",
