@@ -26,7 +26,39 @@ from spec.hypercalls import abi
 from spec.state import Config
 from spec.transitions import Caller
 
-__all__ = ["WORD64", "DataChooser", "make_base", "make_machine"]
+__all__ = ["WORD64", "DataChooser", "make_base", "make_machine", "reproducible_generation"]
+
+
+def reproducible_generation() -> bool:
+    """Make a derandomized Hypothesis run depend on its test alone, not on what the process
+    imported before it; True if that was needed and done.
+
+    Hypothesis (6.13x on) draws a few values from a pool of constants it collects from
+    the project's modules loaded so far, and the pool changes as modules load: the same
+    derandomized oracle run chose other calls after another target's run had imported
+    more of the project, so CI (tests interleaved on two workers) and a lone run of one
+    test disagreed.  The pool is emptied here (Hypothesis' own built-in constants stay).
+    """
+    try:
+        from hypothesis.internal.conjecture import providers
+    except ImportError:  # pragma: no cover - another Hypothesis layout: nothing to do
+        return False
+    empty = getattr(providers, "_local_constants", None)
+    if empty is None or not hasattr(providers, "_get_local_constants"):
+        return False
+    fixed = type(empty)()
+
+    def no_local_constants() -> Any:
+        return fixed
+
+    providers._get_local_constants = no_local_constants
+    cache = getattr(providers, "CONSTANTS_CACHE", None)
+    if cache is not None and hasattr(cache, "cache"):
+        cache.cache.clear()  # pools computed before, with the modules' constants
+    return True
+
+
+reproducible_generation()
 
 WORD64 = st.integers(0, 2**64 - 1)
 
