@@ -384,11 +384,16 @@ class Differ:
             # place that internal step here if, and only if, it explains the answer
             for started in self._starts(self.s):
                 s2c, retc, outc = self._spec_step(started, caller, decoded, regs, conv)
-                if self._judge_result(started, decoded, conv, vm, retc, outc, got,
-                                      vcpu) is None:
+                why = self._judge_result(started, decoded, conv, vm, retc, outc, got, vcpu)
+                if why is None:
                     self.s, s2, ret, out, bad = started, s2c, retc, outc, None
                     self._records[-1] = (*self._records[-1][:6], ret, self._records[-1][7])
                     break
+                if why.kind == "observation" and why.requirement == "abi:CPU_ON":
+                    # the answer needs the vCPU started, and it says it started elsewhere
+                    # or with another context than CPU_ON gave: that is the failure, not
+                    # the answer an unstarted vCPU would have got
+                    bad = why
         if bad is not None:
             known = self._known(decoded, regs, ret, got)
             if known is None and self._async and choices.pending_vcpus(self.s):

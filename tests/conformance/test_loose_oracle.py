@@ -186,3 +186,45 @@ def test_names_keep_stale_handles_stale_and_ports_in_range() -> None:
     assert n.handle(s, 5) == 5
     assert all(0 <= n.port(s, 1, p) < s.cfg.n_ports for p in range(s.cfg.n_ports))
     assert n.port(s, 1, 40) == 40  # out of range stays out of range
+
+
+class StartsWithAnotherContext(ReferenceTarget):
+    """Powers a vCPU on by itself when it first calls, and reports (as a firmware target
+    does) where it started -- with the context id CPU_ON gave off by one bit."""
+
+    profile: ClassVar = {**LOOSE, "power_on": "async"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pending: dict[tuple[int, int], tuple[int, int]] = {}
+
+    def reset(self, config: Config) -> None:
+        super().reset(config)
+        self.pending = {}
+
+    def hypercall(self, vm: int, vcpu: int, regs: Mapping[str, int], conv: str = "arm64"
+                  ) -> dict[str, int]:
+        start = self.pending.pop((vm, vcpu), None)
+        if start is not None:
+            self._hv.event("VCPU_START", vm, vcpu)
+        out = super().hypercall(vm, vcpu, regs, conv)
+        if regs.get("x0") == abi.BY_NAME["CPU_ON"].function_id and out["x0"] == 0:
+            self.pending[vm, regs["x1"]] = (regs["x2"], regs["x3"])
+        if start is not None:
+            out = {**out, "start_entry": start[0], "start_context": start[1] ^ 4}
+        return out
+
+
+def test_a_start_with_another_context_is_the_failure_even_where_it_is_placed() -> None:
+    """The vCPU's first call is answered as a running vCPU's: only its start explains
+    that, and the start it reports is not CPU_ON's -- reported as such (PSCI 5.1.4), not
+    as the DENIED an unstarted vCPU would have got."""
+    t = StartsWithAnotherContext()
+    d = oracle.Differ(t, Config())
+    d.reset()
+    populate, on = abi.BY_NAME["MEM_POPULATE"], abi.BY_NAME["CPU_ON"]
+    assert d.hypercall(0, 0, {"x0": populate.function_id, "x1": 0, "x2": 7}) == 0
+    assert d.hypercall(0, 0, {"x0": on.function_id, "x1": 1, "x2": 0, "x3": 0x40}) == 0
+    with pytest.raises(oracle.ConformanceFailure) as caught:
+        d.hypercall(0, 1, {"x0": abi.BY_NAME["PSCI_VERSION"].function_id})
+    assert caught.value.requirement == "abi:CPU_ON" and "starts at" in caught.value.expected
