@@ -16,10 +16,11 @@ codes the codec's rule allows.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping
 from typing import Any
 
-from conformance.codec_shim import BUFFER_IPA, CallFunction, FfaShim, Shim, XenShim
+from conformance.codec_shim import BUFFER_IPA, SHIMS, CallFunction, Shim
 from conformance.target import MODEL_PROFILE, ReferenceTarget
 from spec.hypercalls import ffa
 from spec.state import Config
@@ -47,23 +48,21 @@ def front_call(front: Any) -> CallFunction:
 
 
 class _ReferenceAbiTarget(ReferenceTarget):
-    """``reference_impl.Hypervisor`` behind one of its standard-ABI front ends."""
+    """``reference_impl.Hypervisor`` behind one of its standard-ABI front ends: ``abi``
+    names the shim (conformance/codec_shim.py), ``front_end`` the front end's class."""
 
-    _shim: Shim
+    abi = ""
+    front_end = ""  # "module:Class"
 
     def __init__(self, implementation: type | None = None, front_end: type | None = None
                  ) -> None:
         """``front_end``: a front-end class to run instead (a planted bug, say)."""
         super().__init__(implementation)
-        self._front_cls = front_end or self._default_front()
+        module, cls = self.front_end.split(":")
+        self._front_cls = front_end or getattr(importlib.import_module(module), cls)
         self._front: Any = None
-        self._shim = self._make_shim(self._guarded_call)
-
-    def _default_front(self) -> type:
-        raise NotImplementedError
-
-    def _make_shim(self, call: CallFunction) -> Shim:
-        raise NotImplementedError
+        self._call: CallFunction | None = None
+        self._shim: Shim = SHIMS[self.abi](self._guarded_call, self.name)
 
     @property
     def native(self) -> int:
@@ -81,11 +80,13 @@ class _ReferenceAbiTarget(ReferenceTarget):
     def reset(self, config: Config) -> None:
         super().reset(config)
         self._front = self._front_cls(self._hv)
+        self._call = front_call(self._front)
         self._shim.reset()
 
     def _guarded_call(self, vm: int, vcpu: int, regs: dict[str, int], memory: bytes,
                       place: int | None) -> tuple[Mapping[str, int], bytes]:
-        call = front_call(self._front)
+        call = self._call
+        assert call is not None, "a call before reset"
         return self._guard(lambda: call(vm, vcpu, regs, memory, place))  # type: ignore[no-any-return]
 
     def hypercall(self, vm: int, vcpu: int, regs: Mapping[str, int], conv: str = "arm64"
@@ -100,14 +101,8 @@ class ReferenceFfaTarget(_ReferenceAbiTarget):
 
     name = "reference-ffa"
     profile = _FFA_PROFILE
-
-    def _default_front(self) -> type:
-        from reference_impl._ffa import FfaFrontEnd
-
-        return FfaFrontEnd
-
-    def _make_shim(self, call: CallFunction) -> Shim:
-        return FfaShim(call, self.name)
+    abi = "ffa"
+    front_end = "reference_impl._ffa:FfaFrontEnd"
 
     @property
     def through_ffa(self) -> int:
@@ -125,14 +120,8 @@ class ReferenceXenTarget(_ReferenceAbiTarget):
 
     name = "reference-xen"
     profile = _XEN_PROFILE
-
-    def _default_front(self) -> type:
-        from reference_impl._xen import XenFrontEnd
-
-        return XenFrontEnd
-
-    def _make_shim(self, call: CallFunction) -> Shim:
-        return XenShim(call, self.name)
+    abi = "xen"
+    front_end = "reference_impl._xen:XenFrontEnd"
 
 
 def judge_malformed(call: CallFunction, vm: int, vcpu: int, function: str, data: bytes,

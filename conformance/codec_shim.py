@@ -21,8 +21,8 @@ from typing import Any, Protocol
 from conformance.target import TargetError
 from spec.hypercalls import codec, ffa, xen
 
-__all__ = ["BUFFER_IPA", "CallFunction", "FfaShim", "Shim", "XenShim", "model_answer",
-           "xen_struct_ipa"]
+__all__ = ["BUFFER_IPA", "SHIMS", "CallFunction", "FfaShim", "Shim", "XenShim", "model_answer",
+           "xen_answer", "xen_struct_ipa"]
 
 MASK64 = (1 << 64) - 1
 # FF-A RX/TX buffer pairs: far above every model frame, one 4 KiB page each, in place from
@@ -172,7 +172,18 @@ class XenShim:
             raise TargetError(f"{self._name}: event_channel_op answered without {first}",
                               definite=True)
         rc = int(out[first]) & MASK64
-        reading = xen.decode(row, rc - (1 << 64) if rc >> 63 else rc, mem)
-        if not reading.ok and not reading.errno:  # a value Xen's ABI does not have
-            return {first: rc, "errors": 0, "xen_rc": rc - (1 << 64) if rc >> 63 else rc}
-        return model_answer(reading, -reading.errno, first, errno=reading.errno)
+        return xen_answer(row, rc - (1 << 64) if rc >> 63 else rc, mem, first)
+
+
+def xen_answer(row: str, rc: int, struct: bytes, first: str = "x0") -> dict[str, int]:
+    """event_channel_op's return value ``rc`` (signed) and the struct after the call, as
+    the oracle takes a target's answer to the model's ``row``: a value Xen's ABI does not
+    have (a positive ``rc``) stands for no error the call has."""
+    reading = xen.decode(row, rc, struct)
+    if not reading.ok and not reading.errno:
+        return {first: rc & MASK64, "errors": 0, "xen_rc": rc}
+    return model_answer(reading, -reading.errno, first, errno=reading.errno)
+
+
+# the shim of each ABI an adapter may name in its profile's ``encodings``
+SHIMS: dict[str, type[FfaShim] | type[XenShim]] = {"ffa": FfaShim, "xen": XenShim}

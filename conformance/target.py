@@ -233,9 +233,13 @@ ENCODINGS = ("ffa", "xen")
 def codec_abis(profile: Mapping[str, str]) -> frozenset[str]:
     """The ABIs a target speaks through a codec: listed in ``abis`` (the ABI's calls only)
     or in ``encodings`` (the ABI's form of calls it also speaks in pvspec's registers)."""
-    listed = {a.strip() for key in ("abis", "encodings")
-              for a in (profile.get(key) or "").split(",")}
+    listed = {*_listed(profile, "abis"), *_listed(profile, "encodings")}
     return frozenset(listed & {*CODEC_ABIS, *ENCODINGS})
+
+
+def _listed(profile: Mapping[str, str], key: str) -> list[str]:
+    """A comma-separated profile value as its items."""
+    return [a.strip() for a in (profile.get(key) or "").split(",") if a.strip()]
 
 
 def profile_of(declared: Mapping[str, str] | None, capabilities: frozenset[str]
@@ -739,18 +743,16 @@ class ExecTarget:
     def _make_shims(self) -> list[Any]:
         """The codecs the adapter asked to be spoken to in (``encodings``, with the
         ``abi_call`` capability): conformance/codec_shim.py."""
-        from conformance.codec_shim import FfaShim, XenShim
+        from conformance.codec_shim import SHIMS
 
-        listed = [a.strip() for a in (self.profile.get("encodings") or "").split(",")
-                  if a.strip()]
+        listed = _listed(self.profile, "encodings")
         if listed and "abi_call" not in self.capabilities:
             self._kill()
             raise ProtocolViolation("the profile lists encodings "
                                     f"({_clip(', '.join(listed))}) but the capabilities lack "
                                     "abi_call", definite=True)
-        make = {"ffa": FfaShim, "xen": XenShim}
-        return [make[a](functools.partial(self._abi_call, a), self.name)
-                for a in listed if a in make]
+        return [SHIMS[a](functools.partial(self._abi_call, a), self.name)
+                for a in listed if a in SHIMS]
 
     def _abi_call(self, abi_name: str, vm: int, vcpu: int, regs: dict[str, int],
                   memory: bytes, place: int | None) -> tuple[dict[str, int], bytes]:

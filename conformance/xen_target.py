@@ -32,6 +32,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from conformance.codec_shim import xen_answer
 from conformance.results import KnownDeviation
 from conformance.target import ResultsOnly, TargetCrashed, TargetError
 from spec.hypercalls import codec, xen
@@ -49,7 +50,6 @@ PROFILE = {
     "evtchn_unmask_closed": "true",
 }
 INVALID_FROM = 4096  # the 2-level ABI's port space: 64 x 64 ports (event_channel.h)
-_MASK64 = (1 << 64) - 1
 _FIRST_PORT = 1  # Xen reserves port 0
 _SCAN = 256  # ports looked at when choosing the pool
 
@@ -147,15 +147,13 @@ class XenTarget(ResultsOnly):
     def _answer(self, row: str, args: tuple[int, ...], answer: Any) -> dict[str, int]:
         """Xen's answer in the model's terms; keeps track of the ports the suite holds."""
         self.calls += 1
-        reading = xen.decode(row, answer.rc, answer.out)
-        if reading.ok:
+        out = xen_answer(row, answer.rc, answer.out)
+        if "seen" in out:  # a success
             if row in ("EVTCHN_ALLOC_UNBOUND", "EVTCHN_BIND_INTERDOMAIN"):
-                self._opened.add(reading.value)
+                self._opened.add(out["x0"])
             elif row == "EVTCHN_CLOSE":
                 self._opened.discard(args[0])
-            return {"x0": reading.value & _MASK64, "seen": reading.seen}
-        return {"x0": (-reading.errno) & _MASK64, "errors": reading.error_mask(),
-                "errno": reading.errno}
+        return out
 
     def event(self, name: str, *args: int) -> None:
         raise TargetError(f"{self.name} takes no events ({name})", definite=True)

@@ -253,17 +253,25 @@ static int64_t read_region(const reader *r, u64 coff, u64 head_end, u64 *n, u64 
 }
 
 /* ---- transactions ------------------------------------------------------------------------- */
+/* the transaction in the caller's TX buffer, as its registers state its length: a reader
+ * bounded by that length and its checked header (a send's, or a retrieve request's) */
+static int64_t open_transaction(u64 vm, const u64 *in, const uint8_t *tx, size_t tx_len,
+                                int send, reader *r, header *h) {
+    u64 length;
+    TRY(tx_length(vm, in, &length));
+    NEED(length <= tx_len, INVALID);
+    *r = (reader){tx, tx_len, length};
+    return read_header(r, send, h);
+}
+
 enum { SHARE = 1, LEND = 2, DONATE = 3 };   /* FF-A transaction type = pvhv kind */
 
 static int64_t send(int kind, u64 vm, u64 vcpu, const u64 *in, const uint8_t *tx,
                     size_t tx_len, u64 *out) {
     static const char *ROW[] = {"", "MEM_SHARE", "MEM_LEND", "MEM_DONATE"};
-    u64 length;
-    TRY(tx_length(vm, in, &length));
-    NEED(length <= tx_len, INVALID);
-    reader r = {tx, tx_len, length};
+    reader r;
     header h;
-    TRY(read_header(&r, 1, &h));
+    TRY(open_transaction(vm, in, tx, tx_len, 1, &r, &h));
     int donate = kind == DONATE, share = kind == SHARE;
     NEED(!(h.flags & ~(u64)3), INVALID);
     NEED(!(share && h.flags & 1), INVALID);      /* zeroing what the sender keeps */
@@ -320,12 +328,9 @@ static size_t response(uint8_t *rx, u64 sender, u64 kind, u64 handle, u64 me, u6
 
 static int64_t retrieve(u64 vm, u64 vcpu, const u64 *in, const uint8_t *tx, size_t tx_len,
                         int has_place, u64 place, u64 *out, uint8_t *rx, size_t *rx_len) {
-    u64 length;
-    TRY(tx_length(vm, in, &length));
-    NEED(length <= tx_len, INVALID);
-    reader r = {tx, tx_len, length};
+    reader r;
     header h;
-    TRY(read_header(&r, 0, &h));
+    TRY(open_transaction(vm, in, tx, tx_len, 0, &r, &h));
     NEED(h.coff == 0 && r.len == h.emad_end, INVALID);  /* a request names no region */
     u64 handle = le(&r, 8, 8);
     NEED(h.n == 1 && rcv_id[0] == vm + 1, NOT_SUPPORTED);  /* for other endpoints */
