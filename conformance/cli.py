@@ -159,7 +159,8 @@ def _prove(args: argparse.Namespace, json_file: str | None, cex_dir: str | None,
     start = time.perf_counter()
     try:
         results = prove.prove_all(jobs=args.jobs, cex_dir=cex_dir,
-                                  progress=lambda batch: bar.step(batch[0].hypercall))
+                                  progress=lambda batch: bar.step(batch[0].hypercall),
+                                  every_size=not getattr(args, "bounded", False))
     finally:
         bar.close()
     seconds = time.perf_counter() - start
@@ -167,16 +168,29 @@ def _prove(args: argparse.Namespace, json_file: str | None, cex_dir: str | None,
         from conformance.report import atomic_write
 
         failed = [r for r in results if r.status != "proved"]
+        bounded = [r for r in results if r.bounded]
         atomic_write(Path(json_file), json.dumps({
             "obligations": len(results), "proved": len(results) - len(failed),
             "failed": len(failed), "seconds": seconds, "jobs": args.jobs,
-            "bounded": True, "bound": _proof_bound(),
+            # false only when every obligation was settled for every model size
+            "bounded": bool(bounded), "every_size": len(results) - len(bounded),
+            **({"bound": _proof_bound()} if bounded else {}),
             "results": [{"group": r.group, "invariant": r.invariant, "hypercall": r.hypercall,
                          "clause": r.clause, "status": r.status, "seconds": r.seconds,
-                         "paths": r.paths, "counterexample": r.counterexample,
+                         "paths": r.paths, "bounded": r.bounded,
+                         "counterexample": r.counterexample,
                          **({"detail": r.detail} if r.detail else {})}
                         for r in results]}, indent=1))
     return results, seconds
+
+
+def _proof_scope(payload: dict[str, Any]) -> dict[str, Any]:
+    """What the proofs of a ``pvspec prove --json`` payload cover: every model size, or
+    (for some obligations) the bound."""
+    bounded = payload.get("bounded", True)
+    return {"bounded": bounded, "every_size": payload.get("every_size", 0),
+            "obligations": payload.get("obligations", len(payload.get("results", []))),
+            **({k: v for k, v in _proof_bound().items() if k != "bounded"} if bounded else {})}
 
 
 def _proof_bound() -> dict[str, Any]:
@@ -206,9 +220,11 @@ def cmd_prove(args: argparse.Namespace) -> int:
             _print("  counterexample:", json.dumps({k: v for k, v in r.counterexample.items()
                                                    if k not in ("pre_state",
                                                                 "second_pre_state")}))
+    every = sum(1 for r in results if not r.bounded)
     _print(f"{len(results)} obligations: {len(results) - len(failed)} proved, "
-           f"{len(failed)} not proved, {seconds:.1f} s wall on {args.jobs} processes "
-           f"(bounded: {_bound_text()})")
+           f"{len(failed)} not proved, {seconds:.1f} s wall on {args.jobs} processes; "
+           f"{every} settled for every model size, {len(results) - every} for the bound "
+           f"({_bound_text()})")
     return EXIT_PASS if not failed else EXIT_FAIL
 
 
@@ -247,7 +263,8 @@ def proof_checks(payload: dict[str, Any]) -> list[Any]:
         out.append(Check(f"proof:{r['group']}:{r['hypercall']}:{inv}",
                          f"{inv} for {r['hypercall']}", "proof", status, covers,
                          covers if status is Status.PROVED else (), None, r["clause"],
-                         "Z3 proof", r["seconds"],
+                         "Z3 proof, bounded model" if r.get("bounded", True)
+                         else "Z3 proof, every model size", r["seconds"],
                          detail=json.dumps(cex)[:2000] if cex else "", failure=failure))
     return out
 
@@ -415,9 +432,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
             report.write(out)
             _report_line(report, args.quiet)
             return int(report.exit_code)
-        checks = proof_checks(json.loads(proof_json.read_text()))
-        report = _run(args, target, extra=checks, notes=notes, proof_bound=_proof_bound(),
-                      **options)
+        payload = json.loads(proof_json.read_text())
+        checks = proof_checks(payload)
+        report = _run(args, target, extra=checks, notes=notes,
+                      proof_bound=_proof_scope(payload), **options)
     _report_line(report, args.quiet)
     _print(f"report written to {out}/ (report.html, report.md, report.json, junit.xml)")
     return int(report.exit_code)
@@ -590,6 +608,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--counterexamples", default=None,
                     help="directory for replayable counterexample files")
     pr.add_argument("--time-limit", type=_positive_float, default=None)
+    pr.add_argument("--bounded", action="store_true",
+                    help="prove everything for the bounded model only (the cross-check of "
+                         "the all-sizes proofs)")
     pr.set_defaults(fn=cmd_prove)
 
     ve = sub.add_parser("verify", parents=[common],

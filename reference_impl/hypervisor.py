@@ -228,6 +228,7 @@ class Hypervisor(LifecycleCalls, MemoryCalls, EvtchnCalls, CpuCalls, StateTables
         return {
             "vm_state": tuple(self.vm_state),
             "quota": tuple(self.quota),
+            "owned": tuple(self.owned),
             "vcpu": tuple(self.vcpu),
             "irq": tuple(self.irq),
             "vcpu_entry": tuple(self.vcpu_entry),

@@ -14,7 +14,7 @@ from typing import Any
 import attrs
 
 from spec import logic
-from spec.logic import and_, bit, implies, not_, or_, select, ule, ult
+from spec.logic import and_, bit, every, implies, not_, or_, select, ule, ult
 from spec.profile import DOMID_FIRST_RESERVED
 from spec.state import (
     ABSENT,
@@ -77,219 +77,261 @@ class StepProperty:
     group: str = ""  # a functional postcondition's kind (spec.transitions.Post.group)
 
 
-def _entries(s: State):
-    """(vm, guest frame, flat index) of every stage-2 slot."""
-    G = s.cfg.n_gframes
-    return [(i // G, i % G, i) for i in range(s.cfg.n_vms * G)]
-
-
 def _is_vm(s: State, x: Any) -> Any:
     return ult(x, s.cfg.n_vms)
 
 
-def _tx_live(s: State, k: int) -> Any:
-    return s.tx_kind[k] != TX_FREE
+def _s2(s: State) -> tuple[Any, ...]:
+    """The stage-2 tables, in the order the predicates below take their slots."""
+    return s.s2_valid, s.s2_frame, s.s2_perm, s.s2_held, s.s2_tx
+
+
+def _tx(s: State) -> tuple[Any, ...]:
+    """The transaction tables, in the order the predicates below take their slots."""
+    return (s.tx_kind, s.tx_owner, s.tx_base, s.tx_count, s.tx_perm, s.tx_borrowers,
+            s.tx_retrieved)
+
+
+def _ch(s: State) -> tuple[Any, ...]:
+    """The port tables, in the order the predicates below take their slots."""
+    return s.ch_state, s.ch_rvm, s.ch_rport, s.ch_pending, s.ch_masked
+
+
+def _in_tx(g: Any, base: Any, n: Any) -> Any:
+    """Guest frame ``g`` is one of base..base+n-1."""
+    return and_(ule(base, g), ult(g, logic.add(base, n)))
 
 
 # --- state invariants --------------------------------------------------------------------------
+# Each is stated once over every slot (spec.logic.every / forall): a loop on a model of
+# given sizes, a quantifier over a model of every size.
 def well_formed(s: State) -> Any:
     """Every field holds a value of its domain; invalid slots are canonical zeros."""
     cfg = s.cfg
-    V, K, P = cfg.n_vms, cfg.n_tx, cfg.n_ports
+    K = cfg.n_tx
+
+    def s2_ok(i: Any, valid: Any, frame: Any, perm: Any, held: Any, tx: Any) -> Any:
+        return and_(
+            implies(not_(valid), and_(frame == 0, perm == 0, not_(held), tx == NONE)),
+            implies(valid, and_(ult(frame, cfg.n_hframes), ule(perm, PERM_ALL), bit(perm, 0),
+                                or_(ult(tx, K), tx == NONE))))
+
+    def tx_ok(k: Any, kind: Any, o: Any, base: Any, n: Any, perm: Any, who: Any, got: Any
+              ) -> Any:
+        return and_(
+            or_(kind == TX_FREE, kind == SHARE, kind == LEND, kind == DONATE),
+            implies(kind == TX_FREE, and_(o == NONE, base == 0, n == 0, perm == 0, who == 0,
+                                          got == 0)),
+            implies(kind != TX_FREE, and_(
+                or_(_is_vm(s, o), o == NONE), ule(1, n), ule(n, cfg.n_gframes),
+                ult(base, cfg.n_gframes), ule(logic.add(base, n), cfg.n_gframes),
+                ult(who, logic.shl(1, cfg.n_vms)), got & ~who == 0,
+                ule(perm, PERM_ALL), bit(perm, 0))))
+
+    def ch_ok(i: Any, state: Any, rvm: Any, rport: Any, pending: Any, masked: Any) -> Any:
+        return and_(
+            or_(state == CLOSED, state == UNBOUND, state == INTERDOMAIN),
+            implies(state == CLOSED, and_(rvm == NONE, rport == NONE, not_(pending),
+                                          not_(masked))),
+            implies(state == UNBOUND, and_(_offer_names(s, rvm), rport == NONE)))
+
     return and_(
-        s.vm_state[CONTROL] == RUNNING,
-        [or_(x == ABSENT, x == RUNNING, x == PAUSED) for x in s.vm_state],
-        [or_(x == OFF, x == ON_PENDING, x == ON) for x in s.vcpu],
-        [ult(x, 1 << cfg.n_lines) for x in s.irq],
-        [ule(q, cfg.n_hframes) for q in s.quota],
-        [or_(_is_vm(s, o), o == FREE, o == HYP, o == ORPHAN) for o in s.owner],
-        [or_(ult(t, K), t == NONE) for t in s.frame_tx],
-        [implies(not_(s.s2_valid[i]), and_(s.s2_frame[i] == 0, s.s2_perm[i] == 0,
-                                           not_(s.s2_held[i]), s.s2_tx[i] == NONE))
-         for _, _, i in _entries(s)],
-        [implies(s.s2_valid[i], and_(ult(s.s2_frame[i], cfg.n_hframes),
-                                     ule(s.s2_perm[i], PERM_ALL), bit(s.s2_perm[i], 0),
-                                     or_(ult(s.s2_tx[i], K), s.s2_tx[i] == NONE)))
-         for _, _, i in _entries(s)],
-        [or_(x == TX_FREE, x == SHARE, x == LEND, x == DONATE) for x in s.tx_kind],
-        [implies(s.tx_kind[k] == TX_FREE, and_(
-            s.tx_owner[k] == NONE, s.tx_base[k] == 0, s.tx_count[k] == 0, s.tx_perm[k] == 0,
-            s.tx_borrowers[k] == 0, s.tx_retrieved[k] == 0)) for k in range(K)],
-        [implies(_tx_live(s, k), and_(
-            or_(_is_vm(s, s.tx_owner[k]), s.tx_owner[k] == NONE),
-            ule(1, s.tx_count[k]), ule(s.tx_count[k], cfg.n_gframes),
-            ult(s.tx_base[k], cfg.n_gframes),
-            ule(logic.add(s.tx_base[k], s.tx_count[k]), cfg.n_gframes),
-            ult(s.tx_borrowers[k], 1 << V), s.tx_retrieved[k] & ~s.tx_borrowers[k] == 0,
-            ule(s.tx_perm[k], PERM_ALL), bit(s.tx_perm[k], 0))) for k in range(K)],
-        [or_(x == CLOSED, x == UNBOUND, x == INTERDOMAIN) for x in s.ch_state],
-        [implies(s.ch_state[i] == CLOSED, and_(
-            s.ch_rvm[i] == NONE, s.ch_rport[i] == NONE, not_(s.ch_pending[i]),
-            not_(s.ch_masked[i]))) for i in range(V * P)],
-        [implies(s.ch_state[i] == UNBOUND, and_(
-            _offer_names(s, s.ch_rvm[i]), s.ch_rport[i] == NONE)) for i in range(V * P)],
-        [or_(_is_vm(s, d), d == NONE) for d in s.dev_owner],
+        select(s.vm_state, CONTROL, ABSENT) == RUNNING,
+        every(lambda v, x: or_(x == ABSENT, x == RUNNING, x == PAUSED), s.vm_state),
+        every(lambda i, x: or_(x == OFF, x == ON_PENDING, x == ON), s.vcpu),
+        every(lambda i, x: ult(x, logic.shl(1, cfg.n_lines)), s.irq),
+        every(lambda v, q: ule(q, cfg.n_hframes), s.quota),
+        every(lambda f, o: or_(_is_vm(s, o), o == FREE, o == HYP, o == ORPHAN), s.owner),
+        every(lambda f, t: or_(ult(t, K), t == NONE), s.frame_tx),
+        every(s2_ok, *_s2(s)),
+        every(tx_ok, *_tx(s)),
+        every(ch_ok, *_ch(s)),
+        every(lambda d, o: or_(_is_vm(s, o), o == NONE), s.dev_owner),
     )
 
 
 def absent_vms_hold_nothing(s: State) -> Any:
     """A VM that does not exist runs nothing, maps nothing, owns nothing, has no port."""
     cfg = s.cfg
-    out = []
-    for v in range(cfg.n_vms):
-        gone = s.vm_state[v] == ABSENT
-        out.append(implies(gone, and_(
-            s.quota[v] == 0,
-            [and_(s.vcpu[s.vc(v, c)] == OFF, s.irq[s.vc(v, c)] == 0)
-             for c in range(cfg.n_vcpus)],
-            [not_(s.s2_valid[s.vg(v, g)]) for g in range(cfg.n_gframes)],
-            [s.ch_state[s.vp(v, p)] == CLOSED for p in range(cfg.n_ports)],
-        )))
-    return and_(out)
+
+    def gone(v: Any) -> Any:
+        return select(s.vm_state, v, ABSENT) == ABSENT
+
+    return and_(
+        every(lambda v, state, q, o: implies(state == ABSENT, and_(q == 0, o == 0)),
+              s.vm_state, s.quota, s.owned),
+        every(lambda i, power, irq: implies(gone(logic.row(i, cfg.n_vcpus)),
+                                            and_(power == OFF, irq == 0)), s.vcpu, s.irq),
+        every(lambda i, valid: implies(gone(logic.row(i, cfg.n_gframes)), not_(valid)),
+              s.s2_valid),
+        every(lambda i, state: implies(gone(logic.row(i, cfg.n_ports)), state == CLOSED),
+              s.ch_state),
+    )
 
 
 def frame_owners_live(s: State) -> Any:
     """Ownership is a function onto live VMs: no frame belongs to a VM that is gone."""
-    return and_(implies(_is_vm(s, o), select(s.vm_state, o, ABSENT) != ABSENT) for o in s.owner)
+    return every(lambda f, o: implies(_is_vm(s, o), select(s.vm_state, o, ABSENT) != ABSENT),
+                 s.owner)
 
 
 def hypervisor_frames_unmapped(s: State) -> Any:
     """No VM maps a frame the hypervisor keeps for itself (its own code and data)."""
-    return and_(implies(s.s2_valid[i], select(s.owner, s.s2_frame[i], HYP) != HYP)
-                for _, _, i in _entries(s))
+    return every(lambda i, valid, frame: implies(valid, select(s.owner, frame, HYP) != HYP),
+                 s.s2_valid, s.s2_frame)
 
 
 def free_frames_unmapped(s: State) -> Any:
     """A free frame is mapped by nobody, so reusing it leaks nothing (XSA-218/230 class)."""
-    return and_(implies(s.s2_valid[i], select(s.owner, s.s2_frame[i], FREE) != FREE)
-                for _, _, i in _entries(s))
+    return every(lambda i, valid, frame: implies(valid, select(s.owner, frame, FREE) != FREE),
+                 s.s2_valid, s.s2_frame)
 
 
 def mappings_authorized(s: State) -> Any:
     """A VM maps a frame only if it owns it or holds a live retrieval naming it."""
-    out = []
-    for v, _, i in _entries(s):
-        f, t = s.s2_frame[i], s.s2_tx[i]
+    G = s.cfg.n_gframes
+
+    def authorized(i: Any, valid: Any, f: Any, t: Any) -> Any:
+        v = logic.row(i, G)
         own = and_(t == NONE, select(s.owner, f, FREE) == v)
         lent = and_(
             ult(t, s.cfg.n_tx), select(s.tx_kind, t, TX_FREE) != TX_FREE,
             select(s.tx_owner, t, NONE) != v, bit(select(s.tx_retrieved, t, 0), v),
             select(s.frame_tx, f, NONE) == t,
         )
-        out.append(implies(s.s2_valid[i], or_(own, lent)))
-    return and_(out)
+        return implies(valid, or_(own, lent))
+
+    return every(authorized, s.s2_valid, s.s2_frame, s.s2_tx)
 
 
 def write_within_grant(s: State) -> Any:
     """A borrower's access never exceeds what the transaction granted (no RO mapped RW)."""
-    return and_(
-        implies(and_(s.s2_valid[i], s.s2_tx[i] != NONE),
-                s.s2_perm[i] & ~select(s.tx_perm, s.s2_tx[i], 0) == 0)
-        for _, _, i in _entries(s)
-    )
+    return every(lambda i, valid, perm, t: implies(
+        and_(valid, t != NONE), perm & ~select(s.tx_perm, t, 0) == 0),
+        s.s2_valid, s.s2_perm, s.s2_tx)
 
 
 def lent_frames_unreachable_by_owner(s: State) -> Any:
     """While a frame is lent or donated its owner's entry is suspended; a share keeps it."""
-    out = []
-    for _v, _, i in _entries(s):
-        t = select(s.frame_tx, s.s2_frame[i], NONE)
-        own_entry = and_(s.s2_valid[i], s.s2_tx[i] == NONE)
+    def suspended(i: Any, valid: Any, frame: Any, held: Any, tx: Any) -> Any:
+        t = select(s.frame_tx, frame, NONE)
         kind = select(s.tx_kind, t, TX_FREE)
         away = and_(t != NONE, or_(kind == LEND, kind == DONATE))
-        out.append(implies(own_entry, s.s2_held[i] == away))
-        out.append(implies(and_(s.s2_valid[i], s.s2_tx[i] != NONE), not_(s.s2_held[i])))
-    return and_(out)
+        return and_(implies(and_(valid, tx == NONE), held == away),
+                    implies(and_(valid, tx != NONE), not_(held)))
+
+    return every(suspended, s.s2_valid, s.s2_frame, s.s2_held, s.s2_tx)
 
 
 def transactions_consistent(s: State) -> Any:
     """A live transaction names exactly the frames its owner maps at base..base+count."""
     cfg = s.cfg
-    out = []
-    for k in range(cfg.n_tx):
-        live, o = _tx_live(s, k), s.tx_owner[k]
-        base, n = s.tx_base[k], s.tx_count[k]
-        for g in range(cfg.n_gframes):
-            inside = and_(ule(base, g), ult(g, logic.add(base, n)))
+
+    def owner_entries(k: Any, kind: Any, o: Any, base: Any, n: Any) -> Any:
+        # every frame of the range is the owner's own mapping, naming this transaction
+        def entry(g: Any) -> Any:
             i = s.vg(o, g)
-            out.append(implies(and_(live, _is_vm(s, o), inside), and_(
+            return implies(_in_tx(g, base, n), and_(
                 select(s.s2_valid, i, False), select(s.s2_tx, i, NONE) == NONE,
-                select(s.frame_tx, select(s.s2_frame, i, 0), NONE) == k)))
-        named = [s.frame_tx[f] == k for f in range(cfg.n_hframes)]
-        # owner alive: each named frame is the owner's and mapped in range
-        for f in range(cfg.n_hframes):
-            mapped = logic.any_(and_(
-                select(s.s2_valid, s.vg(o, g), False), select(s.s2_tx, s.vg(o, g), 0) == NONE,
-                select(s.s2_frame, s.vg(o, g), NONE) == f,
-                ule(base, g), ult(g, logic.add(base, n)))
-                for g in range(cfg.n_gframes))
-            out.append(implies(named[f], and_(live, or_(
-                and_(_is_vm(s, o), s.owner[f] == o, mapped),
-                and_(o == NONE, s.owner[f] == ORPHAN)))))
+                select(s.frame_tx, select(s.s2_frame, i, 0), NONE) == k))
+        return implies(and_(kind != TX_FREE, _is_vm(s, o)), logic.forall(cfg.n_gframes, entry))
+
+    def frame_named(f: Any, o: Any, t: Any) -> Any:
+        # a frame a transaction names is its live owner's, mapped in range, or an orphan's
+        tk, to = select(s.tx_kind, t, TX_FREE), select(s.tx_owner, t, NONE)
+        base, n = select(s.tx_base, t, 0), select(s.tx_count, t, 0)
+
+        def mapped(g: Any) -> Any:
+            i = s.vg(to, g)
+            return and_(select(s.s2_valid, i, False), select(s.s2_tx, i, 0) == NONE,
+                        select(s.s2_frame, i, NONE) == f, _in_tx(g, base, n))
+        return and_(
+            implies(and_(t != NONE, ult(t, cfg.n_tx)), and_(tk != TX_FREE, or_(
+                and_(_is_vm(s, to), o == to, logic.exists(cfg.n_gframes, mapped)),
+                and_(to == NONE, o == ORPHAN)))),
+            implies(o == ORPHAN, t != NONE),
+            implies(or_(o == FREE, o == HYP), t == NONE))
+
+    def orphans(k: Any, kind: Any, o: Any, who: Any, got: Any) -> Any:
         # an orphaned transaction is kept alive only by its remaining borrowers
-        out.append(implies(and_(live, o == NONE),
-                           and_(s.tx_retrieved[k] != 0, s.tx_borrowers[k] == s.tx_retrieved[k],
-                                s.tx_kind[k] != DONATE)))
-        out.append(implies(and_(live, s.tx_kind[k] == DONATE), s.tx_retrieved[k] == 0))
-    for f in range(cfg.n_hframes):
-        out.append(implies(s.owner[f] == ORPHAN, s.frame_tx[f] != NONE))
-        out.append(implies(or_(s.owner[f] == FREE, s.owner[f] == HYP), s.frame_tx[f] == NONE))
-    return and_(out)
+        live = kind != TX_FREE
+        return and_(implies(and_(live, o == NONE),
+                            and_(got != 0, who == got, kind != DONATE)),
+                    implies(and_(live, kind == DONATE), got == 0))
+
+    return and_(every(owner_entries, s.tx_kind, s.tx_owner, s.tx_base, s.tx_count),
+                every(frame_named, s.owner, s.frame_tx),
+                every(orphans, s.tx_kind, s.tx_owner, s.tx_borrowers, s.tx_retrieved))
 
 
 def retrievals_recorded(s: State) -> Any:
     """Reclaim is impossible while a borrower maps the frame: every borrower mapping is
     recorded in its transaction's retrieved set (reclaim requires that set empty)."""
     cfg = s.cfg
-    out = []
-    for k in range(cfg.n_tx):
-        for v in range(cfg.n_vms):
-            holds = logic.any_(and_(s.s2_valid[s.vg(v, g)], s.s2_tx[s.vg(v, g)] == k)
-                               for g in range(cfg.n_gframes))
-            out.append(holds == bit(s.tx_retrieved[k], v))
-            out.append(implies(bit(s.tx_borrowers[k], v), s.vm_state[v] != ABSENT))
-        out.append(implies(_is_vm(s, s.tx_owner[k]), not_(bit(s.tx_borrowers[k],
-                                                              s.tx_owner[k]))))
-    return and_(out)
+    G = cfg.n_gframes
+
+    def recorded(k: Any, o: Any, who: Any, got: Any) -> Any:
+        def holds(v: Any) -> Any:
+            return logic.exists(G, lambda g: and_(select(s.s2_valid, s.vg(v, g), False),
+                                                  select(s.s2_tx, s.vg(v, g), NONE) == k))
+        return and_(
+            logic.forall(cfg.n_vms, lambda v: and_(
+                holds(v) == bit(got, v),
+                implies(bit(who, v), select(s.vm_state, v, ABSENT) != ABSENT))),
+            implies(_is_vm(s, o), not_(bit(who, o))))
+
+    return every(recorded, s.tx_owner, s.tx_borrowers, s.tx_retrieved)
 
 
 def mappings_injective(s: State) -> Any:
     """No frame is mapped twice by the same VM, so one unmap really removes access."""
-    es = _entries(s)
-    return and_(
-        implies(and_(s.s2_valid[i], s.s2_valid[j]), s.s2_frame[i] != s.s2_frame[j])
-        for vi, _, i in es for vj, _, j in es if vi == vj and i < j
-    )
+    G = s.cfg.n_gframes
+
+    def once(i: Any, valid: Any, frame: Any) -> Any:
+        v, g = logic.row(i, G), logic.col(i, G)
+        return logic.forall(G, lambda h: implies(
+            and_(h != g, valid, select(s.s2_valid, s.vg(v, h), False)),
+            select(s.s2_frame, s.vg(v, h), 0) != frame))
+
+    return every(once, s.s2_valid, s.s2_frame)
 
 
 def quota_respected(s: State) -> Any:
     """No VM owns more frames than its quota (the control VM sets quotas)."""
-    return and_(ule(owned_count(s, v), s.quota[v]) for v in range(s.cfg.n_vms))
+    return every(lambda v, owned, quota: ule(owned, quota), s.owned, s.quota)
+
+
+def frames_counted(s: State) -> Any:
+    """Each VM's frame counter is the number of host frames it owns, so the quota rule
+    above, read on the counters, bounds what VMs really hold (a count: bounded proofs)."""
+    return logic.forall(s.cfg.n_vms, lambda v: select(s.owned, v, 0) == owned_count(s, v))
 
 
 def channels_paired(s: State) -> Any:
     """A bound port points at a bound port that points back, so a send has one receiver;
     the other end is another VM's unless the profile allows loopback channels."""
     cfg = s.cfg
+    P = cfg.n_ports
     loop = cfg.profile.evtchn_loopback
-    out = []
-    for i in range(cfg.n_vms * cfg.n_ports):
-        v = i // cfg.n_ports
-        rvm, rport = s.ch_rvm[i], s.ch_rport[i]
+
+    def paired(i: Any, state: Any, rvm: Any, rport: Any) -> Any:
+        v = logic.row(i, P)
         r = s.vp(rvm, rport)
         other = True if loop else rvm != v
-        out.append(implies(s.ch_state[i] == INTERDOMAIN, and_(
-            _is_vm(s, rvm), other, ult(rport, cfg.n_ports),
+        out = [implies(state == INTERDOMAIN, and_(
+            _is_vm(s, rvm), other, ult(rport, P),
             select(s.vm_state, rvm, ABSENT) != ABSENT,
             select(s.ch_state, r, CLOSED) == INTERDOMAIN,
             select(s.ch_rvm, r, NONE) == v,
-            select(s.ch_rport, r, NONE) == i % cfg.n_ports)))
-        if not s.cfg.profile.evtchn_any_remote:  # an offer may name a domain yet to come
-            out.append(implies(and_(s.ch_state[i] == UNBOUND, _is_vm(s, rvm)),
+            select(s.ch_rport, r, NONE) == logic.col(i, P)))]
+        if not cfg.profile.evtchn_any_remote:  # an offer may name a domain yet to come
+            out.append(implies(and_(state == UNBOUND, _is_vm(s, rvm)),
                                and_(select(s.vm_state, rvm, ABSENT) != ABSENT, other)))
         elif not loop:
-            out.append(implies(s.ch_state[i] == UNBOUND, rvm != v))
-    return and_(out)
+            out.append(implies(state == UNBOUND, rvm != v))
+        return and_(*out)
+
+    return every(paired, s.ch_state, s.ch_rvm, s.ch_rport)
 
 
 def _offer_names(s: State, rvm: Any) -> Any:
@@ -302,16 +344,16 @@ def _offer_names(s: State, rvm: Any) -> Any:
 
 def devices_owned_by_live_vms(s: State) -> Any:
     """A device belongs to at most one VM, and that VM exists (no DMA for a dead owner)."""
-    return and_(implies(_is_vm(s, d), select(s.vm_state, d, ABSENT) != ABSENT) for d in s.dev_owner)
+    return every(lambda d, o: implies(_is_vm(s, o), select(s.vm_state, o, ABSENT) != ABSENT),
+                 s.dev_owner)
 
 
 def device_irqs_isolated(s: State) -> Any:
     """A device interrupt is pending only at the VM that owns the device."""
     cfg = s.cfg
-    return and_(
-        implies(bit(s.irq[i], 1 + d), s.dev_owner[d] == i // cfg.n_vcpus)
-        for i in range(cfg.n_vms * cfg.n_vcpus) for d in range(cfg.n_devices)
-    )
+    return every(lambda i, irq: logic.forall(cfg.n_devices, lambda d: implies(
+        bit(irq, logic.add(d, 1)), select(s.dev_owner, d, NONE) == logic.row(i, cfg.n_vcpus))),
+        s.irq)
 
 
 INVARIANTS: tuple[Invariant, ...] = (
@@ -338,6 +380,8 @@ INVARIANTS: tuple[Invariant, ...] = (
               mappings_injective, {"frames"}),
     Invariant("quota_respected", quota_respected.__doc__ or "", "pvspec memory quota",
               quota_respected),
+    Invariant("frames_counted", frames_counted.__doc__ or "", "pvspec memory quota",
+              frames_counted),
     Invariant("channels_paired", channels_paired.__doc__ or "",
               "Xen EVTCHNOP_bind_interdomain", channels_paired),
     Invariant("devices_owned_by_live_vms", devices_owned_by_live_vms.__doc__ or "",
@@ -364,13 +408,17 @@ def failed_call_changes_nothing(s: State, caller: Any, row: Any, s2: State, ret:
     return implies(bit(ret, 63), _same(s, s2))
 
 
+def _equal(a: Any, b: Any) -> Any:
+    """Two tables of one shape hold the same values in every slot."""
+    return True if a is b else every(lambda i, x, y: x == y, a, b)
+
+
 def lifecycle_by_control_only(s: State, caller: Any, row: Any, s2: State, ret: Any,
                               args: tuple[Any, ...] = ()) -> Any:
     """Only the control VM changes another VM's lifecycle state."""
     if row is None:
-        return and_(a == b for a, b in zip(s.vm_state, s2.vm_state, strict=True))
-    return implies(caller.vm != CONTROL,
-                   and_(a == b for a, b in zip(s.vm_state, s2.vm_state, strict=True)))
+        return _equal(s.vm_state, s2.vm_state)
+    return implies(caller.vm != CONTROL, _equal(s.vm_state, s2.vm_state))
 
 
 def vcpus_follow_psci(s: State, caller: Any, row: Any, s2: State, ret: Any,
@@ -379,39 +427,40 @@ def vcpus_follow_psci(s: State, caller: Any, row: Any, s2: State, ret: Any,
     is created with its boot vCPU ON, or is destroyed).  SYSTEM_OFF, SYSTEM_RESET and
     SYSTEM_RESET2 (DEN0022 5.1.9-5.1.11) act on the caller's VM only: every one of its vCPUs goes
     OFF, except that a reset starts the boot vCPU again (ON)."""
-    out = []
     C = s.cfg.n_vcpus
     system = row is not None and row.handler in ("system_off", "system_reset", "system_reset2")
     reset = row is not None and row.handler in ("system_reset", "system_reset2")
-    for i, (a, b) in enumerate(zip(s.vcpu, s2.vcpu, strict=True)):
-        v = i // C
-        created = and_(s.vm_state[v] == ABSENT, s2.vm_state[v] != ABSENT, i % C == 0)
-        destroyed = s2.vm_state[v] == ABSENT
+
+    def moves(i: Any, a: Any, b: Any) -> Any:
+        v, c = logic.row(i, C), logic.col(i, C)
+        before, after = select(s.vm_state, v, ABSENT), select(s2.vm_state, v, ABSENT)
+        created = and_(before == ABSENT, after != ABSENT, c == 0)
         edges = [
             a == b,
             and_(a == OFF, b == ON_PENDING),
             and_(a == ON_PENDING, b == ON),
             and_(a == ON, b == OFF),
             and_(created, a == OFF, b == ON),
-            and_(destroyed, b == OFF),
+            and_(after == ABSENT, b == OFF),
         ]
         if system:
-            edges.append(and_(caller.vm == v, b == (ON if reset and i % C == 0 else OFF)))
-        out.append(or_(*edges))
-    return and_(out)
+            boot = logic.ite(c == 0, ON, OFF) if reset else OFF
+            edges.append(and_(caller.vm == v, b == boot))
+        return or_(*edges)
+
+    return every(moves, s.vcpu, s2.vcpu)
 
 
 def handles_stable(s: State, caller: Any, row: Any, s2: State, ret: Any,
                    args: tuple[Any, ...] = ()) -> Any:
     """A live handle keeps naming the same memory; a new one was not live before."""
-    out = []
-    for k in range(s.cfg.n_tx):
-        both = and_(_tx_live(s, k), s2.tx_kind[k] != TX_FREE)
-        out.append(implies(both, and_(
-            s.tx_kind[k] == s2.tx_kind[k], s.tx_base[k] == s2.tx_base[k],
-            s.tx_count[k] == s2.tx_count[k], s.tx_perm[k] == s2.tx_perm[k],
-            or_(s.tx_owner[k] == s2.tx_owner[k], s2.tx_owner[k] == NONE))))
-    return and_(out)
+    def stable(k: Any, kind: Any, kind2: Any, base: Any, base2: Any, n: Any, n2: Any,
+               perm: Any, perm2: Any, o: Any, o2: Any) -> Any:
+        return implies(and_(kind != TX_FREE, kind2 != TX_FREE), and_(
+            kind == kind2, base == base2, n == n2, perm == perm2, or_(o == o2, o2 == NONE)))
+
+    return every(stable, s.tx_kind, s2.tx_kind, s.tx_base, s2.tx_base, s.tx_count,
+                 s2.tx_count, s.tx_perm, s2.tx_perm, s.tx_owner, s2.tx_owner)
 
 
 def send_reaches_only_peer(s: State, caller: Any, row: Any, s2: State, ret: Any,
@@ -419,32 +468,33 @@ def send_reaches_only_peer(s: State, caller: Any, row: Any, s2: State, ret: Any,
     """An event send marks pending only the port bound to the sender's port."""
     if row is None or row.name != "EVTCHN_SEND":
         return True
-    cfg = s.cfg
-    out = []
-    for i in range(cfg.n_vms * cfg.n_ports):
-        changed = s.ch_pending[i] != s2.ch_pending[i]
-        peer_of_caller = logic.any_(and_(
-            logic.index_is(s.vp(caller.vm, p), j), s.ch_state[j] == INTERDOMAIN,
-            s.ch_rvm[j] == i // cfg.n_ports, s.ch_rport[j] == i % cfg.n_ports)
-            for j in range(cfg.n_vms * cfg.n_ports) for p in range(cfg.n_ports))
-        out.append(implies(changed, peer_of_caller))
-    return and_(out)
+    P = s.cfg.n_ports
+
+    def reached(i: Any, before: Any, after: Any) -> Any:
+        def bound_here(p: Any) -> Any:
+            j = s.vp(caller.vm, p)
+            return and_(select(s.ch_state, j, CLOSED) == INTERDOMAIN,
+                        select(s.ch_rvm, j, NONE) == logic.row(i, P),
+                        select(s.ch_rport, j, NONE) == logic.col(i, P))
+        return implies(before != after, logic.exists(P, bound_here))
+
+    return every(reached, s.ch_pending, s2.ch_pending)
 
 
 def bind_requires_consent(s: State, caller: Any, row: Any, s2: State, ret: Any,
                           args: tuple[Any, ...] = ()) -> Any:
     """Another VM's port becomes bound only if it was unbound and named the caller."""
     if row is None:
-        return and_(implies(s2.ch_state[i] == INTERDOMAIN, s.ch_state[i] == INTERDOMAIN)
-                    for i in range(len(s.ch_state)))
-    cfg = s.cfg
-    out = []
-    for i in range(cfg.n_vms * cfg.n_ports):
-        newly = and_(s.ch_state[i] != INTERDOMAIN, s2.ch_state[i] == INTERDOMAIN)
-        theirs = i // cfg.n_ports != caller.vm
-        out.append(implies(and_(newly, theirs),
-                           and_(s.ch_state[i] == UNBOUND, s.ch_rvm[i] == caller.vm)))
-    return and_(out)
+        return every(lambda i, a, b: implies(b == INTERDOMAIN, a == INTERDOMAIN),
+                     s.ch_state, s2.ch_state)
+    P = s.cfg.n_ports
+
+    def consented(i: Any, a: Any, b: Any, rvm: Any) -> Any:
+        newly = and_(a != INTERDOMAIN, b == INTERDOMAIN)
+        theirs = logic.row(i, P) != caller.vm
+        return implies(and_(newly, theirs), and_(a == UNBOUND, rvm == caller.vm))
+
+    return every(consented, s.ch_state, s2.ch_state, s.ch_rvm)
 
 
 def firmware_results_well_formed(s: State, caller: Any, row: Any, s2: State, ret: Any,
@@ -489,9 +539,8 @@ def quotas_change_only_in_lifecycle(s: State, caller: Any, row: Any, s2: State, 
         return True
     if row is not None and row.name in ("VM_CREATE", "VM_DESTROY") and args:
         vm = args[0]
-        return and_(implies(vm != v, a == b)
-                    for v, (a, b) in enumerate(zip(s.quota, s2.quota, strict=True)))
-    return and_(a == b for a, b in zip(s.quota, s2.quota, strict=True))
+        return every(lambda v, a, b: implies(vm != v, a == b), s.quota, s2.quota)
+    return _equal(s.quota, s2.quota)
 
 
 def _post_property(post: Any) -> StepProperty:

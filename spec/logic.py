@@ -55,6 +55,10 @@ def ite(cond: Any, then: T, other: T) -> T:
     if type(cond) is bool:
         return then if cond else other
     if is_sym(cond):
+        if isinstance(then, Table) and isinstance(other, Table):
+            if then.arr.eq(other.arr):
+                return then
+            return then.like(z3.If(cond, then.arr, other.arr))  # type: ignore[return-value]
         if is_sym(then) or is_sym(other) or isinstance(then, bool | int):
             return z3.If(cond, _lift(then, other), _lift(other, then))
         raise TypeError(f"ite over non-scalar {type(then).__name__}")
@@ -186,6 +190,15 @@ def set_bit(x: Any, i: Any, on: Any) -> Any:
     return (x | (1 << i)) if on else (x & ~(1 << i))
 
 
+def shl(a: Any, b: Any) -> Any:
+    """``a << b`` as a word (for ``b`` below 64)."""
+    if type(a) is int and type(b) is int:
+        return (a << b) & MASK64
+    if is_sym(a) or is_sym(b):
+        return _lift(a, b) << _lift(b, a)
+    return (a << b) & MASK64
+
+
 def add(a: Any, b: Any) -> Any:
     """Wrapping 64-bit addition."""
     if type(a) is int and type(b) is int:
@@ -240,7 +253,7 @@ def index_is(idx: Any, i: int) -> Any:
 # makes is recorded while an :func:`index_log` is open, and spec.prove proves each one in
 # range (obligation ``indices_in_range``); concretely, an out-of-range one is recorded
 # with condition ``False`` (spec.replay and the state machines report it).
-_INDEX_LOGS: list[list[Access]] = []
+_INDEX_LOGS: list[list[Any]] = []  # of Access records
 
 
 class Access(NamedTuple):
@@ -251,17 +264,26 @@ class Access(NamedTuple):
     where: str
 
 
-class index_log:
-    """Record every read without a default and every store made inside the block, as
-    :class:`Access` records (concretely only the out-of-range ones)."""
+class _Collect:
+    """A block that collects, in a list of its own, what is logged to ``stack`` inside
+    it (blocks nest: the innermost collects)."""
 
-    def __enter__(self) -> list[Access]:
-        log: list[Access] = []
-        _INDEX_LOGS.append(log)
-        return log
+    def __init__(self, stack: list[list[Any]]) -> None:
+        self.stack = stack
+
+    def __enter__(self) -> list[Any]:
+        out: list[Any] = []
+        self.stack.append(out)
+        return out
 
     def __exit__(self, *exc: object) -> None:
-        _INDEX_LOGS.pop()
+        self.stack.pop()
+
+
+def index_log() -> _Collect:
+    """Record every read without a default and every store made inside the block, as
+    :class:`Access` records (concretely only the out-of-range ones)."""
+    return _Collect(_INDEX_LOGS)
 
 
 def _record(idx: Any, n: int) -> None:
@@ -276,7 +298,14 @@ def _record(idx: Any, n: int) -> None:
         cond = 0 <= idx < n
     if cond is True:
         return
-    frame = sys._getframe(2)  # the spec code that called select / store
+    _log_access(cond, 3)
+
+
+def _log_access(cond: Any, depth: int = 2) -> None:
+    """Log the in-range condition ``cond`` of the access made ``depth`` frames up."""
+    if not _INDEX_LOGS:
+        return
+    frame = sys._getframe(depth)  # the spec code that called select / store
     code = frame.f_code
     where = f"{code.co_filename.rpartition('/')[2]}:{frame.f_lineno} {code.co_name}"
     _INDEX_LOGS[-1].append(Access(cond, where))
@@ -294,13 +323,18 @@ def select(seq: Sequence[T], idx: Any, default: T | None = None) -> T:
     the same value concretely and symbolically; a transition's reads without a default
     are proved in range (:func:`index_log`).
     """
-    if type(idx) is int:
+    if type(idx) is int and type(seq) is not Table:
         if 0 <= idx < len(seq):
             return seq[idx]
         if default is None:
             _record(idx, len(seq))
             return _zero(seq)  # type: ignore[return-value]
         return default
+    if isinstance(seq, Table):
+        inside, cell = seq.inside(idx), seq.at(idx)
+        if default is None:
+            _log_access(inside)
+        return z3.If(inside, cell, seq.lift(seq.zero if default is None else default))
     if isinstance(idx, Index2) or is_sym(idx):
         hit = idx.at if isinstance(idx, Index2) else (lambda i: idx == i)
         if default is None:
@@ -322,6 +356,10 @@ def select(seq: Sequence[T], idx: Any, default: T | None = None) -> T:
 def store(seq: tuple[T, ...], idx: Any, value: T) -> tuple[T, ...]:
     """``seq`` with ``seq[idx] = value``; out of range it changes nothing (a transition's
     stores are proved in range: :func:`index_log`)."""
+    if isinstance(seq, Table):
+        inside = seq.inside(idx)
+        _log_access(inside)
+        return seq.like(z3.If(inside, seq.put(idx, value), seq.arr))  # type: ignore[return-value]
     if type(idx) is int:
         if 0 <= idx < len(seq):
             return (*seq[:idx], value, *seq[idx + 1 :])
@@ -345,7 +383,8 @@ def update_where(seq: tuple[T, ...], fn: Callable[[int, T], T]) -> tuple[T, ...]
 
 
 def count(conds: Iterable[Any]) -> Any:
-    """How many of ``conds`` hold, as a word."""
+    """How many of ``conds`` hold, as a word (a table of symbolic size has no count:
+    :class:`Unbounded`)."""
     conds = list(conds)
     if _scalars(conds):
         return sum(1 for c in conds if c)
@@ -361,6 +400,247 @@ def first(conds: Sequence[Any], none: int) -> Any:
     for i in range(len(conds) - 1, -1, -1):
         out = ite(conds[i], i, out)
     return out
+
+
+# --- every size at once: tables as arrays, quantified forms --------------------------------
+# The all-sizes reading (spec.prove, issue 15): a state whose sizes are free words and
+# whose tables are :class:`Table` values, Z3 arrays.  The spec does not loop over a table
+# or an id range itself; it says what holds of every slot (:func:`every`, :func:`forall`),
+# of some slot (:func:`some`, :func:`exists`), what the new table is slot by slot
+# (:func:`tabulate`) and which slot is the first that qualifies (:func:`first_where`).
+# On tuples these are the loops they replace (sizes concrete: values, or the bounded
+# proofs' terms); on tables they are ``ForAll`` / ``Exists`` / ``Lambda`` over a bound index
+# below the symbolic size, so one proof covers every size.  A form that has no such
+# reading (counting slots) raises :class:`Unbounded`, and so does any Python iteration of
+# a table: the prover then keeps that obligation bounded.
+
+
+class Unbounded(TypeError):
+    """The spec code met a table of symbolic size where it needs a concrete one."""
+
+
+_bound = iter(range(1 << 62))
+
+
+def _bound_var(name: str) -> Any:
+    return z3.BitVec(f"{name}!{next(_bound)}", WORD)
+
+
+class Table:
+    """A table of symbolic size: a Z3 array over words (one index, or row and column) and
+    its number of rows (and columns).  Slots outside it are never read (:func:`select`
+    answers the table's zero there) and never written (:func:`store` and
+    :func:`tabulate` keep them), so two tables are equal when their arrays are."""
+
+    __slots__ = ("arr", "rows", "width", "zero")
+
+    def __init__(self, arr: Any, rows: Any, width: Any = None, zero: Any = None) -> None:
+        self.arr, self.rows, self.width = arr, rows, width
+        self.zero = zero if zero is not None else (
+            z3.BoolVal(False) if arr.range() == z3.BoolSort() else z3.BitVecVal(0, WORD))
+
+    def like(self, arr: Any) -> Table:
+        return Table(arr, self.rows, self.width, self.zero)
+
+    def lift(self, x: Any) -> Any:
+        return _lift(x, self.zero)
+
+    def inside(self, idx: Any) -> Any:
+        """The condition that ``idx`` names a slot of this table."""
+        if self.width is None:
+            if isinstance(idx, Index2):
+                raise Unbounded("a (row, column) index into a one-index table")
+            return z3.ULT(_lift(idx, self.rows), self.rows)
+        if not isinstance(idx, Index2):
+            raise Unbounded("a flat index into a (row, column) table")
+        return z3.And(z3.ULT(_lift(idx.row, self.rows), self.rows),
+                      z3.ULT(_lift(idx.col, self.width), self.width))
+
+    def at(self, idx: Any) -> Any:
+        """The array's cell at ``idx`` (meaningful only inside the table)."""
+        if isinstance(idx, Index2):
+            return z3.Select(self.arr, _lift(idx.row, self.rows), _lift(idx.col, self.rows))
+        return z3.Select(self.arr, _lift(idx, self.rows))
+
+    def put(self, idx: Any, value: Any) -> Any:
+        if isinstance(idx, Index2):
+            return z3.Store(self.arr, _lift(idx.row, self.rows), _lift(idx.col, self.rows),
+                            self.lift(value))
+        return z3.Store(self.arr, _lift(idx, self.rows), self.lift(value))
+
+    def slot(self) -> tuple[list[Any], Any, Any]:
+        """Bound variables for one slot, the condition that they name a slot, and the
+        index (a word, or an :class:`Index2`) the spec code is handed."""
+        if self.width is None:
+            i = _bound_var("i")
+            return [i], z3.ULT(i, self.rows), i
+        r, c = _bound_var("r"), _bound_var("c")
+        return ([r, c], z3.And(z3.ULT(r, self.rows), z3.ULT(c, self.width)),
+                Index2(r, c, self.width, self.rows))
+
+    def __len__(self) -> int:
+        raise Unbounded("the length of a table of symbolic size")
+
+    def __iter__(self) -> Any:
+        raise Unbounded("iterating a table of symbolic size")
+
+    def __getitem__(self, idx: Any) -> Any:
+        raise Unbounded("indexing a table of symbolic size directly (use select)")
+
+
+def row(i: Any, width: Any) -> Any:
+    """The row of slot ``i`` of a (row, column) table ``width`` columns wide."""
+    return i.row if isinstance(i, Index2) else i // width
+
+
+def col(i: Any, width: Any) -> Any:
+    """The column of slot ``i`` of a (row, column) table ``width`` columns wide."""
+    return i.col if isinstance(i, Index2) else i % width
+
+
+def _cells(tables: Sequence[Any], idx: Any) -> list[Any]:
+    out = []
+    for t in tables:
+        if not isinstance(t, Table) or not _same_size(t.rows, tables[0].rows) or (
+                not _same_size(t.width, tables[0].width)):
+            raise Unbounded("tables of different shapes read slot by slot together")
+        out.append(t.at(idx))
+    return out
+
+
+def within(x: Any, base: Any, n: Any) -> Any:
+    """``x`` is one of ``base .. base + n - 1``."""
+    return and_(ule(base, x), ult(x, add(base, n)))
+
+
+def first_slot(fn: Callable[[Any, Any], Any], table: Any, none: int) -> Any:
+    """The first slot ``i`` of a one-index table with ``fn(i, table[i])``, or ``none``."""
+    if isinstance(table, Table):
+        return first_where(table.rows, lambda i: fn(i, table.at(i)), none)
+    for i, x in enumerate(table):
+        hit = fn(i, x)
+        if type(hit) is not bool:
+            return first([fn(j, y) for j, y in enumerate(table)], none)
+        if hit:
+            return i
+    return none
+
+
+def _same_size(a: Any, b: Any) -> bool:
+    return a is b or (a is not None and b is not None and a.eq(b))
+
+
+def _body(bound: list[Any], guard: Any, make: Callable[[], Any]) -> Any:
+    """``make()``, the body of a quantifier or lambda over ``bound`` under ``guard``; the
+    table accesses it logs (:func:`index_log`) are logged for every such ``bound``."""
+    if not _INDEX_LOGS:
+        return make()
+    with index_log() as inner:
+        out = make()
+    for a in inner:
+        _INDEX_LOGS[-1].append(Access(z3.ForAll(bound, z3.Implies(guard, _lift(a.inside, True))),
+                                      a.where))
+    return out
+
+
+def _per_slot(fn: Callable[..., Any], tables: Sequence[Any]) -> list[Any]:
+    """``fn(i, t0[i], t1[i], ...)`` for every slot of tuples, in order."""
+    if len(tables) == 1:
+        return [fn(i, x) for i, x in enumerate(tables[0])]
+    return [fn(i, *xs) for i, xs in enumerate(zip(*tables, strict=True))]
+
+
+def _slot_body(fn: Callable[..., Any], tables: Sequence[Any], lift: Callable[[Any], Any]
+               ) -> tuple[list[Any], Any, Any]:
+    """For tables: the bound variables of one slot, the condition that they name a slot,
+    and ``fn`` of that slot (lifted by ``lift``)."""
+    bound, inside, idx = tables[0].slot()
+    return bound, inside, _body(bound, inside, lambda: lift(fn(idx, *_cells(tables, idx))))
+
+
+def _as_bool(x: Any) -> Any:
+    return _lift(x, True)
+
+
+def every(fn: Callable[..., Any], *tables: Any) -> Any:
+    """``fn(i, t0[i], t1[i], ...)`` holds for every slot ``i`` of the tables (which have
+    one shape)."""
+    if isinstance(tables[0], Table):
+        bound, inside, body = _slot_body(fn, tables, _as_bool)
+        return z3.ForAll(bound, z3.Implies(inside, body))
+    return and_(*_per_slot(fn, tables))
+
+
+def some(fn: Callable[..., Any], *tables: Any) -> Any:
+    """``fn(i, t0[i], ...)`` holds for some slot ``i`` of the tables."""
+    if isinstance(tables[0], Table):
+        bound, inside, body = _slot_body(fn, tables, _as_bool)
+        return z3.Exists(bound, z3.And(inside, body))
+    return or_(*_per_slot(fn, tables))
+
+
+def tabulate(fn: Callable[..., Any], *tables: Any) -> Any:
+    """The table shaped like ``tables[0]`` whose slot ``i`` is ``fn(i, t0[i], t1[i], ...)``:
+    the data-parallel update (on tuples, the tuple of those values)."""
+    first_table = tables[0]
+    if isinstance(first_table, Table):
+        bound, inside, body = _slot_body(fn, tables, first_table.lift)
+        cell = first_table.at(bound[0] if len(bound) == 1 else
+                              Index2(bound[0], bound[1], first_table.width, first_table.rows))
+        return first_table.like(z3.Lambda(bound, z3.If(inside, body, cell)))
+    return tuple(_per_slot(fn, tables))
+
+
+def _id_body(n: Any, fn: Callable[[Any], Any]) -> tuple[Any, Any, Any]:
+    """For a symbolic size: a bound id, the condition that it is below ``n``, and
+    ``fn`` of it."""
+    i = _bound_var("v")
+    guard = z3.ULT(i, n)
+    return i, guard, _body([i], guard, lambda: _as_bool(fn(i)))
+
+
+def forall(n: Any, fn: Callable[[Any], Any]) -> Any:
+    """``fn(i)`` for every id ``i`` below ``n`` (a size: an int, or a word)."""
+    if type(n) is int:
+        return and_(*[fn(i) for i in range(n)])
+    i, guard, body = _id_body(n, fn)
+    return z3.ForAll([i], z3.Implies(guard, body))
+
+
+def exists(n: Any, fn: Callable[[Any], Any]) -> Any:
+    """``fn(i)`` for some id ``i`` below ``n``."""
+    if type(n) is int:
+        return or_(*[fn(i) for i in range(n)])
+    i, guard, body = _id_body(n, fn)
+    return z3.Exists([i], z3.And(guard, body))
+
+
+# Facts the all-sizes reading states about a value it names instead of computing
+# (first_where's witness); spec.symbolic.explore adds a run's facts to its path condition.
+_FACTS: list[list[Any]] = []
+
+
+def facts() -> _Collect:
+    """Collect the facts stated inside the block (see :func:`first_where`)."""
+    return _Collect(_FACTS)
+
+
+def first_where(n: Any, fn: Callable[[Any], Any], none: int) -> Any:
+    """The least id ``i`` below ``n`` with ``fn(i)``, or ``none``: the spec's deterministic
+    choice.  For a symbolic ``n``, a fresh word stated to be exactly that."""
+    if type(n) is int:
+        return first([fn(i) for i in range(n)], none)
+    if not _FACTS:
+        raise Unbounded("a choice of symbolic range outside path exploration")
+    k = _bound_var("first")
+    j = _bound_var("v")
+    with index_log():  # the definition reads no table for the spec: nothing to prove
+        found = exists(n, fn)
+        below = z3.ULT(j, k)
+        least = z3.And(z3.ULT(k, n), _lift(fn(k), True), z3.ForAll([j], z3.Implies(
+            below, z3.Not(_lift(fn(j), True)))))
+    _FACTS[-1].append(z3.If(found, least, k == none))
+    return k
 
 
 def concrete(x: Any) -> Any:

@@ -49,6 +49,8 @@ class Mutant:
     # Rules a random run may trip at the same bad step before the targeted one shows
     # (e.g. freeing a donated frame breaks transaction bookkeeping before any mapping).
     siblings: tuple[str, ...] = ()
+    # only a model larger than the bounded proofs' shows it (the proofs for every size do)
+    sizes: bool = False
 
     @property
     def accepted(self) -> tuple[str, ...]:
@@ -485,6 +487,12 @@ def _release_shrinks_quota(s: State, me: Caller, s2: State, ret: Any, gfn: Any
     return s2.evolve(quota=store(s2.quota, me.vm, sub(select(s2.quota, me.vm), 1))), ret
 
 
+def _release_keeps_count(s: State, me: Caller, s2: State, ret: Any, gfn: Any
+                         ) -> tuple[State, Any]:
+    """MEM_RELEASE frees the frame but leaves the caller's frame counter as it was."""
+    return s2.evolve(owned=s.owned), ret
+
+
 def _send_raises_on_caller(s: State, me: Caller, s2: State, ret: Any, port: Any
                            ) -> tuple[State, Any]:
     """EVTCHN_SEND also raises the event upcall on the sender's own vCPU 0: an event on a
@@ -498,6 +506,34 @@ def _deassign_leaves_attached(s: State, me: Caller, s2: State, ret: Any, dev: An
     """DEV_DEASSIGN withdraws the device's interrupt but leaves it attached to its VM, so
     it can still DMA into that VM's memory."""
     return s2.evolve(dev_owner=s.dev_owner), ret
+
+
+# Bugs of a size the bounded proofs do not reach: a fourth VM, a sixth host frame (the
+# bounded model has 3 VMs and 5 host frames); the proofs for every size catch them.
+_CHANNEL_TABLES = ("ch_state", "ch_rvm", "ch_rport", "ch_pending", "ch_masked")
+
+
+def _destroy_spares_fourth_vm(orig: Handler) -> Handler:
+    """VM_DESTROY of VM 3 leaves every port as it was: a table sized for three guests
+    whose teardown loop stops one short."""
+    def bug(s: State, me: Caller, row: Any, vm: Any) -> tuple[State, Any]:
+        s2, ret = orig(s, me, row, vm)
+        if not _failed(ret) and vm == 3:
+            return s2.evolve(**{f: getattr(s, f) for f in _CHANNEL_TABLES}), ret
+        return s2, ret
+    return bug
+
+
+def _release_keeps_sixth_frame(orig: Handler) -> Handler:
+    """MEM_RELEASE of a guest frame backed by host frame 5 frees the frame but leaves it
+    mapped: a frame-number range check written for the first five frames."""
+    def bug(s: State, me: Caller, row: Any, gfn: Any) -> tuple[State, Any]:
+        s2, ret = orig(s, me, row, gfn)
+        if not _failed(ret) and select(s.s2_frame, s.vg(me.vm, gfn), 0) == 5:
+            return s2.evolve(s2_valid=s.s2_valid, s2_frame=s.s2_frame, s2_perm=s.s2_perm,
+                             s2_held=s.s2_held, s2_tx=s.s2_tx), ret
+        return s2, ret
+    return bug
 
 
 MUTANTS: tuple[Mutant, ...] = (
@@ -525,7 +561,7 @@ MUTANTS: tuple[Mutant, ...] = (
            "stale interrupt after deassign", _deassign_keeps_irq),
     Mutant("populate_hands_out_hyp_frame", "mem_populate", "MEM_POPULATE",
            "hypervisor_frames_unmapped", "hypervisor memory mapped into a guest",
-           _populate_hyp_frame),
+           _populate_hyp_frame, siblings=("frames_counted",)),
     Mutant("cpu_on_skips_pending", "cpu_on", "CPU_ON", "vcpus_follow_psci",
            "PSCI state machine skipped", _cpu_on_skips_pending),
     Mutant("no_privilege_check", "apply", "VM_PAUSE", "lifecycle_by_control_only",
@@ -540,7 +576,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant("destroy_keeps_ports", "vm_destroy", "VM_DESTROY", "absent_vms_hold_nothing",
            "dead VM keeps event channels", _destroy_keeps_ports),
     Mutant("destroy_keeps_frames", "vm_destroy", "VM_DESTROY", "frame_owners_live",
-           "dead VM keeps memory", _destroy_keeps_frames),
+           "dead VM keeps memory", _destroy_keeps_frames, siblings=("frames_counted",)),
     Mutant("release_shared_frame", "mem_release", "MEM_RELEASE", "free_frames_unmapped",
            "shared frame freed under the borrower", _release_shared_frame,
            siblings=("transactions_consistent",)),
@@ -600,6 +636,9 @@ MUTANTS: tuple[Mutant, ...] = (
            "new VM gets another quota than asked for", _on_success(_create_ignores_quota)),
     Mutant("share_returns_other_handle", "mem_share", "MEM_SHARE", "post_mem_share",
            "handle of another slot returned", _on_success(_share_returns_other_handle)),
+    Mutant("release_keeps_count", "mem_release", "MEM_RELEASE", "frames_counted",
+           "frame given back but still counted against the quota (a balloon leak)",
+           _on_success(_release_keeps_count)),
     Mutant("release_shrinks_quota", "mem_release", "MEM_RELEASE",
            "quotas_change_only_in_lifecycle", "quota changed outside the lifecycle calls",
            _on_success(_release_shrinks_quota)),
@@ -607,6 +646,14 @@ MUTANTS: tuple[Mutant, ...] = (
            "event raised on a VM that is not the bound peer", _on_success(_send_raises_on_caller)),
     Mutant("deassign_leaves_attached", "dev_deassign", "DEV_DEASSIGN", "post_dev_deassign",
            "device left attached after deassign", _on_success(_deassign_leaves_attached)),
+    # Size-dependent: only a model larger than the bounded one shows them.
+    Mutant("destroy_spares_fourth_vm", "vm_destroy", "VM_DESTROY", "absent_vms_hold_nothing",
+           "teardown loop one VM short (a fourth VM keeps its ports)",
+           _destroy_spares_fourth_vm, siblings=("channels_paired", "bind_requires_consent"),
+           sizes=True),
+    Mutant("release_keeps_sixth_frame", "mem_release", "MEM_RELEASE", "free_frames_unmapped",
+           "frame freed while still mapped, past the fifth host frame",
+           _release_keeps_sixth_frame, siblings=("mappings_authorized",), sizes=True),
 )
 BY_NAME = {m.name: m for m in MUTANTS}
 

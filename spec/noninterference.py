@@ -108,6 +108,8 @@ PER_VM: dict[str, str | None] = {
 _ALLOCATORS = "a shared allocator every guest sees (NO_MEMORY, the handle MEM_SHARE returns)"
 PUBLIC: dict[str, str] = {
     "owner": _ALLOCATORS, "frame_tx": _ALLOCATORS,
+    # each VM's count of the frames the public owner table gives it
+    "owned": _ALLOCATORS,
     **{f: _ALLOCATORS for f in ("tx_kind", "tx_owner", "tx_base", "tx_count", "tx_perm",
                                 "tx_borrowers", "tx_retrieved")},
 }

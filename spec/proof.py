@@ -30,6 +30,9 @@ class ProofResult:
     paths: int = 0
     counterexample: dict[str, Any] | None = None
     detail: str = ""
+    # True: proved (or refuted) for the model size the prover was given; False: for every
+    # size at once (spec.prove's all-sizes reading)
+    bounded: bool = True
 
 
 @attrs.frozen

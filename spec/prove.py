@@ -5,7 +5,9 @@ symbolic caller and a register file whose argument registers are all free 64-bit
 (the function-id register is free except for its low 32 bits, which select the row), runs
 the *same* spec code as the concrete model (decode -> checks -> transition) through
 :func:`spec.symbolic.explore`, and asks Z3 for a path on which an invariant fails.
-``unsat`` is a proof for this model size.  Also proved per row: the step properties
+``unsat`` is a proof -- for every model size at once where the pre-state is the all-sizes
+reading (:func:`spec.symbolic.unbounded`: sizes free words, tables arrays, the spec's
+loops quantifiers), else for the bounded model (see :func:`prove_target`).  Also proved per row: the step properties
 (failed calls change nothing, ...), the row's functional postcondition (what a success
 does to the caller's own objects and returns, stated beside its transition: the step
 properties ``post_<handler>``, which see the decoded arguments), the three
@@ -33,7 +35,7 @@ from spec import checking, logic, machine, noninterference, symbolic
 from spec import invariants as inv_mod
 from spec.hypercalls import abi, codec, ffa, xen
 from spec.proof import ProofResult
-from spec.state import CONTROL, Config, State, initial
+from spec.state import CONTROL, MAX_SIZE, Config, State, initial
 from spec.transitions import Caller
 
 UNKNOWN = "UNKNOWN_FUNCTION_ID"
@@ -43,6 +45,9 @@ UNKNOWN = "UNKNOWN_FUNCTION_ID"
 INDICES, INDICES_CLAUSE = checking.INDICES, checking.INDICES_CLAUSE
 SPLIT_LIMIT = 12  # conjunctions up to this size are refuted one conjunct at a time
 PROOF_CONFIG = Config()
+# one more VM, host frame, handle and port: where an obligation the all-sizes reading
+# could not settle is also tried (spec.prove.prove_target)
+REFUTE_CONFIG = Config(n_vms=4, n_hframes=6, n_tx=3, n_ports=3)
 
 __all__ = ["ProofResult", "initial_state_results", "prove_all", "prove_target", "targets"]
 
@@ -87,11 +92,20 @@ class _Setup:
     call_args: tuple[Any, ...] = ()  # the row's arguments as decoded (where it decodes)
     mem: tuple[Any, ...] | None = None  # through a codec: the guest memory it reads
     codec: str = ""  # through a codec: XEN or FFA
+    every_size: bool = False  # the all-sizes reading: sizes free, tables arrays
 
 
-def _setup(target: str, cfg: Config, conv: str, tag: str = "") -> _Setup:
-    s = symbolic.fresh(initial(cfg), f"s{tag}")
-    inv = [_b(i.holds(s)) for i in inv_mod.INVARIANTS]
+def _setup(target: str, cfg: Config, conv: str, tag: str = "", every_size: bool = False
+           ) -> _Setup:
+    if every_size:
+        s, domain = symbolic.unbounded(cfg, f"s{tag}")
+        # an invariant with no quantified reading (a count) is not assumed: a proof from
+        # fewer hypotheses is a proof from all of them
+        stated = [_stated(i, s) for i in inv_mod.INVARIANTS]
+        inv = [domain, *(_b(h) for h in stated if h is not None)]
+    else:
+        s = symbolic.fresh(initial(cfg), f"s{tag}")
+        inv = [_b(i.holds(s)) for i in inv_mod.INVARIANTS]
     caller = Caller(z3.BitVec(f"caller_vm{tag}", 64), z3.BitVec(f"caller_vcpu{tag}", 64))
     regs = {r: z3.BitVec(f"{r}{tag}", 64) for r in codec.registers(conv)}
     fid = z3.Extract(31, 0, regs[abi.CONVENTIONS[conv]["id"]])
@@ -109,13 +123,21 @@ def _setup(target: str, cfg: Config, conv: str, tag: str = "") -> _Setup:
         # row's call from 1.3 on, an unknown id before), so both readings are proved
         return _Setup(s, caller, regs, (), row, None,
                       [*inv, fid & ~abi.SVE_HINT == row.function_id],
-                      call_args)
+                      call_args, every_size=every_size)
     if target == UNKNOWN:
         known = [fid & ~abi.SVE_HINT != row.function_id for row in abi.TABLE]
-        return _Setup(s, caller, regs, (), None, None, [*inv, *known])
+        return _Setup(s, caller, regs, (), None, None, [*inv, *known], every_size=every_size)
     event = abi.EVENT_BY_NAME[target]
     args = tuple(z3.BitVec(f"{a.name}{tag}", 64) for a in event.args)
-    return _Setup(s, caller, regs, args, None, event, inv)
+    return _Setup(s, caller, regs, args, None, event, inv, every_size=every_size)
+
+
+def _stated(inv: inv_mod.Invariant, s: State) -> Any:
+    """The invariant on ``s``, or None where it has no reading on a state of every size."""
+    try:
+        return inv.holds(s)
+    except logic.Unbounded:
+        return None
 
 
 def _xen_setup(row: str, s: State, inv: list[Any], caller: Caller, conv: str, tag: str
@@ -163,6 +185,20 @@ def _outside(model: z3.ModelRef, accesses: list[tuple[Any, tuple[logic.Access, .
                    for a in log if z3.is_false(model.eval(_b(a.inside), model_completion=True))})
 
 
+def _quantified(x: Any) -> bool:
+    """The formula holds a quantifier (the all-sizes reading of a rule)."""
+    todo, seen = [x], set()
+    while todo:
+        t = todo.pop()
+        if z3.is_quantifier(t):
+            return True
+        if t.get_id() in seen:
+            continue
+        seen.add(t.get_id())
+        todo.extend(t.children())
+    return False
+
+
 def _b(x: Any) -> Any:
     return x if logic.is_sym(x) else z3.BoolVal(bool(x))
 
@@ -189,21 +225,78 @@ def _explore(setup: _Setup, conv: str, s: State | None = None,
              ) -> tuple[list[symbolic.Path], list[tuple[Any, tuple[Any, ...]]]]:
     """The paths of the transition (values ``(state, result)``) and, per path, the
     in-range conditions of its table accesses."""
-    raw = symbolic.explore(_run(setup, conv, s),
-                           setup.assumptions if assumptions is None else assumptions)
+    if assumptions is None:
+        # For every size, the quantified invariants would make each feasibility check a
+        # hard query: paths are pruned by the rest (sizes, function id), and a path the
+        # invariants rule out is proved by its obligations' hypotheses.
+        assumptions = [a for a in setup.assumptions if not _quantified(a)] \
+            if setup.every_size else setup.assumptions
+    raw = symbolic.explore(_run(setup, conv, s), assumptions,
+                           timeout_ms=EXPLORE_TIMEOUT_MS if setup.every_size else None)
     return ([symbolic.Path(p.condition, p.value[:2]) for p in raw],
             [(p.condition, p.value[2]) for p in raw])
 
 
 def prove_target(target: str, cfg: Config = PROOF_CONFIG, conv: str = "arm64",
-                 cex_dir: str | None = None, only: set[str] | None = None) -> list[ProofResult]:
+                 cex_dir: str | None = None, only: set[str] | None = None,
+                 every_size: bool = True) -> list[ProofResult]:
     """All obligations of one transition (or those named in ``only``).
+
+    First for every size at once (``every_size``): the same spec code run on a state
+    whose sizes are free words and whose tables are arrays (spec.symbolic.unbounded), the
+    invariants read as quantifiers.  An obligation proved there is done (``bounded`` is
+    False); so is one refuted there whose counterexample, made concrete at the smallest
+    sizes found, replays on the concrete spec from a state satisfying every invariant.
+    The rest -- noninterference and the codecs' obligations, rules with no quantified
+    reading (a count), anything the solver does not settle -- are proved for ``cfg``'s
+    sizes, as the cross-check of all of them is (``every_size=False``).
 
     Per-obligation times are the Z3 check plus an even share of the path exploration.
     """
+    done: list[ProofResult] = []
+    tried: set[str] = set()
+    if every_size and not target.startswith((XEN, FFA)):
+        done = _prove(target, cfg, conv, cex_dir, only, {}, every_size=True, tried=tried)
+    # The obligations settled for every size get only their vacuity check at the bounded
+    # sizes: hypotheses satisfiable there are satisfiable for every size (the bounded
+    # model is one of them), a query the quantified reading makes hard.
+    witnessed = {r.invariant: True for r in done}
+    rest = _prove(target, cfg, conv, cex_dir, only, witnessed, every_size=False)
+    # Those the all-sizes reading could not settle (a counterexample it could not build)
+    # are also tried on a larger model: a bug that needs a fourth VM or a sixth frame
+    # still fails there, with a counterexample that replays.
+    unsettled = {r.invariant for r in rest if r.status == "proved"} & tried
+    if unsettled and cfg == PROOF_CONFIG:
+        larger = {r.invariant: r for r in _prove(target, REFUTE_CONFIG, conv, cex_dir,
+                                                 unsettled, {}, every_size=False)
+                  if r.status == "failed"}
+        rest = [attrs.evolve(larger[r.invariant], detail="refuted on the larger model "
+                             f"{REFUTE_CONFIG.sizes()}") if r.invariant in larger else r
+                for r in rest]
+    return [*(r if witnessed[r.invariant] or r.status != "proved" else attrs.evolve(
+        r, status="vacuous", detail="its hypotheses contradict one another") for r in done),
+        *rest]
+
+
+EVERY_SIZE_TIMEOUT_MS = 10_000  # a query over every size the solver has not settled by
+# then is left to the bounded proof
+EXPLORE_TIMEOUT_MS = 2_000  # a branch (a quantified guard) not decided by then: both sides
+
+
+def _prove(target: str, cfg: Config, conv: str, cex_dir: str | None,
+           only: set[str] | None, skip: dict[str, bool], every_size: bool,
+           tried: set[str] | None = None) -> list[ProofResult]:
+    """The obligations of ``target`` (those in ``only``), for every size or for ``cfg``'s;
+    for every size, only those it settles.  Those in ``skip`` are only checked for
+    vacuity (``skip[name]``: whether their hypotheses are satisfiable)."""
     start = time.perf_counter()
-    setup = _setup(target, cfg, conv)
-    paths, accesses = _explore(setup, conv)
+    setup = _setup(target, cfg, conv, every_size=every_size)
+    try:
+        paths, accesses = _explore(setup, conv)
+    except (TypeError, symbolic.PathExplosion):
+        if every_size:  # spec code with no reading for every size (a loop over a size,
+            return []   # a count: logic.Unbounded): the bounded proof
+        raise
     hypotheses: dict[int, bool] = {}  # which hypothesis sets were found satisfiable
     explore_s = time.perf_counter() - start
     results: list[ProofResult] = []
@@ -220,7 +313,18 @@ def prove_target(target: str, cfg: Config = PROOF_CONFIG, conv: str = "arm64",
         """
         if only is not None and name not in only:
             return
-        goals = list(goals)
+        try:
+            goals = list(goals)
+        except logic.Unbounded:
+            if every_size:  # the rule has no reading for every size: the bounded proof
+                return
+            raise
+        if name in skip:
+            skip[name] = _satisfiable(hypotheses, [*setup.assumptions, *extra],
+                                      [c for c, _ in goals])
+            return
+        if tried is not None:
+            tried.add(name)
         t0 = time.perf_counter()
         model, answer = None, z3.unsat
         for cond, holds in goals:
@@ -231,9 +335,13 @@ def prove_target(target: str, cfg: Config = PROOF_CONFIG, conv: str = "arm64",
             for part in parts:
                 if z3.is_true(part):
                     continue
-                solver = z3.SolverFor("QF_BV")
+                solver = _solver(setup)
                 solver.add(*setup.assumptions, *extra, _b(cond), z3.Not(part))
                 answer = solver.check()
+                if answer == z3.sat and every_size:
+                    answer, model = _smallest(solver, setup.s.cfg)
+                    if answer == z3.sat:
+                        break
                 if answer != z3.unsat:
                     model = solver.model() if answer == z3.sat else None
                     break
@@ -241,20 +349,25 @@ def prove_target(target: str, cfg: Config = PROOF_CONFIG, conv: str = "arm64",
                 break
         status = "proved" if answer == z3.unsat else "failed" if model is not None else "unknown"
         detail = ""
-        if status == "proved" and not _satisfiable(
+        cex = None
+        if every_size and status != "proved":
+            cex = None if model is None else _counterexample(setup, model, cfg, conv, kind, name)
+            if cex is None or not _replays(cex, name):
+                return  # unsettled, or no concrete witness: the bounded proof decides
+            detail = f"refuted at sizes {cex['config']}"
+        if status == "proved" and not every_size and not _satisfiable(
                 hypotheses, [*setup.assumptions, *extra], [c for c, _ in goals]):
             # proved only because nothing satisfies what it assumes: it says nothing
             status, detail = "vacuous", "its hypotheses contradict one another"
-        cex = None
         if model is not None:
-            cex = _counterexample(setup, model, cfg, conv, kind, name)
+            cex = cex or _counterexample(setup, model, cfg, conv, kind, name)
             if describe is not None:
                 cex.update(describe(model))
             if cex_dir:
                 _write_case(cex_dir, cex)
         results.append(ProofResult("hypervisor", name, target, clause, status,
                                    time.perf_counter() - t0 + explore_s / 20, len(paths), cex,
-                                   detail))
+                                   detail, bounded=not every_size))
 
     check.only = only  # type: ignore[attr-defined]
     # A path that returns the very pre-state object cannot break a state invariant that
@@ -269,6 +382,46 @@ def prove_target(target: str, cfg: Config = PROOF_CONFIG, conv: str = "arm64",
         else:
             _all_checks(setup, paths, moved, cfg, conv, check)
     return results
+
+
+def _solver(setup: _Setup) -> z3.Solver:
+    """Bit-vectors alone for a bounded model; with arrays and quantifiers, and a time
+    limit, for every size."""
+    if not setup.every_size:
+        return z3.SolverFor("QF_BV")
+    solver = z3.Solver()
+    solver.set("timeout", EVERY_SIZE_TIMEOUT_MS)
+    return solver
+
+
+SMALL_SIZES = (3, 4, 6, 8, 16, MAX_SIZE)
+
+
+def _smallest(solver: z3.Solver, cfg: Config) -> tuple[Any, Any]:
+    """The refutation again with every size at most 3, 4, 6, ...: a counterexample of the
+    smallest sizes that has one (a model of every size may pick thousands of frames)."""
+    for cap in SMALL_SIZES:
+        solver.push()
+        solver.add(*(z3.ULE(v, cap) for v in cfg.sizes().values()))
+        answer = solver.check()
+        if answer == z3.sat:
+            model = solver.model()
+            solver.pop()
+            return answer, model
+        solver.pop()
+    return z3.unknown, None
+
+
+def _replays(case: dict[str, Any], name: str) -> bool:
+    """The counterexample is real: its pre-state satisfies every invariant concretely and
+    its step breaks ``name`` on the concrete spec."""
+    from spec import replay
+
+    cfg = Config(**case["config"])
+    pre = state_from_json(cfg, case["pre_state"])
+    if checking.check_state(pre):
+        return False
+    return name in {v.name for v in replay.run_case(case)}
 
 
 def _satisfiable(cache: dict[int, bool], assumed: list[Any], conditions: list[Any]) -> bool:
@@ -331,9 +484,9 @@ def only_wants(check: Callable[..., None], name: str) -> bool:
 
 
 def _invariant_checks(moved: list[symbolic.Path], check: Callable[..., None]) -> None:
-    for inv in inv_mod.INVARIANTS:
+    for inv in inv_mod.INVARIANTS:  # goals lazily: a rule may have no all-sizes reading
         check("invariant", inv.name, inv.clause,
-              [(p.condition, inv.holds(p.value[0])) for p in moved])
+              ((p.condition, inv.holds(p.value[0])) for p in moved))
 
 
 def _all_checks(setup: _Setup, paths: list[symbolic.Path], moved: list[symbolic.Path],
@@ -343,9 +496,9 @@ def _all_checks(setup: _Setup, paths: list[symbolic.Path], moved: list[symbolic.
         if prop.rows is not None and (setup.row is None or setup.row.name not in prop.rows):
             continue  # a postcondition of other calls: nothing to prove here
         check("step", prop.name, prop.clause,
-              [(p.condition, prop.holds(setup.s, setup.caller, setup.row, p.value[0],
-                                        p.value[1], setup.call_args)) for p in paths])
-    if setup.row is not None:
+              ((p.condition, prop.holds(setup.s, setup.caller, setup.row, p.value[0],
+                                        p.value[1], setup.call_args)) for p in paths))
+    if setup.row is not None and not setup.every_size:
         _noninterference(setup, paths, cfg, conv, check)
 
 
@@ -492,10 +645,26 @@ def _value(model: z3.ModelRef, x: Any) -> Any:
 
 
 def concretize(model: z3.ModelRef, s: State) -> State:
-    return s.evolve(**{
-        f.name: tuple(_value(model, x) for x in getattr(s, f.name))
-        for f in attrs.fields(State) if f.name != "cfg"
-    })
+    """The model's state; of a state of every size, at the sizes the model gives."""
+    if all(type(v) is int for v in s.cfg.sizes().values()):
+        return s.evolve(**{
+            f.name: tuple(_value(model, x) for x in getattr(s, f.name))
+            for f in attrs.fields(State) if f.name != "cfg"
+        })
+    cfg = attrs.evolve(s.cfg, **{k: _value(model, v) for k, v in s.cfg.sizes().items()})
+
+    def cells(t: logic.Table) -> tuple[Any, ...]:
+        rows = _value(model, t.rows)
+        if t.width is None:
+            return tuple(_value(model, z3.Select(t.arr, z3.BitVecVal(i, logic.WORD)))
+                         for i in range(rows))
+        width = _value(model, t.width)
+        return tuple(_value(model, z3.Select(t.arr, z3.BitVecVal(r, logic.WORD),
+                                             z3.BitVecVal(c, logic.WORD)))
+                     for r in range(rows) for c in range(width))
+
+    return s.evolve(cfg=cfg, **{f.name: cells(getattr(s, f.name))
+                                for f in attrs.fields(State) if f.name != "cfg"})
 
 
 def state_to_json(s: State) -> dict[str, Any]:
@@ -510,7 +679,7 @@ def _counterexample(setup: _Setup, model: z3.ModelRef, cfg: Config, conv: str, k
                     name: str) -> dict[str, Any]:
     pre = concretize(model, setup.s)
     case: dict[str, Any] = {
-        "kind": kind, "property": name, "config": cfg.sizes(), "conv": conv,
+        "kind": kind, "property": name, "config": pre.cfg.sizes(), "conv": conv,
         "pre_state": state_to_json(pre),
     }
     if setup.event is not None:
@@ -555,9 +724,10 @@ def initial_state_results(cfg: Config = PROOF_CONFIG) -> list[ProofResult]:
 
 
 # --- the whole suite -------------------------------------------------------------------------
-def _job(kind: str, key: Any, cex_dir: str | None) -> list[ProofResult]:
+def _job(kind: str, key: Any, cex_dir: str | None, every_size: bool = True
+         ) -> list[ProofResult]:
     if kind == "hv":
-        return prove_target(key, cex_dir=cex_dir)
+        return prove_target(key, cex_dir=cex_dir, every_size=every_size)
     from spec.virtio import proofs
 
     return [proofs.obligations()[key].run()]
@@ -580,20 +750,22 @@ def _jobs() -> list[tuple[str, Any]]:
 
 
 def prove_all(jobs: int = 2, cex_dir: str | None = None,
-              progress: Callable[[list[ProofResult]], None] | None = None) -> list[ProofResult]:
-    """Every obligation, spread over ``jobs`` processes (1 = in this process)."""
+              progress: Callable[[list[ProofResult]], None] | None = None,
+              every_size: bool = True) -> list[ProofResult]:
+    """Every obligation, spread over ``jobs`` processes (1 = in this process); with
+    ``every_size`` False, all of them for the bounded model only (the cross-check)."""
     results = initial_state_results()
     work = _jobs()
     if jobs <= 1:
         for kind, key in work:
-            batch = _job(kind, key, cex_dir)
+            batch = _job(kind, key, cex_dir, every_size)
             results += batch
             if progress:
                 progress(batch)
         return results
     pool = ProcessPoolExecutor(max_workers=jobs)
     try:
-        futures = [pool.submit(_job, kind, key, cex_dir) for kind, key in work]
+        futures = [pool.submit(_job, kind, key, cex_dir, every_size) for kind, key in work]
         for fut in futures:
             try:
                 batch = fut.result()

@@ -55,7 +55,8 @@ class Config:
     profile: Profile = DEFAULT_PROFILE
 
     def __attrs_post_init__(self) -> None:
-        if not 2 <= self.n_vms <= 16 or self.n_vcpus < 1 or self.n_devices > 30:
+        sizes = self.sizes()
+        if all(type(v) is int for v in sizes.values()) and not size_domain(sizes):
             raise ValueError(f"unsupported configuration {self}")
 
     def sizes(self) -> dict[str, int]:
@@ -69,11 +70,45 @@ class Config:
         return 1 + self.n_devices
 
 
+MAX_SIZE = 1 << 12  # every size, so that no index reaches a sentinel (NONE, FREE, ...)
+
+
+def size_domain(sizes: dict[str, Any]) -> Any:
+    """The sizes a model may have: 2 to 16 VMs (a transaction's borrowers are a mask of
+    VMs), at least one vCPU, at most 30 devices (a vCPU's pending lines are a mask of one
+    upcall line and one per device), every size below the sentinels.  Checked on a
+    concrete Config, assumed by the all-sizes proofs."""
+    return logic.and_(
+        logic.ule(2, sizes["n_vms"]), logic.ule(sizes["n_vms"], 16),
+        logic.ule(1, sizes["n_vcpus"]), logic.ule(sizes["n_devices"], 30),
+        logic.ule(sizes["n_hyp_frames"], sizes["n_hframes"]),
+        *(logic.ule(v, MAX_SIZE) for v in sizes.values()))
+
+
+# The shape of every table: its rows and (for a per-VM table) its columns, as Config
+# sizes.  Slot ``(vm, c)`` of a per-VM table is flat slot ``vm * columns + c``.
+SHAPES: dict[str, tuple[str, str | None]] = {
+    "vm_state": ("n_vms", None), "quota": ("n_vms", None), "owned": ("n_vms", None),
+    **{f: ("n_vms", "n_vcpus") for f in ("vcpu", "irq", "vcpu_entry", "vcpu_ctx")},
+    "owner": ("n_hframes", None), "frame_tx": ("n_hframes", None),
+    **{f: ("n_vms", "n_gframes") for f in ("s2_valid", "s2_frame", "s2_perm", "s2_held",
+                                          "s2_tx")},
+    **{f: ("n_tx", None) for f in ("tx_kind", "tx_owner", "tx_base", "tx_count", "tx_perm",
+                                  "tx_borrowers", "tx_retrieved")},
+    **{f: ("n_vms", "n_ports") for f in ("ch_state", "ch_rvm", "ch_rport", "ch_pending",
+                                        "ch_masked")},
+    "dev_owner": ("n_devices", None),
+}
+
+
 @attrs.frozen(slots=False)  # a __dict__, so evolve is two dict updates (see evolve)
 class State:
     cfg: Config = attrs.field(metadata=_CFG)
     vm_state: tuple[Any, ...]
     quota: tuple[Any, ...]
+    # host frames each VM owns: a ghost counter the transitions keep, so that the quota
+    # rule reads without counting (invariant frames_counted ties it to ``owner``)
+    owned: tuple[Any, ...]
     vcpu: tuple[Any, ...]  # power state per (vm, vcpu)
     irq: tuple[Any, ...]  # pending interrupt lines per (vm, vcpu), a bit mask
     # where and with which context id the vCPU starts running (PSCI CPU_ON, or a power-down
@@ -105,22 +140,22 @@ class State:
     # (each with _flat_index's concrete fast path inlined: they run on every step)
     def vc(self, vm: Any, c: Any) -> Any:
         cfg = self.cfg
-        if type(vm) is int and type(c) is int:
-            w, rows = cfg.n_vcpus, cfg.n_vms
+        w, rows = cfg.n_vcpus, cfg.n_vms
+        if type(vm) is int and type(c) is int and type(w) is int:
             return vm * w + c if 0 <= c < w and 0 <= vm < rows else rows * w
         return _flat_index(vm, c, cfg.n_vcpus, cfg.n_vms)
 
     def vg(self, vm: Any, g: Any) -> Any:
         cfg = self.cfg
-        if type(vm) is int and type(g) is int:
-            w, rows = cfg.n_gframes, cfg.n_vms
+        w, rows = cfg.n_gframes, cfg.n_vms
+        if type(vm) is int and type(g) is int and type(w) is int:
             return vm * w + g if 0 <= g < w and 0 <= vm < rows else rows * w
         return _flat_index(vm, g, cfg.n_gframes, cfg.n_vms)
 
     def vp(self, vm: Any, p: Any) -> Any:
         cfg = self.cfg
-        if type(vm) is int and type(p) is int:
-            w, rows = cfg.n_ports, cfg.n_vms
+        w, rows = cfg.n_ports, cfg.n_vms
+        if type(vm) is int and type(p) is int and type(w) is int:
             return vm * w + p if 0 <= p < w and 0 <= vm < rows else rows * w
         return _flat_index(vm, p, cfg.n_ports, cfg.n_vms)
 
@@ -150,11 +185,11 @@ def _flat_index(row: Any, col: Any, width: int, rows: int) -> Any:
     the index is then ``rows * width`` (one past the end, which :func:`spec.logic.select`
     and :func:`~spec.logic.store` treat as out of range, and a plain ``seq[i]`` refuses),
     never the next row's slot (see spec.logic, "one meaning for every index")."""
-    if type(row) is int and type(col) is int:  # the concrete fast path
+    if type(row) is int and type(col) is int and type(width) is int:  # the fast path
         if 0 <= col < width and 0 <= row < rows:
             return row * width + col
         return rows * width
-    if logic.is_sym(row) or logic.is_sym(col):
+    if logic.is_sym(row) or logic.is_sym(col) or logic.is_sym(width):
         return logic.Index2(row, col, width, rows)
     row, col = int(row), int(col)
     return row * width + col if 0 <= col < width and 0 <= row < rows else rows * width
@@ -169,6 +204,7 @@ def initial(cfg: Config | None = None) -> State:
         cfg=cfg,
         vm_state=(RUNNING,) + (ABSENT,) * (v - 1),
         quota=(cfg.control_quota,) + (0,) * (v - 1),
+        owned=(0,) * v,
         vcpu=(ON,) + (OFF,) * (v * c - 1),
         irq=(0,) * (v * c),
         vcpu_entry=(0,) * (v * c),
@@ -204,7 +240,8 @@ _SCALARS = frozenset(_SCALAR)
 def access(s: State, vm: Any, g: Any) -> Any:
     """Permission bits VM ``vm`` has on its guest frame ``g`` through its stage-2 table."""
     cfg = s.cfg
-    if type(vm) is int and type(g) is int:  # concrete: the formula below, evaluated directly
+    if type(vm) is int and type(g) is int and type(cfg.n_gframes) is int:  # concrete: the
+        # formula below, evaluated directly
         i = vm * cfg.n_gframes + g
         valid = s.s2_valid[i] if 0 <= i < len(s.s2_valid) else False
         held = s.s2_held[i] if 0 <= i < len(s.s2_held) else False
@@ -244,5 +281,6 @@ def dma_access(s: State, dev: Any, g: Any) -> Any:
 
 
 def owned_count(s: State, vm: Any) -> Any:
-    """Host frames owned by ``vm``: what its quota bounds."""
+    """Host frames owned by ``vm``, counted: what the ghost counter ``s.owned[vm]`` must
+    equal (a count has no reading for every size: :class:`spec.logic.Unbounded`)."""
     return logic.count(o == vm for o in s.owner)

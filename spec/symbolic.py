@@ -21,8 +21,10 @@ import attrs
 import z3
 
 from spec import logic
+from spec.state import SHAPES, Config, State, initial, size_domain
 
-__all__ = ["Path", "PathExplosion", "explore", "fresh", "merge", "same", "strict"]
+__all__ = ["Path", "PathExplosion", "explore", "fresh", "merge", "same", "strict",
+           "unbounded"]
 
 MAX_PATHS = 4096
 
@@ -38,13 +40,16 @@ class Path:
 
 
 class _Explorer:
-    def __init__(self, assumptions: list[z3.BoolRef], prune: bool) -> None:
+    def __init__(self, assumptions: list[z3.BoolRef], prune: bool,
+                 timeout_ms: int | None = None) -> None:
         self.prefix: list[bool] = []
         self.taken: list[bool] = []
         self.conds: list[z3.BoolRef] = []
         self.solver = z3.Solver() if prune else None
         if self.solver is not None:
             self.solver.add(*assumptions)
+            if timeout_ms is not None:  # undecided in time: both sides are explored
+                self.solver.set("timeout", timeout_ms)
         self.forced: list[bool] = []
 
     def decide(self, cond: z3.BoolRef) -> bool:
@@ -138,20 +143,22 @@ def strict() -> Iterator[None]:
 
 
 def explore(
-    fn: Callable[[], Any], assumptions: list[z3.BoolRef] | None = None, prune: bool = True
+    fn: Callable[[], Any], assumptions: list[z3.BoolRef] | None = None, prune: bool = True,
+    timeout_ms: int | None = None,
 ) -> list[Path]:
     """Every path of ``fn()`` with its condition.
 
     With ``prune`` the explorer asks Z3 whether each new branch is feasible under
     ``assumptions`` and the decisions so far, so infeasible paths are never run.
     """
-    explorer = _Explorer(list(assumptions or []), prune)
+    explorer = _Explorer(list(assumptions or []), prune, timeout_ms)
     paths: list[Path] = []
     while True:
         explorer.taken, explorer.conds = [], []
-        with _forking(explorer):
+        with _forking(explorer), logic.facts() as facts:
             value = fn()
-        cond = z3.And(*explorer.conds) if explorer.conds else z3.BoolVal(True)
+        conds = [*explorer.conds, *facts]  # facts: what a choice's witness is (logic)
+        cond = z3.And(*conds) if conds else z3.BoolVal(True)
         paths.append(Path(cond, value))
         if len(paths) > MAX_PATHS:
             raise PathExplosion(f"more than {MAX_PATHS} paths")
@@ -190,6 +197,8 @@ def _merge2(cond: z3.BoolRef, a: Any, b: Any) -> Any:
 
 def same(a: Any, b: Any) -> Any:
     """Structural equality of two (possibly symbolic) values as one condition."""
+    if isinstance(a, logic.Table):
+        return True if a.arr.eq(b.arr) else a.arr == b.arr
     if attrs.has(type(a)):
         return logic.all_(
             same(getattr(a, f.name), getattr(b, f.name)) for f in attrs.fields(type(a))
@@ -224,3 +233,20 @@ def fresh(template: Any, prefix: str) -> Any:
     if isinstance(template, int):
         return z3.BitVec(f"{prefix}#{next(_counter)}", logic.WORD)
     return template
+
+
+def unbounded(template: Config, prefix: str = "s") -> tuple[State, Any]:
+    """A state of every size at once: its sizes free words, its tables
+    :class:`~spec.logic.Table` arrays (shaped as ``spec.state.SHAPES`` says), its profile
+    ``template``'s; and the condition that the sizes are ones a model may have."""
+    sizes = {name: z3.BitVec(f"{prefix}.{name}", logic.WORD) for name in template.sizes()}
+    cfg = attrs.evolve(template, **sizes)
+    s0 = initial(template)
+    word = z3.BitVecSort(logic.WORD)
+    tables = {}
+    for name, (rows, cols) in SHAPES.items():
+        sort = z3.BoolSort() if isinstance(getattr(s0, name)[0], bool) else word
+        dims = [word] if cols is None else [word, word]
+        arr = z3.Array(f"{prefix}.{name}", *dims, sort)
+        tables[name] = logic.Table(arr, sizes[rows], None if cols is None else sizes[cols])
+    return s0.evolve(cfg=cfg, **tables), size_domain(sizes)

@@ -20,7 +20,24 @@ import attrs
 
 from spec import logic
 from spec.hypercalls.abi import ABI_VERSION, ARCH_WORKAROUNDS, EVENTS, TABLE, Row
-from spec.logic import and_, bit, implies, ite, not_, or_, select, set_bit, store, ule, ult
+from spec.logic import (
+    and_,
+    bit,
+    every,
+    exists,
+    forall,
+    implies,
+    ite,
+    not_,
+    or_,
+    select,
+    set_bit,
+    store,
+    tabulate,
+    ule,
+    ult,
+    within,
+)
 from spec.profile import DOMID_FIRST_RESERVED, offers
 from spec.state import (
     ABSENT,
@@ -43,7 +60,6 @@ from spec.state import (
     UNBOUND,
     State,
     access,
-    owned_count,
 )
 
 Result = tuple[State, Any]
@@ -104,7 +120,7 @@ def _unchanged(a: tuple[Any, ...], b: tuple[Any, ...], keep: Callable[[int], Any
     """Slots ``i`` of ``a`` and ``b`` with ``keep(i)`` are equal."""
     if a is b:
         return True
-    return logic.all_(implies(keep(i), x == y) for i, (x, y) in enumerate(zip(a, b, strict=True)))
+    return every(lambda i, x, y: implies(keep(i), x == y), a, b)
 
 
 def _live_vm(s: State, vm: Any) -> Any:
@@ -214,9 +230,8 @@ def affinity_info(s: State, me: Caller, row: Row, target: Any, level: Any) -> Re
     if logic.word(target) & mask != 0:
         return fail(s, row, "INVALID_PARAMETERS")
     C = s.cfg.n_vcpus
-    powers = [select(s.vcpu, s.vc(me.vm, c)) for c in range(C)]
-    any_on = or_(*(p == ON for p in powers))
-    any_pending = or_(*(p == ON_PENDING for p in powers))
+    any_on = exists(C, lambda c: select(s.vcpu, s.vc(me.vm, c)) == ON)
+    any_pending = exists(C, lambda c: select(s.vcpu, s.vc(me.vm, c)) == ON_PENDING)
     return ok(s, ite(any_on, AFFINITY_ON, ite(any_pending, AFFINITY_ON_PENDING, AFFINITY_OFF)))
 
 
@@ -328,19 +343,18 @@ def system_reset2_post(s: State, me: Caller, s2: State, ret: Any, reset_type: An
     allowed = or_(reset_type == SYSTEM_WARM_RESET,
                   and_(bit(reset_type, 31), vendor == 0)) if vendor is not None else False
     C = s.cfg.n_vcpus
-    restarted = and_(*(and_(select(s2.vcpu, s.vc(me.vm, c), OFF) == (ON if c == 0 else OFF),
-                            select(s2.irq, s.vc(me.vm, c), 1) == 0) for c in range(C)))
+    restarted = forall(C, lambda c: and_(
+        select(s2.vcpu, s.vc(me.vm, c), OFF) == ite(c == 0, ON, OFF),
+        select(s2.irq, s.vc(me.vm, c), 1) == 0))
     return and_(ret == 0, allowed, restarted)
 
 
 def _vm_power(s: State, vm: Any, boot: bool) -> State:
     C = s.cfg.n_vcpus
-    vcpu, irq = s.vcpu, s.irq
-    for c in range(C):
-        i = s.vc(vm, c)
-        vcpu = store(vcpu, i, ON if boot and c == 0 else OFF)
-        irq = store(irq, i, 0)
-    return s.evolve(vcpu=vcpu, irq=irq)
+    return s.evolve(
+        vcpu=tabulate(lambda i, x: ite(logic.row(i, C) == vm,
+                                       ite(and_(boot, logic.col(i, C) == 0), ON, OFF), x), s.vcpu),
+        irq=tabulate(lambda i, x: ite(logic.row(i, C) == vm, 0, x), s.irq))
 
 
 # Calls PSCI_FEATURES reports on (DEN0022 5.1.14): every PSCI row, and SMCCC_VERSION;
@@ -458,86 +472,82 @@ def vm_destroy_post(s: State, me: Caller, s2: State, ret: Any, vm: Any) -> Any:
     """VM_DESTROY leaves the named VM ABSENT with quota 0, owning no frame and holding no
     device."""
     return and_(ret == 0, select(s2.vm_state, vm, RUNNING) == ABSENT,
-                select(s2.quota, vm, 1) == 0, [o != vm for o in s2.owner],
-                [d != vm for d in s2.dev_owner])
+                select(s2.quota, vm, 1) == 0, every(lambda f, o: o != vm, s2.owner),
+                every(lambda d, o: o != vm, s2.dev_owner))
 
 
 def _destroy(s: State, vm: Any) -> State:
     cfg = s.cfg
-    # Transactions: drop vm as a borrower everywhere; then decide each one's fate.
-    borrowers = tuple(set_bit(m, vm, False) for m in s.tx_borrowers)
-    retrieved = tuple(set_bit(m, vm, False) for m in s.tx_retrieved)
-    live = [k != TX_FREE for k in s.tx_kind]
-    ends = [  # the transaction is over: nobody else maps it, and its owner is dead or vm
-        and_(live[k], retrieved[k] == 0, or_(s.tx_owner[k] == vm, s.tx_owner[k] == NONE))
-        for k in range(cfg.n_tx)
-    ]
-    orphaned = [and_(live[k], not_(ends[k]), s.tx_owner[k] == vm) for k in range(cfg.n_tx)]
 
-    # per host frame: its transaction ends / is orphaned (each built once, used twice)
-    frame_tx_ends = [logic.any_(and_(ends[k], t == k) for k in range(cfg.n_tx))
-                     for t in s.frame_tx]
-    frame_orphaned = [logic.any_(and_(orphaned[k], t == k) for k in range(cfg.n_tx))
-                      for t in s.frame_tx]
+    # Transactions: vm stops being a borrower everywhere; each one's fate is decided on
+    # what is left.
+    def ends(k: Any) -> Any:  # over: nobody else maps it, and its owner is dead or vm
+        o = select(s.tx_owner, k, NONE)
+        return and_(select(s.tx_kind, k, TX_FREE) != TX_FREE,
+                    set_bit(select(s.tx_retrieved, k, 0), vm, False) == 0,
+                    or_(o == vm, o == NONE))
 
-    owner = tuple(
-        ite(frame_orphaned[f], ORPHAN,
-            ite(or_(frame_tx_ends[f], and_(o == vm, s.frame_tx[f] == NONE)), FREE, o))
-        for f, o in enumerate(s.owner)
-    )
-    frame_tx = tuple(ite(frame_tx_ends[f], NONE, t) for f, t in enumerate(s.frame_tx))
-    s = s.evolve(
-        owner=owner,
-        frame_tx=frame_tx,
-        tx_kind=tuple(ite(ends[k], TX_FREE, x) for k, x in enumerate(s.tx_kind)),
-        tx_owner=tuple(ite(or_(ends[k], orphaned[k]), NONE, x) for k, x in enumerate(s.tx_owner)),
-        tx_base=tuple(ite(ends[k], 0, x) for k, x in enumerate(s.tx_base)),
-        tx_count=tuple(ite(ends[k], 0, x) for k, x in enumerate(s.tx_count)),
-        tx_perm=tuple(ite(ends[k], 0, x) for k, x in enumerate(s.tx_perm)),
+    def orphaned(k: Any) -> Any:  # vm's, and another VM still maps it
+        return and_(select(s.tx_kind, k, TX_FREE) != TX_FREE, not_(ends(k)),
+                    select(s.tx_owner, k, NONE) == vm)
+
+    P = cfg.n_ports
+
+    def mine(i: Any) -> Any:
+        return logic.row(i, P) == vm
+
+    def peer(i: Any, state: Any, rvm: Any) -> Any:  # another VM's port naming vm
+        return and_(not_(mine(i)), state != CLOSED, rvm == vm)
+
+    return _clear_rows(s.evolve(
+        owner=tabulate(lambda f, o, t: ite(orphaned(t), ORPHAN, ite(
+            or_(ends(t), and_(o == vm, t == NONE)), FREE, o)), s.owner, s.frame_tx),
+        frame_tx=tabulate(lambda f, t: ite(ends(t), NONE, t), s.frame_tx),
+        tx_kind=tabulate(lambda k, x: ite(ends(k), TX_FREE, x), s.tx_kind),
+        tx_owner=tabulate(lambda k, x: ite(or_(ends(k), orphaned(k)), NONE, x), s.tx_owner),
+        tx_base=tabulate(lambda k, x: ite(ends(k), 0, x), s.tx_base),
+        tx_count=tabulate(lambda k, x: ite(ends(k), 0, x), s.tx_count),
+        tx_perm=tabulate(lambda k, x: ite(ends(k), 0, x), s.tx_perm),
         # an orphaned transaction can no longer be retrieved by those who had not yet
-        tx_borrowers=tuple(ite(ends[k], 0, ite(orphaned[k], retrieved[k], borrowers[k]))
-                           for k in range(cfg.n_tx)),
-        tx_retrieved=retrieved,
-    )
-    # Its stage-2 table, vCPUs, interrupts.
-    s = _clear_rows(s, vm)
-    # Event channels: its ports close; peers fall back to unbound, accepting nobody.
-    mine = [p // cfg.n_ports == vm for p in range(cfg.n_vms * cfg.n_ports)]
-    peer = [and_(not_(mine[p]), s.ch_state[p] != CLOSED, s.ch_rvm[p] == vm)
-            for p in range(len(mine))]
-    s = s.evolve(
-        ch_state=tuple(ite(mine[p], CLOSED, ite(peer[p], UNBOUND, x))
-                       for p, x in enumerate(s.ch_state)),
-        ch_rvm=tuple(ite(or_(mine[p], peer[p]), NONE, x) for p, x in enumerate(s.ch_rvm)),
-        ch_rport=tuple(ite(or_(mine[p], peer[p]), NONE, x) for p, x in enumerate(s.ch_rport)),
-        ch_pending=tuple(ite(mine[p], False, x) for p, x in enumerate(s.ch_pending)),
-        ch_masked=tuple(ite(mine[p], False, x) for p, x in enumerate(s.ch_masked)),
-        dev_owner=tuple(ite(o == vm, NONE, o) for o in s.dev_owner),
+        tx_borrowers=tabulate(lambda k, who, got: ite(ends(k), 0, ite(
+            orphaned(k), set_bit(got, vm, False), set_bit(who, vm, False))),
+            s.tx_borrowers, s.tx_retrieved),
+        tx_retrieved=tabulate(lambda k, got: set_bit(got, vm, False), s.tx_retrieved),
+        # Event channels: its ports close; peers fall back to unbound, accepting nobody.
+        ch_state=tabulate(lambda i, x, rvm: ite(mine(i), CLOSED, ite(
+            peer(i, x, rvm), UNBOUND, x)), s.ch_state, s.ch_rvm),
+        ch_rvm=tabulate(lambda i, x, state: ite(or_(mine(i), peer(i, state, x)), NONE, x),
+                        s.ch_rvm, s.ch_state),
+        ch_rport=tabulate(lambda i, x, state, rvm: ite(or_(mine(i), peer(i, state, rvm)),
+                                                        NONE, x),
+                          s.ch_rport, s.ch_state, s.ch_rvm),
+        ch_pending=tabulate(lambda i, x: ite(mine(i), False, x), s.ch_pending),
+        ch_masked=tabulate(lambda i, x: ite(mine(i), False, x), s.ch_masked),
+        dev_owner=tabulate(lambda d, o: ite(o == vm, NONE, o), s.dev_owner),
         vm_state=store(s.vm_state, vm, ABSENT),
         quota=store(s.quota, vm, 0),
-    )
-    return s
+        owned=store(s.owned, vm, 0),  # its frames are freed or orphaned
+    ), vm)  # its stage-2 table, vCPUs and interrupts
 
 
 def _clear_rows(s: State, vm: Any) -> State:
     """Empty vm's stage-2 table and stop its vCPUs."""
-    cfg = s.cfg
-    row = [i // cfg.n_gframes == vm for i in range(cfg.n_vms * cfg.n_gframes)]
-    cpu = [i // cfg.n_vcpus == vm for i in range(cfg.n_vms * cfg.n_vcpus)]
-    return _unmap_where(s, row).evolve(
-        vcpu=tuple(ite(cpu[i], OFF, x) for i, x in enumerate(s.vcpu)),
-        irq=tuple(ite(cpu[i], 0, x) for i, x in enumerate(s.irq)),
+    G, C = s.cfg.n_gframes, s.cfg.n_vcpus
+    return _unmap_where(s, lambda i: logic.row(i, G) == vm).evolve(
+        vcpu=tabulate(lambda i, x: ite(logic.row(i, C) == vm, OFF, x), s.vcpu),
+        irq=tabulate(lambda i, x: ite(logic.row(i, C) == vm, 0, x), s.irq),
     )
 
 
-def _unmap_where(s: State, sel: list[Any]) -> State:
-    """Invalidate the stage-2 entries selected by ``sel``, resetting them to canonical zeros."""
+def _unmap_where(s: State, sel: Callable[[Any], Any]) -> State:
+    """Invalidate the stage-2 entries ``i`` with ``sel(i)``, resetting them to canonical
+    zeros."""
     return s.evolve(
-        s2_valid=tuple(ite(c, False, x) for c, x in zip(sel, s.s2_valid, strict=True)),
-        s2_frame=tuple(ite(c, 0, x) for c, x in zip(sel, s.s2_frame, strict=True)),
-        s2_perm=tuple(ite(c, 0, x) for c, x in zip(sel, s.s2_perm, strict=True)),
-        s2_held=tuple(ite(c, False, x) for c, x in zip(sel, s.s2_held, strict=True)),
-        s2_tx=tuple(ite(c, NONE, x) for c, x in zip(sel, s.s2_tx, strict=True)),
+        s2_valid=tabulate(lambda i, x: ite(sel(i), False, x), s.s2_valid),
+        s2_frame=tabulate(lambda i, x: ite(sel(i), 0, x), s.s2_frame),
+        s2_perm=tabulate(lambda i, x: ite(sel(i), 0, x), s.s2_perm),
+        s2_held=tabulate(lambda i, x: ite(sel(i), False, x), s.s2_held),
+        s2_tx=tabulate(lambda i, x: ite(sel(i), NONE, x), s.s2_tx),
     )
 
 
@@ -557,14 +567,14 @@ def mem_populate(s: State, me: Caller, row: Row, gfn: Any, perm: Any) -> Result:
     i = s.vg(me.vm, gfn)
     if select(s.s2_valid, i):
         return fail(s, row, "DENIED")
-    if not ult(owned_count(s, me.vm), select(s.quota, me.vm)):
+    if not ult(select(s.owned, me.vm), select(s.quota, me.vm)):
         return fail(s, row, "NO_MEMORY")
-    frees = [o == FREE for o in s.owner]
-    if not logic.any_(frees):
+    h = logic.first_slot(lambda f, o: o == FREE, s.owner, NONE)
+    if h == NONE:
         return fail(s, row, "NO_MEMORY")
-    h = logic.first(frees, NONE)
     return ok(s.evolve(
         owner=store(s.owner, h, me.vm),
+        owned=store(s.owned, me.vm, logic.add(select(s.owned, me.vm), 1)),
         s2_valid=store(s.s2_valid, i, True),
         s2_frame=store(s.s2_frame, i, h),
         s2_perm=store(s.s2_perm, i, perm),
@@ -593,8 +603,11 @@ def mem_release(s: State, me: Caller, row: Row, gfn: Any) -> Result:
     frame = select(s.s2_frame, i)
     if select(s.frame_tx, frame) != NONE:
         return fail(s, row, "DENIED")
-    s = _unmap_where(s, [logic.index_is(i, j) for j in range(len(s.s2_valid))])
-    return ok(s.evolve(owner=store(s.owner, frame, FREE)))
+    return ok(s.evolve(
+        s2_valid=store(s.s2_valid, i, False), s2_frame=store(s.s2_frame, i, 0),
+        s2_perm=store(s.s2_perm, i, 0), s2_held=store(s.s2_held, i, False),
+        s2_tx=store(s.s2_tx, i, NONE), owner=store(s.owner, frame, FREE),
+        owned=store(s.owned, me.vm, logic.sub(select(s.owned, me.vm), 1))))
 
 
 @postcondition("mem_release", "memory", "pvspec memory; Xen XENMEM_decrease_reservation",
@@ -641,10 +654,6 @@ for _handler, _kind, _name in (("mem_share", SHARE, "FFA_MEM_SHARE"),
     postcondition(_handler, "memory", f"FF-A DEN0077 10.2 {_name}")(_transact_post(_kind))
 
 
-def _in_range(g: Any, base: Any, n: Any) -> Any:
-    return and_(ule(base, g), ult(g, logic.add(base, n)))
-
-
 def _transact(s: State, me: Caller, row: Row, kind: int, base: Any, n: Any, who: Any,
               perm: Any) -> Result:
     """Open a memory transaction (FF-A share / lend / donate) over ``n`` owned frames.
@@ -656,43 +665,39 @@ def _transact(s: State, me: Caller, row: Row, kind: int, base: Any, n: Any, who:
     G = cfg.n_gframes
     if not and_(ule(1, n), ule(n, G), ult(base, G), ule(logic.add(base, n), G)):
         return fail(s, row, "INVALID_PARAMETERS")
-    if who == 0 or not ult(who, 1 << cfg.n_vms) or bit(who, me.vm):
+    if who == 0 or not ult(who, logic.shl(1, cfg.n_vms)) or bit(who, me.vm):
         return fail(s, row, "INVALID_PARAMETERS")
-    if not logic.all_(logic.implies(bit(who, v), s.vm_state[v] != ABSENT)
-                      for v in range(cfg.n_vms)):
+    if not forall(cfg.n_vms, lambda v: implies(bit(who, v),
+                                                select(s.vm_state, v, ABSENT) != ABSENT)):
         return fail(s, row, "INVALID_PARAMETERS")
     if kind == DONATE and logic.sub(who, 1) & who != 0:
         return fail(s, row, "INVALID_PARAMETERS")  # a donation has exactly one receiver
     if not _perm_ok(perm):
         return fail(s, row, "INVALID_PARAMETERS")
-    rows = [s.vg(me.vm, g) for g in range(G)]
-    sel = [_in_range(g, base, n) for g in range(G)]
-    owned_ok = logic.all_(
-        logic.implies(sel[g], and_(
+
+    def owned(g: Any) -> Any:  # the caller's own entry, not yet in a transaction
+        i = s.vg(me.vm, g)
+        return implies(within(g, base, n), and_(
             select(s.s2_valid, i),
             select(s.s2_tx, i) == NONE,
             perm & ~select(s.s2_perm, i) == 0,
             select(s.frame_tx, select(s.s2_frame, i)) == NONE,
         ))
-        for g, i in enumerate(rows)
-    )
-    if not owned_ok:
+
+    if not forall(G, owned):
         return fail(s, row, "DENIED")
-    slots = [k == TX_FREE for k in s.tx_kind]
-    if not logic.any_(slots):
+    k = logic.first_slot(lambda k, x: x == TX_FREE, s.tx_kind, NONE)
+    if k == NONE:
         return fail(s, row, "NO_MEMORY")
-    k = logic.first(slots, NONE)
-    frames = [select(s.s2_frame, i) for i in rows]  # the caller's frames, read once
-    chosen = [  # host frame f is one of the transaction's frames
-        logic.any_(and_(sel[g], frames[g] == f) for g in range(G))
-        for f in range(cfg.n_hframes)
-    ]
-    held = kind != SHARE
-    mine = [and_(i // G == me.vm, _in_range(i % G, base, n)) for i in range(len(s.s2_held))]
+
+    def chosen(f: Any) -> Any:  # host frame f is one of the transaction's frames
+        return exists(G, lambda g: and_(within(g, base, n),
+                                        select(s.s2_frame, s.vg(me.vm, g), 0) == f))
+
+    held, mine = kind != SHARE, _span(s, me.vm, base, n)
     return ok(s.evolve(
-        frame_tx=tuple(ite(chosen[f], k, t) for f, t in enumerate(s.frame_tx)),
-        s2_held=tuple(ite(mine[i], held, x) for i, x in enumerate(s.s2_held)) if held
-        else s.s2_held,
+        frame_tx=tabulate(lambda f, t: ite(chosen(f), k, t), s.frame_tx),
+        s2_held=tabulate(lambda i, x: ite(mine(i), held, x), s.s2_held) if held else s.s2_held,
         tx_kind=store(s.tx_kind, k, kind),
         tx_owner=store(s.tx_owner, k, me.vm),
         tx_base=store(s.tx_base, k, base),
@@ -701,6 +706,12 @@ def _transact(s: State, me: Caller, row: Row, kind: int, base: Any, n: Any, who:
         tx_borrowers=store(s.tx_borrowers, k, who),
         tx_retrieved=store(s.tx_retrieved, k, 0),
     ), k)
+
+
+def _span(s: State, vm: Any, base: Any, n: Any) -> Callable[[Any], Any]:
+    """Which stage-2 entries are VM ``vm``'s guest frames ``base .. base + n - 1``."""
+    G = s.cfg.n_gframes
+    return lambda i: and_(logic.row(i, G) == vm, within(logic.col(i, G), base, n))
 
 
 def _tx_live(s: State, k: Any) -> Any:
@@ -724,33 +735,30 @@ def mem_retrieve(s: State, me: Caller, row: Row, k: Any, base: Any) -> Result:
     n = select(s.tx_count, k)
     if not and_(ult(base, G), ule(logic.add(base, n), G)):
         return fail(s, row, "INVALID_PARAMETERS")
-    sel = [_in_range(g, base, n) for g in range(G)]
-    if logic.any_(and_(sel[g], select(s.s2_valid, s.vg(me.vm, g))) for g in range(G)):
+    if exists(G, lambda g: and_(within(g, base, n), select(s.s2_valid, s.vg(me.vm, g)))):
         return fail(s, row, "DENIED")
     kind = select(s.tx_kind, k)
-    if kind == DONATE and not ule(logic.add(owned_count(s, me.vm), n), select(s.quota, me.vm)):
+    if kind == DONATE and not ule(logic.add(select(s.owned, me.vm), n),
+                                  select(s.quota, me.vm)):
         return fail(s, row, "NO_MEMORY")
     tx_base = select(s.tx_base, k)
-    # The borrower's entry g maps the owner's entry j where g - base == j - tx_base
-    # (compared as g + tx_base == j + base: all four are small, so no wrap-around).
-    target = []
-    for g in range(G):
-        frame: Any = 0
-        for v in range(cfg.n_vms):
-            for j in range(G):
-                hit = and_(owner == v, logic.add(tx_base, g) == logic.add(base, j))
-                frame = ite(hit, s.s2_frame[v * G + j], frame)
-        target.append(frame)
-    mine = [and_(i // G == me.vm, sel[i % G]) for i in range(cfg.n_vms * G)]
+    pre = s
+
+    def target(g: Any) -> Any:
+        """The host frame the borrower's entry g maps: the owner's entry g - base + tx_base
+        (0 where there is none)."""
+        return select(pre.s2_frame, pre.vg(owner, logic.add(logic.sub(g, base), tx_base)), 0)
+
+    mine = _span(s, me.vm, base, n)
     perm = select(s.tx_perm, k)
     if kind == DONATE:
-        from_owner = [and_(i // G == owner, _in_range(i % G, select(s.tx_base, k), n))
-                      for i in range(cfg.n_vms * G)]
-        s = _unmap_where(s, from_owner)
-        in_tx = [t == k for t in s.frame_tx]
+        s = _unmap_where(s, _span(s, owner, tx_base, n))
+        # the n frames move from the owner's count to the caller's
+        owned = store(s.owned, owner, logic.sub(select(s.owned, owner), n))
         s = s.evolve(
-            owner=tuple(ite(in_tx[f], me.vm, o) for f, o in enumerate(s.owner)),
-            frame_tx=tuple(ite(in_tx[f], NONE, t) for f, t in enumerate(s.frame_tx)),
+            owner=tabulate(lambda f, o, t: ite(t == k, me.vm, o), s.owner, s.frame_tx),
+            frame_tx=tabulate(lambda f, t: ite(t == k, NONE, t), s.frame_tx),
+            owned=store(owned, me.vm, logic.add(select(owned, me.vm), n)),
         )
         s = _map(s, mine, target, perm, NONE)
         return ok(_free_tx(s, k))
@@ -767,23 +775,25 @@ def mem_retrieve_post(s: State, me: Caller, s2: State, ret: Any, k: Any, base: A
     retrieval, a donation ends the transaction."""
     n, perm = select(s.tx_count, k, 0), select(s.tx_perm, k, 0)
     donated = select(s.tx_kind, k, TX_FREE) == DONATE
-    mapped = logic.all_(implies(_in_range(g, base, n), and_(
-        select(s2.s2_valid, s.vg(me.vm, g), False), select(s2.s2_perm, s.vg(me.vm, g), 0) == perm))
-        for g in range(s.cfg.n_gframes))
+    mapped = forall(s.cfg.n_gframes, lambda g: implies(within(g, base, n), and_(
+        select(s2.s2_valid, s.vg(me.vm, g), False),
+        select(s2.s2_perm, s.vg(me.vm, g), 0) == perm)))
     return and_(ret == 0, mapped,
                 ite(donated, select(s2.tx_kind, k, DONATE) == TX_FREE,
                     bit(select(s2.tx_retrieved, k, 0), me.vm)))
 
 
-def _map(s: State, sel: list[Any], target: list[Any], perm: Any, tx: Any) -> State:
+def _map(s: State, sel: Callable[[Any], Any], target: Callable[[Any], Any], perm: Any,
+         tx: Any) -> State:
+    """Map the stage-2 entries ``i`` with ``sel(i)`` to host frame ``target(g)`` (``g``
+    the entry's guest frame), with ``perm``, in transaction ``tx``."""
     G = s.cfg.n_gframes
     return s.evolve(
-        s2_valid=tuple(ite(c, True, x) for c, x in zip(sel, s.s2_valid, strict=True)),
-        s2_frame=tuple(ite(c, target[i % G], x) for i, (c, x) in enumerate(
-            zip(sel, s.s2_frame, strict=True))),
-        s2_perm=tuple(ite(c, perm, x) for c, x in zip(sel, s.s2_perm, strict=True)),
-        s2_held=tuple(ite(c, False, x) for c, x in zip(sel, s.s2_held, strict=True)),
-        s2_tx=tuple(ite(c, tx, x) for c, x in zip(sel, s.s2_tx, strict=True)),
+        s2_valid=tabulate(lambda i, x: ite(sel(i), True, x), s.s2_valid),
+        s2_frame=tabulate(lambda i, x: ite(sel(i), target(logic.col(i, G)), x), s.s2_frame),
+        s2_perm=tabulate(lambda i, x: ite(sel(i), perm, x), s.s2_perm),
+        s2_held=tabulate(lambda i, x: ite(sel(i), False, x), s.s2_held),
+        s2_tx=tabulate(lambda i, x: ite(sel(i), tx, x), s.s2_tx),
     )
 
 
@@ -806,7 +816,8 @@ def mem_relinquish(s: State, me: Caller, row: Row, k: Any) -> Result:
     if not bit(select(s.tx_retrieved, k), me.vm):
         return fail(s, row, "DENIED")
     G = s.cfg.n_gframes
-    s = _unmap_where(s, [and_(i // G == me.vm, t == k) for i, t in enumerate(s.s2_tx)])
+    pre = s
+    s = _unmap_where(s, lambda i: and_(logic.row(i, G) == me.vm, select(pre.s2_tx, i, NONE) == k))
     left = set_bit(select(s.tx_retrieved, k), me.vm, False)
     orphaned = select(s.tx_owner, k) == NONE
     # An orphan cannot be retrieved again, so the borrower also loses its right to.
@@ -815,10 +826,9 @@ def mem_relinquish(s: State, me: Caller, row: Row, k: Any) -> Result:
                  tx_borrowers=store(s.tx_borrowers, k,
                                     ite(orphaned, set_bit(who, me.vm, False), who)))
     if orphaned and left == 0:
-        in_tx = [t == k for t in s.frame_tx]
         s = s.evolve(
-            owner=tuple(ite(in_tx[f], FREE, o) for f, o in enumerate(s.owner)),
-            frame_tx=tuple(ite(in_tx[f], NONE, t) for f, t in enumerate(s.frame_tx)),
+            owner=tabulate(lambda f, o, t: ite(t == k, FREE, o), s.owner, s.frame_tx),
+            frame_tx=tabulate(lambda f, t: ite(t == k, NONE, t), s.frame_tx),
         )
         s = _free_tx(s, k)
     return ok(s)
@@ -831,8 +841,8 @@ def mem_relinquish_post(s: State, me: Caller, s2: State, ret: Any, k: Any) -> An
     of its table names it and it is out of the retrieved set."""
     G = s.cfg.n_gframes
     return and_(ret == 0, not_(bit(select(s2.tx_retrieved, k, 0), me.vm)),
-                [implies(i // G == me.vm, or_(not_(v), t != k))
-                 for i, (v, t) in enumerate(zip(s2.s2_valid, s2.s2_tx, strict=True))])
+                every(lambda i, v, t: implies(logic.row(i, G) == me.vm, or_(not_(v), t != k)),
+                      s2.s2_valid, s2.s2_tx))
 
 
 def mem_reclaim(s: State, me: Caller, row: Row, k: Any) -> Result:
@@ -841,13 +851,10 @@ def mem_reclaim(s: State, me: Caller, row: Row, k: Any) -> Result:
         return fail(s, row, "INVALID_PARAMETERS")
     if select(s.tx_owner, k) != me.vm or select(s.tx_retrieved, k) != 0:
         return fail(s, row, "DENIED")
-    in_tx = [t == k for t in s.frame_tx]
-    G = s.cfg.n_gframes
-    base, n = select(s.tx_base, k), select(s.tx_count, k)
-    mine = [and_(i // G == me.vm, _in_range(i % G, base, n)) for i in range(len(s.s2_held))]
+    mine = _span(s, me.vm, select(s.tx_base, k), select(s.tx_count, k))
     s = s.evolve(
-        frame_tx=tuple(ite(in_tx[f], NONE, t) for f, t in enumerate(s.frame_tx)),
-        s2_held=tuple(ite(mine[i], False, x) for i, x in enumerate(s.s2_held)),
+        frame_tx=tabulate(lambda f, t: ite(t == k, NONE, t), s.frame_tx),
+        s2_held=tabulate(lambda i, x: ite(mine(i), False, x), s.s2_held),
     )
     return ok(_free_tx(s, k))
 
@@ -857,18 +864,20 @@ def mem_reclaim(s: State, me: Caller, row: Row, k: Any) -> Result:
 def mem_reclaim_post(s: State, me: Caller, s2: State, ret: Any, k: Any) -> Any:
     """MEM_RECLAIM ends the caller's transaction (its slot is free) and gives the caller
     back the use of its frames (none of its entries stays held)."""
-    G = s.cfg.n_gframes
-    base, n = select(s.tx_base, k, 0), select(s.tx_count, k, 0)
+    mine = _span(s, me.vm, select(s.tx_base, k, 0), select(s.tx_count, k, 0))
     return and_(ret == 0, select(s2.tx_kind, k, SHARE) == TX_FREE,
-                [implies(and_(i // G == me.vm, _in_range(i % G, base, n)), not_(h))
-                 for i, h in enumerate(s2.s2_held)])
+                every(lambda i, h: implies(mine(i), not_(h)), s2.s2_held))
 
 
 # --- event channels ---------------------------------------------------------------------------
 def _free_port(s: State, vm: Any) -> tuple[Any, Any]:
     P = s.cfg.n_ports
-    frees = [select(s.ch_state, s.vp(vm, p)) == CLOSED for p in range(P)]
-    return logic.any_(frees), logic.first(frees, NONE)
+
+    def closed(p: Any) -> Any:
+        return select(s.ch_state, s.vp(vm, p)) == CLOSED
+
+    p = logic.first_where(P, closed, NONE)
+    return p != NONE, p
 
 
 def _remote_ok(s: State, me: Caller, remote: Any, offer: bool) -> Any:
@@ -980,10 +989,9 @@ def evtchn_send_post(s: State, me: Caller, s2: State, ret: Any, port: Any) -> An
     rvm, rport = select(s.ch_rvm, i, NONE), select(s.ch_rport, i, NONE)
     C = s.cfg.n_vcpus
     raised = _unchanged(s.irq, s2.irq, lambda j: not_(and_(
-        bound, j // C == rvm, j % C == 0)))
-    only_line = logic.all_(x | (1 << IRQ_EVTCHN) == y | (1 << IRQ_EVTCHN)
-                           for x, y in zip(s.irq, s2.irq, strict=True)) \
-        if s.irq is not s2.irq else True
+        bound, logic.row(j, C) == rvm, logic.col(j, C) == 0)))
+    only_line = every(lambda j, x, y: x | (1 << IRQ_EVTCHN) == y | (1 << IRQ_EVTCHN),
+                      s.irq, s2.irq) if s.irq is not s2.irq else True
     return and_(ret == 0, raised, only_line,
                 implies(bound, select(s2.ch_pending, s.vp(rvm, rport), False)))
 
@@ -1118,7 +1126,7 @@ def dev_deassign(s: State, me: Caller, row: Row, dev: Any) -> Result:
     owner = select(s.dev_owner, dev)
     C = s.cfg.n_vcpus
     line = logic.add(dev, 1)
-    irq = tuple(ite(i // C == owner, set_bit(x, line, False), x) for i, x in enumerate(s.irq))
+    irq = tabulate(lambda i, x: ite(logic.row(i, C) == owner, set_bit(x, line, False), x), s.irq)
     return ok(s.evolve(dev_owner=store(s.dev_owner, dev, NONE), irq=irq))
 
 
@@ -1129,7 +1137,7 @@ def dev_deassign_post(s: State, me: Caller, s2: State, ret: Any, dev: Any) -> An
     that had it."""
     owner, C, line = select(s.dev_owner, dev, NONE), s.cfg.n_vcpus, logic.add(dev, 1)
     return and_(ret == 0, select(s2.dev_owner, dev, 0) == NONE,
-                [implies(j // C == owner, not_(bit(x, line))) for j, x in enumerate(s2.irq)])
+                every(lambda j, x: implies(logic.row(j, C) == owner, not_(bit(x, line))), s2.irq))
 
 
 # --- environment events ---------------------------------------------------------------------------

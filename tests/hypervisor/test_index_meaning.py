@@ -184,3 +184,114 @@ def test_an_off_by_one_is_seen() -> None:
             assert "slot that does not exist" in str(exc)
         else:
             raise AssertionError("the out-of-range access went unseen")
+
+
+# --- the third reading: every size at once ------------------------------------------------
+# The all-sizes proofs (spec.symbolic.unbounded) run the same transitions on a state whose
+# sizes are words and whose tables are arrays, the loops read as quantifiers and lambdas.
+# Pinned to a concrete state -- sizes and every slot equal to its values -- that reading
+# must give exactly the concrete post-state and result: one text, one meaning.
+
+
+def _pinned(s: State) -> tuple[State, list[Any]]:
+    """The every-size state and the facts that make it equal to ``s``."""
+    u, domain = symbolic.unbounded(s.cfg, "pin")
+    facts = [domain, *(v == getattr(s.cfg, k) for k, v in u.cfg.sizes().items())]
+    for f in _FIELDS:
+        facts += [_cell(getattr(u, f), s.cfg, f, i) == _const(x)
+                  for i, x in enumerate(getattr(s, f))]
+    return u, facts
+
+
+def _cell(t: logic.Table, cfg: Any, field: str, i: int) -> Any:
+    from spec.state import SHAPES
+
+    cols = SHAPES[field][1]
+    if cols is None:
+        return z3.Select(t.arr, _const(i))
+    r, c = divmod(i, getattr(cfg, cols))
+    return z3.Select(t.arr, _const(r), _const(c))
+
+
+def _every_size_way(s: State, op: tuple[Any, ...], post: State, ret: Any) -> None:
+    """Run ``op`` on the every-size reading of ``s``; assert it gives ``post`` and ``ret``."""
+    u, facts = _pinned(s)
+    if op[0] == "event":
+        _, name, args = op
+        paths = symbolic.explore(lambda: (machine.event(u, name, *(_const(a) for a in args)),
+                                          None), facts)
+    else:
+        _, vm, vcpu, conv, regs = op
+        paths = symbolic.explore(lambda: machine.apply(
+            u, Caller(_const(vm), _const(vcpu)),
+            codec.decode({k: _const(v) for k, v in regs.items()}, conv)), facts)
+    taken = 0
+    for path in paths:
+        solver = z3.Solver()
+        solver.set("timeout", 20_000)
+        solver.add(*facts, path.condition)
+        answer = solver.check()
+        assert answer != z3.unknown, f"{op}: the solver could not decide a path"
+        if answer == z3.unsat:
+            continue
+        taken += 1
+        model = solver.model()
+        spost, sret = path.value
+        if ret is not None:
+            got = model.eval(logic._lift(sret, 0), model_completion=True).as_long()
+            assert got == ret, f"{op}: result {got:#x} (every size) != {ret:#x}"
+        for f in _FIELDS:
+            table = getattr(spost, f)
+            got_f = tuple(_value(model.eval(_cell(table, s.cfg, f, i), model_completion=True))
+                          for i in range(len(getattr(post, f))))
+            assert got_f == tuple(_value(x) for x in getattr(post, f)), \
+                f"{op}: {f} differs (every size, concrete): {got_f} != {getattr(post, f)}"
+    assert taken >= 1, f"{op}: no path of the every-size reading fits the state"
+
+
+# ci: 12 sequences of up to 4 steps (each step a few solver calls)
+@settings(max_examples=max(12, settings.default.max_examples // 30), deadline=None)
+@given(st.lists(operation(), min_size=1, max_size=4))
+def test_every_size_reading_agrees(ops: list[tuple[Any, ...]]) -> None:
+    s = BOOT
+    for op in ops:
+        if op[0] == "event":
+            post, ret = machine.event(s, op[1], *op[2]), None
+        else:
+            post, out = machine.step(s, op[1], op[2], op[4], op[3])
+            ret = out[abi.CONVENTIONS[op[3]]["result"][0]]
+        _every_size_way(s, op, post, ret)
+        s = post
+
+
+def test_every_size_reading_of_the_invariants() -> None:
+    """Each invariant read as quantifiers over the pinned state is what it is on the
+    concrete state: true on the booted machine, false where a planted state breaks it."""
+    from spec import invariants
+
+    broken = BOOT.evolve(owner=(BOOT.owner[0], 2, *BOOT.owner[2:]))  # frame 1 to VM 2
+    for s in (BOOT, broken):
+        u, facts = _pinned(s)
+        for inv in invariants.INVARIANTS:
+            try:
+                formula = inv.holds(u)
+            except logic.Unbounded:
+                continue  # a count: no reading for every size (quota_respected)
+            solver = z3.Solver()
+            solver.set("timeout", 20_000)
+            solver.add(*facts, logic._lift(formula, True) != bool(inv.holds(s)))
+            assert solver.check() == z3.unsat, f"{inv.name} reads differently"
+
+
+def test_every_size_comparison_can_fail() -> None:
+    """The comparison above sees a post-state that differs in one slot (planted)."""
+    regs = codec.encode_call(abi.BY_NAME["CPU_OFF"], (), "arm64")
+    post, out = machine.step(BOOT, 0, 0, regs, "arm64")
+    _every_size_way(BOOT, ("hypercall", 0, 0, "arm64", regs), post, out["x0"])
+    wrong = post.evolve(vcpu=(1, *post.vcpu[1:]))
+    try:
+        _every_size_way(BOOT, ("hypercall", 0, 0, "arm64", regs), wrong, out["x0"])
+    except AssertionError as exc:
+        assert "vcpu differs" in str(exc)
+    else:
+        raise AssertionError("a wrong post-state went unseen")

@@ -135,3 +135,21 @@ def test_state_machine_catches(mutant):
                 break
     assert caught is not None, f"{mutant.name} not caught with seeds 0-2"
     assert any(name in str(caught) for name in mutant.accepted), str(caught)[:500]
+
+
+@pytest.mark.parametrize("mutant", [m for m in mutants.MUTANTS if m.sizes],
+                         ids=lambda m: m.name)
+def test_a_bug_past_the_bound_is_caught(mutant):
+    """A bug that needs a fourth VM or a sixth host frame: the bounded proof alone (3 VMs,
+    5 host frames) proves the rule; ``prove_target`` -- every size first, and what that
+    leaves open also on the larger model -- refutes it with a counterexample past the
+    bound that replays on the concrete spec."""
+    with mutants.installed(mutant):
+        bounded = prove.prove_target(mutant.target, only={mutant.catches}, every_size=False)
+        found = prove.prove_target(mutant.target, only={mutant.catches})
+        replayed = {v.name for v in replay.run_case(found[0].counterexample)}
+    assert [r.status for r in bounded] == ["proved"], bounded
+    assert [r.status for r in found] == ["failed"], found
+    sizes = found[0].counterexample["config"]
+    assert sizes["n_vms"] > 3 or sizes["n_hframes"] > 5, sizes
+    assert mutant.catches in replayed
