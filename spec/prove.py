@@ -241,7 +241,7 @@ def _explore(setup: _Setup, conv: str, s: State | None = None,
 
 def prove_target(target: str, cfg: Config = PROOF_CONFIG, conv: str = "arm64",
                  cex_dir: str | None = None, only: set[str] | None = None,
-                 every_size: bool = True) -> list[ProofResult]:
+                 every_size: bool = True, refute: bool = True) -> list[ProofResult]:
     """All obligations of one transition (or those named in ``only``).
 
     First for every size at once (``every_size``): the same spec code run on a state
@@ -251,7 +251,8 @@ def prove_target(target: str, cfg: Config = PROOF_CONFIG, conv: str = "arm64",
     sizes found, replays on the concrete spec from a state satisfying every invariant.
     The rest -- noninterference and the codecs' obligations, rules with no quantified
     reading (a count), anything the solver does not settle -- are proved for ``cfg``'s
-    sizes, as the cross-check of all of them is (``every_size=False``).
+    sizes, as the cross-check of all of them is (``every_size=False``); with ``refute``,
+    those the all-sizes reading left open are also tried on a larger model.
 
     Per-obligation times are the Z3 check plus an even share of the path exploration.
     """
@@ -268,7 +269,7 @@ def prove_target(target: str, cfg: Config = PROOF_CONFIG, conv: str = "arm64",
     # are also tried on a larger model: a bug that needs a fourth VM or a sixth frame
     # still fails there, with a counterexample that replays.
     unsettled = {r.invariant for r in rest if r.status == "proved"} & tried
-    if unsettled and cfg == PROOF_CONFIG:
+    if refute and unsettled and cfg == PROOF_CONFIG:
         larger = {r.invariant: r for r in _prove(target, REFUTE_CONFIG, conv, cex_dir,
                                                  unsettled, {}, every_size=False)
                   if r.status == "failed"}

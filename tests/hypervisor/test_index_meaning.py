@@ -276,7 +276,7 @@ def test_every_size_reading_of_the_invariants() -> None:
             try:
                 formula = inv.holds(u)
             except logic.Unbounded:
-                continue  # a count: no reading for every size (quota_respected)
+                continue  # a count: no reading for every size (frames_counted)
             solver = z3.Solver()
             solver.set("timeout", 20_000)
             solver.add(*facts, logic._lift(formula, True) != bool(inv.holds(s)))
