@@ -296,9 +296,9 @@ def _prove(target: str, cfg: Config, conv: str, cex_dir: str | None,
     setup = _setup(target, cfg, conv, every_size=every_size)
     try:
         paths, accesses = _explore(setup, conv)
-    except (TypeError, symbolic.PathExplosion):
+    except (TypeError, z3.Z3Exception, symbolic.PathExplosion):
         if every_size:  # spec code with no reading for every size (a loop over a size,
-            return []   # a count: logic.Unbounded): the bounded proof
+            return []   # a count: logic.Unbounded; a tuple times a size): the bounded proof
         raise
     hypotheses: dict[int, bool] = {}  # which hypothesis sets were found satisfiable
     explore_s = time.perf_counter() - start
@@ -318,7 +318,7 @@ def _prove(target: str, cfg: Config, conv: str, cex_dir: str | None,
             return
         try:
             goals = list(goals)
-        except logic.Unbounded:
+        except (TypeError, z3.Z3Exception):
             if every_size:  # the rule has no reading for every size: the bounded proof
                 return
             raise
