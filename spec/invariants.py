@@ -97,11 +97,6 @@ def _ch(s: State) -> tuple[Any, ...]:
     return s.ch_state, s.ch_rvm, s.ch_rport, s.ch_pending, s.ch_masked
 
 
-def _in_tx(g: Any, base: Any, n: Any) -> Any:
-    """Guest frame ``g`` is one of base..base+n-1."""
-    return and_(ule(base, g), ult(g, logic.add(base, n)))
-
-
 # --- state invariants --------------------------------------------------------------------------
 # Each is stated once over every slot (spec.logic.every / forall): a loop on a model of
 # given sizes, a quantifier over a model of every size.
@@ -231,7 +226,7 @@ def transactions_consistent(s: State) -> Any:
         # every frame of the range is the owner's own mapping, naming this transaction
         def entry(g: Any) -> Any:
             i = s.vg(o, g)
-            return implies(_in_tx(g, base, n), and_(
+            return implies(logic.within(g, base, n), and_(
                 select(s.s2_valid, i, False), select(s.s2_tx, i, NONE) == NONE,
                 select(s.frame_tx, select(s.s2_frame, i, 0), NONE) == k))
         return implies(and_(kind != TX_FREE, _is_vm(s, o)), logic.forall(cfg.n_gframes, entry))
@@ -244,7 +239,7 @@ def transactions_consistent(s: State) -> Any:
         def mapped(g: Any) -> Any:
             i = s.vg(to, g)
             return and_(select(s.s2_valid, i, False), select(s.s2_tx, i, 0) == NONE,
-                        select(s.s2_frame, i, NONE) == f, _in_tx(g, base, n))
+                        select(s.s2_frame, i, NONE) == f, logic.within(g, base, n))
         return and_(
             implies(and_(t != NONE, ult(t, cfg.n_tx)), and_(tk != TX_FREE, or_(
                 and_(_is_vm(s, to), o == to, logic.exists(cfg.n_gframes, mapped)),
