@@ -112,9 +112,11 @@ def _setup(target: str, cfg: Config, conv: str, tag: str = "", every_size: bool 
     regs = {r: z3.BitVec(f"{r}{tag}", 64) for r in codec.registers(conv)}
     fid = z3.Extract(31, 0, regs[abi.CONVENTIONS[conv]["id"]])
     if target.startswith(XEN):
-        return _xen_setup(target[len(XEN):], s, inv, caller, conv, tag)
+        return attrs.evolve(_xen_setup(target[len(XEN):], s, inv, caller, conv, tag),
+                            every_size=every_size)
     if target.startswith(FFA):
-        return _ffa_setup(target[len(FFA):], s, inv, caller, tag)
+        return attrs.evolve(_ffa_setup(target[len(FFA):], s, inv, caller, tag),
+                            every_size=every_size)
     if target in abi.BY_NAME:
         row = abi.BY_NAME[target]
         # what codec.decode hands the handler on every path where the call decodes (on
@@ -249,8 +251,10 @@ def prove_target(target: str, cfg: Config = PROOF_CONFIG, conv: str = "arm64",
     invariants read as quantifiers.  An obligation proved there is done (``bounded`` is
     False); so is one refuted there whose counterexample, made concrete at the smallest
     sizes found, replays on the concrete spec from a state satisfying every invariant.
-    The rest -- noninterference and the codecs' obligations, rules with no quantified
-    reading (a count), anything the solver does not settle -- are proved for ``cfg``'s
+    Calls through a codec (``xen:``, ``ffa:``) are run there too: a codec reads
+    registers and guest memory, never a table.  The rest -- noninterference, rules with
+    no quantified reading (a count), anything the solver does not settle -- are proved for
+    ``cfg``'s
     sizes, as the cross-check of all of them is (``every_size=False``); with ``refute``,
     those the all-sizes reading left open are also tried on a larger model.
 
@@ -258,7 +262,7 @@ def prove_target(target: str, cfg: Config = PROOF_CONFIG, conv: str = "arm64",
     """
     done: list[ProofResult] = []
     tried: set[str] = set()
-    if every_size and not target.startswith((XEN, FFA)):
+    if every_size:
         done = _prove(target, cfg, conv, cex_dir, only, {}, every_size=True, tried=tried)
     # The obligations settled for every size get only their vacuity check at the bounded
     # sizes: hypotheses satisfiable there are satisfiable for every size (the bounded
