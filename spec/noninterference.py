@@ -32,56 +32,76 @@ model accepts, not a secret it keeps.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from spec import logic
 from spec.hypercalls.abi import Row
-from spec.logic import and_, bit, ite, not_, or_, select, ule, ult
-from spec.state import ABSENT, CLOSED, CONTROL, NONE, TX_FREE, State
+from spec.logic import and_, bit, ite, not_, or_, select
+from spec.state import ABSENT, CLOSED, CONTROL, NONE, SHAPES, TX_FREE, State
+
+# What a VM observes of one vCPU, guest frame and port (the per-VM tables, by column).
+VCPU_FIELDS = ("vcpu", "irq", "vcpu_entry", "vcpu_ctx")
+ENTRY_FIELDS = ("s2_valid", "s2_frame", "s2_perm", "s2_held", "s2_tx")
+PORT_FIELDS = ("ch_state", "ch_rvm", "ch_rport", "ch_pending", "ch_masked")
+TX_FIELDS = ("tx_kind", "tx_owner", "tx_base", "tx_count", "tx_perm")
+
+
+def _parts(s: State, b: Any) -> list[tuple[Any, Callable[[Any], tuple[Any, ...]]]]:
+    """What ``b`` observes, as pairs (size n, what it sees of id i < n): the one text
+    :func:`view` lists and :func:`same_view` compares, for every size."""
+    cfg = s.cfg
+
+    def tx(k: Any) -> tuple[Any, ...]:
+        kind, borrowers = select(s.tx_kind, k), select(s.tx_borrowers, k)
+        seen = and_(kind != TX_FREE, or_(select(s.tx_owner, k) == b, bit(borrowers, b)))
+        return (*(ite(seen, select(getattr(s, f), k), 0) for f in TX_FIELDS),
+                and_(seen, bit(borrowers, b)), and_(seen, bit(select(s.tx_retrieved, k), b)))
+
+    return [
+        (1, lambda _: (select(s.vm_state, b), select(s.quota, b))),
+        (cfg.n_vcpus, lambda c: tuple(select(getattr(s, f), s.vc(b, c)) for f in VCPU_FIELDS)),
+        (cfg.n_gframes,
+         lambda g: tuple(select(getattr(s, f), s.vg(b, g)) for f in ENTRY_FIELDS)),
+        (cfg.n_ports, lambda p: tuple(select(getattr(s, f), s.vp(b, p)) for f in PORT_FIELDS)),
+        (cfg.n_tx, tx),
+        (cfg.n_devices, lambda d: (select(s.dev_owner, d) == b,)),
+    ]
 
 
 def view(s: State, b: Any) -> tuple[Any, ...]:
-    cfg = s.cfg
-    out: list[Any] = [select(s.vm_state, b), select(s.quota, b)]
-    for c in range(cfg.n_vcpus):
-        i = s.vc(b, c)
-        out += [select(s.vcpu, i), select(s.irq, i), select(s.vcpu_entry, i),
-                select(s.vcpu_ctx, i)]
-    for g in range(cfg.n_gframes):
-        i = s.vg(b, g)
-        out += [select(s.s2_valid, i), select(s.s2_frame, i), select(s.s2_perm, i),
-                select(s.s2_held, i), select(s.s2_tx, i)]
-    for p in range(cfg.n_ports):
-        i = s.vp(b, p)
-        out += [select(s.ch_state, i), select(s.ch_rvm, i), select(s.ch_rport, i),
-                select(s.ch_pending, i), select(s.ch_masked, i)]
-    for k in range(cfg.n_tx):
-        seen = and_(s.tx_kind[k] != TX_FREE,
-                    or_(s.tx_owner[k] == b, bit(s.tx_borrowers[k], b)))
-        out += [ite(seen, x, 0) for x in (s.tx_kind[k], s.tx_owner[k], s.tx_base[k],
-                                           s.tx_count[k], s.tx_perm[k])]
-        out += [and_(seen, bit(s.tx_borrowers[k], b)), and_(seen, bit(s.tx_retrieved[k], b))]
-    out += [d == b for d in s.dev_owner]
-    return tuple(out)
+    """Everything ``b`` observes, as one tuple (a model of concrete sizes)."""
+    return tuple(x for n, seen in _parts(s, b) for i in range(n) for x in seen(i))
+
+
+def same_view(s: State, t: State, b: Any) -> Any:
+    """``b`` sees the same in ``s`` and ``t`` (of one shape): for every size, a
+    quantifier per part."""
+    return logic.all_(
+        logic.forall(n, lambda i, mine=mine, theirs=theirs: logic.all_(  # type: ignore[misc]
+            x == y for x, y in zip(mine(i), theirs(i), strict=True)))
+        for (n, mine), (_, theirs) in zip(_parts(s, b), _parts(t, b), strict=True))
+
+
+def _port_towards(s: State, vm: Any, p: Any, other: Any) -> Any:
+    """Port ``p`` of ``vm`` is open and names ``other`` as its remote."""
+    i = s.vp(vm, p)
+    return and_(select(s.ch_state, i) != CLOSED, select(s.ch_rvm, i) == other)
+
+
+def _in_tx(s: State, k: Any, vm: Any) -> Any:
+    """``vm`` owns transaction ``k`` or may retrieve it."""
+    return or_(select(s.tx_owner, k) == vm, bit(select(s.tx_borrowers, k), vm))
 
 
 def shared(s: State, a: Any, b: Any) -> Any:
     """``a`` and ``b`` share a resource: a port naming the other, or a transaction."""
     cfg = s.cfg
-    ports = [
-        and_(s.ch_state[i] != CLOSED, or_(
-            and_(i // cfg.n_ports == a, s.ch_rvm[i] == b),
-            and_(i // cfg.n_ports == b, s.ch_rvm[i] == a)))
-        for i in range(cfg.n_vms * cfg.n_ports)
-    ]
-    txs = []
-    for k in range(cfg.n_tx):
-        o, who = s.tx_owner[k], s.tx_borrowers[k]
-        in_a = or_(o == a, bit(who, a))
-        in_b = or_(o == b, bit(who, b))
-        txs.append(and_(s.tx_kind[k] != TX_FREE, in_a, in_b))
-    return logic.any_([*ports, *txs])
+    return or_(
+        logic.exists(cfg.n_ports, lambda p: or_(_port_towards(s, a, p, b),
+                                                 _port_towards(s, b, p, a))),
+        logic.exists(cfg.n_tx, lambda k: and_(select(s.tx_kind, k) != TX_FREE,
+                                              _in_tx(s, k, a), _in_tx(s, k, b))))
 
 
 def names(row: Row, regs_args: tuple[Any, ...], b: Any) -> Any:
@@ -96,79 +116,91 @@ def names(row: Row, regs_args: tuple[Any, ...], b: Any) -> Any:
     return logic.any_(out)
 
 
-# The per-VM tables: field -> the Config size that is one VM's row (None: one slot per VM).
-# Slot i of such a field belongs to VM i // width.
-PER_VM: dict[str, str | None] = {
-    "vm_state": None, "quota": None,
-    **{f: "n_vcpus" for f in ("vcpu", "irq", "vcpu_entry", "vcpu_ctx")},
-    **{f: "n_gframes" for f in ("s2_valid", "s2_frame", "s2_perm", "s2_held", "s2_tx")},
-    **{f: "n_ports" for f in ("ch_state", "ch_rvm", "ch_rport", "ch_pending", "ch_masked")},
-}
 # Global tables, equal in both runs of the confidentiality obligations, and why.
 _ALLOCATORS = "a shared allocator every guest sees (NO_MEMORY, the handle MEM_SHARE returns)"
 PUBLIC: dict[str, str] = {
     "owner": _ALLOCATORS, "frame_tx": _ALLOCATORS,
     # each VM's count of the frames the public owner table gives it
     "owned": _ALLOCATORS,
-    **{f: _ALLOCATORS for f in ("tx_kind", "tx_owner", "tx_base", "tx_count", "tx_perm",
-                                "tx_borrowers", "tx_retrieved")},
+    **{f: _ALLOCATORS for f in (*TX_FIELDS, "tx_borrowers", "tx_retrieved")},
 }
+# The per-VM tables (state.SHAPES: a row per VM) that are not public: field -> the Config
+# size that is one VM's row (None: one slot per VM).
+PER_VM: dict[str, str | None] = {f: cols for f, (rows, cols) in SHAPES.items()
+                                 if rows == "n_vms" and f not in PUBLIC}
 # Tables whose slot belongs to the VM its value names: device d is VM dev_owner[d]'s.
 KEYED = ("dev_owner",)
 
+# A mask over a table's slots: a slot index (an int or word, or for a per-VM table of
+# every size a logic.Index2) -> whether the slot is selected.
+Mask = Callable[[Any], Any]
 
-def _width(s: State, field: str) -> int:
+
+def _vm_of(s: State, field: str) -> Mask:
+    """The VM whose row slot ``i`` of per-VM table ``field`` is in."""
     size = PER_VM[field]
-    return 1 if size is None else int(getattr(s.cfg, size))
+    return (lambda i: i) if size is None else (
+        lambda i: logic.row(i, getattr(s.cfg, size)))
 
 
-def private_slots(s: State, b: Any) -> dict[str, list[Any]]:
+def _rows(s: State, field: str, vm: Any, mine: bool) -> Mask:
+    """The slots of per-VM table ``field`` in ``vm``'s row (``mine``) or in the others'."""
+    owner = _vm_of(s, field)
+    return (lambda i: owner(i) == vm) if mine else (lambda i: owner(i) != vm)
+
+
+def _minus(mask: Mask, exempt: Mask) -> Mask:
+    return lambda i: and_(mask(i), not_(exempt(i)))
+
+
+def private_slots(s: State, b: Any) -> dict[str, Mask]:
     """Per field of :data:`PER_VM`, which slots are ``b``'s own: its lifecycle and quota,
     vCPUs (power state, start entry and context) and interrupts, whole stage-2 table and
     ports."""
-    return {f: [i // _width(s, f) == b for i in range(len(getattr(s, f)))] for f in PER_VM}
+    return {f: _rows(s, f, b, mine=True) for f in PER_VM}
 
 
-def offered(s: State, a: Any) -> list[Any]:
-    """Per port slot: the port is bound or offered to VM ``a`` (open, its remote is ``a``)."""
-    return [and_(st != CLOSED, r == a) for st, r in zip(s.ch_state, s.ch_rvm, strict=True)]
+def offered(s: State, a: Any) -> Mask:
+    """Port slot ``i``: the port is bound or offered to VM ``a`` (open, its remote ``a``)."""
+    return lambda i: and_(select(s.ch_state, i) != CLOSED, select(s.ch_rvm, i) == a)
 
 
-def lent(s: State, a: Any) -> list[Any]:
-    """Per stage-2 slot: another VM shares, lends or donates this entry to ``a`` (a live
+def lent(s: State, a: Any) -> Mask:
+    """Stage-2 slot ``i``: another VM shares, lends or donates this entry to ``a`` (a live
     transaction that VM owns with ``a`` among its borrowers, entries base..base+count)."""
     G = s.cfg.n_gframes
-    return [logic.any_(and_(
-        s.tx_kind[k] != TX_FREE, s.tx_owner[k] == i // G, bit(s.tx_borrowers[k], a),
-        ule(s.tx_base[k], i % G), ult(i % G, logic.add(s.tx_base[k], s.tx_count[k])))
-        for k in range(s.cfg.n_tx)) for i in range(len(s.s2_valid))]
+    return lambda i: logic.exists(s.cfg.n_tx, lambda k: and_(
+        select(s.tx_kind, k) != TX_FREE, select(s.tx_owner, k) == logic.row(i, G),
+        bit(select(s.tx_borrowers, k), a),
+        logic.within(logic.col(i, G), select(s.tx_base, k), select(s.tx_count, k))))
 
 
-def secret_slots(s: State, a: Any, named: Sequence[Any]) -> dict[str, list[Any]]:
+def secret_slots(s: State, a: Any, named: Callable[[Any], Any] | Sequence[Any]
+                 ) -> dict[str, Mask]:
     """Per field, the slots a call by ``a`` must not depend on: every other VM's private
     slots minus what the call may depend on -- the lifecycle of a VM it names
-    (``named[v]``), the ports bound or offered to ``a``, and the stage-2 entries lent to
-    ``a`` -- and the devices ``a`` does not have."""
-    theirs = {f: [i // _width(s, f) != a for i in range(len(getattr(s, f)))] for f in PER_VM}
-    out = dict(theirs)
-    out["vm_state"] = [and_(m, not_(n)) for m, n in zip(theirs["vm_state"], named, strict=True)]
-    ports = [and_(m, not_(o)) for m, o in zip(theirs["ch_state"], offered(s, a), strict=True)]
-    out.update({f: ports for f in PER_VM if PER_VM[f] == "n_ports"})
-    entries = [and_(m, not_(x)) for m, x in zip(theirs["s2_valid"], lent(s, a), strict=True)]
-    out.update({f: entries for f in PER_VM if PER_VM[f] == "n_gframes"})
-    out["dev_owner"] = [d != a for d in s.dev_owner]
+    (``named(v)``, or ``named[v]``), the ports bound or offered to ``a``, and the stage-2
+    entries lent to ``a`` -- and the devices ``a`` does not have."""
+    is_named = named if callable(named) else named.__getitem__
+    exempt = {"n_ports": offered(s, a), "n_gframes": lent(s, a)}
+    out = {f: _rows(s, f, a, mine=False) for f in PER_VM}
+    out["vm_state"] = _minus(out["vm_state"], is_named)
+    for f, size in PER_VM.items():
+        if size in exempt:
+            out[f] = _minus(out[f], exempt[size])
+    out["dev_owner"] = lambda d: select(s.dev_owner, d) != a
     return out
 
 
-def with_private(s: State, other: State, slots: dict[str, list[Any]]) -> State:
-    """``s`` with the slots ``slots`` selects taken from ``other``.
+def with_private(s: State, other: State, slots: dict[str, Mask]) -> State:
+    """``s`` with the slots ``slots`` selects taken from ``other`` (of the same shape).
 
     With ``other`` an independent state, this is the second state of the confidentiality
     obligations: equal to ``s`` everywhere else by construction, free in the secrets."""
     return s.evolve(**{
-        name: tuple(ite(mask, alt, mine) for mask, alt, mine in
-                    zip(masks, getattr(other, name), getattr(s, name), strict=True))
-        for name, masks in slots.items()
+        name: logic.tabulate(lambda i, mine, alt, mask=mask: ite(mask(i), alt, mine),
+                             getattr(s, name), getattr(other, name))
+        for name, mask in slots.items()
     })
 
 
@@ -177,26 +209,26 @@ def low_equivalent(s: State, s2: State, a: Any) -> Any:
     ports bound or offered to it (those it could bind to).  With :func:`secret_slots`
     this only constrains what the construction leaves free: a device of ``a`` stays
     ``a``'s, and no secret port turns towards ``a``."""
-    return and_(logic.all_(x == y for x, y in zip(view(s, a), view(s2, a), strict=True)),
-                logic.all_(x == y for x, y in zip(offered(s, a), offered(s2, a),
-                                                  strict=True)))
+    mine, theirs = offered(s, a), offered(s2, a)
+    return and_(same_view(s, s2, a),
+                logic.every(lambda i, *_: mine(i) == theirs(i), s.ch_state))
 
 
 def is_attacker(s: State, a: Any) -> Any:
     """``a`` can make calls that the other VMs must be protected from: a live VM other
     than the control VM (which may legitimately read and change everything).
 
-    Liveness matters: a VM id outside the machine has no view of its own (``view``
-    would read the last VM's slots), so the obligation must not quantify over it."""
+    Liveness matters: a VM id outside the machine has no view of its own, so the
+    obligation must not quantify over it."""
     return and_(logic.ult(a, s.cfg.n_vms), select(s.vm_state, a, ABSENT) != ABSENT,
                 a != CONTROL)
 
 
 def shares_any(s: State, a: Any) -> Any:
     """``a`` shares a resource with some other VM (see :func:`shared`)."""
-    return logic.any_(and_(b != a, shared(s, a, b)) for b in range(s.cfg.n_vms))
+    return logic.exists(s.cfg.n_vms, lambda b: and_(b != a, shared(s, a, b)))
 
 
-__all__ = ["KEYED", "NONE", "PER_VM", "PUBLIC", "is_attacker", "lent", "low_equivalent",
-           "names", "offered", "private_slots", "secret_slots", "shared", "shares_any", "view",
-           "with_private"]
+__all__ = ["KEYED", "NONE", "PER_VM", "PUBLIC", "Mask", "is_attacker", "lent", "low_equivalent",
+           "names", "offered", "private_slots", "same_view", "secret_slots", "shared",
+           "shares_any", "view", "with_private"]

@@ -230,11 +230,12 @@ def _explore(setup: _Setup, conv: str, s: State | None = None,
     """The paths of the transition (values ``(state, result)``) and, per path, the
     in-range conditions of its table accesses."""
     if assumptions is None:
+        assumptions = setup.assumptions
+    if setup.every_size:
         # For every size, the quantified invariants would make each feasibility check a
         # hard query: paths are pruned by the rest (sizes, function id), and a path the
         # invariants rule out is proved by its obligations' hypotheses.
-        assumptions = [a for a in setup.assumptions if not _quantified(a)] \
-            if setup.every_size else setup.assumptions
+        assumptions = [a for a in assumptions if not _quantified(a)]
     raw = symbolic.explore(_run(setup, conv, s), assumptions,
                            timeout_ms=EXPLORE_TIMEOUT_MS if setup.every_size else None)
     return ([symbolic.Path(p.condition, p.value[:2]) for p in raw],
@@ -505,8 +506,8 @@ def _all_checks(setup: _Setup, paths: list[symbolic.Path], moved: list[symbolic.
         check("step", prop.name, prop.clause,
               ((p.condition, prop.holds(setup.s, setup.caller, setup.row, p.value[0],
                                         p.value[1], setup.call_args)) for p in paths))
-    if setup.row is not None and not setup.every_size:
-        _noninterference(setup, paths, cfg, conv, check)
+    if setup.row is not None:
+        _noninterference(setup, paths, conv, check)
 
 
 OBSERVER = "observer"  # VM b's id in the unchanged obligation: b watches a call by a
@@ -540,11 +541,13 @@ def _observer() -> Any:
     return z3.BitVec(OBSERVER, 64)
 
 
-def _independent_state(cfg: Config) -> State:
-    """A pre-state whose every word and flag is a fresh variable, shaped like the initial
-    state as :func:`symbolic.fresh` builds the first one, but with fixed names
-    (``t.<field>[<i>]``) so that a counterexample can evaluate it again."""
-    s0 = initial(cfg)
+def _independent_state(s: State) -> State:
+    """A pre-state of ``s``'s shape whose every word and flag is a fresh variable, as
+    :func:`symbolic.fresh` builds the first one, but with fixed names (``t.<field>[<i>]``,
+    for every size ``t.<field>``) so that a counterexample can evaluate it again."""
+    if not all(type(v) is int for v in s.cfg.sizes().values()):
+        return symbolic.unbounded_like(s, "t")
+    s0 = initial(s.cfg)
 
     def var(name: str, x: Any) -> Any:
         return z3.Bool(name) if isinstance(x, bool) else z3.BitVec(name, logic.WORD)
@@ -561,20 +564,20 @@ def _named(setup: _Setup, conv: str, b: Any) -> Any:
     return _b(noninterference.names(setup.row, arg_regs, b))
 
 
-def _named_all(setup: _Setup, cfg: Config, conv: str) -> list[Any]:
-    """Per VM id, whether the call's arguments name it."""
-    return [_named(setup, conv, v) for v in range(cfg.n_vms)]
+def _named_all(setup: _Setup, conv: str) -> Callable[[Any], Any]:
+    """VM id -> whether the call's arguments name it."""
+    return lambda v: _named(setup, conv, v)
 
 
-def _second_state(setup: _Setup, cfg: Config, conv: str) -> State:
+def _second_state(setup: _Setup, conv: str) -> State:
     """``setup.s`` with every other VM's secrets taken from an independent state.  A pure
     function of the setup, so a counterexample rebuilds the very terms the proof used."""
     a, s = setup.caller.vm, setup.s
-    secret = noninterference.secret_slots(s, a, _named_all(setup, cfg, conv))
-    return noninterference.with_private(s, _independent_state(cfg), secret)
+    secret = noninterference.secret_slots(s, a, _named_all(setup, conv))
+    return noninterference.with_private(s, _independent_state(s), secret)
 
 
-def _two_states(setup: _Setup, cfg: Config, conv: str) -> _TwoStates:
+def _two_states(setup: _Setup, conv: str) -> _TwoStates:
     """Self-composition without aliasing: ``s2`` takes every secret slot from an
     independent state, so the two runs really can differ in them.
 
@@ -584,17 +587,19 @@ def _two_states(setup: _Setup, cfg: Config, conv: str) -> _TwoStates:
     One second state serves both cases: where the call names no other VM and ``a`` shares
     nothing, :func:`~spec.noninterference.secret_slots` exempts nothing."""
     a, s = setup.caller.vm, setup.s
-    s2 = _second_state(setup, cfg, conv)
-    others = [z3.And(a != v, n) for v, n in enumerate(_named_all(setup, cfg, conv))]
-    apart = [z3.Not(z3.Or(*others)), z3.Not(_b(noninterference.shares_any(s, a)))]
+    s2 = _second_state(setup, conv)
+    named = _named_all(setup, conv)
+    others = logic.exists(s.cfg.n_vms, lambda v: z3.And(a != v, named(v)))
+    apart = [z3.Not(_b(others)), z3.Not(_b(noninterference.shares_any(s, a)))]
     related = [z3.Not(z3.And(*apart))]
+    stated = [_stated(i, s2) for i in inv_mod.INVARIANTS]
     states = [_b(noninterference.low_equivalent(s, s2, a)),
-              *(_b(i.holds(s2)) for i in inv_mod.INVARIANTS)]
+              *(_b(h) for h in stated if h is not None)]
     call = [_b(noninterference.is_attacker(s, a))]
     return _TwoStates(a, s2, call, apart, related, states)
 
 
-def _noninterference(setup: _Setup, paths: list[symbolic.Path], cfg: Config, conv: str,
+def _noninterference(setup: _Setup, paths: list[symbolic.Path], conv: str,
                      check: Callable[..., None]) -> None:
     def wanted(name: str) -> bool:
         return only_wants(check, name)
@@ -602,28 +607,25 @@ def _noninterference(setup: _Setup, paths: list[symbolic.Path], cfg: Config, con
     a, b = setup.caller.vm, _observer()
     s = setup.s
     if wanted("noninterference_unchanged"):
-        hyp = [logic.ult(b, cfg.n_vms), b != a, a != CONTROL, z3.Not(_named(setup, conv, b)),
-               z3.Not(_b(noninterference.shared(s, a, b)))]
-        before = noninterference.view(s, b)
+        hyp = [logic.ult(b, s.cfg.n_vms), b != a, a != CONTROL,
+               z3.Not(_named(setup, conv, b)), z3.Not(_b(noninterference.shared(s, a, b)))]
         check("noninterference", "noninterference_unchanged", "two VMs sharing nothing",
-              [(p.condition, symbolic.same(noninterference.view(p.value[0], b), before))
-               for p in paths], hyp)
+              [(p.condition, noninterference.same_view(p.value[0], s, b)) for p in paths], hyp)
     cases = [n for n in (CONFIDENTIAL, CONFIDENTIAL_NAMED) if wanted(n)]
     if not cases:
         return
-    two = _two_states(setup, cfg, conv)
+    two = _two_states(setup, conv)
     # The call hypotheses suffice to prune the second run's paths (its merge covers every
     # input they allow); the others would only make exploring slower.
     paths2, _ = _explore(setup, conv, two.s2, [*setup.assumptions, *two.call])
     m1, m2 = symbolic.merge(paths), symbolic.merge(paths2)
     agree = z3.And(_b(symbolic.same(m1[1], m2[1])),
-                   _b(symbolic.same(noninterference.view(m1[0], a),
-                                    noninterference.view(m2[0], a))))
+                   _b(noninterference.same_view(m1[0], m2[0], a)))
     clauses = {CONFIDENTIAL: "a call naming no other VM, by a VM sharing nothing",
                CONFIDENTIAL_NAMED: "a call naming other VMs or by a VM that shares"}
     for name in cases:
-        check("noninterference", name, clauses[name], _per_attacker(two, name, agree, cfg),
-              split=False)
+        check("noninterference", name, clauses[name],
+              _per_attacker(two, name, agree, s.cfg), split=False)
 
 
 def _per_attacker(two: _TwoStates, name: str, agree: Any, cfg: Config
@@ -632,7 +634,9 @@ def _per_attacker(two: _TwoStates, name: str, agree: Any, cfg: Config
     ``a`` a constant every secret mask but the exemptions is a constant, so the second
     state's slots simplify to plain variables and most of its invariants to the first
     state's own (several times faster than one query).  Ids that cannot be an attacker
-    (the control VM) simplify to false and need no goal."""
+    (the control VM) simplify to false and need no goal.  For every size, one goal."""
+    if type(cfg.n_vms) is not int:
+        return [(z3.And(*two.hypotheses(name)), agree)]
     goals = []
     for v in range(cfg.n_vms):
         fix = (two.a, z3.BitVecVal(v, logic.WORD))
@@ -707,7 +711,7 @@ def _counterexample(setup: _Setup, model: z3.ModelRef, cfg: Config, conv: str, k
             case["observer"] = _value(model, _observer())
         if name in (CONFIDENTIAL, CONFIDENTIAL_NAMED):
             case["second_pre_state"] = state_to_json(concretize(model, _second_state(
-                setup, cfg, conv)))
+                setup, conv)))
     return case
 
 

@@ -240,8 +240,16 @@ def unbounded(template: Config, prefix: str = "s") -> tuple[State, Any]:
     :class:`~spec.logic.Table` arrays (shaped as ``spec.state.SHAPES`` says), its profile
     ``template``'s; and the condition that the sizes are ones a model may have."""
     sizes = {name: z3.BitVec(f"{prefix}.{name}", logic.WORD) for name in template.sizes()}
-    cfg = attrs.evolve(template, **sizes)
     s0 = initial(template)
+    return unbounded_like(s0.evolve(cfg=attrs.evolve(template, **sizes)), prefix), \
+        size_domain(sizes)
+
+
+def unbounded_like(s: State, prefix: str) -> State:
+    """A state of ``s``'s sizes (free words, see :func:`unbounded`) whose tables are new
+    arrays named ``<prefix>.<field>``: an independent state of the same machine."""
+    sizes = s.cfg.sizes()
+    s0 = initial(Config())
     word = z3.BitVecSort(logic.WORD)
     tables = {}
     for name, (rows, cols) in SHAPES.items():
@@ -249,4 +257,4 @@ def unbounded(template: Config, prefix: str = "s") -> tuple[State, Any]:
         dims = [word] if cols is None else [word, word]
         arr = z3.Array(f"{prefix}.{name}", *dims, sort)
         tables[name] = logic.Table(arr, sizes[rows], None if cols is None else sizes[cols])
-    return s0.evolve(cfg=cfg, **tables), size_domain(sizes)
+    return s.evolve(**tables)
