@@ -591,6 +591,21 @@ def tabulate(fn: Callable[..., Any], *tables: Any) -> Any:
     return tuple(_per_slot(fn, tables))
 
 
+def build(rows: Any, fn: Callable[..., Any], cols: Any = None) -> Any:
+    """The table of ``rows`` slots (of ``rows`` x ``cols``, row-major, with ``cols``)
+    whose slot ``i`` (``(r, c)``) is ``fn(i)`` (``fn(r, c)``): a tuple for int sizes, for
+    symbolic ones a :class:`Table` (its sort that of ``fn``'s value)."""
+    if type(rows) is int and (cols is None or type(cols) is int):
+        if cols is None:
+            return tuple([fn(i) for i in range(rows)])
+        return tuple([fn(r, c) for r in range(rows) for c in range(cols)])
+    bound = [_bound_var("i")] if cols is None else [_bound_var("r"), _bound_var("c")]
+    body = fn(*bound)
+    zero = z3.BoolVal(False) if isinstance(body, bool) or z3.is_bool(body) else \
+        z3.BitVecVal(0, WORD)
+    return Table(z3.Lambda(bound, _lift(body, zero)), rows, cols, zero)
+
+
 def _id_body(n: Any, fn: Callable[[Any], Any]) -> tuple[Any, Any, Any]:
     """For a symbolic size: a bound id, the condition that it is below ``n``, and
     ``fn`` of it."""

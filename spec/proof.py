@@ -45,6 +45,10 @@ class Obligation:
     clause: str
     goal: Callable[[], tuple[list[z3.BoolRef], Callable[[z3.ModelRef], dict[str, Any]]]]
     timeout_ms: int = 60_000
+    # Whether the goal fixes a model size.  The ring goals do not: the queue size and the
+    # indices are free words over every value the standard allows (VIRTIO 2.7: a power of
+    # two up to 32768), so their proofs hold for every size.
+    bounded: bool = False
 
     @property
     def key(self) -> str:
@@ -62,6 +66,7 @@ class Obligation:
         return ProofResult(
             self.group, self.invariant, self.hypercall, self.clause, status,
             time.perf_counter() - start, counterexample=cex, detail=detail,
+            bounded=self.bounded,
         )
 
 

@@ -11,6 +11,7 @@ them and a stored value never needs a separate "present" flag.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -76,12 +77,15 @@ MAX_SIZE = 1 << 12  # every size, so that no index reaches a sentinel (NONE, FRE
 def size_domain(sizes: dict[str, Any]) -> Any:
     """The sizes a model may have: 2 to 16 VMs (a transaction's borrowers are a mask of
     VMs), at least one vCPU, at most 30 devices (a vCPU's pending lines are a mask of one
-    upcall line and one per device), every size below the sentinels.  Checked on a
-    concrete Config, assumed by the all-sizes proofs."""
+    upcall line and one per device), the control VM's quota within the host frames (a
+    larger one breaks well_formed at boot: the all-sizes proof of the boot state found
+    it), every size below the sentinels.  Checked on a concrete Config, assumed by the
+    all-sizes proofs."""
     return logic.and_(
         logic.ule(2, sizes["n_vms"]), logic.ule(sizes["n_vms"], 16),
         logic.ule(1, sizes["n_vcpus"]), logic.ule(sizes["n_devices"], 30),
         logic.ule(sizes["n_hyp_frames"], sizes["n_hframes"]),
+        logic.ule(sizes["control_quota"], sizes["n_hframes"]),
         *(logic.ule(v, MAX_SIZE) for v in sizes.values()))
 
 
@@ -196,40 +200,38 @@ def _flat_index(row: Any, col: Any, width: int, rows: int) -> Any:
 
 
 def initial(cfg: Config | None = None) -> State:
-    """The boot state: only the control VM runs, on vCPU 0; hypervisor frames are reserved."""
+    """The boot state: only the control VM runs, on vCPU 0; hypervisor frames are reserved.
+
+    Written slot by slot (:func:`spec.logic.build`), so a ``cfg`` of symbolic sizes gives
+    the boot state of every size at once (the all-sizes proof that it is sound)."""
     cfg = cfg or Config()
-    v, c, g, h = cfg.n_vms, cfg.n_vcpus, cfg.n_gframes, cfg.n_hframes
-    vg, k, vp, d = v * g, cfg.n_tx, v * cfg.n_ports, cfg.n_devices
-    return State(
-        cfg=cfg,
-        vm_state=(RUNNING,) + (ABSENT,) * (v - 1),
-        quota=(cfg.control_quota,) + (0,) * (v - 1),
-        owned=(0,) * v,
-        vcpu=(ON,) + (OFF,) * (v * c - 1),
-        irq=(0,) * (v * c),
-        vcpu_entry=(0,) * (v * c),
-        vcpu_ctx=(0,) * (v * c),
-        owner=(HYP,) * cfg.n_hyp_frames + (FREE,) * (h - cfg.n_hyp_frames),
-        frame_tx=(NONE,) * h,
-        s2_valid=(False,) * vg,
-        s2_frame=(0,) * vg,
-        s2_perm=(0,) * vg,
-        s2_held=(False,) * vg,
-        s2_tx=(NONE,) * vg,
-        tx_kind=(TX_FREE,) * k,
-        tx_owner=(NONE,) * k,
-        tx_base=(0,) * k,
-        tx_count=(0,) * k,
-        tx_perm=(0,) * k,
-        tx_borrowers=(0,) * k,
-        tx_retrieved=(0,) * k,
-        ch_state=(CLOSED,) * vp,
-        ch_rvm=(NONE,) * vp,
-        ch_rport=(NONE,) * vp,
-        ch_pending=(False,) * vp,
-        ch_masked=(False,) * vp,
-        dev_owner=(NONE,) * d,
-    )
+    first: dict[str, Callable[..., Any]] = {  # the slots that depend on their index;
+        # every other slot is its constant
+        "vm_state": lambda v: logic.ite(v == CONTROL, RUNNING, ABSENT),
+        "quota": lambda v: logic.ite(v == CONTROL, cfg.control_quota, 0),
+        "vcpu": lambda v, c: logic.ite(logic.and_(v == CONTROL, c == 0), ON, OFF),
+        "owner": lambda f: logic.ite(logic.ult(f, cfg.n_hyp_frames), HYP, FREE),
+    }
+    tables = {}
+    for name, (rows, cols) in SHAPES.items():
+        n, m = getattr(cfg, rows), None if cols is None else getattr(cfg, cols)
+        if name in first:
+            tables[name] = logic.build(n, first[name], m)
+        elif type(n) is int and type(m) in (int, type(None)):
+            tables[name] = (_BOOT[name],) * (n * (m or 1))
+        else:
+            tables[name] = logic.build(n, lambda *_, x=_BOOT[name]: x, m)
+    return State(cfg=cfg, **tables)
+
+
+# The boot value of the slots initial() does not write one by one.
+_BOOT: dict[str, Any] = {
+    "owned": 0, "irq": 0, "vcpu_entry": 0, "vcpu_ctx": 0, "frame_tx": NONE,
+    "s2_valid": False, "s2_frame": 0, "s2_perm": 0, "s2_held": False, "s2_tx": NONE,
+    "tx_kind": TX_FREE, "tx_owner": NONE, "tx_base": 0, "tx_count": 0, "tx_perm": 0,
+    "tx_borrowers": 0, "tx_retrieved": 0, "ch_state": CLOSED, "ch_rvm": NONE,
+    "ch_rport": NONE, "ch_pending": False, "ch_masked": False, "dev_owner": NONE,
+}
 
 
 # --- what the hardware enforces: derived views, defined once ------------------------------

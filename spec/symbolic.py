@@ -239,10 +239,15 @@ def unbounded(template: Config, prefix: str = "s") -> tuple[State, Any]:
     """A state of every size at once: its sizes free words, its tables
     :class:`~spec.logic.Table` arrays (shaped as ``spec.state.SHAPES`` says), its profile
     ``template``'s; and the condition that the sizes are ones a model may have."""
+    cfg, domain = every_size(template, prefix)
+    return unbounded_like(initial(template).evolve(cfg=cfg), prefix), domain
+
+
+def every_size(template: Config, prefix: str = "s") -> tuple[Config, Any]:
+    """``template`` with its sizes free words ``<prefix>.<size>``, and the condition that
+    they are sizes a model may have."""
     sizes = {name: z3.BitVec(f"{prefix}.{name}", logic.WORD) for name in template.sizes()}
-    s0 = initial(template)
-    return unbounded_like(s0.evolve(cfg=attrs.evolve(template, **sizes)), prefix), \
-        size_domain(sizes)
+    return attrs.evolve(template, **sizes), size_domain(sizes)
 
 
 def unbounded_like(s: State, prefix: str) -> State:

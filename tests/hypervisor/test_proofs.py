@@ -3,11 +3,28 @@
 import attrs
 import pytest
 
-from spec import prove
+from spec import prove, symbolic
 
 
 def test_initial_state_satisfies_every_invariant():
-    assert all(r.status == "proved" for r in prove.initial_state_results())
+    results = prove.initial_state_results()
+    assert all(r.status == "proved" for r in results)
+    # every rule with a quantified reading holds at boot for every size
+    assert {r.invariant for r in results if r.bounded} == {"frames_counted"}
+
+
+def test_boot_state_proof_for_every_size_can_fail(monkeypatch):
+    """Without the size domain's bound on the control VM's quota (what this proof found
+    missing), the boot state breaks well_formed at some size; the bounded model's boot
+    state, whose quota is within its frames, does not."""
+    real = symbolic.size_domain
+    monkeypatch.setattr(symbolic, "size_domain",
+                        lambda sizes: real({**sizes, "control_quota": 0}))
+    results = {r.invariant: r for r in prove.initial_state_results()}
+    assert results["well_formed"].status == "failed"
+    assert not results["well_formed"].bounded
+    assert "fails at sizes" in results["well_formed"].detail
+    assert prove.initial_state_results(every_size=False)[0].status == "proved"
 
 
 @pytest.mark.parametrize("target", prove.targets())
