@@ -160,7 +160,8 @@ def _prove(args: argparse.Namespace, json_file: str | None, cex_dir: str | None,
     try:
         results = prove.prove_all(jobs=args.jobs, cex_dir=cex_dir,
                                   progress=lambda batch: bar.step(batch[0].hypercall),
-                                  every_size=not getattr(args, "bounded", False))
+                                  every_size=not getattr(args, "bounded", False),
+                                  larger=getattr(args, "larger", False))
     finally:
         bar.close()
     seconds = time.perf_counter() - start
@@ -611,6 +612,10 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--bounded", action="store_true",
                     help="prove everything for the bounded model only (the cross-check of "
                          "the all-sizes proofs)")
+    pr.add_argument("--larger", action="store_true",
+                    help="also try what the all-sizes pass leaves open on a larger model "
+                         "(spec.prove.REFUTE_CONFIG: a fourth VM, a sixth host frame, a third "
+                         "handle and port), to find a bug past the bound")
     pr.set_defaults(fn=cmd_prove)
 
     ve = sub.add_parser("verify", parents=[common],

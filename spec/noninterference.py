@@ -24,6 +24,11 @@ Every other VM's secrets vary *at once*, not one victim at a time: what two othe
 hold jointly (a channel between them) cannot change on one side alone without breaking
 an invariant, so a one-victim relation never varies it.
 
+Everything here is written with :mod:`spec.logic`'s quantified forms (a mask is a
+function of a slot, a view is compared part by part), so the proofs read the same text on
+a state of every size: the second state is then an independent one of the same free
+sizes, the masks become array lambdas, and each comparison a quantifier.
+
 What stays public by construction is the machine's shared allocators (:data:`PUBLIC`):
 the host frame pool and the transaction handle table.  Any guest can see them through
 NO_MEMORY and through the handle MEM_SHARE returns, so they are a resource channel this

@@ -156,3 +156,25 @@ def test_verify_combines_proofs_and_conformance(tmp_path, monkeypatch):
     assert data["traceability"]["invariant:quota_respected"]["status"] == "proved"
     assert any(c["kind"] == "proof" for c in data["checks"])
     assert data["proof_bound"]["bounded"] is True
+
+
+@pytest.mark.parametrize(("flags", "larger", "every_size"), [
+    ([], False, True), (["--larger"], True, True), (["--bounded"], False, False)])
+def test_prove_options_reach_the_prover(tmp_path, monkeypatch, flags, larger, every_size):
+    """`pvspec prove`: the larger-model pass only on request, the bounded cross-check with
+    --bounded; the JSON says the run is bounded when any obligation is."""
+    from spec import prove
+    from spec.proof import ProofResult
+
+    seen = {}
+
+    def fake_prove_all(**kwargs):
+        seen.update(kwargs)
+        return [ProofResult("hypervisor", "well_formed", "VM_PAUSE", "c", "proved", 0.1,
+                            bounded=not kwargs["every_size"])]
+
+    monkeypatch.setattr(prove, "prove_all", fake_prove_all)
+    out = tmp_path / "p.json"
+    assert cli.main(["prove", "--jobs", "1", "--json", str(out), "-q", *flags]) == 0
+    assert seen["larger"] is larger and seen["every_size"] is every_size
+    assert json.loads(out.read_text())["bounded"] is not every_size

@@ -51,3 +51,21 @@ def test_contradictory_hypotheses_make_a_vacuous_proof_not_a_proved_one(monkeypa
     only = {"well_formed", "post_vm_pause", "noninterference_unchanged"}
     results = prove.prove_target("VM_PAUSE", only=only)
     assert results and {r.status for r in results} == {"vacuous"}, results
+
+
+def test_frame_rule_reads_and_untouched():
+    """A path that leaves a rule's tables as they were needs no proof; the tables a rule
+    reads are found from its formula, and a replaced table counts as touched."""
+    from spec.state import initial
+
+    assert prove._reads("frames_counted") == {"owned", "owner"}
+    assert prove._reads("quota_respected") == {"owned", "quota"}
+    s = initial(prove.PROOF_CONFIG)
+    fields = prove._reads("frames_counted")
+    assert prove._untouched(s, s.evolve(quota=(9,) * 3), fields)
+    assert not prove._untouched(s, s.evolve(owner=tuple(list(s.owner))), fields)
+    u, _ = symbolic.unbounded(prove.PROOF_CONFIG)
+    moved = u.evolve(owned=u.owned.like(u.owned.arr))  # the same array: untouched
+    assert prove._untouched(u, moved, fields)
+    assert not prove._untouched(u, u.evolve(owner=symbolic.unbounded_like(u, "x").owner),
+                                fields)
