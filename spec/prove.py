@@ -261,21 +261,24 @@ def prove_target(target: str, cfg: Config = PROOF_CONFIG, conv: str = "arm64",
     ``refute``, those the all-sizes reading left open are also tried on a larger model
     (the all-sizes solver rarely refutes: a model of quantified arrays is hard to find).
 
-    Per-obligation times are the Z3 check plus an even share of the path exploration.
+    Per-obligation times are the Z3 check plus an even share of the path exploration;
+    for one the all-sizes pass could not settle, plus that attempt.
     """
     done: list[ProofResult] = []
-    tried: set[str] = set()
+    tried: dict[str, float] = {}  # the obligations tried for every size, and the seconds
+    # spent on those it left open
     if every_size:
         done = _prove(target, cfg, conv, cex_dir, only, {}, every_size=True, tried=tried)
     # The obligations settled for every size get only their vacuity check at the bounded
     # sizes: hypotheses satisfiable there are satisfiable for every size (the bounded
     # model is one of them), a query the quantified reading makes hard.
     witnessed = {r.invariant: True for r in done}
-    rest = _prove(target, cfg, conv, cex_dir, only, witnessed, every_size=False)
+    rest = [attrs.evolve(r, seconds=r.seconds + tried.get(r.invariant, 0.0))
+            for r in _prove(target, cfg, conv, cex_dir, only, witnessed, every_size=False)]
     # Those the all-sizes reading could not settle (a counterexample it could not build)
     # are also tried on a larger model: a bug that needs a fourth VM or a sixth frame
     # still fails there, with a counterexample that replays.
-    unsettled = {r.invariant for r in rest if r.status == "proved"} & tried
+    unsettled = {r.invariant for r in rest if r.status == "proved"} & tried.keys()
     if refute and unsettled and cfg == PROOF_CONFIG:
         larger = {r.invariant: r for r in _prove(target, REFUTE_CONFIG, conv, cex_dir,
                                                  unsettled, {}, every_size=False)
@@ -295,7 +298,7 @@ EXPLORE_TIMEOUT_MS = 2_000  # a branch (a quantified guard) not decided by then:
 
 def _prove(target: str, cfg: Config, conv: str, cex_dir: str | None,
            only: set[str] | None, skip: dict[str, bool], every_size: bool,
-           tried: set[str] | None = None) -> list[ProofResult]:
+           tried: dict[str, float] | None = None) -> list[ProofResult]:
     """The obligations of ``target`` (those in ``only``), for every size or for ``cfg``'s;
     for every size, only those it settles.  Those in ``skip`` are only checked for
     vacuity (``skip[name]``: whether their hypotheses are satisfiable)."""
@@ -333,9 +336,9 @@ def _prove(target: str, cfg: Config, conv: str, cex_dir: str | None,
             skip[name] = _satisfiable(hypotheses, [*setup.assumptions, *extra],
                                       [c for c, _ in goals])
             return
-        if tried is not None:
-            tried.add(name)
         t0 = time.perf_counter()
+        if tried is not None:
+            tried[name] = 0.0
         model, answer = None, z3.unsat
         for cond, holds in goals:
             post = z3.simplify(_b(holds))
@@ -363,7 +366,10 @@ def _prove(target: str, cfg: Config, conv: str, cex_dir: str | None,
         if every_size and status != "proved":
             cex = None if model is None else _counterexample(setup, model, cfg, conv, kind, name)
             if cex is None or not _replays(cex, name):
-                return  # unsettled, or no concrete witness: the bounded proof decides
+                # unsettled, or no concrete witness: the bounded proof decides
+                if tried is not None:
+                    tried[name] = time.perf_counter() - t0
+                return
             detail = f"refuted at sizes {cex['config']}"
         if status == "proved" and not every_size and not _satisfiable(
                 hypotheses, [*setup.assumptions, *extra], [c for c, _ in goals]):
