@@ -172,12 +172,21 @@ def _pid_gone(pid: int, within: float = 5.0) -> bool:
     return False
 
 
+def _default_sigint() -> None:
+    """In the child: SIGINT at its default, unblocked.  A process started with SIGINT
+    ignored keeps ignoring it (POSIX; Python then installs no KeyboardInterrupt), and a
+    pytest worker was seen handing that on, which left this test's Ctrl-C unanswered."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 2)])
 def test_signal_mid_run_writes_an_incomplete_report(tmp_path, sig, code) -> None:
     pidfile, out = tmp_path / "pid", tmp_path / "report"
     target = _adapter("--delay", "0.001", "--pidfile", str(pidfile), "--fork-child")
     proc = subprocess.Popen([*PVSPEC, "conform", "--target", target, "--report", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT,
+                            preexec_fn=_default_sigint)
     deadline = time.monotonic() + 60
     while not (out / "report.json").exists() and time.monotonic() < deadline:
         time.sleep(0.1)

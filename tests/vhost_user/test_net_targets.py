@@ -36,13 +36,22 @@ def test_reference_net_passes(tmp_path: Path) -> None:
     assert m["VIRTIO-5.1.6.4.1-DEV-NUM-BUFFERS-ONE"]["status"] == "passed"
 
 
+def _default_sigint() -> None:
+    """In the child: SIGINT at its default, unblocked.  A process started with SIGINT
+    ignored keeps ignoring it (POSIX; Python then installs no KeyboardInterrupt), and a
+    pytest worker was seen handing that on, which left this test's Ctrl-C unanswered."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_served_net_is_judged_through_its_socket(tmp_path: Path) -> None:
     """``pvspec serve vhost-user-net`` answers ``--target vhost-user-net:SOCKET``, and
     stops on SIGINT without a traceback."""
     sock = tmp_path / "net.sock"
     proc = subprocess.Popen([sys.executable, "-m", "conformance.cli", "serve",
                              "vhost-user-net", "--socket", str(sock)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=_default_sigint)
     try:
         for _ in range(500):
             if sock.exists():
