@@ -615,7 +615,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--larger", action="store_true",
                     help="also try what the all-sizes pass leaves open on a larger model "
                          "(spec.prove.REFUTE_CONFIG: a fourth VM, a sixth host frame, a third "
-                         "handle and port), to find a bug past the bound")
+                         "handle and port) and at the corners of the size domain "
+                         "(spec.prove.CORNER_CONFIGS: one size at its least, e.g. no host "
+                         "frames), to find a bug at sizes other than the bound")
     pr.set_defaults(fn=cmd_prove)
 
     ve = sub.add_parser("verify", parents=[common],

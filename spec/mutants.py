@@ -536,6 +536,18 @@ def _release_keeps_sixth_frame(orig: Handler) -> Handler:
     return bug
 
 
+def _share_reads_frame_of_invalid_entry(orig: Handler) -> Handler:
+    """MEM_SHARE looks up the transaction of the frame behind guest frame ``base`` before
+    it knows the entry is valid: an invalid entry's frame is 0, which a machine with no
+    host frames does not have (the read the spec itself made until the all-sizes index
+    obligation found it)."""
+    def bug(s: State, me: Caller, row: Any, base: Any, *args: Any) -> tuple[State, Any]:
+        if ult(base, s.cfg.n_gframes):
+            select(s.frame_tx, select(s.s2_frame, s.vg(me.vm, base)))
+        return orig(s, me, row, base, *args)
+    return bug
+
+
 MUTANTS: tuple[Mutant, ...] = (
     Mutant("feature_flags_bit31", "psci_features", "PSCI_FEATURES",
            "firmware_results_well_formed", "PSCI_FEATURES flags with bit 31 set",
@@ -654,6 +666,9 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant("release_keeps_sixth_frame", "mem_release", "MEM_RELEASE", "free_frames_unmapped",
            "frame freed while still mapped, past the fifth host frame",
            _release_keeps_sixth_frame, siblings=("mappings_authorized",), sizes=True),
+    Mutant("share_reads_frame_of_invalid_entry", "mem_share", "MEM_SHARE", "indices_in_range",
+           "table read at an invalid entry's frame, absent without host frames",
+           _share_reads_frame_of_invalid_entry, sizes=True),
 )
 BY_NAME = {m.name: m for m in MUTANTS}
 

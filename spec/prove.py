@@ -52,6 +52,13 @@ PROOF_CONFIG = Config()
 # one more VM, host frame, handle and port: where an obligation the all-sizes reading
 # could not settle is also tried (spec.prove.prove_target)
 REFUTE_CONFIG = Config(n_vms=4, n_hframes=6, n_tx=3, n_ports=3)
+# ... and the corners of the size domain (spec.state.size_domain), one size at its least:
+# a bug of an empty table (a read of frame 0 where there are no host frames) lives there,
+# where a model of quantified arrays is as hard to find as past the bound
+CORNER_CONFIGS = (Config(n_vms=2), Config(n_vcpus=1), Config(n_gframes=0),
+                  Config(n_hframes=0, n_hyp_frames=0, control_quota=0), Config(n_tx=0),
+                  Config(n_ports=0), Config(n_devices=0))
+REFUTE_CONFIGS = (REFUTE_CONFIG, *CORNER_CONFIGS)
 
 __all__ = ["ProofResult", "initial_state_results", "prove_all", "prove_target", "targets"]
 
@@ -259,7 +266,8 @@ def prove_target(target: str, cfg: Config = PROOF_CONFIG, conv: str = "arm64",
     quantified reading (a count), anything the solver does not settle -- are proved for
     ``cfg``'s sizes, as the cross-check of all of them is (``every_size=False``); with
     ``refute``, those the all-sizes reading left open are also tried on a larger model
-    (the all-sizes solver rarely refutes: a model of quantified arrays is hard to find).
+    and at the corners of the size domain (the all-sizes solver rarely refutes: a model
+    of quantified arrays is hard to find).
 
     Per-obligation times are the Z3 check plus an even share of the path exploration;
     for one the all-sizes pass could not settle, plus that attempt.
@@ -276,16 +284,19 @@ def prove_target(target: str, cfg: Config = PROOF_CONFIG, conv: str = "arm64",
     rest = [attrs.evolve(r, seconds=r.seconds + tried.get(r.invariant, 0.0))
             for r in _prove(target, cfg, conv, cex_dir, only, witnessed, every_size=False)]
     # Those the all-sizes reading could not settle (a counterexample it could not build)
-    # are also tried on a larger model: a bug that needs a fourth VM or a sixth frame
-    # still fails there, with a counterexample that replays.
+    # are also tried on a larger model and at the corners of the size domain: a bug that
+    # needs a fourth VM, a sixth frame or no frames at all still fails there, with a
+    # counterexample that replays.
     unsettled = {r.invariant for r in rest if r.status == "proved"} & tried.keys()
-    if refute and unsettled and cfg == PROOF_CONFIG:
-        larger = {r.invariant: r for r in _prove(target, REFUTE_CONFIG, conv, cex_dir,
-                                                 unsettled, {}, every_size=False)
-                  if r.status == "failed"}
-        rest = [attrs.evolve(larger[r.invariant], detail="refuted on the larger model "
-                             f"{REFUTE_CONFIG.sizes()}") if r.invariant in larger else r
-                for r in rest]
+    refuted: dict[str, ProofResult] = {}
+    for other in REFUTE_CONFIGS if refute and cfg == PROOF_CONFIG else ():
+        if not unsettled - refuted.keys():
+            break
+        refuted |= {r.invariant: attrs.evolve(r, detail=f"refuted at sizes {other.sizes()}")
+                    for r in _prove(target, other, conv, cex_dir, unsettled - refuted.keys(),
+                                    {}, every_size=False)
+                    if r.status == "failed"}
+    rest = [refuted.get(r.invariant, r) for r in rest]
     return [*(r if witnessed[r.invariant] or r.status != "proved" else attrs.evolve(
         r, status="vacuous", detail="its hypotheses contradict one another") for r in done),
         *rest]
@@ -831,10 +842,10 @@ def prove_all(jobs: int = 2, cex_dir: str | None = None,
     ``every_size`` False, all of them for the bounded model only (the cross-check).
 
     With ``larger``, what the all-sizes pass leaves open is also tried on the larger model
-    (:func:`prove_target`'s ``refute``): it can only turn a bounded proof into a
-    refutation past the bound, and for a sound spec it is the costliest part of the run
-    (the memory calls' open obligations proved again at 4 VMs and 6 frames), so the
-    suite runs it on request."""
+    and at the corners of the size domain (:func:`prove_target`'s ``refute``): it can
+    only turn a bounded proof into a refutation at other sizes, and for a sound spec it is
+    the costliest part of the run (the memory calls' open obligations proved again at 4
+    VMs and 6 frames, and at each corner), so the suite runs it on request."""
     results = initial_state_results(every_size=every_size)
     work = _jobs()
     if jobs <= 1:

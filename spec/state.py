@@ -218,7 +218,7 @@ def initial(cfg: Config | None = None) -> State:
         if name in first:
             tables[name] = logic.build(n, first[name], m)
         elif type(n) is int and type(m) in (int, type(None)):
-            tables[name] = (_BOOT[name],) * (n * (m or 1))
+            tables[name] = (_BOOT[name],) * (n * (1 if m is None else m))
         else:
             tables[name] = logic.build(n, lambda *_, x=_BOOT[name]: x, m)
     return State(cfg=cfg, **tables)

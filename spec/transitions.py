@@ -677,11 +677,14 @@ def _transact(s: State, me: Caller, row: Row, kind: int, base: Any, n: Any, who:
 
     def owned(g: Any) -> Any:  # the caller's own entry, not yet in a transaction
         i = s.vg(me.vm, g)
+        # An invalid entry's frame is 0, a frame a model without host frames does not
+        # have (the all-sizes index obligation found it): its transaction is read with a
+        # default; a valid entry's frame exists (well_formed).
         return implies(within(g, base, n), and_(
             select(s.s2_valid, i),
             select(s.s2_tx, i) == NONE,
             perm & ~select(s.s2_perm, i) == 0,
-            select(s.frame_tx, select(s.s2_frame, i)) == NONE,
+            select(s.frame_tx, select(s.s2_frame, i), NONE) == NONE,
         ))
 
     if not forall(G, owned):

@@ -13,6 +13,21 @@ def test_initial_state_satisfies_every_invariant():
     assert {r.invariant for r in results if r.bounded} == {"frames_counted"}
 
 
+@pytest.mark.parametrize("cfg", prove.REFUTE_CONFIGS, ids=lambda c: str(c.sizes()))
+def test_boot_state_at_the_corners(cfg):
+    """At the corners of the size domain too the boot state has each table's shape and is
+    sound: a table with no columns (no guest frames, no ports) has no slots, not one per
+    VM (the bug the corners' refutation pass found in spec.state.initial)."""
+    from spec import invariants
+    from spec.state import SHAPES, initial
+
+    s = initial(cfg)
+    for name, (rows, cols) in SHAPES.items():
+        width = 1 if cols is None else getattr(cfg, cols)
+        assert len(getattr(s, name)) == getattr(cfg, rows) * width, name
+    assert invariants.violated(s) == []
+
+
 def test_boot_state_proof_for_every_size_can_fail(monkeypatch):
     """Without the size domain's bound on the control VM's quota (what this proof found
     missing), the boot state breaks well_formed at some size; the bounded model's boot
